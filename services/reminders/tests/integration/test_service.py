@@ -1,0 +1,48 @@
+"""The reminders service process against a real PostgreSQL and Kafka: migrations, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from reminders.cli import ALEMBIC_INI
+from reminders.main import create_app
+from reminders.models import metadata
+from reminders.settings import RemindersSettings
+from tests.support.fixtures import CreateDatabase
+from tests.support.migrations import check_migration_history
+from tests.support.service import bearer, running
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_migration_history_upgrades_downgrades_and_matches_the_models(
+    create_database: CreateDatabase,
+) -> None:
+    assert Path(ALEMBIC_INI).is_file()
+    await check_migration_history(await create_database("reminders"), ALEMBIC_INI, metadata)
+
+
+async def test_a_migrated_service_is_ready_and_reports_metrics(
+    create_database: CreateDatabase, kafka_bootstrap: str
+) -> None:
+    from shared.migrations import upgrade
+
+    url = await create_database("reminders")
+    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    settings = RemindersSettings(database_url=url, kafka_bootstrap_servers=kafka_bootstrap)
+
+    async with running(create_app(settings)) as client:
+        live = await client.get("/health/live")
+        ready = await client.get("/health/ready")
+        metrics = await client.get("/metrics")
+        missing = await client.get("/no-such-thing", headers=bearer())
+
+    assert live.status_code == 200
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
+    assert "outbox_backlog" in metrics.text
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")

@@ -1,0 +1,7 @@
+from alembic import context
+
+from shared.migrations import run_env
+from timeslots.models import metadata
+from timeslots.settings import TimeslotsSettings
+
+run_env(context, metadata, TimeslotsSettings().database_url)

@@ -1,0 +1,3 @@
+from timeslots.cli import main
+
+main()

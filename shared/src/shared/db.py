@@ -1,0 +1,56 @@
+"""Database plumbing: engines, sessions, and the naming convention every service shares.
+
+Each service declares its own ``MetaData`` (so Alembic autogenerate in one service never sees
+another service's tables) but builds it with :func:`service_metadata`, so constraint and
+index names follow one convention everywhere and migrations can refer to them by name.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def service_metadata() -> MetaData:
+    """A fresh ``MetaData`` with the platform's naming convention."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str | None = None
+) -> AsyncEngine:
+    """An asyncpg engine whose connections are checked before use (survives DB restarts)."""
+    connect_args: dict[str, object] = {}
+    if application_name:
+        connect_args["server_settings"] = {"application_name": application_name}
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (no lazy reload on access)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """``postgresql+asyncpg://…`` -> ``postgresql://…`` for direct asyncpg connections."""
+    scheme, sep, rest = sqlalchemy_url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"

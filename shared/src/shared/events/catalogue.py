@@ -1,0 +1,288 @@
+"""The payload models of every event of the platform (version 1).
+
+Producers and consumers import these models and nothing else of each other. A change that
+a consumer could not read is a new version (``version = 2``) published beside the old one.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from shared.events import topics
+from shared.events.envelope import Event, EventCatalogue
+from shared.events.money import Money, UtcDatetime
+
+
+def _event(cls: type[Event]) -> type[Event]:
+    return EventCatalogue.register(cls)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- timeslots -------------------------------------------------------------------------
+
+
+class RoomType(enum.StrEnum):
+    OFFICE = "office"
+    CONSULTATION = "consultation"
+    MEETING = "meeting"
+    TREATMENT = "treatment"
+
+
+class SlotStatus(enum.StrEnum):
+    OPEN = "open"
+    BLOCKED = "blocked"
+
+
+class RoomSnapshot(_Frozen):
+    room_id: UUID
+    name: str
+    room_type: RoomType
+    capacity: int = Field(ge=1)
+    time_zone: str
+    hourly_rate: Money
+    active: bool
+
+
+class SlotSnapshot(_Frozen):
+    """A slot as the timeslot service holds it; ``revision`` grows with every change."""
+
+    slot_id: UUID
+    room_id: UUID
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    price: Money
+    max_bookings: int = Field(ge=1)
+    status: SlotStatus
+    revision: int = Field(ge=1)
+
+
+class _RoomEvent(Event):
+    topic: ClassVar[str] = topics.TIMESLOTS_EVENTS
+    room_id: UUID
+
+    def aggregate_id(self) -> str:
+        return str(self.room_id)
+
+
+@_event
+class RoomUpserted(_RoomEvent):
+    """A room was created or its details changed."""
+
+    name: ClassVar[str] = "RoomUpserted"
+    room: RoomSnapshot
+
+
+@_event
+class RoomDeactivated(_RoomEvent):
+    """A room takes no new bookings; existing ones stay."""
+
+    name: ClassVar[str] = "RoomDeactivated"
+    deactivated_at: UtcDatetime
+
+
+@_event
+class SlotsGenerated(_RoomEvent):
+    """A batch of new slots of one room (generation publishes them in chunks)."""
+
+    name: ClassVar[str] = "SlotsGenerated"
+    slots: list[SlotSnapshot] = Field(min_length=1)
+
+
+@_event
+class SlotChanged(_RoomEvent):
+    """A slot's price, capacity or status changed (blocking and unblocking included)."""
+
+    name: ClassVar[str] = "SlotChanged"
+    slot: SlotSnapshot
+
+
+# --- booking ---------------------------------------------------------------------------
+
+
+class Contact(_Frozen):
+    email: EmailStr
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9]\d{6,14}$")
+
+
+class Actor(enum.StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
+class _BookingEvent(Event):
+    topic: ClassVar[str] = topics.BOOKING_EVENTS
+    booking_id: UUID
+
+    def aggregate_id(self) -> str:
+        return str(self.booking_id)
+
+
+@_event
+class BookingCreated(_BookingEvent):
+    """A place is held for a user until ``hold_expires_at``: what the payment service charges."""
+
+    name: ClassVar[str] = "BookingCreated"
+    user_id: str
+    slot_id: UUID
+    room_id: UUID
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    price: Money
+    hold_expires_at: UtcDatetime
+
+
+@_event
+class BookingConfirmed(_BookingEvent):
+    """Paid and confirmed: what the reminder service needs to remind."""
+
+    name: ClassVar[str] = "BookingConfirmed"
+    user_id: str
+    slot_id: UUID
+    room_id: UUID
+    room_name: str
+    room_time_zone: str
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    contact: Contact
+    payment_id: str
+    price: Money
+
+
+@_event
+class BookingCancelled(_BookingEvent):
+    name: ClassVar[str] = "BookingCancelled"
+    user_id: str
+    slot_id: UUID
+    room_id: UUID
+    cancelled_by: Actor
+    reason: str | None = None
+    refund: Money | None = None
+
+
+@_event
+class RefundRequested(_BookingEvent):
+    """Asks the payment service to return ``amount`` of ``payment_id``."""
+
+    name: ClassVar[str] = "RefundRequested"
+    refund_id: UUID
+    payment_id: str
+    amount: Money
+    reason: str
+
+
+@_event
+class BookingRescheduled(_BookingEvent):
+    name: ClassVar[str] = "BookingRescheduled"
+    user_id: str
+    room_id: UUID
+    old_slot_id: UUID
+    new_slot_id: UUID
+    old_starts_at: UtcDatetime
+    new_starts_at: UtcDatetime
+    new_ends_at: UtcDatetime
+    room_time_zone: str
+    price_difference: Money
+
+
+@_event
+class BookingCompleted(_BookingEvent):
+    name: ClassVar[str] = "BookingCompleted"
+    slot_id: UUID
+    room_id: UUID
+
+
+@_event
+class BookingNoShow(_BookingEvent):
+    name: ClassVar[str] = "BookingNoShow"
+    slot_id: UUID
+    room_id: UUID
+
+
+@_event
+class BookingExpired(_BookingEvent):
+    """The hold ran out unpaid; the place is free again."""
+
+    name: ClassVar[str] = "BookingExpired"
+    user_id: str
+    slot_id: UUID
+    room_id: UUID
+
+
+# --- payments (published by the external payment service) ------------------------------
+
+
+class _PaymentEvent(Event):
+    topic: ClassVar[str] = topics.PAYMENT_EVENTS
+    booking_id: UUID
+    payment_id: str
+
+    def aggregate_id(self) -> str:
+        return str(self.booking_id)
+
+
+@_event
+class PaymentSucceeded(_PaymentEvent):
+    name: ClassVar[str] = "PaymentSucceeded"
+    amount: Money
+
+
+@_event
+class PaymentFailed(_PaymentEvent):
+    name: ClassVar[str] = "PaymentFailed"
+    reason: str
+
+
+# --- reminders -------------------------------------------------------------------------
+
+
+class ReminderChannel(enum.StrEnum):
+    EMAIL_24H = "email_24h"
+    EMAIL_1H = "email_1h"
+    SMS = "sms"
+
+
+@_event
+class ReminderDue(Event):
+    """A job for the delivery workers: deliver this reminder now."""
+
+    name: ClassVar[str] = "ReminderDue"
+    topic: ClassVar[str] = topics.REMINDER_JOBS
+    reminder_id: UUID
+    booking_id: UUID
+    channel: ReminderChannel
+    scheduled_for: UtcDatetime
+
+    def aggregate_id(self) -> str:
+        return str(self.reminder_id)
+
+
+class _ReminderOutcome(Event):
+    topic: ClassVar[str] = topics.REMINDER_EVENTS
+    reminder_id: UUID
+    booking_id: UUID
+    channel: ReminderChannel
+
+    def aggregate_id(self) -> str:
+        return str(self.booking_id)
+
+
+@_event
+class ReminderSent(_ReminderOutcome):
+    name: ClassVar[str] = "ReminderSent"
+    sent_at: UtcDatetime
+    message_id: str
+
+
+@_event
+class ReminderFailed(_ReminderOutcome):
+    name: ClassVar[str] = "ReminderFailed"
+    attempts: int = Field(ge=1)
+    error: str

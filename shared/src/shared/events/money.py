@@ -1,0 +1,110 @@
+"""Exact money and time types used in every event and API of the platform.
+
+Money is a ``Decimal`` amount plus an ISO 4217 currency code. It travels as a JSON string
+(``"12.50"``), never as a float, and floats are refused on the way in: a float has already
+lost the exactness this type exists for. Times are timezone-aware and normalised to UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+# Currencies whose minor unit is not the cent (ISO 4217 exponent). Everything else: 2.
+_MINOR_UNIT_EXPONENT: dict[str, int] = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
+    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
+    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}  # fmt: skip
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Number of decimal places the currency's smallest unit has (2 for EUR, 0 for JPY)."""
+    return _MINOR_UNIT_EXPONENT.get(currency, 2)
+
+
+def _exact_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError("money amounts must be given as strings or integers, not floats")
+    if isinstance(value, str):
+        try:
+            parsed = Decimal(value.strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"{value!r} is not a decimal number") from exc
+        if not parsed.is_finite():
+            raise ValueError("money amounts must be finite")
+        return parsed
+    return value
+
+
+def _finite(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("money amounts must be finite")
+    return value
+
+
+ExactDecimal = Annotated[
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    AfterValidator(_finite),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["12.50"]}),
+]
+"""A Decimal that is refused as a float and serialised as a plain decimal string."""
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR", "USD"])]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A timezone-aware datetime, normalised to UTC; naive datetimes are refused."""
+
+
+def utc_now() -> datetime:
+    """The current instant, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Money(BaseModel):
+    """An exact amount in one currency, rounded to the currency's minor unit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: ExactDecimal
+    currency: CurrencyCode
+
+    @model_validator(mode="after")
+    def _amount_fits_currency(self) -> Money:
+        exponent = self.amount.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > minor_unit_exponent(self.currency):
+            raise ValueError(
+                f"{self.amount} has more decimal places than {self.currency} allows "
+                f"({minor_unit_exponent(self.currency)})"
+            )
+        return self
+
+    @classmethod
+    def of(cls, amount: Decimal | int | str, currency: str) -> Money:
+        """Round ``amount`` half-up (as on an invoice) to the currency's minor unit."""
+        quantum = Decimal(1).scaleb(-minor_unit_exponent(currency))
+        return cls(amount=Decimal(amount).quantize(quantum, rounding=ROUND_HALF_UP),
+                   currency=currency)
+
+    def __str__(self) -> str:
+        return f"{format(self.amount, 'f')} {self.currency}"

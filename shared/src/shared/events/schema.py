@@ -1,0 +1,59 @@
+"""JSON Schema of every event payload and of the envelope, exported for other teams.
+
+``python -m shared.events.schema DIR`` writes one ``<Type>.v<N>.json`` per payload model and
+``Envelope.json``; ``--check`` fails when the files in DIR differ from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.events import catalogue  # noqa: F401  (registers every payload model)
+from shared.events.envelope import Envelope, EventCatalogue
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """File name -> JSON Schema, for the envelope and every registered payload model."""
+    result: dict[str, dict[str, Any]] = {"Envelope.json": Envelope.model_json_schema()}
+    for model in EventCatalogue.all():
+        schema = model.model_json_schema(mode="serialization")
+        schema["$id"] = f"urn:booking-platform:event:{model.type_name()}"
+        schema["x-topic"] = model.topic
+        result[f"{model.type_name()}.json"] = schema
+    return result
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--check", action="store_true", help="fail if DIR is not current")
+    args = parser.parse_args(argv)
+    directory: Path = args.directory
+    wanted = {name: render(schema) for name, schema in schemas().items()}
+    if args.check:
+        present = {p.name: p.read_text() for p in directory.glob("*.json")}
+        stale = sorted(n for n in wanted.keys() | present.keys() if wanted.get(n) != present.get(n))
+        if stale:
+            print(f"event schemas out of date in {directory}: {', '.join(stale)}", file=sys.stderr)
+            print(f"run: python -m shared.events.schema {directory}", file=sys.stderr)
+            return 1
+        return 0
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale_file in directory.glob("*.json"):
+        if stale_file.name not in wanted:
+            stale_file.unlink()
+    for name, text in wanted.items():
+        (directory / name).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""The Kafka consumer runtime: idempotent handlers, bounded retries, a dead-letter topic.
+
+An :class:`EventConsumer` owns one consumer group. For every record it
+
+1. decodes the CloudEvents envelope and typed payload; a record that cannot be decoded, or
+   names an event type the platform does not define, goes to ``<topic>.dlq`` at once;
+2. skips event types it has no handler for (topics carry several types);
+3. claims the event id in its inbox and runs the handler in one database transaction, so a
+   redelivered event has no second effect;
+4. on an error the handler declared permanent (an impossible event), dead-letters the record
+   with the reason; on any other error retries with exponential backoff up to
+   ``max_attempts`` and then dead-letters it; while the *database or broker is unreachable*
+   it keeps retrying without counting, because the record is fine and dead-lettering every
+   record during an outage would be worse than waiting;
+5. commits the offset only after all of this (never FastStream's ack-first default).
+
+The partition keeps moving in every case except an outage, and nothing is acknowledged that
+was not applied, deduplicated or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import asyncpg
+from sqlalchemy import Table
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import inbox
+from shared.events.envelope import Envelope, Event, EventDecodeError, decode
+from shared.events.money import utc_now
+from shared.events.topics import dead_letter_topic
+from shared.observability import correlation_id as correlation_id_var
+from shared.outbox import causation_id_var
+
+if TYPE_CHECKING:
+    from faststream.kafka import KafkaBroker
+    from prometheus_client import Counter, Histogram
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+
+class PermanentEventError(Exception):
+    """Raised by a handler for an event that can never be applied (dead-lettered at once)."""
+
+
+@dataclass(frozen=True)
+class IncomingRecord:
+    """The parts of a Kafka record the runtime needs; independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What a handler gets beside the event: its transaction and the envelope."""
+
+    session: AsyncSession
+    envelope: Envelope
+    record: IncomingRecord
+
+
+Handler = Callable[[Any, EventContext], Awaitable[None]]
+
+
+class Outcome(enum.StrEnum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    DEAD_LETTERED = "dead_lettered"
+    ABANDONED = "abandoned"  # the consumer is stopping; the record will be redelivered
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+
+    def backoff(self, attempt: int) -> float:
+        """Delay after the ``attempt``-th failure (1-based), doubling up to the cap."""
+        return float(min(self.initial_backoff_s * 2 ** (attempt - 1), self.max_backoff_s))
+
+
+class DeadLetterSink(Protocol):
+    async def send(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: dict[str, str]
+    ) -> None:
+        """Publish one record and return once the broker acknowledged it."""
+
+
+class ConsumerMetrics(Protocol):
+    def counter(self, name: str, documentation: str, labels: Sequence[str]) -> Counter: ...
+
+    def histogram(self, name: str, documentation: str, labels: Sequence[str]) -> Histogram: ...
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    PoolTimeoutError,
+    DisconnectionError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` means the database or broker is unreachable, not that data is bad."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException) and _is_connection_error(orig):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, _CONNECTION_ERRORS)
+
+
+@dataclass
+class EventConsumer:
+    """One consumer group: event type -> handler, applied exactly once per event id."""
+
+    name: str
+    session_factory: async_sessionmaker[AsyncSession]
+    inbox_table: Table
+    dead_letters: DeadLetterSink
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    permanent_errors: tuple[type[BaseException], ...] = ()
+    metrics: ConsumerMetrics | None = None
+    _handlers: dict[type[Event], Handler] = field(default_factory=dict)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._outcomes: Counter | None = None
+        self._durations: Histogram | None = None
+        if self.metrics is not None:
+            self._outcomes = self.metrics.counter(
+                "events_consumed_total",
+                "Events taken from Kafka by outcome",
+                ["consumer", "event_type", "outcome"],
+            )
+            self._durations = self.metrics.histogram(
+                "event_handling_seconds", "Time to handle one event", ["consumer"]
+            )
+
+    def on(self, event_type: type[E]) -> Callable[[Callable[[E, EventContext], Awaitable[None]]],
+                                               Callable[[E, EventContext], Awaitable[None]]]:
+        """Register the handler of ``event_type`` (one handler per type)."""
+
+        def register(
+            handler: Callable[[E, EventContext], Awaitable[None]],
+        ) -> Callable[[E, EventContext], Awaitable[None]]:
+            if event_type in self._handlers:
+                raise ValueError(f"{self.name} already handles {event_type.type_name()}")
+            self._handlers[event_type] = handler
+            return handler
+
+        return register
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({event_type.topic for event_type in self._handlers})
+
+    def stop(self) -> None:
+        """Make in-flight retries give up so that the consumer can shut down promptly."""
+        self._stopping.set()
+
+    async def process(self, record: IncomingRecord) -> Outcome:
+        """Apply one record; the caller acknowledges it unless the outcome is ABANDONED."""
+        started = time.perf_counter()
+        try:
+            envelope, event = decode(record.value)
+        except EventDecodeError as exc:
+            return await self._dead_letter(record, "undecodable", str(exc), event_type="?")
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            self._count(envelope.type, Outcome.IGNORED)
+            return Outcome.IGNORED
+        outcome = await self._apply_with_retries(record, envelope, event, handler)
+        if self._durations is not None:
+            self._durations.labels(self.name).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _apply_with_retries(
+        self, record: IncomingRecord, envelope: Envelope, event: Event, handler: Handler
+    ) -> Outcome:
+        failures = 0
+        outage_waits = 0
+        while True:
+            try:
+                applied = await self._apply(record, envelope, event, handler)
+            except self.permanent_errors as exc:
+                return await self._dead_letter(
+                    record, "rejected", _describe(exc), event_type=envelope.type
+                )
+            except PermanentEventError as exc:
+                return await self._dead_letter(
+                    record, "rejected", _describe(exc), event_type=envelope.type
+                )
+            except Exception as exc:
+                if is_outage(exc):
+                    outage_waits += 1
+                    delay = self.retry.backoff(min(outage_waits, 30))
+                    log.warning(
+                        "%s: database unreachable while handling %s, retrying in %.1fs",
+                        self.name, envelope.type, delay, exc_info=outage_waits == 1,
+                    )
+                else:
+                    failures += 1
+                    if failures >= self.retry.max_attempts:
+                        log.error("%s: giving up on %s after %d attempts", self.name,
+                                  envelope.type, failures, exc_info=True)
+                        return await self._dead_letter(
+                            record,
+                            "retries_exhausted",
+                            f"failed {failures} times, last error: {_describe(exc)}",
+                            event_type=envelope.type,
+                        )
+                    delay = self.retry.backoff(failures)
+                    log.warning("%s: handling %s failed (attempt %d), retrying in %.1fs",
+                                self.name, envelope.type, failures, delay, exc_info=True)
+                if await self._interrupted_by_stop(delay):
+                    return Outcome.ABANDONED
+                continue
+            outcome = Outcome.PROCESSED if applied else Outcome.DUPLICATE
+            self._count(envelope.type, outcome)
+            return outcome
+
+    async def _apply(
+        self, record: IncomingRecord, envelope: Envelope, event: Event, handler: Handler
+    ) -> bool:
+        correlation_token = correlation_id_var.set(envelope.correlationid or str(envelope.id))
+        causation_token = causation_id_var.set(str(envelope.id))
+        try:
+            async with self.session_factory() as session, session.begin():
+                claimed = await inbox.claim(
+                    session,
+                    self.inbox_table,
+                    consumer=self.name,
+                    event_id=envelope.id,
+                    event_type=envelope.type,
+                )
+                if not claimed:
+                    return False
+                await handler(event, EventContext(session=session, envelope=envelope,
+                                                  record=record))
+            return True
+        finally:
+            causation_id_var.reset(causation_token)
+            correlation_id_var.reset(correlation_token)
+
+    async def _dead_letter(
+        self, record: IncomingRecord, kind: str, reason: str, *, event_type: str
+    ) -> Outcome:
+        headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        headers.update(
+            {
+                "dlq_reason": reason[:4000],
+                "dlq_kind": kind,
+                "dlq_consumer": self.name,
+                "dlq_original_topic": record.topic,
+                "dlq_original_partition": str(record.partition),
+                "dlq_original_offset": str(record.offset),
+                "dlq_failed_at": utc_now().isoformat(),
+            }
+        )
+        log.error("%s: dead-lettering %s record %s[%d]@%d: %s", self.name, event_type,
+                  record.topic, record.partition, record.offset, reason)
+        attempt = 0
+        while True:
+            try:
+                await self.dead_letters.send(
+                    dead_letter_topic(record.topic), key=record.key, value=record.value,
+                    headers=headers,
+                )
+                break
+            except Exception:
+                attempt += 1
+                log.warning("%s: dead-letter topic unavailable, retrying", self.name,
+                            exc_info=attempt == 1)
+                if await self._interrupted_by_stop(self.retry.backoff(min(attempt, 30))):
+                    return Outcome.ABANDONED
+        self._count(event_type, Outcome.DEAD_LETTERED)
+        return Outcome.DEAD_LETTERED
+
+    async def _interrupted_by_stop(self, delay: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        return self._stopping.is_set()
+
+    def _count(self, event_type: str, outcome: Outcome) -> None:
+        if self._outcomes is not None:
+            self._outcomes.labels(self.name, event_type, outcome.value).inc()
+
+    # --- FastStream glue -----------------------------------------------------------------
+
+    def attach(self, broker: KafkaBroker, *, fetch_max_wait_ms: int = 50,
+               **subscriber_options: Any) -> Any:
+        """Subscribe this consumer's group to its topics on ``broker`` (manual commits)."""
+        from faststream import AckPolicy
+        from faststream.kafka.annotations import KafkaMessage
+
+        async def handle(message: KafkaMessage) -> None:
+            raw = message.raw_message
+            assert not isinstance(raw, tuple)
+            record = IncomingRecord(
+                topic=raw.topic,
+                partition=raw.partition,
+                offset=raw.offset,
+                key=raw.key,
+                value=raw.value,
+                headers=tuple(raw.headers or ()),
+            )
+            outcome = await self.process(record)
+            if outcome is Outcome.ABANDONED:
+                await message.nack()  # seek back: the record is redelivered, never skipped
+            else:
+                await message.ack()
+
+        # Real objects, not the strings ``from __future__ import annotations`` leaves behind:
+        # FastStream resolves the handler's parameters from them at subscription time.
+        handle.__annotations__ = {"message": KafkaMessage, "return": None}
+        handle.__name__ = f"consume_{self.name.replace('-', '_')}"
+        subscriber = broker.subscriber(
+            *self.topics,
+            group_id=self.name,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            **subscriber_options,
+        )
+        return subscriber(handle)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,321 @@
+"""Transactional outbox: events leave a service only if its state change committed.
+
+A service writes its events into its own ``outbox`` table in the same transaction as the
+state change (:class:`Outbox`). A relay (:class:`OutboxRelay`) later publishes pending rows
+to Kafka with an idempotent producer (``acks=all``), keyed by aggregate id, and marks them
+published only after the broker acknowledged them. A crash between publishing and marking
+publishes the same envelope (same event id) again; consumers drop such repeats through
+their inbox, so the effect happens once.
+
+Several relay replicas may run at once: each batch is taken under a transaction-level
+advisory lock, so one relay publishes at a time (the others wait and take over instantly
+when it dies) and the order of events per aggregate is the order they were written in.
+While Kafka is down, rows simply wait; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import asyncpg
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events.envelope import Envelope, Event
+from shared.events.money import utc_now
+from shared.observability import correlation_id as correlation_id_var
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "outbox"
+"""``LISTEN`` channel that wakes the relay as soon as a transaction with events commits."""
+
+causation_id_var: ContextVar[str | None] = ContextVar("causation_id", default=None)
+"""Id of the event being handled, if any: events written meanwhile name it as their cause."""
+
+
+def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
+    """The outbox table, declared on a service's own ``MetaData``."""
+    return Table(
+        name,
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("topic", String(255), nullable=False),
+        Column("key", String(255), nullable=False),
+        Column("event_type", String(255), nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("last_error", Text, nullable=True),
+        Index(f"ix_{name}_pending", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+
+class Outbox:
+    """Writes events into the outbox within the caller's transaction."""
+
+    def __init__(self, table: Table, *, source: str) -> None:
+        self.table = table
+        self.source = source
+
+    async def add(self, session: AsyncSession, *events: Event) -> list[Envelope]:
+        """Record ``events`` to be published once the caller's transaction commits."""
+        if not events:
+            return []
+        causation = causation_id_var.get()
+        correlation = correlation_id_var.get()
+        envelopes = [
+            Envelope.wrap(e, source=self.source, correlation_id=correlation, causation_id=causation)
+            for e in events
+        ]
+        rows = [
+            {
+                "event_id": envelope.id,
+                "topic": event.topic,
+                "key": event.aggregate_id(),
+                "event_type": envelope.type,
+                "payload": envelope.model_dump(mode="json"),
+                "headers": envelope.headers(),
+            }
+            for event, envelope in zip(events, envelopes, strict=True)
+        ]
+        await session.execute(insert(self.table), rows)
+        # Delivered at commit, dropped on rollback: exactly the wake-up the relay needs.
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        return envelopes
+
+
+@dataclass(frozen=True)
+class OutboundRecord:
+    topic: str
+    key: str
+    value: bytes
+    headers: dict[str, str]
+
+
+class Publisher(Protocol):
+    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
+        """Publish all records and return only once the broker acknowledged every one."""
+
+
+def _lock_key(table: Table) -> int:
+    return zlib.crc32(f"outbox-relay:{table.name}".encode())
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    failures: int = 0
+    batches: int = 0
+    backlog: int = 0
+    oldest_pending_age_s: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass
+class OutboxRelay:
+    """Publishes pending outbox rows in order, marking them only after the broker's ack."""
+
+    session_factory: async_sessionmaker[AsyncSession]
+    table: Table
+    publisher: Publisher
+    listen_dsn: str | None = None
+    batch_size: int = 500
+    poll_interval_s: float = 1.0
+    retry_backoff_max_s: float = 5.0
+    retention: timedelta = timedelta(days=7)
+    on_stats: Callable[[RelayStats], Awaitable[None] | None] | None = None
+    stats: RelayStats = field(default_factory=RelayStats)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows it published (0: none, or not our turn)."""
+        t = self.table
+        async with self.session_factory() as session, session.begin():
+            got_lock = await session.scalar(
+                select(func.pg_try_advisory_xact_lock(_lock_key(t)))
+            )
+            if not got_lock:
+                return 0
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            records = [
+                OutboundRecord(
+                    topic=r.topic,
+                    key=r.key,
+                    value=Envelope.model_validate(r.payload).to_json_bytes(),
+                    headers=dict(r.headers),
+                )
+                for r in rows
+            ]
+            await self.publisher.send_batch(records)
+            await session.execute(
+                update(t)
+                .where(t.c.id.in_([r.id for r in rows]))
+                .values(published_at=func.now(), attempts=t.c.attempts + 1, last_error=None)
+            )
+        self.stats.published += len(rows)
+        self.stats.batches += 1
+        return len(rows)
+
+    async def record_failure(self, error: BaseException) -> None:
+        """Count a failed attempt on the rows that are waiting (visible to operators)."""
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}"
+        t = self.table
+        with contextlib.suppress(Exception):
+            async with self.session_factory() as session, session.begin():
+                first_pending = (
+                    select(t.c.id)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                    .scalar_subquery()
+                )
+                await session.execute(
+                    update(t)
+                    .where(t.c.id.in_(first_pending))
+                    .values(attempts=t.c.attempts + 1, last_error=self.stats.last_error[:2000])
+                )
+
+    async def refresh_stats(self) -> RelayStats:
+        """Backlog size and age of the oldest pending row (for metrics and alerts)."""
+        t = self.table
+        async with self.session_factory() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(t.c.created_at)).where(
+                        t.c.published_at.is_(None)
+                    )
+                )
+            ).one()
+        self.stats.backlog = int(count)
+        self.stats.oldest_pending_age_s = (
+            (utc_now() - oldest).total_seconds() if oldest is not None else 0.0
+        )
+        if self.on_stats is not None:
+            result = self.on_stats(self.stats)
+            if result is not None:
+                await result
+        return self.stats
+
+    async def purge_published(self) -> int:
+        """Delete rows published longer ago than the retention period."""
+        t = self.table
+        async with self.session_factory() as session, session.begin():
+            result = await session.execute(
+                delete(t).where(t.c.published_at < utc_now() - self.retention)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def wake(self) -> None:
+        """Ask the relay to look for new rows now (instead of at the next poll)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set; survives Kafka and PostgreSQL outages."""
+        listener = asyncio.create_task(self._listen(stop)) if self.listen_dsn else None
+        backoff = 0.1
+        idle_rounds = 0
+        try:
+            while not stop.is_set():
+                try:
+                    published = await self.publish_pending()
+                    backoff = 0.1
+                except Exception as exc:  # broker or database unavailable: retry later
+                    log.warning("outbox relay: publishing failed, will retry", exc_info=True)
+                    await self.record_failure(exc)
+                    await _sleep_unless(stop, backoff)
+                    backoff = min(backoff * 2, self.retry_backoff_max_s)
+                    continue
+                if published == self.batch_size:
+                    continue  # more may be waiting
+                idle_rounds += 1
+                if idle_rounds % 10 == 1:
+                    with contextlib.suppress(Exception):
+                        await self.refresh_stats()
+                if idle_rounds % 3600 == 1:
+                    with contextlib.suppress(Exception):
+                        await self.purge_published()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wait_for(stop), self.poll_interval_s)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
+
+    async def _wait_for(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Hold a ``LISTEN outbox`` connection; reconnect when the database goes away."""
+        assert self.listen_dsn is not None
+
+        def on_notify(*_: Any) -> None:
+            self._wake.set()
+
+        while not stop.is_set():
+            try:
+                conn = await asyncpg.connect(self.listen_dsn)
+            except Exception:
+                await _sleep_unless(stop, 1.0)
+                continue
+            try:
+                await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+                self._wake.set()  # rows may have arrived while we were not listening
+                while not stop.is_set() and not conn.is_closed():
+                    await _sleep_unless(stop, 1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

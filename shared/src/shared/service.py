@@ -1,0 +1,220 @@
+"""One service process: database, broker, outbox relay, consumers and background loops.
+
+Every service builds a :class:`ServiceRuntime` in its ``create_app(settings)``, registers
+its consumers and background loops on it, and gets a FastAPI app whose lifespan starts and
+stops all of it in order. Nothing is created at import time, so tests build as many
+isolated runtimes as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import MetaData
+
+from shared.db import asyncpg_dsn, make_engine, make_session_factory
+from shared.http.app import create_service_app
+from shared.http.auth import JwtConfig, JwtVerifier
+from shared.http.health import Check, database_check, kafka_check
+from shared.http.metrics import Metrics
+from shared.kafka import BrokerPublisher, ensure_topics, make_broker
+from shared.messaging import EventConsumer, RetryPolicy
+from shared.outbox import Outbox, OutboxRelay, RelayStats
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+BackgroundLoop = Callable[[asyncio.Event], Awaitable[None]]
+"""A coroutine function that runs until the given event is set."""
+
+
+def jwt_verifier(settings: ServiceSettings) -> JwtVerifier:
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    return JwtVerifier(
+        JwtConfig(
+            algorithm=settings.jwt_algorithm,
+            secret=secret if settings.jwt_algorithm.startswith("HS") else None,
+            public_key=settings.jwt_public_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    )
+
+
+class ServiceRuntime:
+    """Owns the I/O resources of one service process and their start/stop order."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        metadata: MetaData,
+        source: str,
+        produces: Iterable[str] = (),
+        run_relay: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.engine = make_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            application_name=settings.service_name,
+        )
+        self.sessions = make_session_factory(self.engine)
+        self.outbox_table = metadata.tables["outbox"]
+        self.inbox_table = metadata.tables["inbox"]
+        self.outbox = Outbox(self.outbox_table, source=source)
+        self.metrics = Metrics()
+        self.broker = make_broker(
+            settings.kafka_bootstrap_servers,
+            client_id=settings.service_name,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+        )
+        self.publisher = BrokerPublisher(self.broker)
+        self.produces = tuple(produces)
+        self.run_relay = run_relay
+        self.relay = OutboxRelay(
+            session_factory=self.sessions,
+            table=self.outbox_table,
+            publisher=self.publisher,
+            listen_dsn=asyncpg_dsn(settings.database_url),
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            on_stats=self._export_relay_stats,
+        )
+        self.consumers: list[EventConsumer] = []
+        self._loops: list[tuple[str, BackgroundLoop]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._wired = False
+        self._backlog = self.metrics.gauge("outbox_backlog", "Outbox rows not yet published")
+        self._backlog_age = self.metrics.gauge(
+            "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
+        )
+
+    def consumer(
+        self, name: str, *, permanent_errors: tuple[type[BaseException], ...] = ()
+    ) -> EventConsumer:
+        """A new consumer group of this service; register handlers with ``.on(Event)``."""
+        consumer = EventConsumer(
+            name=name,
+            session_factory=self.sessions,
+            inbox_table=self.inbox_table,
+            dead_letters=self.publisher,
+            retry=RetryPolicy(
+                max_attempts=self.settings.consumer_max_attempts,
+                initial_backoff_s=self.settings.consumer_backoff_initial_s,
+                max_backoff_s=self.settings.consumer_backoff_max_s,
+            ),
+            permanent_errors=permanent_errors,
+            metrics=self.metrics,
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    def background(self, name: str, loop: BackgroundLoop) -> None:
+        """Run ``loop(stop_event)`` while the service runs (sweepers, dispatchers)."""
+        self._loops.append((name, loop))
+
+    def wire(self) -> None:
+        """Subscribe the consumers on the broker (once; also used to render AsyncAPI docs)."""
+        if self._wired:
+            return
+        for consumer in self.consumers:
+            consumer.attach(self.broker, fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms)
+        self._wired = True
+
+    @property
+    def topics(self) -> list[str]:
+        consumed = {topic for c in self.consumers for topic in c.topics}
+        return sorted(consumed | set(self.produces))
+
+    async def start(self) -> None:
+        self._stop.clear()
+        await ensure_topics(
+            self.settings.kafka_bootstrap_servers,
+            self.topics,
+            partitions=self.settings.kafka_topic_partitions,
+            replication_factor=self.settings.kafka_replication_factor,
+        )
+        self.wire()
+        await self.broker.start()
+        loops = list(self._loops)
+        if self.run_relay:
+            loops.insert(0, ("outbox-relay", self.relay.run))
+        self._tasks = [
+            asyncio.create_task(self._supervise(name, loop), name=name) for name, loop in loops
+        ]
+        log.info("%s started: topics %s", self.settings.service_name, ", ".join(self.topics))
+
+    async def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        self._stop.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        await self.engine.dispose()
+
+    async def _supervise(self, name: str, loop: BackgroundLoop) -> None:
+        """Restart a background loop that crashed, after a pause, until the service stops."""
+        while not self._stop.is_set():
+            try:
+                await loop(self._stop)
+            except Exception:
+                log.exception("background loop %s crashed; restarting in 1s", name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+            else:
+                return
+
+    def _export_relay_stats(self, stats: RelayStats) -> None:
+        self._backlog.set(stats.backlog)
+        self._backlog_age.set(stats.oldest_pending_age_s)
+
+    def checks(self) -> dict[str, Check]:
+        return {
+            "database": database_check(self.engine),
+            "kafka": kafka_check(self.broker.ping),
+        }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def create_app(
+        self,
+        *,
+        title: str,
+        version: str,
+        description: str | None = None,
+        problem_mapping: Mapping[type[Exception], int] | None = None,
+        **extra_state: Any,
+    ) -> FastAPI:
+        app = create_service_app(
+            title=title,
+            version=version,
+            description=description,
+            verifier=jwt_verifier(self.settings),
+            metrics=self.metrics,
+            checks=self.checks(),
+            lifespan=self.lifespan,
+            problem_mapping=problem_mapping or {},
+        )
+        app.state.runtime = self
+        for key, value in extra_state.items():
+            setattr(app.state, key, value)
+        return app

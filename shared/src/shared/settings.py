@@ -1,0 +1,55 @@
+"""Settings every service shares; each service subclasses with its own env prefix.
+
+``BookingSettings(ServiceSettings)`` with ``env_prefix="BOOKING_"`` reads
+``BOOKING_DATABASE_URL``, ``BOOKING_KAFKA_BOOTSTRAP_SERVERS`` and so on. Defaults match the
+local infrastructure that ``make up`` provisions, so a developer needs no environment at all.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+"""HS256 secret used when none is configured: fine on a laptop, refused nowhere, logged loudly."""
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_file=None)
+
+    service_name: str = "service"
+    database_url: str = "postgresql+asyncpg://platform:platform@127.0.0.1:55432/postgres"
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=0)
+    kafka_request_timeout_ms: int = Field(default=15_000, ge=1_000)
+
+    jwt_algorithm: str = "HS256"
+    jwt_secret: SecretStr | None = SecretStr(DEV_JWT_SECRET)
+    jwt_public_key: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
+    consumer_backoff_max_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def uses_dev_jwt_secret(self) -> bool:
+        return self.jwt_secret is not None and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET

@@ -1,0 +1,175 @@
+"""The idempotent consumer runtime against a real PostgreSQL and a real Kafka broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import pytest_asyncio
+from faststream.kafka import KafkaBroker
+from sqlalchemy import func, insert, select
+
+from shared.events.envelope import Envelope
+from shared.kafka import BrokerPublisher, ensure_topics, make_broker
+from shared.messaging import EventConsumer, EventContext, PermanentEventError, RetryPolicy
+from tests.support.kafka import produce, read_topic
+
+from .conftest import Db, KernelTestEvent, effects, inbox
+from .helpers import eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+class Refused(Exception):
+    """Stands for a domain error the service declares impossible to apply."""
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topic(unique: Callable[[str], str], kafka_bootstrap: str) -> str:
+    name = unique("kernel-consumer")
+    KernelTestEvent.topic = name
+    await ensure_topics(kafka_bootstrap, [name])
+    return name
+
+
+def envelope_bytes(note: str, order_id: uuid.UUID | None = None) -> bytes:
+    event = KernelTestEvent(order_id=order_id or uuid.uuid4(), note=note)
+    return Envelope.wrap(event, source="/tests").to_json_bytes()
+
+
+@asynccontextmanager
+async def running_consumer(
+    db: Db, bootstrap: str, topic: str, group: str, *, flaky_times: int = 0,
+    max_attempts: int = 3,
+) -> AsyncIterator[EventConsumer]:
+    """An EventConsumer writing one ``effects`` row per event, on its own broker."""
+    await ensure_topics(bootstrap, [topic])
+    broker: KafkaBroker = make_broker(bootstrap, client_id=group)
+    consumer = EventConsumer(
+        name=group,
+        session_factory=db.sessions,
+        inbox_table=inbox,
+        dead_letters=BrokerPublisher(broker),
+        retry=RetryPolicy(max_attempts=max_attempts, initial_backoff_s=0.01, max_backoff_s=0.05),
+        permanent_errors=(Refused,),
+    )
+    failures = {"left": flaky_times}
+
+    @consumer.on(KernelTestEvent)
+    async def record_effect(event: KernelTestEvent, ctx: EventContext) -> None:
+        await ctx.session.execute(insert(effects).values(order_id=event.order_id, note=event.note))
+        if event.note == "impossible":
+            raise Refused("this order can never be applied")
+        if event.note == "always-fails":
+            raise RuntimeError("a bug that does not go away")
+        if event.note == "flaky" and failures["left"] > 0:
+            failures["left"] -= 1
+            raise RuntimeError("a passing failure")
+
+    consumer.attach(broker)
+    await broker.start()
+    try:
+        yield consumer
+    finally:
+        consumer.stop()
+        await broker.stop()
+
+
+async def effect_notes(db: Db) -> list[str]:
+    async with db.sessions() as session:
+        return list((await session.scalars(select(effects.c.note).order_by(effects.c.id))).all())
+
+
+async def test_redelivered_event_has_one_effect(
+    db: Db, kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
+) -> None:
+    once = envelope_bytes("once")
+    await produce(kafka_bootstrap, topic, [once, once, envelope_bytes("after"), once])
+
+    async with running_consumer(db, kafka_bootstrap, topic, unique("g")):
+        notes = await eventually(lambda: effect_notes(db), lambda n: "after" in n)
+        # give a wrong second effect of the last redelivery the time to show up
+        notes = await eventually(lambda: effect_notes(db), lambda n: len(n) > 2, timeout_s=1.0)
+
+    assert notes == ["once", "after"]
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(inbox)) == 2
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
+    db: Db, kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
+) -> None:
+    bad_data = Envelope(source="/tests", type="KernelTestEvent.v1",
+                        data={"order_id": "not-a-uuid", "note": "x"}).to_json_bytes()
+    unknown = Envelope(source="/tests", type="NoSuchEvent.v9", data={}).to_json_bytes()
+    await produce(
+        kafka_bootstrap, topic,
+        [b"\xff not json", bad_data, unknown, envelope_bytes("impossible"),
+         envelope_bytes("good")],
+        headers=[("origin", b"test")],
+    )
+    group = unique("g")
+
+    async with running_consumer(db, kafka_bootstrap, topic, group):
+        await eventually(lambda: effect_notes(db), lambda n: "good" in n)
+
+    assert await effect_notes(db) == ["good"]  # the refused event's effect was rolled back
+    dead = await read_topic(kafka_bootstrap, f"{topic}.dlq", at_least=4, settle_s=0.5)
+    assert len(dead) == 4
+    assert dead[0].value == b"\xff not json"  # the original bytes, untouched
+    headers = [{k: v.decode() for k, v in d.headers} for d in dead]
+    assert "not JSON" in headers[0]["dlq_reason"]
+    assert "order_id" in headers[1]["dlq_reason"]
+    assert "NoSuchEvent.v9" in headers[2]["dlq_reason"]
+    assert "can never be applied" in headers[3]["dlq_reason"]
+    assert [h["dlq_kind"] for h in headers] == ["undecodable"] * 3 + ["rejected"]
+    assert all(h["dlq_consumer"] == group and h["dlq_original_topic"] == topic for h in headers)
+    assert all(h["origin"] == "test" for h in headers)
+    assert [int(h["dlq_original_offset"]) for h in headers] == sorted(
+        int(h["dlq_original_offset"]) for h in headers)
+
+
+async def test_a_passing_failure_is_retried_and_applied_once(
+    db: Db, kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
+) -> None:
+    await produce(kafka_bootstrap, topic, [envelope_bytes("flaky"), envelope_bytes("next")])
+
+    async with running_consumer(db, kafka_bootstrap, topic, unique("g"), flaky_times=2):
+        notes = await eventually(lambda: effect_notes(db), lambda n: "next" in n)
+
+    assert notes == ["flaky", "next"]
+
+
+async def test_an_event_that_keeps_failing_is_dead_lettered_after_the_last_attempt(
+    db: Db, kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
+) -> None:
+    await produce(kafka_bootstrap, topic, [envelope_bytes("always-fails"), envelope_bytes("next")])
+
+    async with running_consumer(db, kafka_bootstrap, topic, unique("g"), max_attempts=3):
+        notes = await eventually(lambda: effect_notes(db), lambda n: "next" in n)
+
+    assert notes == ["next"]
+    [dead] = await read_topic(kafka_bootstrap, f"{topic}.dlq", at_least=1)
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert headers["dlq_kind"] == "retries_exhausted"
+    assert "failed 3 times" in headers["dlq_reason"]
+    assert "a bug that does not go away" in headers["dlq_reason"]
+
+
+async def test_a_restarted_consumer_resumes_after_the_last_committed_event(
+    db: Db, kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
+) -> None:
+    group = unique("g")
+    await produce(kafka_bootstrap, topic, [envelope_bytes("first")])
+    async with running_consumer(db, kafka_bootstrap, topic, group):
+        await eventually(lambda: effect_notes(db), lambda n: n == ["first"])
+
+    await produce(kafka_bootstrap, topic, [envelope_bytes("second")])
+    async with running_consumer(db, kafka_bootstrap, topic, group):
+        notes = await eventually(lambda: effect_notes(db), lambda n: "second" in n)
+
+    assert notes == ["first", "second"]
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(inbox)) == 2

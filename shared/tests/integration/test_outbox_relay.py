@@ -1,0 +1,192 @@
+"""The outbox and its relay against a real PostgreSQL and a real Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Sequence
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import func, insert, select
+
+from shared.db import asyncpg_dsn
+from shared.kafka import BrokerPublisher, ensure_topics
+from shared.outbox import OutboundRecord, OutboxRelay
+from tests.support.kafka import read_topic
+
+from .conftest import Db, KernelTestEvent, effects, outbox
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topic(unique: Callable[[str], str], kafka_bootstrap: str) -> str:
+    name = unique("kernel-outbox")
+    KernelTestEvent.topic = name
+    await ensure_topics(kafka_bootstrap, [name])
+    return name
+
+
+async def write(db: Db, *notes: str, order_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """One transaction: a state change plus one event per note."""
+    ids = []
+    async with db.sessions() as session, session.begin():
+        for note in notes:
+            oid = order_id or uuid.uuid4()
+            await session.execute(insert(effects).values(order_id=oid, note=f"state:{note}"))
+            [envelope] = await db.outbox.add(session, KernelTestEvent(order_id=oid, note=note))
+            ids.append(envelope.id)
+    return ids
+
+
+def relay(db: Db, publisher: BrokerPublisher | object, **options: object) -> OutboxRelay:
+    return OutboxRelay(session_factory=db.sessions, table=outbox, publisher=publisher,  # type: ignore[arg-type]
+                       **options)  # type: ignore[arg-type]
+
+
+async def pending(db: Db) -> int:
+    async with db.sessions() as session:
+        return int(await session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        ) or 0)
+
+
+async def test_committed_event_is_published_once_with_its_envelope(
+    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+) -> None:
+    [event_id] = await write(db, "hello")
+    r = relay(db, publisher)
+
+    assert await r.publish_pending() == 1
+    assert await r.publish_pending() == 0
+
+    records = await read_topic(kafka_bootstrap, topic, at_least=1, settle_s=1.0)
+    assert len(records) == 1
+    document = json.loads(records[0].value)
+    assert document["id"] == str(event_id)
+    assert document["type"] == "KernelTestEvent.v1"
+    assert document["source"] == "/kernel-tests"
+    assert document["data"]["note"] == "hello"
+    assert records[0].key == document["subject"].encode()
+    assert dict(records[0].headers)["ce_id"] == str(event_id).encode()
+    assert await pending(db) == 0
+
+
+async def test_rolled_back_transaction_publishes_nothing(
+    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.sessions() as session, session.begin():
+            await db.outbox.add(session, KernelTestEvent(order_id=uuid.uuid4(), note="ghost"))
+            raise RuntimeError("the state change failed")
+    await write(db, "real")
+
+    assert await relay(db, publisher).publish_pending() == 1
+    records = await read_topic(kafka_bootstrap, topic, at_least=1, settle_s=1.0)
+    assert [json.loads(r.value)["data"]["note"] for r in records] == ["real"]
+
+
+class PublishThenHang:
+    """Publishes for real, then never returns: the relay dies before marking the rows."""
+
+    def __init__(self, real: BrokerPublisher) -> None:
+        self.real = real
+        self.published = asyncio.Event()
+
+    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
+        await self.real.send_batch(records)
+        self.published.set()
+        await asyncio.Event().wait()
+
+
+async def test_relay_killed_between_publish_and_mark_publishes_again_with_same_id(
+    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+) -> None:
+    [event_id] = await write(db, "at-least-once")
+    hanging = PublishThenHang(publisher)
+    task = asyncio.create_task(relay(db, hanging).run(asyncio.Event()))
+    await asyncio.wait_for(hanging.published.wait(), 20)
+    task.cancel()  # the process dies here: the transaction never commits
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    assert await pending(db) == 1
+    assert await relay(db, publisher).publish_pending() == 1
+    records = await read_topic(kafka_bootstrap, topic, at_least=2, settle_s=1.0)
+    assert [json.loads(r.value)["id"] for r in records] == [str(event_id)] * 2
+    assert await pending(db) == 0
+
+
+async def test_relay_wakes_on_commit_without_waiting_for_the_poll(
+    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+) -> None:
+    await ensure_topics(kafka_bootstrap, [topic])
+    stop = asyncio.Event()
+    r = relay(db, publisher, listen_dsn=asyncpg_dsn(db.url), poll_interval_s=60.0)
+    task = asyncio.create_task(r.run(stop))
+    try:
+        await asyncio.sleep(0.5)  # the relay is idle, listening
+        await write(db, "wake-up")
+        records = await read_topic(kafka_bootstrap, topic, at_least=1, timeout_s=5.0)
+        assert len(records) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_two_relays_at_once_publish_every_row_once_in_order_per_aggregate(
+    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+) -> None:
+    orders = [uuid.uuid4() for _ in range(5)]
+    for i in range(40):
+        await write(db, f"{i}", order_id=orders[i % 5])
+    stop = asyncio.Event()
+    relays = [relay(db, publisher, batch_size=7, poll_interval_s=0.05) for _ in range(2)]
+    tasks = [asyncio.create_task(r.run(stop)) for r in relays]
+    try:
+        records = await read_topic(kafka_bootstrap, topic, at_least=40, settle_s=1.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    documents = [json.loads(r.value) for r in records]
+    assert len({d["id"] for d in documents}) == 40 == len(documents)
+    for order in orders:
+        notes = [int(d["data"]["note"]) for d in documents if d["subject"] == str(order)]
+        assert notes == sorted(notes)
+        assert len(notes) == 8
+    assert sum(r.stats.published for r in relays) == 40
+
+
+class BrokerDown:
+    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+async def test_rows_wait_while_publishing_fails_and_the_failure_is_recorded(
+    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+) -> None:
+    await write(db, "patient")
+    stop = asyncio.Event()
+    failing = relay(db, BrokerDown(), poll_interval_s=0.05, retry_backoff_max_s=0.1)
+    task = asyncio.create_task(failing.run(stop))
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+    assert failing.stats.failures >= 2
+    assert "broker unreachable" in (failing.stats.last_error or "")
+    async with db.sessions() as session:
+        row = (await session.execute(select(outbox.c.attempts, outbox.c.last_error))).one()
+    assert row.attempts >= 2
+    assert "broker unreachable" in row.last_error
+    stats = await failing.refresh_stats()
+    assert stats.backlog == 1
+    assert stats.oldest_pending_age_s > 0
+
+    assert await relay(db, publisher).publish_pending() == 1
+    assert len(await read_topic(kafka_bootstrap, topic, at_least=1)) == 1
+    assert (await failing.refresh_stats()).backlog == 0

@@ -1,0 +1,79 @@
+"""Exact money and time: what a client or another team sees on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from shared.events.money import Money, UtcDatetime, minor_unit_exponent, utc_now
+
+
+def test_money_travels_as_a_decimal_string_with_its_currency() -> None:
+    assert Money.of("12.5", "EUR").model_dump(mode="json") == {"amount": "12.50", "currency": "EUR"}
+
+
+def test_money_from_json_string_is_exact() -> None:
+    money = Money.model_validate_json('{"amount": "0.10", "currency": "USD"}')
+    assert money.amount + money.amount + money.amount == Decimal("0.30")
+
+
+def test_float_amounts_are_refused() -> None:
+    with pytest.raises(ValidationError, match="not floats"):
+        Money.model_validate({"amount": 0.1, "currency": "EUR"})
+
+
+@pytest.mark.parametrize("amount", ["abc", "NaN", "Infinity", "1e400000000000000000000"])
+def test_non_numeric_or_infinite_amounts_are_refused(amount: str) -> None:
+    with pytest.raises(ValidationError):
+        Money.model_validate({"amount": amount, "currency": "EUR"})
+
+
+def test_infinite_decimal_is_refused() -> None:
+    with pytest.raises(ValidationError, match="finite"):
+        Money(amount=Decimal("Infinity"), currency="EUR")
+
+
+def test_more_decimals_than_the_currency_has_are_refused() -> None:
+    with pytest.raises(ValidationError, match="more decimal places than EUR"):
+        Money.model_validate({"amount": "1.005", "currency": "EUR"})
+    with pytest.raises(ValidationError, match="JPY"):
+        Money.model_validate({"amount": "100.5", "currency": "JPY"})
+    assert Money.model_validate({"amount": "1.005", "currency": "KWD"}).amount == Decimal("1.005")
+
+
+@pytest.mark.parametrize("code", ["eur", "EURO", "E1R", ""])
+def test_currency_must_be_an_iso_4217_code(code: str) -> None:
+    with pytest.raises(ValidationError):
+        Money.model_validate({"amount": "1", "currency": code})
+
+
+def test_rounding_to_the_minor_unit_is_half_up() -> None:
+    assert Money.of(Decimal("5.005"), "EUR").amount == Decimal("5.01")
+    assert Money.of(Decimal("5.004"), "EUR").amount == Decimal("5.00")
+    assert Money.of(Decimal("99.5"), "JPY").amount == Decimal("100")
+    assert minor_unit_exponent("BHD") == 3
+    assert str(Money.of(3, "EUR")) == "3.00 EUR"
+
+
+class Stamped(BaseModel):
+    at: UtcDatetime
+
+
+def test_times_are_normalised_to_utc() -> None:
+    berlin_summer = timezone(timedelta(hours=2))
+    stamped = Stamped(at=datetime(2026, 7, 1, 9, 0, tzinfo=berlin_summer))
+    assert stamped.at == datetime(2026, 7, 1, 7, 0, tzinfo=timezone.utc)
+    assert stamped.at.utcoffset() == timedelta(0)
+    assert Stamped.model_validate_json('{"at": "2026-03-29T01:30:00+01:00"}').at.hour == 0
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Stamped(at=datetime(2026, 7, 1, 9, 0))
+
+
+def test_utc_now_is_aware() -> None:
+    assert utc_now().utcoffset() == timedelta(0)

@@ -1,0 +1,136 @@
+"""Consumer runtime decisions that need no broker: what counts as an outage, retry timing."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from shared.events.catalogue import PaymentFailed, PaymentSucceeded
+from shared.messaging import EventConsumer, RetryPolicy, is_outage
+from shared.outbox import outbox_table
+
+
+class Dummy(Exception):
+    pass
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_backoff_s=0.5, max_backoff_s=3.0)
+    assert [policy.backoff(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionRefusedError("refused"),
+        TimeoutError(),
+        asyncpg.exceptions.CannotConnectNowError("starting up"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection"),
+        OperationalError("select 1", {}, ConnectionResetError("reset")),
+        DBAPIError("select 1", {}, Dummy("gone"), connection_invalidated=True),
+    ],
+)
+def test_connection_problems_are_outages(exc: BaseException) -> None:
+    assert is_outage(exc)
+
+
+def test_an_outage_is_recognised_through_the_exception_chain() -> None:
+    try:
+        try:
+            raise ConnectionResetError("peer reset")
+        except ConnectionResetError as inner:
+            raise RuntimeError("while handling") from inner
+    except RuntimeError as outer:
+        assert is_outage(outer)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("bad data"),
+        IntegrityError("insert", {}, Dummy("duplicate key")),
+        KeyError("x"),
+    ],
+)
+def test_data_and_logic_errors_are_not_outages(exc: BaseException) -> None:
+    assert not is_outage(exc)
+
+
+def test_a_consumer_subscribes_to_the_topics_of_its_handled_events() -> None:
+    from sqlalchemy import MetaData
+
+    consumer = EventConsumer(
+        name="c", session_factory=None, inbox_table=outbox_table(MetaData()),  # type: ignore[arg-type]
+        dead_letters=None,  # type: ignore[arg-type]
+    )
+
+    @consumer.on(PaymentSucceeded)
+    async def paid(event: PaymentSucceeded, ctx: object) -> None: ...
+
+    @consumer.on(PaymentFailed)
+    async def failed(event: PaymentFailed, ctx: object) -> None: ...
+
+    assert consumer.topics == ["payments.events"]
+    with pytest.raises(ValueError, match="already handles PaymentFailed.v1"):
+        consumer.on(PaymentFailed)(failed)
+
+
+class CollectingSink:
+    def __init__(self, failures: int = 0) -> None:
+        self.sent: list[tuple[str, bytes | None, dict[str, str]]] = []
+        self.failures = failures
+
+    async def send(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: dict[str, str]
+    ) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker down")
+        self.sent.append((topic, value, headers))
+
+
+def make_consumer(sink: CollectingSink) -> EventConsumer:
+    from sqlalchemy import MetaData
+
+    consumer = EventConsumer(
+        name="unit", session_factory=None, inbox_table=outbox_table(MetaData()),  # type: ignore[arg-type]
+        dead_letters=sink, retry=RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.001),
+    )
+
+    @consumer.on(PaymentSucceeded)
+    async def paid(event: PaymentSucceeded, ctx: object) -> None:
+        raise AssertionError("not reached in these tests")
+
+    return consumer
+
+
+async def test_events_nobody_handles_are_acknowledged_without_touching_the_database() -> None:
+    import uuid
+
+    from shared.events import Envelope
+    from shared.messaging import IncomingRecord, Outcome
+
+    sink = CollectingSink()
+    failed = PaymentFailed(booking_id=uuid.uuid4(), payment_id="p", reason="card declined")
+    value = Envelope.wrap(failed, source="/payments").to_json_bytes()
+    record = IncomingRecord(topic="payments.events", partition=0, offset=7, key=None, value=value)
+
+    assert await make_consumer(sink).process(record) is Outcome.IGNORED
+    assert sink.sent == []
+
+
+async def test_a_dead_letter_waits_for_the_broker_and_is_abandoned_on_stop() -> None:
+    from shared.messaging import IncomingRecord, Outcome
+
+    record = IncomingRecord(topic="t", partition=1, offset=3, key=b"k", value=b"garbage",
+                            headers=[("h", b"v")])
+    sink = CollectingSink(failures=2)
+    assert await make_consumer(sink).process(record) is Outcome.DEAD_LETTERED
+    [(topic, value, headers)] = sink.sent
+    assert (topic, value, headers["h"], headers["dlq_original_offset"]) == ("t.dlq", b"garbage",
+                                                                             "v", "3")
+
+    stopping = make_consumer(CollectingSink(failures=1_000_000))
+    stopping.stop()
+    assert await stopping.process(record) is Outcome.ABANDONED

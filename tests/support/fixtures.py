@@ -1,0 +1,64 @@
+"""Pytest fixtures for tests against the real infrastructure (loaded by the root conftest)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from tests.support import infra
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    with infra.postgres_dsn() as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    with infra.kafka_bootstrap() as bootstrap:
+        yield bootstrap
+
+
+CreateDatabase = Callable[[str], Awaitable[str]]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def create_database(postgres_dsn: str) -> AsyncIterator[CreateDatabase]:
+    """Factory: a new empty database named after its purpose; returns its asyncpg SQLAlchemy URL.
+
+    Every database made here is dropped when the test session ends.
+    """
+    created: list[str] = []
+
+    async def create(purpose: str) -> str:
+        name = f"t_{purpose}_{uuid.uuid4().hex[:10]}".lower()
+        admin = await asyncpg.connect(f"{postgres_dsn}/postgres")
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        created.append(name)
+        return f"{postgres_dsn.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+
+    yield create
+    admin = await asyncpg.connect(f"{postgres_dsn}/postgres")
+    try:
+        for name in created:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """``unique("orders")`` -> ``orders-3f2a…``: topic and group names no other test uses."""
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+    return make

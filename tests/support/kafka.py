@@ -1,0 +1,66 @@
+"""Reading and writing real Kafka topics from tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    values: Sequence[bytes],
+    *,
+    key: bytes | None = b"k",
+    headers: Sequence[tuple[str, bytes]] = (),
+) -> None:
+    """Publish ``values`` in order (one key: one partition, so order holds), acks=all."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=key, headers=list(headers))
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, at_least: int, timeout_s: float = 20.0, settle_s: float = 0.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Everything on ``topic`` from the start, once ``at_least`` records are there.
+
+    With ``settle_s``, keeps reading that long after reaching the count, to catch records
+    that should *not* be there (duplicates). Returns what it has when ``timeout_s`` runs out.
+    """
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-reader-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        metadata_max_age_ms=500,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+            batch = await consumer.getmany(timeout_ms=100)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+            if settle_until is None and len(records) >= at_least:
+                if settle_s <= 0:
+                    break
+                settle_until = time.monotonic() + settle_s
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return records
