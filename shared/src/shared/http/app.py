@@ -1,0 +1,47 @@
+"""One call that turns a FastAPI app into a platform service.
+
+Every service gets the same cross-cutting behaviour, wired in the same order: problem
+details for every error, bearer authentication, ``/health/live`` and ``/health/ready``,
+Prometheus metrics on ``/metrics`` and a correlation id on every request and log line.
+Services then include their own routers on the returned app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fastapi import FastAPI
+from starlette.types import Lifespan
+
+from shared.http.auth import JwtVerifier, install_auth
+from shared.http.health import Check, health_router
+from shared.http.metrics import Metrics, install_metrics
+from shared.http.problems import install_problem_handlers
+from shared.observability import CorrelationIdMiddleware
+
+
+def create_service_app(
+    *,
+    title: str,
+    version: str,
+    verifier: JwtVerifier,
+    metrics: Metrics,
+    checks: Mapping[str, Check],
+    lifespan: Lifespan[FastAPI] | None = None,
+    problem_mapping: Mapping[type[Exception], int] = {},
+    description: str | None = None,
+    health_timeout_s: float = 2.0,
+) -> FastAPI:
+    """A FastAPI app with the platform's HTTP kit installed.
+
+    Middleware, outermost first: correlation id (so everything below, including error
+    logs, sees the id and every response echoes it), metrics (so 500s are counted with
+    their route), then the handler that turns unhandled exceptions into 500 problems.
+    """
+    app = FastAPI(title=title, version=version, description=description or "", lifespan=lifespan)
+    install_problem_handlers(app, mapping=problem_mapping)
+    install_auth(app, verifier)
+    app.include_router(health_router(checks, timeout_s=health_timeout_s))
+    install_metrics(app, metrics)
+    app.add_middleware(CorrelationIdMiddleware)
+    return app
