@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -32,41 +34,104 @@ def make_broker(
     request_timeout_ms: int = 15_000,
     **options: Any,
 ) -> KafkaBroker:
-    """A FastStream broker whose producer is idempotent (``acks=all``)."""
+    """A FastStream broker for the consumers (its own producer is idempotent, ``acks=all``).
+
+    Outbox rows and dead letters go through :class:`KafkaPublisher` instead, which can
+    replace its producer after a broker outage.
+    """
     return KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
         request_timeout_ms=request_timeout_ms,
-        linger_ms=1,
         graceful_timeout=10.0,
         **options,
     )
 
 
-class BrokerPublisher:
-    """Publishes through a started broker's producer; returns after every ack."""
+class KafkaPublisher:
+    """Publishes records with its own idempotent producer; returns after every ack.
 
-    def __init__(self, broker: KafkaBroker, *, timeout_s: float = 30.0) -> None:
-        self.broker = broker
+    The producer starts lazily, so a service comes up while Kafka is down (its outbox rows
+    simply wait). After any failed send the producer is thrown away and a fresh one is made
+    on the next call: an idempotent producer that lived through a broker restart can be left
+    in a state it never leaves (``OutOfOrderSequenceNumber``), and re-sending the whole batch
+    from a new producer is safe because every record carries its event id.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str,
+        timeout_s: float = 30.0,
+        request_timeout_ms: int = 15_000,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
         self.timeout_s = timeout_s
+        self.request_timeout_ms = request_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=self.client_id,
+                    enable_idempotence=True,  # implies acks="all"
+                    request_timeout_ms=self.request_timeout_ms,
+                    linger_ms=1,
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), self.timeout_s)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def _discard(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
 
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
-        futures = [
-            await self.broker.publish(
-                r.value, topic=r.topic, key=r.key.encode(), headers=r.headers, no_confirm=True
-            )
-            for r in records
-        ]
-        await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
+        producer = await self._ensure()
+        try:
+            futures = [
+                await producer.send(
+                    r.topic,
+                    r.value,
+                    key=r.key.encode(),
+                    headers=[(k, v.encode()) for k, v in r.headers.items()],
+                )
+                for r in records
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
+        except BaseException:
+            await self._discard()
+            raise
 
     async def send(
         self, topic: str, *, key: bytes | None, value: bytes | None, headers: dict[str, str]
     ) -> None:
-        await asyncio.wait_for(
-            self.broker.publish(value or b"", topic=topic, key=key, headers=headers),
-            self.timeout_s,
-        )
+        producer = await self._ensure()
+        try:
+            future = await producer.send(
+                topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+            )
+            await asyncio.wait_for(future, self.timeout_s)
+        except BaseException:
+            await self._discard()
+            raise
+
+    async def stop(self) -> None:
+        await self._discard()
 
 
 async def ensure_topics(
@@ -93,8 +158,8 @@ async def ensure_topics(
                 await admin.create_topics(
                     [NewTopic(t, partitions, replication_factor) for t in missing]
                 )
-            except TopicAlreadyExistsError:  # another replica was quicker
-                pass
+            except TopicAlreadyExistsError:
+                log.info("another replica created some of %s first", ", ".join(missing))
             log.info("created topics %s", ", ".join(missing))
         return missing
     finally:

@@ -22,7 +22,7 @@ from shared.http.app import create_service_app
 from shared.http.auth import JwtConfig, JwtVerifier
 from shared.http.health import Check, database_check, kafka_check
 from shared.http.metrics import Metrics
-from shared.kafka import BrokerPublisher, ensure_topics, make_broker
+from shared.kafka import KafkaPublisher, ensure_topics, make_broker
 from shared.messaging import EventConsumer, RetryPolicy
 from shared.outbox import Outbox, OutboxRelay, RelayStats
 from shared.settings import ServiceSettings
@@ -75,7 +75,11 @@ class ServiceRuntime:
             client_id=settings.service_name,
             request_timeout_ms=settings.kafka_request_timeout_ms,
         )
-        self.publisher = BrokerPublisher(self.broker)
+        self.publisher = KafkaPublisher(
+            settings.kafka_bootstrap_servers,
+            client_id=f"{settings.service_name}-publisher",
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+        )
         self.produces = tuple(produces)
         self.run_relay = run_relay
         self.relay = OutboxRelay(
@@ -163,6 +167,7 @@ class ServiceRuntime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        await self.publisher.stop()
         await self.engine.dispose()
 
     async def _supervise(self, name: str, loop: BackgroundLoop) -> None:

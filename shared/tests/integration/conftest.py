@@ -8,14 +8,13 @@ from typing import ClassVar
 from uuid import UUID
 
 import pytest_asyncio
-from faststream.kafka import KafkaBroker
 from sqlalchemy import Column, Integer, String, Table, Uuid
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import make_engine, make_session_factory, service_metadata
 from shared.events.envelope import Event, EventCatalogue
 from shared.inbox import inbox_table
-from shared.kafka import BrokerPublisher, make_broker
+from shared.kafka import KafkaPublisher
 from shared.outbox import Outbox, outbox_table
 from tests.support.fixtures import CreateDatabase
 
@@ -66,13 +65,7 @@ async def db(create_database: CreateDatabase) -> AsyncIterator[Db]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
-    broker = make_broker(kafka_bootstrap, client_id="kernel-tests")
-    await broker.start()
-    yield broker
-    await broker.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def publisher(broker: KafkaBroker) -> BrokerPublisher:
-    return BrokerPublisher(broker)
+async def publisher(kafka_bootstrap: str) -> AsyncIterator[KafkaPublisher]:
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="kernel-tests")
+    yield publisher
+    await publisher.stop()

@@ -12,7 +12,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import func, insert, select
 
 from shared.events.envelope import Envelope
-from shared.kafka import BrokerPublisher, ensure_topics, make_broker
+from shared.kafka import KafkaPublisher, ensure_topics, make_broker
 from shared.messaging import EventConsumer, EventContext, PermanentEventError, RetryPolicy
 from tests.support.kafka import produce, read_topic
 
@@ -47,11 +47,12 @@ async def running_consumer(
     """An EventConsumer writing one ``effects`` row per event, on its own broker."""
     await ensure_topics(bootstrap, [topic])
     broker: KafkaBroker = make_broker(bootstrap, client_id=group)
+    dead_letters = KafkaPublisher(bootstrap, client_id=group)
     consumer = EventConsumer(
         name=group,
         session_factory=db.sessions,
         inbox_table=inbox,
-        dead_letters=BrokerPublisher(broker),
+        dead_letters=dead_letters,
         retry=RetryPolicy(max_attempts=max_attempts, initial_backoff_s=0.01, max_backoff_s=0.05),
         permanent_errors=(Refused,),
     )
@@ -75,6 +76,7 @@ async def running_consumer(
     finally:
         consumer.stop()
         await broker.stop()
+        await dead_letters.stop()
 
 
 async def effect_notes(db: Db) -> list[str]:

@@ -13,7 +13,7 @@ import pytest_asyncio
 from sqlalchemy import func, insert, select
 
 from shared.db import asyncpg_dsn
-from shared.kafka import BrokerPublisher, ensure_topics
+from shared.kafka import KafkaPublisher, ensure_topics
 from shared.outbox import OutboundRecord, OutboxRelay
 from tests.support.kafka import read_topic
 
@@ -42,7 +42,7 @@ async def write(db: Db, *notes: str, order_id: uuid.UUID | None = None) -> list[
     return ids
 
 
-def relay(db: Db, publisher: BrokerPublisher | object, **options: object) -> OutboxRelay:
+def relay(db: Db, publisher: KafkaPublisher | object, **options: object) -> OutboxRelay:
     return OutboxRelay(session_factory=db.sessions, table=outbox, publisher=publisher,  # type: ignore[arg-type]
                        **options)  # type: ignore[arg-type]
 
@@ -55,7 +55,7 @@ async def pending(db: Db) -> int:
 
 
 async def test_committed_event_is_published_once_with_its_envelope(
-    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
 ) -> None:
     [event_id] = await write(db, "hello")
     r = relay(db, publisher)
@@ -76,7 +76,7 @@ async def test_committed_event_is_published_once_with_its_envelope(
 
 
 async def test_rolled_back_transaction_publishes_nothing(
-    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
 ) -> None:
     with pytest.raises(RuntimeError):
         async with db.sessions() as session, session.begin():
@@ -92,7 +92,7 @@ async def test_rolled_back_transaction_publishes_nothing(
 class PublishThenHang:
     """Publishes for real, then never returns: the relay dies before marking the rows."""
 
-    def __init__(self, real: BrokerPublisher) -> None:
+    def __init__(self, real: KafkaPublisher) -> None:
         self.real = real
         self.published = asyncio.Event()
 
@@ -103,7 +103,7 @@ class PublishThenHang:
 
 
 async def test_relay_killed_between_publish_and_mark_publishes_again_with_same_id(
-    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
 ) -> None:
     [event_id] = await write(db, "at-least-once")
     hanging = PublishThenHang(publisher)
@@ -121,7 +121,7 @@ async def test_relay_killed_between_publish_and_mark_publishes_again_with_same_i
 
 
 async def test_relay_wakes_on_commit_without_waiting_for_the_poll(
-    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
 ) -> None:
     await ensure_topics(kafka_bootstrap, [topic])
     stop = asyncio.Event()
@@ -138,7 +138,7 @@ async def test_relay_wakes_on_commit_without_waiting_for_the_poll(
 
 
 async def test_two_relays_at_once_publish_every_row_once_in_order_per_aggregate(
-    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
 ) -> None:
     orders = [uuid.uuid4() for _ in range(5)]
     for i in range(40):
@@ -167,7 +167,7 @@ class BrokerDown:
 
 
 async def test_rows_wait_while_publishing_fails_and_the_failure_is_recorded(
-    db: Db, publisher: BrokerPublisher, kafka_bootstrap: str, topic: str
+    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
 ) -> None:
     await write(db, "patient")
     stop = asyncio.Event()
