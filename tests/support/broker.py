@@ -44,8 +44,14 @@ class PrivateBroker:
             "PLATFORM_STATE_DIR": str(self.state_dir),
             "KAFKA_HEAP_OPTS": "-Xmx384m",
         }
-        result = subprocess.run(["bash", str(KAFKA_SH), action], env=env, capture_output=True,
-                                text=True, timeout=120, check=False)
+        result = subprocess.run(
+            ["bash", str(KAFKA_SH), action],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"kafka.sh {action} failed:\n{result.stdout}\n{result.stderr}")
 
@@ -58,6 +64,9 @@ class PrivateBroker:
 
 def private_broker(tmp_root: Path) -> PrivateBroker:
     if shutil.which("java") is None:
-        pytest.fail("the outage tests start a private Kafka broker and need Java 17+ "
-                    "(run `make test`, which installs it)", pytrace=False)
+        pytest.fail(
+            "the outage tests start a private Kafka broker and need Java 17+ "
+            "(run `make test`, which installs it)",
+            pytrace=False,
+        )
     return PrivateBroker(state_dir=tmp_root, port=_free_port(), controller_port=_free_port())

@@ -18,7 +18,7 @@ import pytest
 
 HOW_TO = (
     "Integration tests need a real PostgreSQL and Apache Kafka. Run `make test` (it starts "
-    "both natively), or `deploy/local/infra.sh up && eval \"$(deploy/local/infra.sh env)\"`, "
+    'both natively), or `deploy/local/infra.sh up && eval "$(deploy/local/infra.sh env)"`, '
     "or set TEST_POSTGRES_DSN=postgresql://user:pass@host:port and "
     "TEST_KAFKA_BOOTSTRAP=host:port yourself."
 )
@@ -28,9 +28,12 @@ def docker_answers() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        return subprocess.run(
-            ["docker", "info"], capture_output=True, timeout=15, check=False
-        ).returncode == 0
+        return (
+            subprocess.run(
+                ["docker", "info"], capture_output=True, timeout=15, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 

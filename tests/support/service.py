@@ -21,9 +21,14 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-def bearer(subject: str = "user-1", roles: Iterable[str] = (), *,
-           secret: str = DEV_JWT_SECRET) -> dict[str, str]:
+def bearer(
+    subject: str = "user-1", roles: Iterable[str] = (), *, secret: str = DEV_JWT_SECRET
+) -> dict[str, str]:
     """An ``Authorization`` header with a real HS256 token for ``subject``."""
-    token = issue_token(secret_or_private_key=secret, subject=subject, roles=list(roles),
-                        email=f"{subject}@example.com")
+    token = issue_token(
+        secret_or_private_key=secret,
+        subject=subject,
+        roles=list(roles),
+        email=f"{subject}@example.com",
+    )
     return {"Authorization": f"Bearer {token}"}

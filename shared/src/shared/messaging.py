@@ -171,8 +171,11 @@ class EventConsumer:
                 "event_handling_seconds", "Time to handle one event", ["consumer"]
             )
 
-    def on(self, event_type: type[E]) -> Callable[[Callable[[E, EventContext], Awaitable[None]]],
-                                               Callable[[E, EventContext], Awaitable[None]]]:
+    def on(
+        self, event_type: type[E]
+    ) -> Callable[
+        [Callable[[E, EventContext], Awaitable[None]]], Callable[[E, EventContext], Awaitable[None]]
+    ]:
         """Register the handler of ``event_type`` (one handler per type)."""
 
         def register(
@@ -231,13 +234,21 @@ class EventConsumer:
                     delay = self.retry.backoff(min(outage_waits, 30))
                     log.warning(
                         "%s: database unreachable while handling %s, retrying in %.1fs",
-                        self.name, envelope.type, delay, exc_info=outage_waits == 1,
+                        self.name,
+                        envelope.type,
+                        delay,
+                        exc_info=outage_waits == 1,
                     )
                 else:
                     failures += 1
                     if failures >= self.retry.max_attempts:
-                        log.error("%s: giving up on %s after %d attempts", self.name,
-                                  envelope.type, failures, exc_info=True)
+                        log.error(
+                            "%s: giving up on %s after %d attempts",
+                            self.name,
+                            envelope.type,
+                            failures,
+                            exc_info=True,
+                        )
                         return await self._dead_letter(
                             record,
                             "retries_exhausted",
@@ -245,8 +256,14 @@ class EventConsumer:
                             event_type=envelope.type,
                         )
                     delay = self.retry.backoff(failures)
-                    log.warning("%s: handling %s failed (attempt %d), retrying in %.1fs",
-                                self.name, envelope.type, failures, delay, exc_info=True)
+                    log.warning(
+                        "%s: handling %s failed (attempt %d), retrying in %.1fs",
+                        self.name,
+                        envelope.type,
+                        failures,
+                        delay,
+                        exc_info=True,
+                    )
                 if await self._interrupted_by_stop(delay):
                     return Outcome.ABANDONED
                 continue
@@ -270,8 +287,9 @@ class EventConsumer:
                 )
                 if not claimed:
                     return False
-                await handler(event, EventContext(session=session, envelope=envelope,
-                                                  record=record))
+                await handler(
+                    event, EventContext(session=session, envelope=envelope, record=record)
+                )
             return True
         finally:
             causation_id_var.reset(causation_token)
@@ -292,20 +310,30 @@ class EventConsumer:
                 "dlq_failed_at": utc_now().isoformat(),
             }
         )
-        log.error("%s: dead-lettering %s record %s[%d]@%d: %s", self.name, event_type,
-                  record.topic, record.partition, record.offset, reason)
+        log.error(
+            "%s: dead-lettering %s record %s[%d]@%d: %s",
+            self.name,
+            event_type,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+        )
         attempt = 0
         while True:
             try:
                 await self.dead_letters.send(
-                    dead_letter_topic(record.topic), key=record.key, value=record.value,
+                    dead_letter_topic(record.topic),
+                    key=record.key,
+                    value=record.value,
                     headers=headers,
                 )
                 break
             except Exception:
                 attempt += 1
-                log.warning("%s: dead-letter topic unavailable, retrying", self.name,
-                            exc_info=attempt == 1)
+                log.warning(
+                    "%s: dead-letter topic unavailable, retrying", self.name, exc_info=attempt == 1
+                )
                 if await self._interrupted_by_stop(self.retry.backoff(min(attempt, 30))):
                     return Outcome.ABANDONED
         self._count(event_type, Outcome.DEAD_LETTERED)
@@ -322,8 +350,9 @@ class EventConsumer:
 
     # --- FastStream glue -----------------------------------------------------------------
 
-    def attach(self, broker: KafkaBroker, *, fetch_max_wait_ms: int = 50,
-               **subscriber_options: Any) -> Any:
+    def attach(
+        self, broker: KafkaBroker, *, fetch_max_wait_ms: int = 50, **subscriber_options: Any
+    ) -> Any:
         """Subscribe this consumer's group to its topics on ``broker`` (manual commits)."""
         from faststream import AckPolicy
         from faststream.kafka.annotations import KafkaMessage

@@ -162,9 +162,7 @@ class OutboxRelay:
         """Publish one batch; returns how many rows it published (0: none, or not our turn)."""
         t = self.table
         async with self.session_factory() as session, session.begin():
-            got_lock = await session.scalar(
-                select(func.pg_try_advisory_xact_lock(_lock_key(t)))
-            )
+            got_lock = await session.scalar(select(func.pg_try_advisory_xact_lock(_lock_key(t))))
             if not got_lock:
                 return 0
             rows = (
@@ -223,9 +221,7 @@ class OutboxRelay:
         async with self.session_factory() as session:
             count, oldest = (
                 await session.execute(
-                    select(func.count(), func.min(t.c.created_at)).where(
-                        t.c.published_at.is_(None)
-                    )
+                    select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
                 )
             ).one()
         self.stats.backlog = int(count)

@@ -59,8 +59,12 @@ async def db(create_database: CreateDatabase) -> AsyncIterator[Db]:
     engine = make_engine(url, pool_size=5)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
-    yield Db(url=url, engine=engine, sessions=make_session_factory(engine),
-             outbox=Outbox(outbox, source="/kernel-tests"))
+    yield Db(
+        url=url,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        outbox=Outbox(outbox, source="/kernel-tests"),
+    )
     await engine.dispose()
 
 

@@ -6,20 +6,17 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import pytest
 import pytest_asyncio
 from faststream.kafka import KafkaBroker
 from sqlalchemy import func, insert, select
 
 from shared.events.envelope import Envelope
 from shared.kafka import KafkaPublisher, ensure_topics, make_broker
-from shared.messaging import EventConsumer, EventContext, PermanentEventError, RetryPolicy
+from shared.messaging import EventConsumer, EventContext, RetryPolicy
 from tests.support.kafka import produce, read_topic
 
 from .conftest import Db, KernelTestEvent, effects, inbox
 from .helpers import eventually
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 class Refused(Exception):
@@ -41,7 +38,12 @@ def envelope_bytes(note: str, order_id: uuid.UUID | None = None) -> bytes:
 
 @asynccontextmanager
 async def running_consumer(
-    db: Db, bootstrap: str, topic: str, group: str, *, flaky_times: int = 0,
+    db: Db,
+    bootstrap: str,
+    topic: str,
+    group: str,
+    *,
+    flaky_times: int = 0,
     max_attempts: int = 3,
 ) -> AsyncIterator[EventConsumer]:
     """An EventConsumer writing one ``effects`` row per event, on its own broker."""
@@ -103,13 +105,14 @@ async def test_redelivered_event_has_one_effect(
 async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
     db: Db, kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
 ) -> None:
-    bad_data = Envelope(source="/tests", type="KernelTestEvent.v1",
-                        data={"order_id": "not-a-uuid", "note": "x"}).to_json_bytes()
+    bad_data = Envelope(
+        source="/tests", type="KernelTestEvent.v1", data={"order_id": "not-a-uuid", "note": "x"}
+    ).to_json_bytes()
     unknown = Envelope(source="/tests", type="NoSuchEvent.v9", data={}).to_json_bytes()
     await produce(
-        kafka_bootstrap, topic,
-        [b"\xff not json", bad_data, unknown, envelope_bytes("impossible"),
-         envelope_bytes("good")],
+        kafka_bootstrap,
+        topic,
+        [b"\xff not json", bad_data, unknown, envelope_bytes("impossible"), envelope_bytes("good")],
         headers=[("origin", b"test")],
     )
     group = unique("g")
@@ -130,7 +133,8 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_mov
     assert all(h["dlq_consumer"] == group and h["dlq_original_topic"] == topic for h in headers)
     assert all(h["origin"] == "test" for h in headers)
     assert [int(h["dlq_original_offset"]) for h in headers] == sorted(
-        int(h["dlq_original_offset"]) for h in headers)
+        int(h["dlq_original_offset"]) for h in headers
+    )
 
 
 async def test_a_passing_failure_is_retried_and_applied_once(

@@ -18,8 +18,6 @@ from tests.support.kafka import read_topic
 
 from .conftest import Db, KernelTestEvent, effects, outbox
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 @pytest.fixture
 def broker_under_test(tmp_path: Path) -> Iterator[PrivateBroker]:
@@ -45,12 +43,17 @@ async def test_events_written_while_kafka_is_down_for_10s_are_all_published_once
     KernelTestEvent.topic = topic
     bootstrap = broker_under_test.bootstrap
     await ensure_topics(bootstrap, [topic])
-    publisher = KafkaPublisher(bootstrap, client_id="outage-test", timeout_s=5.0,
-                               request_timeout_ms=3000)
+    publisher = KafkaPublisher(
+        bootstrap, client_id="outage-test", timeout_s=5.0, request_timeout_ms=3000
+    )
     stop = asyncio.Event()
-    relay = OutboxRelay(session_factory=db.sessions, table=outbox,
-                        publisher=publisher, poll_interval_s=0.1,
-                        retry_backoff_max_s=1.0)
+    relay = OutboxRelay(
+        session_factory=db.sessions,
+        table=outbox,
+        publisher=publisher,
+        poll_interval_s=0.1,
+        retry_backoff_max_s=1.0,
+    )
     relay_task = asyncio.create_task(relay.run(stop))
     try:
         for i in range(20):
@@ -69,8 +72,11 @@ async def test_events_written_while_kafka_is_down_for_10s_are_all_published_once
         await publisher.stop()
 
     notes = [json.loads(r.value)["data"]["note"] for r in records]
-    expected = ([f"before-{i}" for i in range(20)] + [f"during-{i}" for i in range(20)]
-                + [f"after-{i}" for i in range(20)])
+    expected = (
+        [f"before-{i}" for i in range(20)]
+        + [f"during-{i}" for i in range(20)]
+        + [f"after-{i}" for i in range(20)]
+    )
     assert sorted(set(notes)) == sorted(expected), "an event was lost"
     # A batch whose ack was lost in the outage may be published again, always under the same
     # event id: consumers' inboxes absorb such repeats. Sixty events, sixty distinct ids.

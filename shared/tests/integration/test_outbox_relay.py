@@ -19,8 +19,6 @@ from tests.support.kafka import read_topic
 
 from .conftest import Db, KernelTestEvent, effects, outbox
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def topic(unique: Callable[[str], str], kafka_bootstrap: str) -> str:
@@ -43,15 +41,22 @@ async def write(db: Db, *notes: str, order_id: uuid.UUID | None = None) -> list[
 
 
 def relay(db: Db, publisher: KafkaPublisher | object, **options: object) -> OutboxRelay:
-    return OutboxRelay(session_factory=db.sessions, table=outbox, publisher=publisher,  # type: ignore[arg-type]
-                       **options)  # type: ignore[arg-type]
+    return OutboxRelay(
+        session_factory=db.sessions,
+        table=outbox,
+        publisher=publisher,  # type: ignore[arg-type]
+        **options,
+    )  # type: ignore[arg-type]
 
 
 async def pending(db: Db) -> int:
     async with db.sessions() as session:
-        return int(await session.scalar(
-            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-        ) or 0)
+        return int(
+            await session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            )
+            or 0
+        )
 
 
 async def test_committed_event_is_published_once_with_its_envelope(
@@ -78,10 +83,13 @@ async def test_committed_event_is_published_once_with_its_envelope(
 async def test_rolled_back_transaction_publishes_nothing(
     db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
 ) -> None:
-    with pytest.raises(RuntimeError):
+    async def failing_change() -> None:
         async with db.sessions() as session, session.begin():
             await db.outbox.add(session, KernelTestEvent(order_id=uuid.uuid4(), note="ghost"))
             raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError, match="state change failed"):
+        await failing_change()
     await write(db, "real")
 
     assert await relay(db, publisher).publish_pending() == 1

@@ -196,13 +196,12 @@ def test_configured_logging_prints_json_lines_on_stdout(
 def test_configuring_logging_twice_does_not_print_records_twice(
     root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    handlers_before = len(root_logger.handlers)
-
     configure_logging("booking")
+    handlers_after_first = len(root_logger.handlers)
     configure_logging("booking")
     logging.getLogger("booking").info("once")
 
-    assert len(root_logger.handlers) == handlers_before + 1
+    assert len(root_logger.handlers) == handlers_after_first
     assert [line["message"] for line in _log_lines(capsys.readouterr().out)] == ["once"]
 
 

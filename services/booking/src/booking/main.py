@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.events import topics
-from shared.service import ServiceRuntime
 from booking import models
 from booking.settings import BookingSettings
+from shared.events import topics
+from shared.service import ServiceRuntime
 
 VERSION = "0.1.0"
 

@@ -1,11 +1,9 @@
-"""The booking service process against a real PostgreSQL and Kafka: migrations, health, metrics."""
+"""The booking service against real PostgreSQL and Kafka: migrations, health, metrics."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-
-import pytest
 
 from booking.cli import ALEMBIC_INI
 from booking.main import create_app
@@ -14,8 +12,6 @@ from booking.settings import BookingSettings
 from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
 from tests.support.service import bearer, running
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_migration_history_upgrades_downgrades_and_matches_the_models(

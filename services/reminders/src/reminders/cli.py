@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from shared.cli import service_main
 from reminders.main import create_app
 from reminders.settings import RemindersSettings
+from shared.cli import service_main
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 
 def main() -> None:
-    sys.exit(service_main(settings_factory=RemindersSettings, app_factory=create_app,
-                          alembic_ini=ALEMBIC_INI))
+    sys.exit(
+        service_main(
+            settings_factory=RemindersSettings, app_factory=create_app, alembic_ini=ALEMBIC_INI
+        )
+    )

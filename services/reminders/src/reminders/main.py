@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.events import topics
-from shared.service import ServiceRuntime
 from reminders import models
 from reminders.settings import RemindersSettings
+from shared.events import topics
+from shared.service import ServiceRuntime
 
 VERSION = "0.1.0"
 
 
 def create_runtime(settings: RemindersSettings) -> ServiceRuntime:
     return ServiceRuntime(
-        settings, metadata=models.metadata, source="/reminders", produces=[topics.REMINDER_JOBS, topics.REMINDER_EVENTS]
+        settings,
+        metadata=models.metadata,
+        source="/reminders",
+        produces=[topics.REMINDER_JOBS, topics.REMINDER_EVENTS],
     )
 
 

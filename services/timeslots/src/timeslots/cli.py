@@ -13,5 +13,8 @@ ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 
 def main() -> None:
-    sys.exit(service_main(settings_factory=TimeslotsSettings, app_factory=create_app,
-                          alembic_ini=ALEMBIC_INI))
+    sys.exit(
+        service_main(
+            settings_factory=TimeslotsSettings, app_factory=create_app, alembic_ini=ALEMBIC_INI
+        )
+    )

@@ -1,21 +1,17 @@
-"""The timeslots service process against a real PostgreSQL and Kafka: migrations, health, metrics."""
+"""The timeslots service against real PostgreSQL and Kafka: migrations, health, metrics."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-import pytest
-
+from tests.support.fixtures import CreateDatabase
+from tests.support.migrations import check_migration_history
+from tests.support.service import bearer, running
 from timeslots.cli import ALEMBIC_INI
 from timeslots.main import create_app
 from timeslots.models import metadata
 from timeslots.settings import TimeslotsSettings
-from tests.support.fixtures import CreateDatabase
-from tests.support.migrations import check_migration_history
-from tests.support.service import bearer, running
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_migration_history_upgrades_downgrades_and_matches_the_models(

@@ -103,8 +103,9 @@ class Money(BaseModel):
     def of(cls, amount: Decimal | int | str, currency: str) -> Money:
         """Round ``amount`` half-up (as on an invoice) to the currency's minor unit."""
         quantum = Decimal(1).scaleb(-minor_unit_exponent(currency))
-        return cls(amount=Decimal(amount).quantize(quantum, rounding=ROUND_HALF_UP),
-                   currency=currency)
+        return cls(
+            amount=Decimal(amount).quantize(quantum, rounding=ROUND_HALF_UP), currency=currency
+        )
 
     def __str__(self) -> str:
         return f"{format(self.amount, 'f')} {self.currency}"

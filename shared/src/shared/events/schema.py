@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         present = {p.name: p.read_text() for p in directory.glob("*.json")}
         stale = sorted(n for n in wanted.keys() | present.keys() if wanted.get(n) != present.get(n))
         if stale:
-            print(f"event schemas out of date in {directory}: {', '.join(stale)}", file=sys.stderr)
-            print(f"run: python -m shared.events.schema {directory}", file=sys.stderr)
+            sys.stderr.write(f"event schemas out of date in {directory}: {', '.join(stale)}\n")
+            sys.stderr.write(f"run: python -m shared.events.schema {directory}\n")
             return 1
         return 0
     directory.mkdir(parents=True, exist_ok=True)

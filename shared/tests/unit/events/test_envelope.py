@@ -52,7 +52,9 @@ def test_the_wire_format_is_cloudevents_structured_json() -> None:
     assert document["data"]["price"] == {"amount": "45.00", "currency": "EUR"}
     assert document["data"]["starts_at"] == "2026-12-01T09:00:00Z"
     assert envelope.headers() == {
-        "ce_id": str(envelope.id), "ce_type": "BookingCreated.v1", "ce_source": "/booking"
+        "ce_id": str(envelope.id),
+        "ce_type": "BookingCreated.v1",
+        "ce_source": "/booking",
     }
     with_correlation = Envelope.wrap(booking_created(), source="/b", correlation_id="x")
     assert with_correlation.headers()["ce_correlationid"] == "x"
@@ -88,7 +90,7 @@ def test_data_that_does_not_fit_its_model_names_the_field() -> None:
 
 def test_an_unknown_type_or_version_is_refused() -> None:
     envelope = Envelope(source="/b", type="BookingCreated.v7", data={})
-    with pytest.raises(UnknownEventType, match="BookingCreated.v7"):
+    with pytest.raises(UnknownEventType, match=r"BookingCreated\.v7"):
         decode_event(envelope.to_json_bytes())
 
 
@@ -116,15 +118,16 @@ def test_a_type_cannot_be_defined_twice() -> None:
 
 
 def test_every_event_has_a_topic_of_the_platform() -> None:
-    assert {m.topic for m in EventCatalogue.all() if m.__module__.startswith("shared")} <= set(
-        ALL_TOPICS
-    )
+    assert {
+        m.topic for m in EventCatalogue.all() if m.__module__ == "shared.events.catalogue"
+    } <= set(ALL_TOPICS)
     assert dead_letter_topic(BOOKING_EVENTS) == "booking.events.dlq"
 
 
 def test_payment_amounts_are_exact() -> None:
-    event = PaymentSucceeded(booking_id=uuid.uuid4(), payment_id="p-1",
-                             amount=Money.of("10.10", "EUR"))
+    event = PaymentSucceeded(
+        booking_id=uuid.uuid4(), payment_id="p-1", amount=Money.of("10.10", "EUR")
+    )
     assert event.amount.amount == Decimal("10.10")
 
 

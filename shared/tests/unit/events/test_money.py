@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -65,7 +65,7 @@ class Stamped(BaseModel):
 def test_times_are_normalised_to_utc() -> None:
     berlin_summer = timezone(timedelta(hours=2))
     stamped = Stamped(at=datetime(2026, 7, 1, 9, 0, tzinfo=berlin_summer))
-    assert stamped.at == datetime(2026, 7, 1, 7, 0, tzinfo=timezone.utc)
+    assert stamped.at == datetime(2026, 7, 1, 7, 0, tzinfo=UTC)
     assert stamped.at.utcoffset() == timedelta(0)
     assert Stamped.model_validate_json('{"at": "2026-03-29T01:30:00+01:00"}').at.hour == 0
 

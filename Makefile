@@ -1,0 +1,65 @@
+# The two commands a newcomer needs: `make up` runs the platform, `make test` runs every test.
+# Both work on a fresh machine: they install what is missing (uv, Java, Maven, PostgreSQL),
+# start a real Apache Kafka broker and PostgreSQL server, and use them.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+
+UV := $(shell deploy/local/bootstrap.sh)
+export UV
+RUN := $(UV) run --frozen
+PYTEST := $(RUN) pytest -p no:cacheprovider
+INFRA_ENV := eval "$$(deploy/local/infra.sh env)"
+SERVICES := timeslots booking reminders
+COVERAGE_MIN := 95
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: sync
+sync: ## install the Python dependencies (uv workspace, locked)
+	$(UV) sync --frozen
+
+.PHONY: infra-up infra-down infra-status
+infra-up: ## start Kafka and PostgreSQL (natively, or with Docker where an engine answers)
+	deploy/local/infra.sh up
+infra-down: ## stop Kafka and PostgreSQL
+	deploy/local/infra.sh down
+infra-status:
+	deploy/local/infra.sh status
+
+.PHONY: up down status
+up: sync infra-up ## run the platform: infrastructure, migrations, the three services
+	deploy/local/services.sh start
+
+down: ## stop everything `make up` started
+	deploy/local/services.sh stop
+	deploy/local/infra.sh down
+
+status: ## are the services ready?
+	deploy/local/services.sh status
+
+.PHONY: lint
+lint: sync ## ruff, mypy and the event schemas' freshness
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy shared/src $(foreach s,$(SERVICES),services/$(s)/src) tests/support
+	$(RUN) python -m shared.events.schema docs/events --check
+
+.PHONY: schemas
+schemas: ## regenerate the JSON Schemas of the events in docs/events
+	$(RUN) python -m shared.events.schema docs/events
+
+.PHONY: test test-shared $(foreach s,$(SERVICES),test-$(s))
+test: sync infra-up lint test-shared $(foreach s,$(SERVICES),test-$(s)) ## every test, against real Kafka and PostgreSQL, with coverage
+
+test-shared:
+	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/shared $(PYTEST) shared/tests \
+		--cov=shared --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)
+
+$(foreach s,$(SERVICES),test-$(s)): test-%:
+	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/$* $(PYTEST) services/$*/tests \
+		--cov=$* --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)

@@ -1,0 +1,196 @@
+"""A whole service process built on the kernel: HTTP, consumers, relay and background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from shared.cli import service_main
+from shared.http.auth import CurrentUser
+from shared.messaging import EventContext
+from shared.service import ServiceRuntime
+from shared.settings import ServiceSettings
+from tests.support.fixtures import CreateDatabase
+from tests.support.kafka import read_topic
+from tests.support.service import bearer, running
+
+from .conftest import KernelTestEvent, effects, metadata
+from .helpers import eventually
+
+
+def build(settings: ServiceSettings, topic: str, loop_runs: list[str]) -> ServiceRuntime:
+    KernelTestEvent.topic = topic
+    runtime = ServiceRuntime(
+        settings, metadata=metadata, source="/kernel-service", produces=[topic]
+    )
+    consumer = runtime.consumer(f"kernel-service-{uuid.uuid4().hex[:8]}")
+
+    @consumer.on(KernelTestEvent)
+    async def apply(event: KernelTestEvent, ctx: EventContext) -> None:
+        await ctx.session.execute(
+            insert(effects).values(order_id=event.order_id, note=f"consumed:{event.note}")
+        )
+
+    async def crashes_once_then_runs(stop: asyncio.Event) -> None:
+        loop_runs.append("run")
+        if len(loop_runs) == 1:
+            raise RuntimeError("first run crashes")
+        await stop.wait()
+
+    runtime.background("crashy", crashes_once_then_runs)
+    return runtime
+
+
+async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
+    create_database: CreateDatabase, kafka_bootstrap: str
+) -> None:
+    url = await create_database("runtime")
+    from shared.db import make_engine
+
+    engine = make_engine(url, pool_size=1)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    await engine.dispose()
+    settings = ServiceSettings(
+        service_name="kernel-service", database_url=url, kafka_bootstrap_servers=kafka_bootstrap
+    )
+    topic = f"kernel-runtime-{uuid.uuid4().hex[:8]}"
+    loop_runs: list[str] = []
+    runtime = build(settings, topic, loop_runs)
+    app = runtime.create_app(title="Kernel service", version="1", marker="here")
+
+    @app.post("/orders", status_code=201)
+    async def place_order(user: CurrentUser) -> dict[str, Any]:
+        order_id = uuid.uuid4()
+        async with runtime.sessions() as session, session.begin():
+            await session.execute(insert(effects).values(order_id=order_id, note="placed"))
+            await runtime.outbox.add(session, KernelTestEvent(order_id=order_id, note=user.subject))
+        return {"order_id": str(order_id)}
+
+    async def notes() -> list[str]:
+        async with runtime.sessions() as session:
+            return list((await session.scalars(select(effects.c.note))).all())
+
+    async with running(app) as client:
+        refused = await client.post("/orders")
+        placed = await client.post("/orders", headers=bearer("alice"), params={}, json=None)
+        consumed = await eventually(notes, lambda n: "consumed:alice" in n)
+        ready = await client.get("/health/ready")
+        metrics = (await client.get("/metrics")).text
+        assert app.state.marker == "here"
+        await eventually(lambda: _value(loop_runs), lambda n: n >= 2, timeout_s=5)
+
+    assert refused.status_code == 401
+    assert placed.status_code == 201
+    assert sorted(consumed) == ["consumed:alice", "placed"]
+    assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
+    assert 'events_consumed_total{consumer="kernel-service-' in metrics
+    assert 'outcome="processed"' in metrics
+    assert len(loop_runs) == 2, "a crashed background loop is restarted once"
+    [record] = await read_topic(kafka_bootstrap, topic, at_least=1)
+    envelope = json.loads(record.value)
+    assert envelope["source"] == "/kernel-service"
+    assert envelope["correlationid"] == dict(record.headers)["ce_correlationid"].decode()
+
+
+async def _value(runs: list[str]) -> int:
+    return len(runs)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The CLI configures the root logger; put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_cli_prints_the_openapi_document(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = ServiceSettings(service_name="kernel-cli", log_json=False)
+
+    def app_factory(s: ServiceSettings) -> Any:
+        runtime = ServiceRuntime(s, metadata=metadata, source="/kernel-cli")
+        return runtime.create_app(title="Kernel CLI", version="9.9")
+
+    code = service_main(
+        settings_factory=lambda: settings,
+        app_factory=app_factory,
+        alembic_ini=Path("unused.ini"),
+        argv=["openapi"],
+    )
+
+    assert code == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["info"] == {"title": "Kernel CLI", "version": "9.9"}
+    assert "/health/ready" in document["paths"]
+
+
+def test_cli_without_a_command_explains_its_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        service_main(
+            settings_factory=ServiceSettings,
+            app_factory=lambda s: None,  # type: ignore[arg-type,return-value]
+            alembic_ini=Path("unused.ini"),
+            argv=[],
+        )
+    assert exit_info.value.code == 2
+    assert "serve" in capsys.readouterr().err
+
+
+async def test_cli_migrate_upgrades_a_database_with_the_service_history(
+    create_database: CreateDatabase, tmp_path: Path
+) -> None:
+    url = await create_database("cli")
+    ini = make_alembic_project(tmp_path)
+    settings = ServiceSettings(service_name="kernel-cli", database_url=url, log_json=False)
+
+    code = await asyncio.to_thread(
+        service_main,
+        settings_factory=lambda: settings,
+        app_factory=lambda s: None,  # type: ignore[arg-type,return-value]
+        alembic_ini=ini,
+        argv=["migrate"],
+    )
+
+    assert code == 0
+    import asyncpg
+
+    from shared.db import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM migrated_widgets") == 0
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "w1"
+    finally:
+        await conn.close()
+
+
+def make_alembic_project(root: Path) -> Path:
+    """A one-revision migration history using the kernel's env.py glue."""
+    (root / "migrations" / "versions").mkdir(parents=True)
+    ini = root / "alembic.ini"
+    ini.write_text("[alembic]\nscript_location = %(here)s/migrations\npath_separator = os\n")
+    (root / "migrations" / "env.py").write_text(
+        "from alembic import context\n"
+        "from sqlalchemy import MetaData\n"
+        "from shared.migrations import run_env\n"
+        "run_env(context, MetaData(), 'postgresql+asyncpg://nobody@127.0.0.1:1/none')\n"
+    )
+    (root / "migrations" / "versions" / "w1_widgets.py").write_text(
+        "import sqlalchemy as sa\nfrom alembic import op\n"
+        "revision = 'w1'\ndown_revision = None\nbranch_labels = None\ndepends_on = None\n"
+        "def upgrade():\n    op.create_table('migrated_widgets', sa.Column('id', sa.Integer,"
+        " primary_key=True))\n"
+        "def downgrade():\n    op.drop_table('migrated_widgets')\n"
+    )
+    return ini
