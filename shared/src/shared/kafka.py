@@ -45,6 +45,7 @@ def make_broker(
         enable_idempotence=True,
         request_timeout_ms=request_timeout_ms,
         graceful_timeout=10.0,
+        log_level=logging.DEBUG,  # one line per message is for debugging, not production
         **options,
     )
 

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import pytest_asyncio
-from faststream.kafka import KafkaBroker
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from shared.events.envelope import Envelope
-from shared.kafka import KafkaPublisher, ensure_topics, make_broker
-from shared.messaging import EventConsumer, EventContext, RetryPolicy
+from shared.kafka import ensure_topics
 from tests.support.kafka import produce, read_topic
 
-from .conftest import Db, KernelTestEvent, effects, inbox
-from .helpers import eventually
-
-
-class Refused(Exception):
-    """Stands for a domain error the service declares impossible to apply."""
+from .conftest import Db, KernelTestEvent, inbox
+from .helpers import effect_notes, eventually, running_consumer
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -34,56 +27,6 @@ async def topic(unique: Callable[[str], str], kafka_bootstrap: str) -> str:
 def envelope_bytes(note: str, order_id: uuid.UUID | None = None) -> bytes:
     event = KernelTestEvent(order_id=order_id or uuid.uuid4(), note=note)
     return Envelope.wrap(event, source="/tests").to_json_bytes()
-
-
-@asynccontextmanager
-async def running_consumer(
-    db: Db,
-    bootstrap: str,
-    topic: str,
-    group: str,
-    *,
-    flaky_times: int = 0,
-    max_attempts: int = 3,
-) -> AsyncIterator[EventConsumer]:
-    """An EventConsumer writing one ``effects`` row per event, on its own broker."""
-    await ensure_topics(bootstrap, [topic])
-    broker: KafkaBroker = make_broker(bootstrap, client_id=group)
-    dead_letters = KafkaPublisher(bootstrap, client_id=group)
-    consumer = EventConsumer(
-        name=group,
-        session_factory=db.sessions,
-        inbox_table=inbox,
-        dead_letters=dead_letters,
-        retry=RetryPolicy(max_attempts=max_attempts, initial_backoff_s=0.01, max_backoff_s=0.05),
-        permanent_errors=(Refused,),
-    )
-    failures = {"left": flaky_times}
-
-    @consumer.on(KernelTestEvent)
-    async def record_effect(event: KernelTestEvent, ctx: EventContext) -> None:
-        await ctx.session.execute(insert(effects).values(order_id=event.order_id, note=event.note))
-        if event.note == "impossible":
-            raise Refused("this order can never be applied")
-        if event.note == "always-fails":
-            raise RuntimeError("a bug that does not go away")
-        if event.note == "flaky" and failures["left"] > 0:
-            failures["left"] -= 1
-            raise RuntimeError("a passing failure")
-
-    consumer.attach(broker)
-    await broker.start()
-    try:
-        yield consumer
-    finally:
-        consumer.stop()
-        await broker.stop()
-        await dead_letters.stop()
-
-
-async def effect_notes(db: Db) -> list[str]:
-    async with db.sessions() as session:
-        return list((await session.scalars(select(effects.c.note).order_by(effects.c.id))).all())
 
 
 async def test_redelivered_event_has_one_effect(

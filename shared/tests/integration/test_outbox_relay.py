@@ -18,6 +18,7 @@ from shared.outbox import OutboundRecord, OutboxRelay
 from tests.support.kafka import read_topic
 
 from .conftest import Db, KernelTestEvent, effects, outbox
+from .helpers import effect_notes, eventually, running_consumer
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -110,8 +111,12 @@ class PublishThenHang:
         await asyncio.Event().wait()
 
 
-async def test_relay_killed_between_publish_and_mark_publishes_again_with_same_id(
-    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
+async def test_relay_killed_between_publish_and_mark_publishes_again_and_applies_once(
+    db: Db,
+    publisher: KafkaPublisher,
+    kafka_bootstrap: str,
+    topic: str,
+    unique: Callable[[str], str],
 ) -> None:
     [event_id] = await write(db, "at-least-once")
     hanging = PublishThenHang(publisher)
@@ -126,6 +131,15 @@ async def test_relay_killed_between_publish_and_mark_publishes_again_with_same_i
     records = await read_topic(kafka_bootstrap, topic, at_least=2, settle_s=1.0)
     assert [json.loads(r.value)["id"] for r in records] == [str(event_id)] * 2
     assert await pending(db) == 0
+
+    # The consumer's inbox absorbs the repeat: one effect for the one event.
+    before = await effect_notes(db)
+    async with running_consumer(db, kafka_bootstrap, topic, unique("g")):
+        after = await eventually(lambda: effect_notes(db), lambda n: len(n) > len(before))
+        after = await eventually(
+            lambda: effect_notes(db), lambda n: len(n) > len(before) + 1, timeout_s=1.5
+        )
+    assert after[len(before) :] == ["at-least-once"]
 
 
 async def test_relay_wakes_on_commit_without_waiting_for_the_poll(
