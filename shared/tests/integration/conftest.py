@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 from uuid import UUID
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.db import make_engine, make_session_factory, service_metadata
 from shared.events.envelope import Event, EventCatalogue
 from shared.inbox import inbox_table
-from shared.kafka import KafkaPublisher
+from shared.kafka import KafkaPublisher, ensure_topics
 from shared.outbox import Outbox, outbox_table
 from tests.support.fixtures import CreateDatabase
 
@@ -66,6 +66,15 @@ async def db(create_database: CreateDatabase) -> AsyncIterator[Db]:
         outbox=Outbox(outbox, source="/kernel-tests"),
     )
     await engine.dispose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topic(unique: Callable[[str], str], kafka_bootstrap: str) -> str:
+    """A new topic for this test; the kernel's test event is published to it."""
+    name = unique("kernel")
+    KernelTestEvent.topic = name
+    await ensure_topics(kafka_bootstrap, [name])
+    return name
 
 
 @pytest_asyncio.fixture(loop_scope="session")

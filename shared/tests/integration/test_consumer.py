@@ -5,23 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-import pytest_asyncio
 from sqlalchemy import func, select
 
 from shared.events.envelope import Envelope
-from shared.kafka import ensure_topics
 from tests.support.kafka import produce, read_topic
 
 from .conftest import Db, KernelTestEvent, inbox
 from .helpers import effect_notes, eventually, running_consumer
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def topic(unique: Callable[[str], str], kafka_bootstrap: str) -> str:
-    name = unique("kernel-consumer")
-    KernelTestEvent.topic = name
-    await ensure_topics(kafka_bootstrap, [name])
-    return name
 
 
 def envelope_bytes(note: str, order_id: uuid.UUID | None = None) -> bytes:

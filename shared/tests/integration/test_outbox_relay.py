@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable, Sequence
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import func, insert, select
 
 from shared.db import asyncpg_dsn
@@ -19,14 +18,6 @@ from tests.support.kafka import read_topic
 
 from .conftest import Db, KernelTestEvent, effects, outbox
 from .helpers import effect_notes, eventually, running_consumer
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def topic(unique: Callable[[str], str], kafka_bootstrap: str) -> str:
-    name = unique("kernel-outbox")
-    KernelTestEvent.topic = name
-    await ensure_topics(kafka_bootstrap, [name])
-    return name
 
 
 async def write(db: Db, *notes: str, order_id: uuid.UUID | None = None) -> list[uuid.UUID]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,16 +103,7 @@ async def _value(runs: list[str]) -> int:
     return len(runs)
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger; put it back for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
+@pytest.mark.usefixtures("root_logger")
 def test_cli_prints_the_openapi_document(capsys: pytest.CaptureFixture[str]) -> None:
     settings = ServiceSettings(service_name="kernel-cli", log_json=False)
 
@@ -147,6 +136,7 @@ def test_cli_without_a_command_explains_its_usage(capsys: pytest.CaptureFixture[
     assert "serve" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("root_logger")
 async def test_cli_migrate_upgrades_a_database_with_the_service_history(
     create_database: CreateDatabase, tmp_path: Path
 ) -> None:
