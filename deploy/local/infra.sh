@@ -177,11 +177,6 @@ cmd_env() {
     done
 }
 
-usage() {
-    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
-
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;

@@ -354,11 +354,6 @@ cmd_reset() {
     rm -rf "$KAFKA_DATA" "$KAFKA_CLUSTER_ID_FILE" "$KAFKA_STATE/format.log"
 }
 
-usage() {
-    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
-
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;

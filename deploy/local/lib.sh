@@ -23,6 +23,12 @@ die() {
     exit 1
 }
 
+# usage — print the calling script's header comment (its usage text) and exit 2.
+usage() {
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0" >&2
+    exit 2
+}
+
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
 # ---------------------------------------------------------------------------------------------

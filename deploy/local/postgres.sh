@@ -370,11 +370,6 @@ cmd_reset() {
     rm -f "$PG_LOCATION_FILE"
 }
 
-usage() {
-    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
-
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
