@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
@@ -29,12 +29,20 @@ async def produce(
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, at_least: int, timeout_s: float = 20.0, settle_s: float = 0.0
+    bootstrap: str,
+    topic: str,
+    *,
+    at_least: int,
+    timeout_s: float = 20.0,
+    settle_s: float = 0.0,
+    where: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Everything on ``topic`` from the start, once ``at_least`` records are there.
 
-    With ``settle_s``, keeps reading that long after reaching the count, to catch records
-    that should *not* be there (duplicates). Returns what it has when ``timeout_s`` runs out.
+    With ``where``, only the records it accepts are kept and counted (topics with fixed
+    names carry the records of other tests too). With ``settle_s``, keeps reading that long
+    after reaching the count, to catch records that should *not* be there (duplicates).
+    Returns what it has when ``timeout_s`` runs out.
     """
     consumer = AIOKafkaConsumer(
         topic,
@@ -55,7 +63,7 @@ async def read_topic(
                 break
             batch = await consumer.getmany(timeout_ms=100)
             for partition_records in batch.values():
-                records.extend(partition_records)
+                records.extend(r for r in partition_records if where is None or where(r))
             if settle_until is None and len(records) >= at_least:
                 if settle_s <= 0:
                     break

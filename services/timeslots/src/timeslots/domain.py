@@ -12,6 +12,9 @@ Errors form one small tree::
      +-- InvalidSlot           a custom slot that is naive, not in UTC, empty or too long;
                                a slot length that cannot be priced
      +-- SlotOverlap           a custom slot that overlaps another new or an existing slot
+     +-- RoomNotFound          no room with that id
+     +-- SlotNotFound          no slot with that id
+     +-- RoomUnavailable       a room that cannot take the request now (inactive, no schedule)
 
 Time semantics, decided once for the whole module:
 
@@ -85,6 +88,18 @@ class InvalidSlot(TimeslotError):
 
 class SlotOverlap(TimeslotError):
     """A custom slot that overlaps another new slot or an existing one."""
+
+
+class RoomNotFound(TimeslotError):
+    """No room has the given id."""
+
+
+class SlotNotFound(TimeslotError):
+    """No slot has the given id."""
+
+
+class RoomUnavailable(TimeslotError):
+    """The room exists but cannot take this request now: inactive, or without a schedule."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

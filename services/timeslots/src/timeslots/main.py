@@ -5,19 +5,59 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shared.events import topics
+from shared.events.money import utc_now
 from shared.service import ServiceRuntime
-from timeslots import models
+from timeslots import consumers, domain, handlers, models
+from timeslots.api import Clock, router
 from timeslots.settings import TimeslotsSettings
+from timeslots.store import InvalidCursor
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
+
+PROBLEM_STATUSES: dict[type[Exception], int] = {
+    domain.InvalidSchedule: 422,
+    domain.InvalidRange: 422,
+    domain.InvalidSlot: 422,
+    InvalidCursor: 422,
+    domain.SlotOverlap: 409,
+    domain.RoomUnavailable: 409,
+    domain.RoomNotFound: 404,
+    domain.SlotNotFound: 404,
+}
 
 
-def create_runtime(settings: TimeslotsSettings) -> ServiceRuntime:
-    return ServiceRuntime(
-        settings, metadata=models.metadata, source="/timeslots", produces=[topics.TIMESLOTS_EVENTS]
+def limits_of(settings: TimeslotsSettings) -> handlers.Limits:
+    return handlers.Limits(
+        generation_max_days=settings.generation_max_days,
+        search_max_days=settings.search_max_days,
+        custom_slots_max=settings.custom_slots_max,
+        custom_slot_max_minutes=settings.custom_slot_max_minutes,
+        custom_slot_horizon_days=settings.custom_slot_horizon_days,
+        slots_per_event=settings.slots_per_event,
     )
 
 
-def create_app(settings: TimeslotsSettings | None = None) -> FastAPI:
-    runtime = create_runtime(settings or TimeslotsSettings())
-    return runtime.create_app(title="Timeslots service", version=VERSION)
+def create_runtime(settings: TimeslotsSettings) -> ServiceRuntime:
+    runtime = ServiceRuntime(
+        settings, metadata=models.metadata, source="/timeslots", produces=[topics.TIMESLOTS_EVENTS]
+    )
+    consumers.register(runtime.consumer(consumers.CONSUMER_NAME))
+    return runtime
+
+
+def create_app(settings: TimeslotsSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
+    settings = settings or TimeslotsSettings()
+    runtime = create_runtime(settings)
+    app = runtime.create_app(
+        title="Timeslots service",
+        version=VERSION,
+        description=(
+            "Rooms, their weekly schedules and the bookable slots generated from them, "
+            "with availability search in each room's own time zone."
+        ),
+        problem_mapping=PROBLEM_STATUSES,
+        limits=limits_of(settings),
+        clock=clock,
+    )
+    app.include_router(router)
+    return app

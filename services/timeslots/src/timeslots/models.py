@@ -1,8 +1,40 @@
-"""Tables of the timeslots service: its own ``MetaData``, so Alembic sees nothing else."""
+"""Tables of the timeslots service: its own ``MetaData``, so Alembic sees nothing else.
+
+Core tables rather than ORM classes: slot generation, search and the availability counts
+are set-based statements, and the rows never need an identity map.
+
+The database enforces what must never be wrong, whoever writes:
+
+* no two slots of a room overlap (an exclusion constraint on ``room_id`` and the half-open
+  range ``[starts_at, ends_at)``; it also makes repeated generation insert nothing);
+* a slot ends after it starts, holds at least one booking, never counts below zero bookings;
+* a slot is ``open`` or ``blocked``; a room has one of the four types and at least one seat;
+* a booking holds at most one place (``slot_holds`` keyed by booking id).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    literal_column,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 
 from shared.db import service_metadata
 from shared.inbox import inbox_table
@@ -12,6 +44,104 @@ metadata = service_metadata()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
+MONEY = Numeric(19, 4)
+"""Amounts are exact decimals; four places cover every ISO 4217 minor unit."""
 
-class Base(DeclarativeBase):
-    metadata = metadata
+ROOM_TYPES = ("office", "consultation", "meeting", "treatment")
+SLOT_STATUSES = ("open", "blocked")
+
+
+def _created_at() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _updated_at() -> Column[object]:
+    return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("capacity", Integer, nullable=False),
+    Column("room_type", String(32), nullable=False),
+    Column("hourly_rate", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("capacity >= 1", name="capacity_positive"),
+    CheckConstraint("hourly_rate >= 0", name="hourly_rate_not_negative"),
+    CheckConstraint(
+        "room_type IN (" + ", ".join(f"'{t}'" for t in ROOM_TYPES) + ")", name="room_type_known"
+    ),
+    Index("ix_rooms_room_type_active", "room_type", "active"),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("room_id", Uuid, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("slot_minutes", Integer, nullable=False),
+    Column("buffer_minutes", Integer, nullable=False, server_default=text("0")),
+    Column("max_bookings", Integer, nullable=False, server_default=text("1")),
+    Column("open_weekdays", ARRAY(SmallInteger), nullable=False),
+    Column("working_hours", JSONB, nullable=False),
+    Column("excluded_dates", ARRAY(Date), nullable=False, server_default=text("'{}'")),
+    Column("blackouts", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    _updated_at(),
+    CheckConstraint("slot_minutes BETWEEN 1 AND 1440", name="slot_minutes_range"),
+    CheckConstraint("buffer_minutes >= 0", name="buffer_not_negative"),
+    CheckConstraint("max_bookings >= 1", name="max_bookings_positive"),
+)
+
+timeslots = Table(
+    "timeslots",
+    metadata,
+    Column("id", Uuid, primary_key=True, server_default=func.gen_random_uuid()),
+    Column("room_id", Uuid, ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False),
+    Column("price", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("max_bookings", Integer, nullable=False, server_default=text("1")),
+    Column("booked_count", Integer, nullable=False, server_default=text("0")),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("revision", Integer, nullable=False, server_default=text("1")),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    CheckConstraint("price >= 0", name="price_not_negative"),
+    CheckConstraint("max_bookings >= 1", name="max_bookings_positive"),
+    CheckConstraint("booked_count >= 0", name="booked_count_not_negative"),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in SLOT_STATUSES) + ")", name="status_known"
+    ),
+    ExcludeConstraint(
+        ("room_id", "="),
+        (literal_column("tstzrange(starts_at, ends_at, '[)')"), "&&"),
+        name="ex_timeslots_no_overlap",
+        using="gist",
+    ),
+    Index("ix_timeslots_room_id_starts_at", "room_id", "starts_at", unique=True),
+)
+
+slot_holds = Table(
+    "slot_holds",
+    metadata,
+    Column("booking_id", Uuid, primary_key=True),
+    Column("slot_id", Uuid, nullable=False),
+    Column("released", Boolean, nullable=False),
+    _updated_at(),
+    Index("ix_slot_holds_slot_id", "slot_id"),
+)
+"""Which booking holds a place in which slot, as learnt from booking events.
+
+``timeslots.booked_count`` is the number of unreleased holds of the slot. Keeping the holds
+(not just a counter) makes the count exact whatever the order and number of deliveries: a
+release seen before its creation leaves a released row, so the late creation counts nothing.
+"""

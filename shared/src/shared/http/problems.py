@@ -194,7 +194,8 @@ def install_problem_handlers(app: FastAPI, *, mapping: Mapping[type[Exception], 
     * :class:`ProblemError` -> its own status, title and type;
     * an instance of a class in ``mapping`` -> the mapped status (the most specific class in
       the exception's MRO wins), the reason phrase as title, ``str(exc)`` as detail and
-      ``urn:problem:<snake_case_class_name>`` as type;
+      ``urn:problem:<snake_case_class_name>`` as type; a 422 also gets an ``errors`` list
+      with that one issue, so every 422 has the same shape;
     * Starlette/FastAPI ``HTTPException`` (including unknown routes and wrong methods) -> its
       status, detail and headers;
     * ``RequestValidationError`` -> 422 with an ``errors`` list of ``{loc, msg, type}``;
@@ -220,12 +221,20 @@ def install_problem_handlers(app: FastAPI, *, mapping: Mapping[type[Exception], 
 
     async def on_mapped_error(request: Request, exc: Exception) -> Response:
         status = _status_for(exc, statuses)
+        type_ = problem_type_for(type(exc))
+        # A 422 always carries ``errors``, whether the schema or the domain refused the input.
+        extensions: dict[str, Any] = (
+            {"errors": [{"loc": [], "msg": str(exc), "type": type_.rsplit(":", 1)[-1]}]}
+            if status == 422
+            else {}
+        )
         return problem_response(
             status,
             reason_phrase(status),
             str(exc),
-            type_=problem_type_for(type(exc)),
+            type_=type_,
             instance=request.url.path,
+            **extensions,
         )
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:

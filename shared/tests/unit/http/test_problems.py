@@ -60,11 +60,11 @@ class Booking(BaseModel):
     name: str
 
 
-def _app(**mapping_overrides: Any) -> FastAPI:
+def _app(mapping: dict[type[Exception], int] | None = None) -> FastAPI:
     app = FastAPI()
     install_problem_handlers(
         app,
-        mapping={DomainError: 400, SlotNotFoundError: 404, SlotAlreadyBookedError: 409},
+        mapping=mapping or {DomainError: 400, SlotNotFoundError: 404, SlotAlreadyBookedError: 409},
     )
 
     @app.get("/raise/{kind}")
@@ -167,6 +167,21 @@ async def test_an_unmapped_subclass_takes_the_status_of_its_closest_mapped_ances
 
     assert response.status_code == 409  # SlotAlreadyBookedError, not DomainError's 400
     assert response.json()["type"] == "urn:problem:double_booking_attempt_error"
+
+
+async def test_a_domain_error_mapped_to_422_lists_itself_as_the_one_issue(client: Any) -> None:
+    async with client(_app(mapping={DomainError: 422})) as http:
+        response = await http.get("/raise/base")
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "type": "urn:problem:domain_error",
+        "title": "Unprocessable Entity",
+        "status": 422,
+        "detail": "the request makes no sense",
+        "instance": "/raise/base",
+        "errors": [{"loc": [], "msg": "the request makes no sense", "type": "domain_error"}],
+    }
 
 
 async def test_an_http_exception_keeps_its_status_detail_and_headers(client: Any) -> None:

@@ -1,0 +1,379 @@
+"""HTTP routes: request -> use case in one transaction -> response. Admins write, users read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.events.catalogue import RoomType, SlotStatus
+from shared.http.auth import AdminUser, CurrentUser
+from shared.http.problems import PROBLEM_RESPONSES
+from shared.service import ServiceRuntime
+from timeslots import handlers, schemas, store
+
+router = APIRouter(responses=PROBLEM_RESPONSES)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Context:
+    runtime: ServiceRuntime
+    limits: handlers.Limits
+    clock: Clock
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.runtime.sessions.begin() as session:
+            yield session
+
+
+def _context(request: Request) -> Context:
+    return Context(
+        runtime=request.app.state.runtime,
+        limits=request.app.state.limits,
+        clock=request.app.state.clock,
+    )
+
+
+Ctx = Annotated[Context, Depends(_context)]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=200, description="From the previous page")]
+From = Annotated[date | None, Query(alias="from", description="First local date, inclusive")]
+To = Annotated[date | None, Query(alias="to", description="Last local date, inclusive")]
+On = Annotated[date | None, Query(alias="date", description="One local date")]
+MinDuration = Annotated[
+    int | None,
+    Query(ge=1, le=24 * 60, description="Minutes of consecutive free time needed from a start"),
+]
+
+
+# --- rooms -----------------------------------------------------------------------------
+
+
+def _room_out(room: store.Room) -> schemas.RoomOut:
+    return schemas.RoomOut(
+        id=room.id,
+        name=room.name,
+        description=room.description,
+        capacity=room.capacity,
+        room_type=room.room_type,
+        hourly_rate=room.hourly_rate,
+        time_zone=room.time_zone,
+        active=room.active,
+        attributes=room.attributes,
+        created_at=room.created_at,
+        updated_at=room.updated_at,
+    )
+
+
+@router.post("/rooms", status_code=201, tags=["rooms"])
+async def create_room(body: schemas.RoomIn, ctx: Ctx, _: AdminUser) -> schemas.RoomOut:
+    async with ctx.transaction() as session:
+        room = await handlers.create_room(session, ctx.runtime.outbox, body)
+    return _room_out(room)
+
+
+@router.get("/rooms", tags=["rooms"])
+async def list_rooms(
+    ctx: Ctx,
+    _: CurrentUser,
+    room_type: RoomType | None = None,
+    active: bool | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> schemas.RoomPage:
+    after = store.decode_room_cursor(cursor)
+    async with ctx.transaction() as session:
+        found = await store.list_rooms(
+            session, room_type=room_type, active=active, after=after, limit=limit + 1
+        )
+    page = found[:limit]
+    next_cursor = store.encode_cursor(page[-1].id) if len(found) > limit else None
+    return schemas.RoomPage(items=[_room_out(room) for room in page], next_cursor=next_cursor)
+
+
+@router.get("/rooms/{room_id}", tags=["rooms"])
+async def get_room(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.RoomOut:
+    async with ctx.transaction() as session:
+        return _room_out(await store.get_room(session, room_id))
+
+
+@router.patch("/rooms/{room_id}", tags=["rooms"])
+async def update_room(
+    room_id: UUID, body: schemas.RoomPatch, ctx: Ctx, _: AdminUser
+) -> schemas.RoomOut:
+    async with ctx.transaction() as session:
+        room = await handlers.update_room(session, ctx.runtime.outbox, room_id, body)
+    return _room_out(room)
+
+
+@router.post("/rooms/{room_id}/deactivate", tags=["rooms"])
+async def deactivate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.RoomOut:
+    """No new bookings or slots for the room; existing bookings stay."""
+    async with ctx.transaction() as session:
+        room = await handlers.set_room_active(session, ctx.runtime.outbox, room_id, active=False)
+    return _room_out(room)
+
+
+@router.post("/rooms/{room_id}/activate", tags=["rooms"])
+async def activate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.RoomOut:
+    async with ctx.transaction() as session:
+        room = await handlers.set_room_active(session, ctx.runtime.outbox, room_id, active=True)
+    return _room_out(room)
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+def _schedule_out(schedule: store.StoredSchedule, time_zone: str) -> schemas.ScheduleOut:
+    return schemas.ScheduleOut(
+        room_id=schedule.room_id,
+        time_zone=time_zone,
+        open_weekdays=list(schedule.open_weekdays),
+        weekday_hours={
+            weekday: [schemas.Interval(start=start, end=end) for start, end in spans]
+            for weekday, spans in schedule.weekday_hours.items()
+        },
+        slot_minutes=schedule.slot_minutes,
+        buffer_minutes=schedule.buffer_minutes,
+        max_bookings=schedule.max_bookings,
+        excluded_dates=list(schedule.excluded_dates),
+        blackouts=[schemas.Blackout(starts_at=s, ends_at=e) for s, e in schedule.blackouts],
+        updated_at=schedule.updated_at,
+    )
+
+
+@router.put("/rooms/{room_id}/schedule", tags=["schedules"])
+async def put_schedule(
+    room_id: UUID, body: schemas.ScheduleIn, ctx: Ctx, _: AdminUser
+) -> schemas.ScheduleOut:
+    """Replace the room's working hours; slots already generated stay as they are."""
+    async with ctx.transaction() as session:
+        schedule, time_zone = await handlers.put_schedule(session, room_id, body)
+    return _schedule_out(schedule, time_zone)
+
+
+@router.get("/rooms/{room_id}/schedule", tags=["schedules"])
+async def get_schedule(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.ScheduleOut:
+    async with ctx.transaction() as session:
+        schedule, time_zone = await handlers.get_schedule(session, room_id)
+    return _schedule_out(schedule, time_zone)
+
+
+# --- slots -----------------------------------------------------------------------------
+
+
+def _slot_out(slot: store.Slot) -> schemas.SlotOut:
+    return schemas.SlotOut(
+        id=slot.id,
+        room_id=slot.room_id,
+        starts_at=slot.starts_at,
+        ends_at=slot.ends_at,
+        price=slot.price,
+        max_bookings=slot.max_bookings,
+        booked_count=slot.booked_count,
+        status=slot.status,
+        revision=slot.revision,
+        created_at=slot.created_at,
+    )
+
+
+@router.post("/rooms/{room_id}/slots/generate", tags=["slots"])
+async def generate_slots(
+    room_id: UUID, body: schemas.GenerateIn, ctx: Ctx, _: AdminUser
+) -> schemas.GenerationOut:
+    """Create the schedule's slots on the local dates given; existing slots are kept."""
+    async with ctx.transaction() as session:
+        result = await handlers.generate(
+            session,
+            ctx.runtime.outbox,
+            room_id,
+            date_from=body.date_from,
+            date_to=body.date_to,
+            price_override=body.price_override,
+            limits=ctx.limits,
+        )
+    return schemas.GenerationOut(
+        room_id=result.room_id,
+        date_from=result.date_from,
+        date_to=result.date_to,
+        created=result.created,
+        skipped=result.skipped,
+        first_starts_at=result.first_starts_at,
+        last_starts_at=result.last_starts_at,
+    )
+
+
+@router.post("/rooms/{room_id}/slots", status_code=201, tags=["slots"])
+async def add_custom_slots(
+    room_id: UUID, body: schemas.CustomSlotsIn, ctx: Ctx, _: AdminUser
+) -> list[schemas.SlotOut]:
+    """Add explicit slots: all or none (409 if one overlaps a slot of the room)."""
+    async with ctx.transaction() as session:
+        created = await handlers.add_custom_slots(
+            session, ctx.runtime.outbox, room_id, body.slots, now=ctx.clock(), limits=ctx.limits
+        )
+    return [_slot_out(slot) for slot in created]
+
+
+@router.get("/rooms/{room_id}/slots", tags=["slots"])
+async def list_slots(
+    room_id: UUID,
+    ctx: Ctx,
+    _: AdminUser,
+    date_from: From = None,
+    date_to: To = None,
+    on: On = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> schemas.SlotPage:
+    """Every slot of the room starting on the local dates given, blocked and full ones too."""
+    first, last = handlers.search_range(
+        on=on, date_from=date_from, date_to=date_to, max_days=ctx.limits.search_max_days
+    )
+    after = store.decode_slot_cursor(cursor)
+    async with ctx.transaction() as session:
+        room = await store.get_room(session, room_id)
+        start, end = _local_day_bounds(room.time_zone, first, last)
+        found = await store.list_slots(
+            session, room_id, start=start, end=end, after=after, limit=limit + 1
+        )
+    page = found[:limit]
+    next_cursor = (
+        store.encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
+    )
+    return schemas.SlotPage(items=[_slot_out(slot) for slot in page], next_cursor=next_cursor)
+
+
+@router.get("/slots/{slot_id}", tags=["slots"])
+async def get_slot(slot_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.SlotOut:
+    async with ctx.transaction() as session:
+        return _slot_out(await store.get_slot(session, slot_id))
+
+
+@router.post("/slots/{slot_id}/block", tags=["slots"])
+async def block_slot(slot_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.SlotOut:
+    """Take the slot out of sale (maintenance); bookings it already has stay."""
+    return await _set_status(ctx, slot_id, SlotStatus.BLOCKED)
+
+
+@router.post("/slots/{slot_id}/unblock", tags=["slots"])
+async def unblock_slot(slot_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.SlotOut:
+    return await _set_status(ctx, slot_id, SlotStatus.OPEN)
+
+
+async def _set_status(ctx: Context, slot_id: UUID, status: SlotStatus) -> schemas.SlotOut:
+    async with ctx.transaction() as session:
+        slot = await handlers.set_slot_status(session, ctx.runtime.outbox, slot_id, status)
+    return _slot_out(slot)
+
+
+# --- availability ----------------------------------------------------------------------
+
+
+@router.get("/rooms/{room_id}/availability", tags=["availability"])
+async def room_availability(
+    room_id: UUID,
+    ctx: Ctx,
+    _: CurrentUser,
+    on: On = None,
+    date_from: From = None,
+    date_to: To = None,
+    min_duration: MinDuration = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> schemas.AvailabilityPage:
+    """Free future slots of the room on local dates (the room's time zone), by start."""
+    first, last = handlers.search_range(
+        on=on, date_from=date_from, date_to=date_to, max_days=ctx.limits.search_max_days
+    )
+    async with ctx.transaction() as session:
+        await store.get_room(session, room_id)
+        return await _search(ctx, session, first, last, min_duration, limit, cursor, room_id)
+
+
+@router.get("/availability", tags=["availability"])
+async def availability_by_type(
+    room_type: RoomType,
+    ctx: Ctx,
+    _: CurrentUser,
+    on: On = None,
+    date_from: From = None,
+    date_to: To = None,
+    min_duration: MinDuration = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> schemas.AvailabilityPage:
+    """Free future slots of every active room of a type, each on its own local dates."""
+    first, last = handlers.search_range(
+        on=on, date_from=date_from, date_to=date_to, max_days=ctx.limits.search_max_days
+    )
+    async with ctx.transaction() as session:
+        return await _search(
+            ctx, session, first, last, min_duration, limit, cursor, None, room_type
+        )
+
+
+async def _search(
+    ctx: Context,
+    session: AsyncSession,
+    first: date,
+    last: date,
+    min_duration: int | None,
+    limit: int,
+    cursor: str | None,
+    room_id: UUID | None,
+    room_type: RoomType | None = None,
+) -> schemas.AvailabilityPage:
+    found = await store.search(
+        session,
+        room_id=room_id,
+        room_type=room_type,
+        date_from=first,
+        date_to=last,
+        min_duration=timedelta(minutes=min_duration) if min_duration else None,
+        now=ctx.clock(),
+        after=store.decode_slot_cursor(cursor),
+        limit=limit + 1,
+    )
+    page = found[:limit]
+    next_cursor = (
+        store.encode_cursor(page[-1].starts_at, page[-1].slot_id) if len(found) > limit else None
+    )
+    return schemas.AvailabilityPage(
+        items=[_available_out(item) for item in page], next_cursor=next_cursor
+    )
+
+
+def _available_out(item: store.Available) -> schemas.AvailableSlot:
+    zone = ZoneInfo(item.time_zone)
+    return schemas.AvailableSlot(
+        slot_id=item.slot_id,
+        room_id=item.room_id,
+        room_name=item.room_name,
+        time_zone=item.time_zone,
+        starts_at=item.starts_at,
+        ends_at=item.ends_at,
+        local_starts_at=item.starts_at.astimezone(zone),
+        local_ends_at=item.ends_at.astimezone(zone),
+        price=item.price,
+        places_left=item.places_left,
+        free_minutes=item.free_minutes,
+    )
+
+
+def _local_day_bounds(time_zone: str, first: date, last: date) -> tuple[datetime, datetime]:
+    """UTC instants of local midnight starting ``first`` and ending ``last``."""
+    zone = ZoneInfo(time_zone)
+    start = datetime.combine(first, time(0), tzinfo=zone)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)

@@ -1,0 +1,317 @@
+"""Use cases of the timeslots service: each changes state and records its events together.
+
+Every function runs in the caller's transaction and adds its events to the outbox in that
+same transaction, so an event leaves the service if and only if its change committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from itertools import islice
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.events.catalogue import (
+    RoomDeactivated,
+    RoomUpserted,
+    SlotChanged,
+    SlotsGenerated,
+    SlotSnapshot,
+    SlotStatus,
+)
+from shared.events.money import Money, utc_now
+from shared.outbox import Outbox
+from timeslots import domain, schemas, store
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one request may ask for (from the service settings)."""
+
+    generation_max_days: int = domain.DEFAULT_MAX_DAYS
+    search_max_days: int = 31
+    custom_slots_max: int = 500
+    custom_slot_max_minutes: int = domain.MAX_SLOT_MINUTES
+    custom_slot_horizon_days: int = 2 * 366
+    slots_per_event: int = 500
+
+
+# --- rooms -----------------------------------------------------------------------------
+
+
+async def create_room(session: AsyncSession, outbox: Outbox, body: schemas.RoomIn) -> store.Room:
+    room = await store.insert_room(session, uuid.uuid4(), _fields(body, type(body).model_fields))
+    await outbox.add(session, RoomUpserted(room_id=room.id, room=room.snapshot()))
+    return room
+
+
+async def update_room(
+    session: AsyncSession, outbox: Outbox, room_id: UUID, patch: schemas.RoomPatch
+) -> store.Room:
+    """Change the fields present in ``patch``; an empty patch changes nothing."""
+    changes = _fields(patch, patch.model_fields_set)
+    if not changes:
+        return await store.get_room(session, room_id)
+    room = await store.update_room(session, room_id, changes)
+    if room is None:
+        raise domain.RoomNotFound(f"room {room_id} does not exist")
+    await outbox.add(session, RoomUpserted(room_id=room.id, room=room.snapshot()))
+    return room
+
+
+def _fields(body: BaseModel, names: Iterable[str]) -> dict[str, Any]:
+    """The named fields as Python values (Money stays Money, enums stay enums)."""
+    return {name: getattr(body, name) for name in names}
+
+
+async def set_room_active(
+    session: AsyncSession, outbox: Outbox, room_id: UUID, *, active: bool
+) -> store.Room:
+    """Deactivate (no new bookings, existing ones stay) or reactivate; repeats change nothing."""
+    room = await store.get_room(session, room_id, lock=True)
+    if room.active == active:
+        return room
+    updated = await store.update_room(session, room_id, {"active": active})
+    assert updated is not None  # locked above
+    event = (
+        RoomUpserted(room_id=room_id, room=updated.snapshot())
+        if active
+        else RoomDeactivated(room_id=room_id, deactivated_at=updated.updated_at)
+    )
+    await outbox.add(session, event)
+    return updated
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+async def put_schedule(
+    session: AsyncSession, room_id: UUID, body: schemas.ScheduleIn
+) -> tuple[store.StoredSchedule, str]:
+    """Replace the room's schedule (checked against the domain rules first)."""
+    room = await store.get_room(session, room_id)
+    weekdays = sorted(set(body.open_weekdays))
+    schedule = store.StoredSchedule(
+        room_id=room_id,
+        open_weekdays=tuple(weekdays),
+        weekday_hours={
+            weekday: [(i.start, i.end) for i in body.hours_of(weekday)] for weekday in weekdays
+        },
+        slot_minutes=body.slot_minutes,
+        buffer_minutes=body.buffer_minutes,
+        max_bookings=body.max_bookings,
+        excluded_dates=tuple(sorted(set(body.excluded_dates))),
+        blackouts=tuple((b.starts_at, b.ends_at) for b in body.blackouts),
+        updated_at=utc_now(),
+    )
+    schedule.to_domain(room.time_zone)  # raises InvalidSchedule
+    return await store.put_schedule(session, schedule), room.time_zone
+
+
+async def get_schedule(session: AsyncSession, room_id: UUID) -> tuple[store.StoredSchedule, str]:
+    room = await store.get_room(session, room_id)
+    schedule = await store.get_schedule(session, room_id)
+    if schedule is None:
+        raise domain.RoomUnavailable(f"room {room_id} has no schedule yet")
+    return schedule, room.time_zone
+
+
+# --- slots -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    room_id: UUID
+    date_from: date
+    date_to: date
+    created: int
+    skipped: int
+    first_starts_at: datetime | None
+    last_starts_at: datetime | None
+
+
+async def generate(
+    session: AsyncSession,
+    outbox: Outbox,
+    room_id: UUID,
+    *,
+    date_from: date,
+    date_to: date,
+    price_override: Money | None = None,
+    limits: Limits = Limits(),
+) -> Generation:
+    """Create the room's slots on the local dates given; slots it already has are skipped.
+
+    Idempotent and set-based: the slots are computed in memory, inserted by one statement
+    that skips whatever overlaps an existing slot, and announced in ``SlotsGenerated``
+    events of at most ``limits.slots_per_event`` slots each.
+    """
+    room = await store.get_room(session, room_id, lock=True)
+    if not room.active:
+        raise domain.RoomUnavailable(f"room {room_id} is inactive; activate it to add slots")
+    stored = await store.get_schedule(session, room_id)
+    if stored is None:
+        raise domain.RoomUnavailable(f"room {room_id} has no schedule; set one first")
+    if price_override is not None:
+        _check_currency(price_override, room.hourly_rate)
+    specs = domain.expand(
+        stored.to_domain(room.time_zone),
+        date_from=date_from,
+        date_to=date_to,
+        hourly_rate=room.hourly_rate,
+        price_override=price_override,
+        max_days=limits.generation_max_days,
+    )
+    price = specs[0].price if specs else room.hourly_rate
+    inserted = await store.insert_generated(
+        session,
+        room_id=room_id,
+        starts=[spec.starts_at for spec in specs],
+        ends=[spec.ends_at for spec in specs],
+        price=price,
+        max_bookings=stored.max_bookings,
+    )
+    snapshots = [
+        SlotSnapshot.model_construct(
+            slot_id=slot_id,
+            room_id=room_id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            price=price,
+            max_bookings=stored.max_bookings,
+            status=SlotStatus.OPEN,
+            revision=1,
+        )
+        for slot_id, starts_at, ends_at in inserted
+    ]
+    await _announce(session, outbox, room_id, snapshots, limits.slots_per_event)
+    starts = sorted(snapshot.starts_at for snapshot in snapshots)
+    return Generation(
+        room_id=room_id,
+        date_from=date_from,
+        date_to=date_to,
+        created=len(inserted),
+        skipped=len(specs) - len(inserted),
+        first_starts_at=starts[0] if starts else None,
+        last_starts_at=starts[-1] if starts else None,
+    )
+
+
+async def add_custom_slots(
+    session: AsyncSession,
+    outbox: Outbox,
+    room_id: UUID,
+    slots: Sequence[schemas.CustomSlot],
+    *,
+    now: datetime,
+    limits: Limits = Limits(),
+) -> list[store.Slot]:
+    """Add explicit slots: all of them or, if one is invalid or overlaps, none."""
+    if len(slots) > limits.custom_slots_max:
+        raise domain.InvalidSlot(
+            f"{len(slots)} slots in one request; at most {limits.custom_slots_max} are allowed"
+        )
+    room = await store.get_room(session, room_id, lock=True)
+    if not room.active:
+        raise domain.RoomUnavailable(f"room {room_id} is inactive; activate it to add slots")
+    horizon = now + timedelta(days=limits.custom_slot_horizon_days)
+    spans = [(slot.starts_at, slot.ends_at) for slot in slots]
+    domain.validate_custom_slots([], spans, max_minutes=limits.custom_slot_max_minutes)
+    rows = []
+    for slot in slots:
+        _check_custom_start(slot, now=now, horizon=horizon, limits=limits)
+        minutes = (slot.ends_at - slot.starts_at) // timedelta(minutes=1)
+        price = slot.price or domain.slot_price(room.hourly_rate, minutes)
+        _check_currency(price, room.hourly_rate)
+        rows.append((slot.starts_at, slot.ends_at, price.amount, slot.max_bookings))
+    lowest = min(start for start, _ in spans)
+    highest = max(end for _, end in spans)
+    existing = await store.spans_between(session, room_id, lowest, highest)
+    domain.validate_custom_slots(existing, spans, max_minutes=limits.custom_slot_max_minutes)
+    created = await store.insert_custom(
+        session, room_id=room_id, currency=room.hourly_rate.currency, slots=rows
+    )
+    await _announce(
+        session, outbox, room_id, [s.snapshot() for s in created], limits.slots_per_event
+    )
+    return created
+
+
+async def set_slot_status(
+    session: AsyncSession, outbox: Outbox, slot_id: UUID, status: SlotStatus
+) -> store.Slot:
+    """Block or unblock a slot; bookings it already has stay. Repeats change nothing."""
+    slot, changed = await store.set_slot_status(session, slot_id, status)
+    if changed:
+        await outbox.add(session, SlotChanged(room_id=slot.room_id, slot=slot.snapshot()))
+    return slot
+
+
+def _check_custom_start(
+    slot: schemas.CustomSlot, *, now: datetime, horizon: datetime, limits: Limits
+) -> None:
+    start = slot.starts_at.isoformat()
+    if any(moment.second or moment.microsecond for moment in (slot.starts_at, slot.ends_at)):
+        raise domain.InvalidSlot(f"slot starting {start} must start and end on whole minutes")
+    if slot.starts_at < now:
+        raise domain.InvalidSlot(f"slot starting {start} is in the past")
+    if slot.starts_at > horizon:
+        raise domain.InvalidSlot(
+            f"slot starting {start} is more than {limits.custom_slot_horizon_days} days ahead"
+        )
+
+
+def _check_currency(price: Money, rate: Money) -> None:
+    if price.currency != rate.currency:
+        raise domain.InvalidSlot(
+            f"price in {price.currency} but the room is priced in {rate.currency}"
+        )
+
+
+async def _announce(
+    session: AsyncSession,
+    outbox: Outbox,
+    room_id: UUID,
+    snapshots: Sequence[SlotSnapshot],
+    per_event: int,
+) -> None:
+    events = [
+        SlotsGenerated.model_construct(room_id=room_id, slots=list(chunk))
+        for chunk in _chunks(snapshots, per_event)
+    ]
+    await outbox.add(session, *events)
+
+
+def _chunks(items: Sequence[SlotSnapshot], size: int) -> Iterator[tuple[SlotSnapshot, ...]]:
+    iterator = iter(items)
+    while chunk := tuple(islice(iterator, size)):
+        yield chunk
+
+
+# --- availability ----------------------------------------------------------------------
+
+
+def search_range(
+    *, on: date | None, date_from: date | None, date_to: date | None, max_days: int
+) -> tuple[date, date]:
+    """The local dates a search covers: one ``date`` or a ``from``/``to`` range, bounded."""
+    if on is not None:
+        if date_from is not None or date_to is not None:
+            raise domain.InvalidRange("give either `date` or `from`/`to`, not both")
+        return on, on
+    if date_from is None or date_to is None:
+        raise domain.InvalidRange("give `date`, or both `from` and `to`")
+    if date_to < date_from:
+        raise domain.InvalidRange(f"date range {date_from}..{date_to} ends before it starts")
+    days = (date_to - date_from).days + 1
+    if days > max_days:
+        raise domain.InvalidRange(
+            f"date range {date_from}..{date_to} has {days} days, more than {max_days}"
+        )
+    return date_from, date_to

@@ -1,0 +1,656 @@
+"""SQL of the timeslots service: rows in and out, set-based wherever many rows move.
+
+Every function runs inside the caller's transaction (``session``) and commits nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Integer,
+    Numeric,
+    Row,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.events.catalogue import RoomSnapshot, RoomType, SlotSnapshot, SlotStatus
+from shared.events.money import Money
+from timeslots import domain
+from timeslots.models import rooms, schedules, slot_holds, timeslots
+
+# --- rooms -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: UUID
+    name: str
+    description: str
+    capacity: int
+    room_type: RoomType
+    hourly_rate: Money
+    time_zone: str
+    active: bool
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> Room:
+        values = row._mapping
+        return cls(
+            id=values["id"],
+            name=values["name"],
+            description=values["description"],
+            capacity=values["capacity"],
+            room_type=RoomType(values["room_type"]),
+            hourly_rate=Money.of(values["hourly_rate"], values["currency"]),
+            time_zone=values["time_zone"],
+            active=values["active"],
+            attributes=values["attributes"],
+            created_at=values["created_at"],
+            updated_at=values["updated_at"],
+        )
+
+    def snapshot(self) -> RoomSnapshot:
+        return RoomSnapshot(
+            room_id=self.id,
+            name=self.name,
+            room_type=self.room_type,
+            capacity=self.capacity,
+            time_zone=self.time_zone,
+            hourly_rate=self.hourly_rate,
+            active=self.active,
+        )
+
+
+def _room_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """API field names -> columns (money is split into amount and currency)."""
+    columns = {
+        k: (v.value if isinstance(v, RoomType) else v)
+        for k, v in values.items()
+        if k != "hourly_rate"
+    }
+    rate = values.get("hourly_rate")
+    if rate is not None:
+        columns["hourly_rate"] = rate.amount
+        columns["currency"] = rate.currency
+    return columns
+
+
+async def insert_room(session: AsyncSession, room_id: UUID, values: Mapping[str, Any]) -> Room:
+    statement = insert(rooms).values(id=room_id, **_room_values(values)).returning(*rooms.c)
+    return Room.of((await session.execute(statement)).one())
+
+
+async def update_room(
+    session: AsyncSession, room_id: UUID, values: Mapping[str, Any]
+) -> Room | None:
+    statement = (
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(**_room_values(values), updated_at=func.now())
+        .returning(*rooms.c)
+    )
+    row = (await session.execute(statement)).first()
+    return Room.of(row) if row else None
+
+
+async def get_room(session: AsyncSession, room_id: UUID, *, lock: bool = False) -> Room:
+    statement = select(rooms).where(rooms.c.id == room_id)
+    if lock:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise domain.RoomNotFound(f"room {room_id} does not exist")
+    return Room.of(row)
+
+
+async def list_rooms(
+    session: AsyncSession,
+    *,
+    room_type: RoomType | None,
+    active: bool | None,
+    after: UUID | None,
+    limit: int,
+) -> list[Room]:
+    statement = select(rooms).order_by(rooms.c.id).limit(limit)
+    if room_type is not None:
+        statement = statement.where(rooms.c.room_type == room_type.value)
+    if active is not None:
+        statement = statement.where(rooms.c.active.is_(active))
+    if after is not None:
+        statement = statement.where(rooms.c.id > after)
+    return [Room.of(row) for row in await session.execute(statement)]
+
+
+async def active_room_ids(session: AsyncSession) -> list[UUID]:
+    statement = select(rooms.c.id).where(rooms.c.active).order_by(rooms.c.name, rooms.c.id)
+    return list((await session.scalars(statement)).all())
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSchedule:
+    """A schedule as stored: per open weekday its intervals, plus the cutting rules."""
+
+    room_id: UUID
+    open_weekdays: tuple[int, ...]
+    weekday_hours: dict[int, list[tuple[time, time]]]
+    slot_minutes: int
+    buffer_minutes: int
+    max_bookings: int
+    excluded_dates: tuple[date, ...]
+    blackouts: tuple[tuple[datetime, datetime], ...]
+    updated_at: datetime
+
+    def to_domain(self, time_zone: str) -> domain.Schedule:
+        return domain.Schedule(
+            time_zone=time_zone,
+            working_hours={
+                weekday: tuple(domain.WorkingInterval(start, end) for start, end in intervals)
+                for weekday, intervals in self.weekday_hours.items()
+            },
+            open_weekdays=frozenset(self.open_weekdays),
+            slot_minutes=self.slot_minutes,
+            buffer_minutes=self.buffer_minutes,
+            excluded_dates=frozenset(self.excluded_dates),
+            blackouts=tuple(domain.Blackout(start, end) for start, end in self.blackouts),
+        )
+
+
+def _schedule_of(row: Row[Any]) -> StoredSchedule:
+    values = row._mapping
+    return StoredSchedule(
+        room_id=values["room_id"],
+        open_weekdays=tuple(values["open_weekdays"]),
+        weekday_hours={
+            int(weekday): [(time.fromisoformat(s), time.fromisoformat(e)) for s, e in spans]
+            for weekday, spans in values["working_hours"].items()
+        },
+        slot_minutes=values["slot_minutes"],
+        buffer_minutes=values["buffer_minutes"],
+        max_bookings=values["max_bookings"],
+        excluded_dates=tuple(values["excluded_dates"]),
+        blackouts=tuple(
+            (datetime.fromisoformat(s), datetime.fromisoformat(e)) for s, e in values["blackouts"]
+        ),
+        updated_at=values["updated_at"],
+    )
+
+
+async def put_schedule(session: AsyncSession, schedule: StoredSchedule) -> StoredSchedule:
+    values = {
+        "open_weekdays": list(schedule.open_weekdays),
+        "working_hours": {
+            str(weekday): [[s.isoformat(), e.isoformat()] for s, e in spans]
+            for weekday, spans in sorted(schedule.weekday_hours.items())
+        },
+        "slot_minutes": schedule.slot_minutes,
+        "buffer_minutes": schedule.buffer_minutes,
+        "max_bookings": schedule.max_bookings,
+        "excluded_dates": sorted(schedule.excluded_dates),
+        "blackouts": [[s.isoformat(), e.isoformat()] for s, e in schedule.blackouts],
+        "updated_at": func.now(),
+    }
+    statement = (
+        pg_insert(schedules)
+        .values(room_id=schedule.room_id, **values)
+        .on_conflict_do_update(index_elements=[schedules.c.room_id], set_=values)
+        .returning(*schedules.c)
+    )
+    return _schedule_of((await session.execute(statement)).one())
+
+
+async def get_schedule(session: AsyncSession, room_id: UUID) -> StoredSchedule | None:
+    row = (await session.execute(select(schedules).where(schedules.c.room_id == room_id))).first()
+    return _schedule_of(row) if row else None
+
+
+# --- slots -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    id: UUID
+    room_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    price: Money
+    max_bookings: int
+    booked_count: int
+    status: SlotStatus
+    revision: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> Slot:
+        values = row._mapping
+        return cls(
+            id=values["id"],
+            room_id=values["room_id"],
+            starts_at=values["starts_at"],
+            ends_at=values["ends_at"],
+            price=Money.of(values["price"], values["currency"]),
+            max_bookings=values["max_bookings"],
+            booked_count=values["booked_count"],
+            status=SlotStatus(values["status"]),
+            revision=values["revision"],
+            created_at=values["created_at"],
+        )
+
+    def snapshot(self) -> SlotSnapshot:
+        return SlotSnapshot(
+            slot_id=self.id,
+            room_id=self.room_id,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            price=self.price,
+            max_bookings=self.max_bookings,
+            status=self.status,
+            revision=self.revision,
+        )
+
+
+_TIMESTAMPS = ARRAY(DateTime(timezone=True))
+
+_GENERATE = text(
+    """
+    INSERT INTO timeslots (room_id, starts_at, ends_at, price, currency, max_bookings)
+    SELECT :room_id, span.starts_at, span.ends_at, :price, :currency, :max_bookings
+    FROM unnest(:starts, :ends) AS span(starts_at, ends_at)
+    ON CONFLICT DO NOTHING
+    RETURNING id, starts_at, ends_at
+    """
+).bindparams(bindparam("starts", type_=_TIMESTAMPS), bindparam("ends", type_=_TIMESTAMPS))
+
+
+async def insert_generated(
+    session: AsyncSession,
+    *,
+    room_id: UUID,
+    starts: Sequence[datetime],
+    ends: Sequence[datetime],
+    price: Money,
+    max_bookings: int,
+) -> list[tuple[UUID, datetime, datetime]]:
+    """Insert the slots that overlap nothing the room has; returns the ones inserted.
+
+    One statement for any number of slots. ``ON CONFLICT DO NOTHING`` (no target) skips a
+    slot that collides with the exclusion constraint or the unique start, so running the
+    same generation twice, or over custom slots, inserts only what is missing.
+    """
+    result = await session.execute(
+        _GENERATE,
+        {
+            "room_id": room_id,
+            "starts": list(starts),
+            "ends": list(ends),
+            "price": price.amount,
+            "currency": price.currency,
+            "max_bookings": max_bookings,
+        },
+    )
+    return [(row[0], row[1], row[2]) for row in result]
+
+
+_INSERT_CUSTOM = text(
+    """
+    INSERT INTO timeslots (room_id, starts_at, ends_at, price, currency, max_bookings)
+    SELECT :room_id, span.starts_at, span.ends_at, span.price, :currency, span.max_bookings
+    FROM unnest(:starts, :ends, :prices, :max_bookings)
+        AS span(starts_at, ends_at, price, max_bookings)
+    RETURNING *
+    """
+).bindparams(
+    bindparam("starts", type_=_TIMESTAMPS),
+    bindparam("ends", type_=_TIMESTAMPS),
+    bindparam("prices", type_=ARRAY(Numeric(19, 4))),
+    bindparam("max_bookings", type_=ARRAY(Integer)),
+)
+
+
+async def insert_custom(
+    session: AsyncSession,
+    *,
+    room_id: UUID,
+    currency: str,
+    slots: Sequence[tuple[datetime, datetime, Decimal, int]],
+) -> list[Slot]:
+    """Insert all of ``slots`` or none: an overlap the database finds raises ``SlotOverlap``."""
+    params = {
+        "room_id": room_id,
+        "currency": currency,
+        "starts": [slot[0] for slot in slots],
+        "ends": [slot[1] for slot in slots],
+        "prices": [slot[2] for slot in slots],
+        "max_bookings": [slot[3] for slot in slots],
+    }
+    try:
+        async with session.begin_nested():
+            result = await session.execute(_INSERT_CUSTOM, params)
+            inserted = [Slot.of(row) for row in result]
+    except IntegrityError as exc:
+        if "ex_timeslots_no_overlap" in str(exc.orig) or "ix_timeslots_room_id_starts_at" in str(
+            exc.orig
+        ):
+            raise domain.SlotOverlap(
+                "a new slot overlaps a slot the room got meanwhile; nothing was added"
+            ) from exc
+        raise
+    return sorted(inserted, key=lambda slot: slot.starts_at)
+
+
+async def spans_between(
+    session: AsyncSession, room_id: UUID, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Spans of the room's slots that overlap ``[start, end)``."""
+    statement = select(timeslots.c.starts_at, timeslots.c.ends_at).where(
+        timeslots.c.room_id == room_id,
+        timeslots.c.starts_at < end,
+        timeslots.c.ends_at > start,
+    )
+    return [(row[0], row[1]) for row in await session.execute(statement)]
+
+
+async def get_slot(session: AsyncSession, slot_id: UUID) -> Slot:
+    row = (await session.execute(select(timeslots).where(timeslots.c.id == slot_id))).first()
+    if row is None:
+        raise domain.SlotNotFound(f"slot {slot_id} does not exist")
+    return Slot.of(row)
+
+
+async def set_slot_status(
+    session: AsyncSession, slot_id: UUID, status: SlotStatus
+) -> tuple[Slot, bool]:
+    """Set the slot's status; returns the slot and whether it changed (a new revision)."""
+    statement = (
+        update(timeslots)
+        .where(timeslots.c.id == slot_id, timeslots.c.status != status.value)
+        .values(status=status.value, revision=timeslots.c.revision + 1, updated_at=func.now())
+        .returning(*timeslots.c)
+    )
+    row = (await session.execute(statement)).first()
+    if row is not None:
+        return Slot.of(row), True
+    return await get_slot(session, slot_id), False
+
+
+async def list_slots(
+    session: AsyncSession,
+    room_id: UUID,
+    *,
+    start: datetime,
+    end: datetime,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[Slot]:
+    statement = (
+        select(timeslots)
+        .where(
+            timeslots.c.room_id == room_id,
+            timeslots.c.starts_at >= start,
+            timeslots.c.starts_at < end,
+        )
+        .order_by(timeslots.c.starts_at, timeslots.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        statement = statement.where(tuple_(timeslots.c.starts_at, timeslots.c.id) > tuple_(*after))
+    return [Slot.of(row) for row in await session.execute(statement)]
+
+
+# --- booking holds ---------------------------------------------------------------------
+
+
+async def slot_exists(session: AsyncSession, slot_id: UUID) -> bool:
+    statement = select(timeslots.c.id).where(timeslots.c.id == slot_id)
+    return (await session.execute(statement)).first() is not None
+
+
+async def hold(session: AsyncSession, booking_id: UUID, slot_id: UUID) -> None:
+    """The booking holds a place in the slot, unless it is already known (held or released)."""
+    statement = (
+        pg_insert(slot_holds)
+        .values(booking_id=booking_id, slot_id=slot_id, released=False)
+        .on_conflict_do_nothing(index_elements=[slot_holds.c.booking_id])
+    )
+    await session.execute(statement)
+    await recount(session, [slot_id])
+
+
+async def release(session: AsyncSession, booking_id: UUID, slot_id: UUID) -> None:
+    """The booking gives its place back; remembered even before its creation is seen."""
+    statement = (
+        pg_insert(slot_holds)
+        .values(booking_id=booking_id, slot_id=slot_id, released=True)
+        .on_conflict_do_update(
+            index_elements=[slot_holds.c.booking_id],
+            set_={"released": True, "updated_at": func.now()},
+            where=slot_holds.c.released.is_(False),
+        )
+        .returning(slot_holds.c.slot_id)
+    )
+    held = (await session.execute(statement)).scalar_one_or_none()
+    await recount(session, {slot_id, held} - {None})
+
+
+async def move_hold(
+    session: AsyncSession, booking_id: UUID, old_slot_id: UUID, new_slot_id: UUID
+) -> None:
+    """The booking's place moves from the old slot to the new one (if it still holds one)."""
+    statement = (
+        pg_insert(slot_holds)
+        .values(booking_id=booking_id, slot_id=new_slot_id, released=False)
+        .on_conflict_do_update(
+            index_elements=[slot_holds.c.booking_id],
+            set_={"slot_id": new_slot_id, "updated_at": func.now()},
+            where=and_(slot_holds.c.released.is_(False), slot_holds.c.slot_id == old_slot_id),
+        )
+    )
+    await session.execute(statement)
+    await recount(session, [old_slot_id, new_slot_id])
+
+
+async def recount(session: AsyncSession, slot_ids: Any) -> None:
+    """Set ``booked_count`` of the slots to their number of unreleased holds."""
+    ids = sorted(set(slot_ids))  # one lock order for every transaction: no deadlocks
+    if not ids:
+        return
+    held = (
+        select(func.count())
+        .select_from(slot_holds)
+        .where(slot_holds.c.slot_id == timeslots.c.id, slot_holds.c.released.is_(False))
+        .scalar_subquery()
+    )
+    statement = (
+        update(timeslots)
+        .where(timeslots.c.id.in_(ids))
+        .values(booked_count=held, updated_at=func.now())
+    )
+    await session.execute(statement)
+
+
+# --- availability ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Available:
+    slot_id: UUID
+    room_id: UUID
+    room_name: str
+    time_zone: str
+    starts_at: datetime
+    ends_at: datetime
+    price: Money
+    places_left: int
+    free_minutes: int | None
+
+
+_SEARCH = """
+WITH window_of_room AS (
+    SELECT r.id AS room_id, r.name AS room_name, r.time_zone,
+           greatest(CAST(:date_from AS date)::timestamp AT TIME ZONE r.time_zone, :now) AS lo,
+           (CAST(:date_to AS date) + 1)::timestamp AT TIME ZONE r.time_zone AS hi
+    FROM rooms r
+    WHERE r.active
+      AND (CAST(:room_id AS uuid) IS NULL OR r.id = :room_id)
+      AND (CAST(:room_type AS text) IS NULL OR r.room_type = :room_type)
+),
+free AS (
+    SELECT t.id, t.room_id, w.room_name, w.time_zone, t.starts_at, t.ends_at, t.price,
+           t.currency, t.max_bookings - t.booked_count AS places_left, w.hi
+    FROM window_of_room w
+    JOIN timeslots t ON t.room_id = w.room_id
+     AND t.starts_at >= w.lo AND t.starts_at < w.hi + :run_reach
+    WHERE t.status = 'open' AND t.booked_count < t.max_bookings
+)
+"""
+
+_PLAIN = (  # constant SQL, nothing from the request is pasted in
+    _SEARCH
+    + """
+SELECT id, room_id, room_name, time_zone, starts_at, ends_at, price, currency, places_left,
+       NULL::integer AS free_minutes
+FROM free
+WHERE starts_at < hi AND (starts_at, id) > (:after_start, :after_id)
+ORDER BY starts_at, id
+LIMIT :limit
+"""
+)
+
+_RUNS = (  # constant SQL, nothing from the request is pasted in
+    _SEARCH  # noqa: S608
+    + """,
+marked AS (
+    SELECT free.*,
+           CASE WHEN starts_at = lag(ends_at) OVER (PARTITION BY room_id ORDER BY starts_at)
+                THEN 0 ELSE 1 END AS run_start
+    FROM free
+),
+runs AS (
+    SELECT marked.*,
+           sum(run_start) OVER (PARTITION BY room_id ORDER BY starts_at) AS run
+    FROM marked
+),
+reach AS (
+    SELECT runs.*, max(ends_at) OVER (PARTITION BY room_id, run) AS free_until
+    FROM runs
+)
+SELECT id, room_id, room_name, time_zone, starts_at, ends_at, price, currency, places_left,
+       CAST(extract(epoch FROM free_until - starts_at) / 60 AS integer) AS free_minutes
+FROM reach
+WHERE starts_at < hi AND free_until - starts_at >= :min_duration
+  AND (starts_at, id) > (:after_start, :after_id)
+ORDER BY starts_at, id
+LIMIT :limit
+"""
+)
+
+_PLAIN_SEARCH = text(_PLAIN)
+_RUNS_SEARCH = text(_RUNS)
+_NO_CURSOR = (datetime(1, 1, 1, tzinfo=UTC), UUID(int=0))
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    room_id: UUID | None,
+    room_type: RoomType | None,
+    date_from: date,
+    date_to: date,
+    min_duration: timedelta | None,
+    now: datetime,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[Available]:
+    """Open future slots with places left whose start lies on the local dates given.
+
+    With ``min_duration``, only starts from which back-to-back free slots of the same room
+    cover at least that long (runs may continue past the last date).
+    """
+    statement = _PLAIN_SEARCH if min_duration is None else _RUNS_SEARCH
+    after_start, after_id = after or _NO_CURSOR
+    params = {
+        "room_id": room_id,
+        "room_type": room_type.value if room_type else None,
+        "date_from": date_from,
+        "date_to": date_to,
+        "now": now,
+        "run_reach": min_duration or timedelta(0),
+        "min_duration": min_duration or timedelta(0),
+        "after_start": after_start,
+        "after_id": after_id,
+        "limit": limit,
+    }
+    return [
+        Available(
+            slot_id=row.id,
+            room_id=row.room_id,
+            room_name=row.room_name,
+            time_zone=row.time_zone,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            price=Money.of(row.price, row.currency),
+            places_left=row.places_left,
+            free_minutes=row.free_minutes,
+        )
+        for row in await session.execute(statement, params)
+    ]
+
+
+# --- cursors ---------------------------------------------------------------------------
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor this service did not hand out."""
+
+
+def encode_cursor(*parts: object) -> str:
+    raw = "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_slot_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        start, slot_id = raw.split("|")
+        moment = datetime.fromisoformat(start)
+        if moment.utcoffset() is None:
+            raise ValueError("naive cursor")
+        return moment, UUID(slot_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidCursor(f"cursor {cursor!r} is not one this service handed out") from exc
+
+
+def decode_room_cursor(cursor: str | None) -> UUID | None:
+    if cursor is None:
+        return None
+    try:
+        return UUID(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidCursor(f"cursor {cursor!r} is not one this service handed out") from exc

@@ -1,0 +1,130 @@
+"""One migrated timeslots service per test module, on real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from aiokafka import ConsumerRecord
+
+from shared.events import topics
+from shared.migrations import upgrade
+from tests.support.fixtures import CreateDatabase
+from tests.support.kafka import read_topic
+from tests.support.service import bearer, running
+from timeslots.cli import ALEMBIC_INI
+from timeslots.main import create_app
+from timeslots.settings import TimeslotsSettings
+
+ADMIN = bearer("admin-1", ["admin"])
+USER = bearer("user-1")
+
+
+@dataclass
+class Clock:
+    """The service's notion of now; tests move it."""
+
+    now: datetime = datetime(2030, 1, 7, 6, 0, tzinfo=UTC)  # a Monday
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Service:
+    http: httpx.AsyncClient
+    database_url: str
+    kafka: str
+    clock: Clock
+    settings: TimeslotsSettings
+    rooms: list[str] = field(default_factory=list)
+
+    async def room(
+        self,
+        *,
+        time_zone: str = "Europe/Berlin",
+        room_type: str = "meeting",
+        rate: str = "30.00",
+        currency: str = "EUR",
+        schedule: dict[str, Any] | None = None,
+        name: str = "Room",
+    ) -> dict[str, Any]:
+        """A new room with a schedule (09:00-17:00 Monday-Friday, 30-minute slots)."""
+        response = await self.http.post(
+            "/rooms",
+            json={
+                "name": name,
+                "capacity": 4,
+                "room_type": room_type,
+                "hourly_rate": {"amount": rate, "currency": currency},
+                "time_zone": time_zone,
+            },
+            headers=ADMIN,
+        )
+        assert response.status_code == 201, response.text
+        room: dict[str, Any] = response.json()
+        body = schedule or {"hours": [{"start": "09:00", "end": "17:00"}]}
+        put = await self.http.put(f"/rooms/{room['id']}/schedule", json=body, headers=ADMIN)
+        assert put.status_code == 200, put.text
+        return room
+
+    async def generate(self, room_id: str, date_from: str, date_to: str) -> dict[str, Any]:
+        response = await self.http.post(
+            f"/rooms/{room_id}/slots/generate",
+            json={"date_from": date_from, "date_to": date_to},
+            headers=ADMIN,
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def slots(self, room_id: str, **query: str) -> list[dict[str, Any]]:
+        response = await self.http.get(
+            f"/rooms/{room_id}/slots", params={"limit": "500", **query}, headers=ADMIN
+        )
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    async def events(
+        self, room_id: str, *, at_least: int, settle_s: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """The envelopes published on the timeslots topic about ``room_id``, in order."""
+
+        def about_room(record: ConsumerRecord[bytes, bytes]) -> bool:
+            return record.key == room_id.encode()
+
+        records = await read_topic(
+            self.kafka,
+            topics.TIMESLOTS_EVENTS,
+            at_least=at_least,
+            where=about_room,
+            settle_s=settle_s,
+        )
+        return [json.loads(record.value) for record in records]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> AsyncIterator[Service]:
+    url = await create_database("timeslots")
+    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    settings = TimeslotsSettings(
+        database_url=url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        outbox_poll_interval_s=0.2,
+        search_max_days=31,
+        generation_max_days=366,
+        consumer_backoff_initial_s=0.05,
+        consumer_max_attempts=2,
+    )
+    clock = Clock()
+    async with running(create_app(settings, clock=clock)) as http:
+        yield Service(
+            http=http, database_url=url, kafka=kafka_bootstrap, clock=clock, settings=settings
+        )
