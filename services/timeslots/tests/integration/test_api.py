@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -433,3 +433,72 @@ async def test_a_forged_cursor_is_422(service: Service) -> None:
 
     assert response.status_code == 422
     assert response.json()["type"] == "urn:problem:invalid_cursor"
+
+
+async def test_an_empty_patch_changes_nothing_and_an_unknown_room_is_404(service: Service) -> None:
+    room = await service.room(name="Same")
+
+    empty = await service.http.patch(f"/rooms/{room['id']}", json={}, headers=ADMIN)
+    unknown = await service.http.patch(
+        "/rooms/00000000-0000-4000-8000-000000000002", json={"name": "x"}, headers=ADMIN
+    )
+    events = await service.events(room["id"], at_least=1, settle_s=0.5)
+
+    assert empty.json() == room
+    assert unknown.status_code == 404
+    assert len(events) == 1
+
+
+async def test_deactivating_twice_announces_it_once(service: Service) -> None:
+    room = await service.room()
+
+    for _ in range(2):
+        response = await service.http.post(f"/rooms/{room['id']}/deactivate", headers=ADMIN)
+        assert response.json()["active"] is False
+    inactive = await service.http.get("/rooms", params={"active": "false"}, headers=USER)
+    events = await service.events(room["id"], at_least=2, settle_s=0.5)
+
+    assert room["id"] in {r["id"] for r in inactive.json()["items"]}
+    assert [e["type"] for e in events] == ["RoomUpserted.v1", "RoomDeactivated.v1"]
+
+
+async def test_custom_slots_are_refused_for_an_inactive_room_or_in_too_large_a_batch(
+    service: Service,
+) -> None:
+    room = await service.room()
+    start = datetime(2030, 5, 1, 8, tzinfo=UTC)
+    many = [
+        {
+            "starts_at": (start + timedelta(hours=i)).isoformat(),
+            "ends_at": (start + timedelta(hours=i, minutes=30)).isoformat(),
+        }
+        for i in range(service.settings.custom_slots_max + 1)
+    ]
+
+    too_many = await service.http.post(
+        f"/rooms/{room['id']}/slots", json={"slots": many}, headers=ADMIN
+    )
+    await service.http.post(f"/rooms/{room['id']}/deactivate", headers=ADMIN)
+    inactive = await service.http.post(
+        f"/rooms/{room['id']}/slots", json={"slots": many[:1]}, headers=ADMIN
+    )
+
+    assert too_many.status_code == 422
+    assert "at most 500" in too_many.json()["detail"]
+    assert inactive.status_code == 409
+    assert "inactive" in inactive.json()["detail"]
+
+
+async def test_two_admins_adding_the_same_slot_at_once_create_it_once(service: Service) -> None:
+    room = await service.room()
+    slot = {"starts_at": "2030-06-03T08:00:00Z", "ends_at": "2030-06-03T09:00:00Z"}
+
+    responses = await asyncio.gather(
+        *(
+            service.http.post(f"/rooms/{room['id']}/slots", json={"slots": [slot]}, headers=ADMIN)
+            for _ in range(6)
+        )
+    )
+
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 5
+    assert len(await service.slots(room["id"], date="2030-06-03")) == 1
