@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -454,7 +454,7 @@ async def release(session: AsyncSession, booking_id: UUID, slot_id: UUID) -> Non
         .returning(slot_holds.c.slot_id)
     )
     held = (await session.execute(statement)).scalar_one_or_none()
-    await recount(session, {slot_id, held} - {None})
+    await recount(session, [slot_id, held])
 
 
 async def move_hold(
@@ -474,11 +474,10 @@ async def move_hold(
     await recount(session, [old_slot_id, new_slot_id])
 
 
-async def recount(session: AsyncSession, slot_ids: Any) -> None:
+async def recount(session: AsyncSession, slot_ids: Iterable[UUID | None]) -> None:
     """Set ``booked_count`` of the slots to their number of unreleased holds."""
-    ids = sorted(set(slot_ids))  # one lock order for every transaction: no deadlocks
-    if not ids:
-        return
+    # Sorted: every transaction locks slots in one order, so two never deadlock.
+    ids = sorted({slot_id for slot_id in slot_ids if slot_id is not None})
     held = (
         select(func.count())
         .select_from(slot_holds)
