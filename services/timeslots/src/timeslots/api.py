@@ -47,9 +47,12 @@ def _context(request: Request) -> Context:
 Ctx = Annotated[Context, Depends(_context)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=200, description="From the previous page")]
-From = Annotated[date | None, Query(alias="from", description="First local date, inclusive")]
-To = Annotated[date | None, Query(alias="to", description="Last local date, inclusive")]
-On = Annotated[date | None, Query(alias="date", description="One local date")]
+_DATES = {"ge": schemas.EARLIEST_DATE, "le": schemas.LATEST_DATE}
+From = Annotated[
+    date | None, Query(alias="from", description="First local date, inclusive", **_DATES)
+]
+To = Annotated[date | None, Query(alias="to", description="Last local date, inclusive", **_DATES)]
+On = Annotated[date | None, Query(alias="date", description="One local date", **_DATES)]
 MinDuration = Annotated[
     int | None,
     Query(ge=1, le=24 * 60, description="Minutes of consecutive free time needed from a start"),

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.events.catalogue import RoomType, SlotStatus
-from shared.events.money import Money, UtcDatetime
+from shared.events.money import Money, Price, UtcDatetime
 from timeslots import domain
 
 
@@ -29,6 +29,10 @@ TimeZoneName = Annotated[
     Field(min_length=1, max_length=64, examples=["Europe/Berlin"]),
     AfterValidator(_known_time_zone),
 ]
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
+CalendarDate = Annotated[date, Field(ge=EARLIEST_DATE, le=LATEST_DATE)]
+"""A local date in requests: bounded so that date arithmetic never overflows."""
 IsoWeekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 Monday ... 7 Sunday")]
 
 
@@ -44,7 +48,7 @@ class RoomIn(_In):
     description: str = Field(default="", max_length=2000)
     capacity: int = Field(ge=1, le=10_000, description="People the room holds")
     room_type: RoomType
-    hourly_rate: Money
+    hourly_rate: Price
     time_zone: TimeZoneName
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form metadata")
 
@@ -56,7 +60,7 @@ class RoomPatch(_In):
     description: str | None = Field(default=None, max_length=2000)
     capacity: int | None = Field(default=None, ge=1, le=10_000)
     room_type: RoomType | None = None
-    hourly_rate: Money | None = None
+    hourly_rate: Price | None = None
     time_zone: TimeZoneName | None = None
     attributes: dict[str, Any] | None = None
 
@@ -112,7 +116,7 @@ class ScheduleIn(_In):
     slot_minutes: int = Field(default=30, ge=1, le=domain.MAX_SLOT_MINUTES)
     buffer_minutes: int = Field(default=0, ge=0, le=domain.MAX_SLOT_MINUTES)
     max_bookings: int = Field(default=1, ge=1, le=10_000, description="Bookings per slot")
-    excluded_dates: list[date] = Field(default_factory=list, max_length=1000)
+    excluded_dates: list[CalendarDate] = Field(default_factory=list, max_length=1000)
     blackouts: list[Blackout] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
@@ -145,9 +149,9 @@ class ScheduleOut(BaseModel):
 
 
 class GenerateIn(_In):
-    date_from: date = Field(description="First local date (room time zone), inclusive")
-    date_to: date = Field(description="Last local date (room time zone), inclusive")
-    price_override: Money | None = Field(default=None, description="Price of every new slot")
+    date_from: CalendarDate = Field(description="First local date (room time zone), inclusive")
+    date_to: CalendarDate = Field(description="Last local date (room time zone), inclusive")
+    price_override: Price | None = Field(default=None, description="Price of every new slot")
 
 
 class GenerationOut(BaseModel):
@@ -163,7 +167,7 @@ class GenerationOut(BaseModel):
 class CustomSlot(_In):
     starts_at: UtcDatetime
     ends_at: UtcDatetime
-    price: Money | None = Field(default=None, description="Default: hourly rate x length")
+    price: Price | None = Field(default=None, description="Default: hourly rate x length")
     max_bookings: int = Field(default=1, ge=1, le=10_000)
 
 

@@ -69,7 +69,10 @@ CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR", "USD
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 has no UTC datetime
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
@@ -109,3 +112,19 @@ class Money(BaseModel):
 
     def __str__(self) -> str:
         return f"{format(self.amount, 'f')} {self.currency}"
+
+
+MAX_PRICE = Decimal(10) ** 12
+"""Prices are below a trillion units: anything larger is a typo (and overflows storage)."""
+
+
+def _is_price(value: Money) -> Money:
+    if value.amount < 0:
+        raise ValueError(f"a price must not be negative, not {value}")
+    if value.amount >= MAX_PRICE:
+        raise ValueError(f"a price must be below {MAX_PRICE:,} {value.currency}, not {value}")
+    return value
+
+
+Price = Annotated[Money, AfterValidator(_is_price)]
+"""Money that can be a price: not negative and below ``MAX_PRICE`` (for request bodies)."""

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from shared.events.money import Money, UtcDatetime, minor_unit_exponent, utc_now
+from shared.events.money import Money, Price, UtcDatetime, minor_unit_exponent, utc_now
 
 
 def test_money_travels_as_a_decimal_string_with_its_currency() -> None:
@@ -77,3 +77,29 @@ def test_naive_times_are_refused() -> None:
 
 def test_utc_now_is_aware() -> None:
     assert utc_now().utcoffset() == timedelta(0)
+
+
+class _Priced(BaseModel):
+    price: Price
+    at: UtcDatetime | None = None
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [("-0.01", "must not be negative"), ("1000000000000", "must be below")],
+)
+def test_a_price_is_neither_negative_nor_absurdly_large(amount: str, reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        _Priced.model_validate({"price": {"amount": amount, "currency": "EUR"}})
+
+
+def test_a_price_of_zero_or_just_below_the_limit_is_fine() -> None:
+    for amount in ("0", "999999999999.99"):
+        assert _Priced.model_validate({"price": {"amount": amount, "currency": "EUR"}})
+
+
+def test_a_time_without_a_utc_equivalent_is_refused_not_crashed_on() -> None:
+    with pytest.raises(ValidationError, match="out of range in UTC"):
+        _Priced.model_validate(
+            {"price": {"amount": "1", "currency": "EUR"}, "at": "9999-12-31T23:00:00-05:00"}
+        )
