@@ -1,9 +1,38 @@
-"""Tables of the booking service: its own ``MetaData``, so Alembic sees nothing else."""
+"""Tables of the booking service: its own ``MetaData``, so Alembic sees nothing else.
+
+The database enforces what must never be wrong, whoever writes:
+
+* a slot never holds more bookings than its capacity (``booked_count <= max_bookings``; a
+  booking takes its place with one conditional ``UPDATE`` of the slot row);
+* a user holds at most one live booking per slot, and reuses an ``Idempotency-Key`` once;
+* a booking moves only along the state machine of ``domain.py`` (a trigger refuses any
+  other status change, whoever issues it);
+* statuses, payment statuses and amounts are within their domains.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from collections.abc import Iterable
 
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from booking.domain import TRANSITIONS, BookingStatus, PaymentStatus
 from shared.db import service_metadata
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -12,6 +41,117 @@ metadata = service_metadata()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
+MONEY = Numeric(19, 4)
+"""Amounts are exact decimals; four places cover every ISO 4217 minor unit."""
 
-class Base(DeclarativeBase):
-    metadata = metadata
+
+def _one_of(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+def _timestamp(name: str, *, nullable: bool = False) -> Column[object]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=None if nullable else func.now(),
+    )
+
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("active", Boolean, nullable=False),
+    _timestamp("updated_at"),
+)
+"""The booking service's copy of the rooms, fed by ``RoomUpserted`` / ``RoomDeactivated``."""
+
+slots = Table(
+    "slots",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("room_id", Uuid, nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False),
+    Column("price", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("max_bookings", Integer, nullable=False),
+    Column("booked_count", Integer, nullable=False, server_default=text("0")),
+    Column("status", String(16), nullable=False),
+    Column("revision", Integer, nullable=False),
+    _timestamp("updated_at"),
+    CheckConstraint("booked_count >= 0", name="booked_count_not_negative"),
+    CheckConstraint("booked_count <= max_bookings", name="within_capacity"),
+    CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    CheckConstraint(_one_of("status", ("open", "blocked")), name="status_known"),
+    Index("ix_slots_room_id_starts_at", "room_id", "starts_at"),
+)
+"""The booking service's copy of the slot inventory, fed by timeslot events.
+
+``booked_count`` is this service's own: the places its live bookings hold.
+"""
+
+bookings = Table(
+    "bookings",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", String(255), nullable=False),
+    Column("room_id", Uuid, nullable=False),
+    Column("slot_id", Uuid, ForeignKey("slots.id"), nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("booking_type", String(32), nullable=False),
+    Column("price", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_status", String(16), nullable=False),
+    Column("payment_id", String(255), nullable=True),
+    Column("refund_amount", MONEY, nullable=True),
+    Column("notes", Text, nullable=False, server_default=""),
+    Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("contact_email", String(320), nullable=False),
+    Column("contact_phone", String(16), nullable=True),
+    Column("hold_expires_at", DateTime(timezone=True), nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    _timestamp("cancelled_at", nullable=True),
+    Column("cancellation_reason", Text, nullable=True),
+    Column("cancelled_by", String(16), nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_fingerprint", String(64), nullable=True),
+    CheckConstraint(_one_of("status", tuple(BookingStatus)), name="status_known"),
+    CheckConstraint(_one_of("payment_status", tuple(PaymentStatus)), name="payment_status_known"),
+    CheckConstraint("price >= 0", name="price_not_negative"),
+    CheckConstraint("refund_amount IS NULL OR refund_amount >= 0", name="refund_not_negative"),
+    Index(
+        "uq_bookings_user_id_idempotency_key",
+        "user_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index(
+        "uq_bookings_live_user_slot",
+        "user_id",
+        "slot_id",
+        unique=True,
+        postgresql_where=text("status IN ('pending', 'confirmed')"),
+    ),
+    Index("ix_bookings_user_id_created_at", "user_id", "created_at"),
+    Index("ix_bookings_room_id_starts_at", "room_id", "starts_at"),
+    Index(
+        "ix_bookings_pending_hold_expires_at",
+        "hold_expires_at",
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
+
+
+def allowed_status_pairs() -> list[tuple[str, str]]:
+    """Every (from, to) status change of the state machine, for the database trigger."""
+    return sorted(
+        {(old.value, new.value) for moves in TRANSITIONS.values() for old, new in moves.items()}
+    )
