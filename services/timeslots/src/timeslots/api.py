@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.catalogue import RoomType, SlotStatus
 from shared.http.auth import AdminUser, CurrentUser
+from shared.http.pagination import decode_id, decode_time_and_id, encode_cursor
 from shared.http.problems import PROBLEM_RESPONSES
 from shared.service import ServiceRuntime
 from timeslots import handlers, schemas, store
@@ -94,13 +95,13 @@ async def list_rooms(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> schemas.RoomPage:
-    after = store.decode_room_cursor(cursor)
+    after = decode_id(cursor)
     async with ctx.transaction() as session:
         found = await store.list_rooms(
             session, room_type=room_type, active=active, after=after, limit=limit + 1
         )
     page = found[:limit]
-    next_cursor = store.encode_cursor(page[-1].id) if len(found) > limit else None
+    next_cursor = encode_cursor(page[-1].id) if len(found) > limit else None
     return schemas.RoomPage(items=[_room_out(room) for room in page], next_cursor=next_cursor)
 
 
@@ -243,7 +244,7 @@ async def list_slots(
     first, last = handlers.search_range(
         on=on, date_from=date_from, date_to=date_to, max_days=ctx.limits.search_max_days
     )
-    after = store.decode_slot_cursor(cursor)
+    after = decode_time_and_id(cursor)
     async with ctx.transaction() as session:
         room = await store.get_room(session, room_id)
         start, end = _local_day_bounds(room.time_zone, first, last)
@@ -252,7 +253,7 @@ async def list_slots(
         )
     page = found[:limit]
     next_cursor = (
-        store.encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
+        encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
     )
     return schemas.SlotPage(items=[_slot_out(slot) for slot in page], next_cursor=next_cursor)
 
@@ -345,12 +346,12 @@ async def _search(
         date_to=last,
         min_duration=timedelta(minutes=min_duration) if min_duration else None,
         now=ctx.clock(),
-        after=store.decode_slot_cursor(cursor),
+        after=decode_time_and_id(cursor),
         limit=limit + 1,
     )
     page = found[:limit]
     next_cursor = (
-        store.encode_cursor(page[-1].starts_at, page[-1].slot_id) if len(found) > limit else None
+        encode_cursor(page[-1].starts_at, page[-1].slot_id) if len(found) > limit else None
     )
     return schemas.AvailabilityPage(
         items=[_available_out(item) for item in page], next_cursor=next_cursor

@@ -6,11 +6,11 @@ from fastapi import FastAPI
 
 from shared.events import topics
 from shared.events.money import utc_now
+from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
 from timeslots import consumers, domain, handlers, models
 from timeslots.api import Clock, router
 from timeslots.settings import TimeslotsSettings
-from timeslots.store import InvalidCursor
 
 VERSION = "0.2.0"
 

@@ -5,8 +5,6 @@ Every function runs inside the caller's transaction (``session``) and commits no
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -618,38 +616,3 @@ async def search(
         )
         for row in await session.execute(statement, params)
     ]
-
-
-# --- cursors ---------------------------------------------------------------------------
-
-
-class InvalidCursor(ValueError):
-    """A pagination cursor this service did not hand out."""
-
-
-def encode_cursor(*parts: object) -> str:
-    raw = "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_slot_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        start, slot_id = raw.split("|")
-        moment = datetime.fromisoformat(start)
-        if moment.utcoffset() is None:
-            raise ValueError("naive cursor")
-        return moment, UUID(slot_id)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise InvalidCursor(f"cursor {cursor!r} is not one this service handed out") from exc
-
-
-def decode_room_cursor(cursor: str | None) -> UUID | None:
-    if cursor is None:
-        return None
-    try:
-        return UUID(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise InvalidCursor(f"cursor {cursor!r} is not one this service handed out") from exc

@@ -1,13 +1,12 @@
-"""Pure helpers of the API: search ranges and pagination cursors."""
+"""The local date range a search or listing covers."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 
-from timeslots import domain, store
+from timeslots import domain
 from timeslots.handlers import search_range
 
 
@@ -40,36 +39,3 @@ def test_an_ambiguous_or_reversed_range_is_refused(
 ) -> None:
     with pytest.raises(domain.InvalidRange, match=reason):
         search_range(on=on, date_from=date_from, date_to=date_to, max_days=31)
-
-
-def test_a_slot_cursor_round_trips() -> None:
-    moment, slot_id = datetime(2030, 1, 2, 9, 30, tzinfo=UTC), uuid.uuid4()
-
-    cursor = store.encode_cursor(moment, slot_id)
-
-    assert store.decode_slot_cursor(cursor) == (moment, slot_id)
-    assert store.decode_slot_cursor(None) is None
-
-
-def test_a_room_cursor_round_trips() -> None:
-    room_id = uuid.uuid4()
-
-    assert store.decode_room_cursor(store.encode_cursor(room_id)) == room_id
-    assert store.decode_room_cursor(None) is None
-
-
-@pytest.mark.parametrize(
-    "cursor",
-    [
-        "!!",
-        store.encode_cursor("no separator"),
-        store.encode_cursor(datetime(2030, 1, 2, 9, 30), uuid.uuid4()),  # naive
-        store.encode_cursor("2030-01-02T09:30:00+00:00", "not-a-uuid"),
-        "gA",  # not UTF-8
-    ],
-)
-def test_a_cursor_the_service_did_not_hand_out_is_refused(cursor: str) -> None:
-    with pytest.raises(store.InvalidCursor):
-        store.decode_slot_cursor(cursor)
-    with pytest.raises(store.InvalidCursor):
-        store.decode_room_cursor(cursor)
