@@ -43,15 +43,17 @@ status: ## are the services ready?
 	deploy/local/services.sh status
 
 .PHONY: lint
-lint: sync ## ruff, mypy and the event schemas' freshness
+lint: sync ## ruff, mypy and the freshness of the event schemas and AsyncAPI documents
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy shared/src $(foreach s,$(SERVICES),services/$(s)/src) tests/support
 	$(RUN) python -m shared.events.schema docs/events --check
+	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES) --check
 
 .PHONY: schemas
-schemas: ## regenerate the JSON Schemas of the events in docs/events
+schemas: ## regenerate the event schemas (docs/events) and AsyncAPI documents (docs/asyncapi)
 	$(RUN) python -m shared.events.schema docs/events
+	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES)
 
 .PHONY: test test-shared $(foreach s,$(SERVICES),test-$(s))
 test: sync infra-up lint test-shared $(foreach s,$(SERVICES),test-$(s)) ## every test, against real Kafka and PostgreSQL, with coverage

@@ -1,0 +1,329 @@
+"""Operator tasks run from the ``timeslots`` command: straight to the database, no HTTP.
+
+:func:`generate_slots` fills the slots of many rooms, each room in its own transaction, so
+one room that cannot be filled (unknown, inactive, without a schedule) neither stops nor
+undoes the others. Its ``SlotsGenerated`` events go to the outbox like those of the HTTP
+API; the running service's relay publishes them, so no Kafka connection is needed here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, Protocol, TextIO
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db import make_engine, make_session_factory
+from shared.events.money import Money
+from shared.outbox import Outbox
+from timeslots import domain, handlers, models, store
+from timeslots.settings import TimeslotsSettings
+
+SOURCE = "/timeslots"
+_REASON_MAX_CHARS = 500
+
+# --- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoomResult:
+    """What generation did for one room: slots created and skipped, or why it failed."""
+
+    room_id: UUID
+    created: int = 0
+    skipped: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationReport:
+    date_from: date
+    date_to: date
+    price_override: Decimal | None
+    results: tuple[RoomResult, ...]
+    seconds: float
+
+    @property
+    def created(self) -> int:
+        return sum(r.created for r in self.results)
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.skipped for r in self.results)
+
+    @property
+    def failed(self) -> list[RoomResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def slots_per_second(self) -> float:
+        return self.created / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every room was filled, 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "date_from": self.date_from.isoformat(),
+            "date_to": self.date_to.isoformat(),
+            "price_override": None if self.price_override is None else str(self.price_override),
+            "rooms": len(self.results),
+            "rooms_failed": len(self.failed),
+            "slots_created": self.created,
+            "slots_skipped": self.skipped,
+            "seconds": round(self.seconds, 3),
+            "slots_per_second": round(self.slots_per_second, 1),
+            "failed": [{"room_id": str(r.room_id), "reason": r.error} for r in self.failed],
+            "results": [
+                {"room_id": str(r.room_id), "created": r.created, "skipped": r.skipped}
+                for r in self.results
+                if r.ok
+            ],
+        }
+
+    def render_text(self) -> str:
+        failed = self.failed
+        price = "" if self.price_override is None else f", price override {self.price_override}"
+        lines = [
+            f"Slot generation {self.date_from.isoformat()}..{self.date_to.isoformat()}{price}",
+            f"  rooms:          {len(self.results)} "
+            f"({len(self.results) - len(failed)} ok, {len(failed)} failed)",
+            f"  slots created:  {self.created}",
+            f"  slots skipped:  {self.skipped} (already existed)",
+            f"  seconds:        {self.seconds:.2f}",
+            f"  slots/s:        {self.slots_per_second:.1f}",
+        ]
+        if failed:
+            lines.append("Failed rooms:")
+            lines.extend(f"  {r.room_id}: {r.error}" for r in failed)
+        return "\n".join(lines) + "\n"
+
+
+# --- progress --------------------------------------------------------------------------
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+
+    def advance(self, result: RoomResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ProgressBar:
+    """Rooms done of all and slots created so far, on a terminal redrawn in place.
+
+    When the stream is not a terminal (CI, a log file) nothing is redrawn: one plain line
+    every ``log_interval_s`` seconds and a final line, no control characters.
+    """
+
+    WIDTH = 30
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        interactive: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        redraw_interval_s: float = 0.1,
+        log_interval_s: float = 30.0,
+    ) -> None:
+        self.stream = stream
+        self.interactive = stream.isatty() if interactive is None else interactive
+        self.clock = clock
+        self.redraw_interval_s = redraw_interval_s
+        self.log_interval_s = log_interval_s
+        self.total = 0
+        self.done = 0
+        self.created = 0
+        self.failed = 0
+        self._started = clock()
+        self._last_output = self._started
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self._started = self._last_output = self.clock()
+        if self.interactive:
+            self._draw()
+
+    def advance(self, result: RoomResult) -> None:
+        self.done += 1
+        self.created += result.created
+        self.failed += 0 if result.ok else 1
+        now = self.clock()
+        if self.interactive:
+            if now - self._last_output >= self.redraw_interval_s or self.done == self.total:
+                self._draw()
+        elif now - self._last_output >= self.log_interval_s:
+            self._write_line()
+
+    def close(self) -> None:
+        if self.interactive:
+            self._draw()
+            self.stream.write("\n")
+        else:
+            self._write_line()
+        self.stream.flush()
+
+    def line(self) -> str:
+        """The progress as text, without any control character."""
+        elapsed = self.clock() - self._started
+        failed = f", {self.failed} failed" if self.failed else ""
+        return (
+            f"rooms {self.done}/{self.total}{failed}, {self.created} slots created, {elapsed:.1f}s"
+        )
+
+    def bar(self) -> str:
+        filled = self.WIDTH * self.done // self.total if self.total else self.WIDTH
+        percent = 100 * self.done // self.total if self.total else 100
+        return f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {percent:3d}%"
+
+    def _draw(self) -> None:
+        self.stream.write(f"\r{self.bar()} {self.line()}  ")
+        self.stream.flush()
+        self._last_output = self.clock()
+
+    def _write_line(self) -> None:
+        self.stream.write(f"generate: {self.line()}\n")
+        self._last_output = self.clock()
+
+
+# --- generation ------------------------------------------------------------------------
+
+
+async def generate_slots(
+    sessions: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    room_ids: Sequence[UUID] | None,
+    *,
+    date_from: date,
+    date_to: date,
+    price_override: Decimal | None = None,
+    limits: handlers.Limits = handlers.Limits(),
+    progress: Progress,
+    clock: Callable[[], float] = time.perf_counter,
+) -> GenerationReport:
+    """Generate the slots of ``room_ids`` (``None``: every active room), room by room.
+
+    ``price_override`` is an amount in each room's own currency. A room that fails is
+    reported with the reason and the others go on; ``progress`` hears of every room done.
+    """
+    started = clock()
+    if room_ids is None:
+        async with sessions() as session:
+            room_ids = await store.active_room_ids(session)
+    progress.start(len(room_ids))
+    results: list[RoomResult] = []
+    try:
+        for room_id in room_ids:
+            result = await _generate_room(
+                sessions,
+                outbox,
+                room_id,
+                date_from=date_from,
+                date_to=date_to,
+                price_override=price_override,
+                limits=limits,
+            )
+            results.append(result)
+            progress.advance(result)
+    finally:
+        progress.close()
+    return GenerationReport(
+        date_from=date_from,
+        date_to=date_to,
+        price_override=price_override,
+        results=tuple(results),
+        seconds=clock() - started,
+    )
+
+
+async def _generate_room(
+    sessions: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    room_id: UUID,
+    *,
+    date_from: date,
+    date_to: date,
+    price_override: Decimal | None,
+    limits: handlers.Limits,
+) -> RoomResult:
+    try:
+        async with sessions() as session, session.begin():
+            price = None
+            if price_override is not None:
+                room = await store.get_room(session, room_id)
+                price = override_price(price_override, room.hourly_rate.currency)
+            generation = await handlers.generate(
+                session,
+                outbox,
+                room_id,
+                date_from=date_from,
+                date_to=date_to,
+                price_override=price,
+                limits=limits,
+            )
+    except domain.TimeslotError as exc:
+        return RoomResult(room_id, error=_reason(str(exc)))
+    except Exception as exc:  # reported with the room; the other rooms go on
+        return RoomResult(room_id, error=_reason(f"{type(exc).__name__}: {exc}"))
+    return RoomResult(room_id, created=generation.created, skipped=generation.skipped)
+
+
+def override_price(amount: Decimal, currency: str) -> Money:
+    """``amount`` in ``currency``; refused (not rounded) if finer than the currency allows."""
+    price = Money.of(amount, currency)
+    if price.amount != amount:
+        raise domain.InvalidSlot(
+            f"price override {amount} has more decimal places than {currency} allows"
+        )
+    return price
+
+
+def _reason(text: str) -> str:
+    """The first line of an error, short enough for a summary."""
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return first if len(first) <= _REASON_MAX_CHARS else first[: _REASON_MAX_CHARS - 1] + "…"
+
+
+async def generate_with_settings(
+    settings: TimeslotsSettings,
+    room_ids: Sequence[UUID] | None,
+    *,
+    date_from: date,
+    date_to: date,
+    price_override: Decimal | None,
+    limits: handlers.Limits,
+    progress: Progress,
+) -> GenerationReport:
+    """:func:`generate_slots` on the database of ``settings``, with an engine of its own."""
+    engine = make_engine(
+        settings.database_url,
+        pool_size=1,
+        max_overflow=0,
+        application_name=f"{settings.service_name}-generate",
+    )
+    try:
+        return await generate_slots(
+            make_session_factory(engine),
+            Outbox(models.outbox, source=SOURCE),
+            room_ids,
+            date_from=date_from,
+            date_to=date_to,
+            price_override=price_override,
+            limits=limits,
+            progress=progress,
+        )
+    finally:
+        await engine.dispose()
