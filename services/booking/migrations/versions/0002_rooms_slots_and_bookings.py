@@ -22,6 +22,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('time_zone', sa.String(length=64), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('active_as_of', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rooms'))
     )

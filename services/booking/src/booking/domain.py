@@ -12,6 +12,7 @@ Errors form one small tree::
      +-- SlotNotFound         no slot with that id
      +-- InvalidBooking       a request that can never succeed (another room, bad contact ...)
      +-- IdempotencyConflict  an Idempotency-Key reused for a different request
+     +-- Forbidden            a user asking for what only admins may see
 
 State machine (``action: from -> to``)::
 
@@ -71,6 +72,10 @@ class InvalidBooking(BookingError):
 
 class IdempotencyConflict(BookingError):
     """An ``Idempotency-Key`` already used for a different request."""
+
+
+class Forbidden(BookingError):
+    """Only admins may do or see this."""
 
 
 class BookingStatus(enum.StrEnum):

@@ -2,22 +2,84 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
 from fastapi import FastAPI
 
-from booking import models
+from booking import consumers, domain, handlers, models
+from booking.api import Clock, router
 from booking.settings import BookingSettings
 from shared.events import topics
+from shared.events.money import utc_now
+from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
 
-VERSION = "0.1.0"
+log = logging.getLogger(__name__)
+
+VERSION = "0.2.0"
+
+PROBLEM_STATUSES: dict[type[Exception], int] = {
+    domain.InvalidTransition: 409,
+    domain.SlotUnavailable: 409,
+    domain.BookingNotFound: 404,
+    domain.SlotNotFound: 404,
+    domain.InvalidBooking: 422,
+    domain.IdempotencyConflict: 422,
+    domain.Forbidden: 403,
+    InvalidCursor: 422,
+}
 
 
-def create_runtime(settings: BookingSettings) -> ServiceRuntime:
-    return ServiceRuntime(
-        settings, metadata=models.metadata, source="/booking", produces=[topics.BOOKING_EVENTS]
+def rules_of(settings: BookingSettings) -> handlers.Rules:
+    return handlers.Rules(
+        hold=timedelta(minutes=settings.hold_minutes), refunds=settings.refund_policy()
     )
 
 
-def create_app(settings: BookingSettings | None = None) -> FastAPI:
-    runtime = create_runtime(settings or BookingSettings())
-    return runtime.create_app(title="Booking service", version=VERSION)
+def create_runtime(settings: BookingSettings, *, clock: Clock = utc_now) -> ServiceRuntime:
+    runtime = ServiceRuntime(
+        settings, metadata=models.metadata, source="/booking", produces=[topics.BOOKING_EVENTS]
+    )
+    consumers.register_inventory(runtime.consumer(consumers.INVENTORY_CONSUMER))
+    consumers.register_payments(
+        runtime.consumer(consumers.PAYMENTS_CONSUMER, permanent_errors=(domain.BookingError,)),
+        runtime.outbox,
+        clock,
+    )
+
+    async def expire_holds(stop: asyncio.Event) -> None:
+        """Expire unpaid holds; with a full batch, go again at once (catching up)."""
+        while not stop.is_set():
+            async with runtime.sessions.begin() as session:
+                expired = await handlers.expire_holds(
+                    session, runtime.outbox, now=clock(), limit=settings.expiry_batch_size
+                )
+            if expired:
+                log.info("expired %d unpaid holds", expired)
+            if expired < settings.expiry_batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), settings.expiry_interval_s)
+
+    runtime.background("hold-expiry", expire_holds)
+    return runtime
+
+
+def create_app(settings: BookingSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
+    settings = settings or BookingSettings()
+    runtime = create_runtime(settings, clock=clock)
+    app = runtime.create_app(
+        title="Booking service",
+        version=VERSION,
+        description=(
+            "Capacity-safe bookings of timeslots, confirmed by payment events, with refunds "
+            "by policy, rescheduling and unpaid-hold expiry."
+        ),
+        problem_mapping=PROBLEM_STATUSES,
+        rules=rules_of(settings),
+        clock=clock,
+    )
+    app.include_router(router)
+    return app

@@ -65,9 +65,14 @@ rooms = Table(
     Column("name", String(200), nullable=False),
     Column("time_zone", String(64), nullable=False),
     Column("active", Boolean, nullable=False),
+    Column("active_as_of", DateTime(timezone=True), nullable=False),
     _timestamp("updated_at"),
 )
-"""The booking service's copy of the rooms, fed by ``RoomUpserted`` / ``RoomDeactivated``."""
+"""The booking service's copy of the rooms, fed by ``RoomUpserted`` / ``RoomDeactivated``.
+
+``active_as_of`` is the time of the event that set ``active``: an older event arriving late
+never turns a deactivated room back on.
+"""
 
 slots = Table(
     "slots",
@@ -151,7 +156,12 @@ bookings = Table(
 
 
 def allowed_status_pairs() -> list[tuple[str, str]]:
-    """Every (from, to) status change of the state machine, for the database trigger."""
+    """Every change of status the state machine allows (what the database trigger allows)."""
     return sorted(
-        {(old.value, new.value) for moves in TRANSITIONS.values() for old, new in moves.items()}
+        {
+            (old.value, new.value)
+            for moves in TRANSITIONS.values()
+            for old, new in moves.items()
+            if old is not new
+        }
     )

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
+from booking.domain import RefundPolicy, RefundTier
 from shared.settings import ServiceSettings
+
+
+class RefundTierSetting(BaseModel):
+    """``{"notice_hours": 24, "percent": 100}``: that much notice refunds that share."""
+
+    notice_hours: Decimal = Field(ge=0)
+    percent: Decimal = Field(ge=0, le=100)
 
 
 class BookingSettings(ServiceSettings):
@@ -13,3 +25,26 @@ class BookingSettings(ServiceSettings):
     service_name: str = "booking"
     database_url: str = "postgresql+asyncpg://platform:platform@127.0.0.1:55432/booking"
     http_port: int = 8002
+
+    hold_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    """How long a pending booking holds its place unpaid."""
+    refund_tiers: list[RefundTierSetting] = Field(
+        default_factory=lambda: [
+            RefundTierSetting(notice_hours=Decimal(24), percent=Decimal(100)),
+            RefundTierSetting(notice_hours=Decimal(6), percent=Decimal(50)),
+        ]
+    )
+    """JSON list; less notice than every tier refunds nothing."""
+    admin_refund_percent: Decimal = Field(default=Decimal(100), ge=0, le=100)
+    expiry_interval_s: float = Field(default=1.0, gt=0)
+    """How often the hold sweeper looks for expired holds."""
+    expiry_batch_size: int = Field(default=500, ge=1)
+
+    def refund_policy(self) -> RefundPolicy:
+        return RefundPolicy(
+            tiers=tuple(
+                RefundTier(timedelta(hours=float(t.notice_hours)), t.percent)
+                for t in self.refund_tiers
+            ),
+            admin_percent=self.admin_refund_percent,
+        )

@@ -252,9 +252,7 @@ async def list_slots(
             session, room_id, start=start, end=end, after=after, limit=limit + 1
         )
     page = found[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
-    )
+    next_cursor = encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
     return schemas.SlotPage(items=[_slot_out(slot) for slot in page], next_cursor=next_cursor)
 
 

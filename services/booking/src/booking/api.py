@@ -1,0 +1,206 @@
+"""HTTP routes: request -> use case in one transaction -> response.
+
+A user sees and changes only their own bookings (anyone else's answer 404, as if they did not
+exist); admins see all and alone complete bookings or mark no-shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from booking import domain, handlers, schemas, store
+from booking.domain import Action, BookingStatus
+from shared.events.catalogue import Contact
+from shared.http.auth import AdminUser, CurrentUser, Principal
+from shared.http.pagination import decode_time_and_id, encode_cursor
+from shared.http.problems import PROBLEM_RESPONSES
+from shared.service import ServiceRuntime
+
+router = APIRouter(responses=PROBLEM_RESPONSES, tags=["bookings"])
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Context:
+    runtime: ServiceRuntime
+    rules: handlers.Rules
+    clock: Clock
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.runtime.sessions.begin() as session:
+            yield session
+
+
+def _context(request: Request) -> Context:
+    state = request.app.state
+    return Context(runtime=state.runtime, rules=state.rules, clock=state.clock)
+
+
+Ctx = Annotated[Context, Depends(_context)]
+
+
+def _caller(principal: Principal) -> handlers.Caller:
+    return handlers.Caller(user_id=principal.subject, is_admin=principal.is_admin)
+
+
+@router.post("/bookings", status_code=201)
+async def create_booking(
+    body: schemas.BookingIn,
+    ctx: Ctx,
+    user: CurrentUser,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Retrying with the same key returns the same booking",
+        ),
+    ] = None,
+) -> schemas.BookingOut:
+    """Hold a place in a slot until ``hold_expires_at``; pay to confirm it."""
+    email = body.contact.email or user.email
+    if not email:
+        raise domain.InvalidBooking("give contact.email: the token carries no email")
+    request = handlers.NewBooking(
+        slot_id=body.slot_id,
+        contact=Contact(email=email, phone=body.contact.phone),
+        booking_type=body.booking_type,
+        notes=body.notes,
+        attributes=body.attributes,
+        idempotency_key=idempotency_key,
+    )
+    created = await handlers.create_idempotently(
+        ctx.runtime.sessions,
+        ctx.runtime.outbox,
+        _caller(user),
+        request,
+        now=ctx.clock(),
+        rules=ctx.rules,
+    )
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return schemas.BookingOut.of(created.booking)
+
+
+@router.get("/bookings")
+async def list_bookings(
+    ctx: Ctx,
+    user: CurrentUser,
+    status: Annotated[list[BookingStatus] | None, Query()] = None,
+    starts_from: Annotated[datetime | None, Query(description="Aware datetime")] = None,
+    starts_before: Annotated[datetime | None, Query(description="Aware datetime")] = None,
+    user_id: Annotated[str | None, Query(max_length=255, description="Admins only")] = None,
+    room_id: Annotated[UUID | None, Query(description="Admins only")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> schemas.BookingPage:
+    """The caller's bookings by start time; admins may look at anyone's or a room's."""
+    for moment in (starts_from, starts_before):
+        if moment is not None and moment.utcoffset() is None:
+            raise domain.InvalidBooking("starts_from and starts_before need a UTC offset")
+    if not user.is_admin and (user_id not in (None, user.subject) or room_id is not None):
+        raise domain.Forbidden("only admins filter by another user or by room")
+    where = store.BookingFilter(
+        user_id=user_id if user.is_admin else user.subject,
+        room_id=room_id,
+        statuses=tuple(status or ()),
+        starts_from=starts_from,
+        starts_before=starts_before,
+    )
+    async with ctx.transaction() as session:
+        found = await store.list_bookings(
+            session, where, after=decode_time_and_id(cursor), limit=limit + 1
+        )
+    page = found[:limit]
+    next_cursor = encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
+    return schemas.BookingPage(
+        items=[schemas.BookingOut.of(b) for b in page], next_cursor=next_cursor
+    )
+
+
+@router.get("/bookings/{booking_id}")
+async def get_booking(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.BookingOut:
+    async with ctx.transaction() as session:
+        booking = await handlers.visible_booking(session, _caller(user), booking_id)
+    return schemas.BookingOut.of(booking)
+
+
+@router.get("/bookings/{booking_id}/refund-quote")
+async def refund_quote(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.RefundQuoteOut:
+    """What cancelling now would refund, by the refund policy (409 if it cannot be cancelled)."""
+    now = ctx.clock()
+    async with ctx.transaction() as session:
+        booking, quote = await handlers.refund_quote(
+            session, _caller(user), booking_id, now=now, rules=ctx.rules
+        )
+    return schemas.RefundQuoteOut(
+        booking_id=booking.id,
+        percent=quote.percent,
+        amount=quote.amount,
+        reason=quote.reason,
+        quoted_at=now,
+    )
+
+
+@router.post("/bookings/{booking_id}/cancel")
+async def cancel_booking(
+    booking_id: UUID, ctx: Ctx, user: CurrentUser, body: schemas.CancelIn | None = None
+) -> schemas.BookingOut:
+    """Cancel a pending or confirmed booking; a paid one is refunded by the policy."""
+    async with ctx.transaction() as session:
+        booking = await handlers.cancel(
+            session,
+            ctx.runtime.outbox,
+            _caller(user),
+            booking_id,
+            reason=body.reason if body else None,
+            now=ctx.clock(),
+            rules=ctx.rules,
+        )
+    return schemas.BookingOut.of(booking)
+
+
+@router.post("/bookings/{booking_id}/reschedule")
+async def reschedule_booking(
+    booking_id: UUID, body: schemas.RescheduleIn, ctx: Ctx, user: CurrentUser
+) -> schemas.BookingOut:
+    """Move a confirmed booking to another open slot of the same room before it starts."""
+    async with ctx.transaction() as session:
+        booking = await handlers.reschedule(
+            session,
+            ctx.runtime.outbox,
+            _caller(user),
+            booking_id,
+            new_slot_id=body.slot_id,
+            now=ctx.clock(),
+        )
+    return schemas.BookingOut.of(booking)
+
+
+@router.post("/bookings/{booking_id}/complete")
+async def complete_booking(booking_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.BookingOut:
+    return await _finish(ctx, booking_id, Action.COMPLETE)
+
+
+@router.post("/bookings/{booking_id}/no-show")
+async def mark_no_show(booking_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.BookingOut:
+    return await _finish(ctx, booking_id, Action.NO_SHOW)
+
+
+async def _finish(ctx: Context, booking_id: UUID, action: Action) -> schemas.BookingOut:
+    async with ctx.transaction() as session:
+        booking = await handlers.finish(
+            session, ctx.runtime.outbox, booking_id, action=action, now=ctx.clock()
+        )
+    return schemas.BookingOut.of(booking)

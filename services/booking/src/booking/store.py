@@ -1,0 +1,389 @@
+"""SQL of the booking service. Every function runs in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Integer,
+    Numeric,
+    Row,
+    String,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from booking import domain
+from booking.domain import BookingStatus, PaymentStatus
+from booking.models import bookings, rooms, slots
+from shared.events.catalogue import Actor, Contact, RoomSnapshot, SlotSnapshot
+from shared.events.money import Money
+
+# --- inventory -------------------------------------------------------------------------
+
+
+async def upsert_room(session: AsyncSession, room: RoomSnapshot, *, as_of: datetime) -> None:
+    """Name and zone always follow the latest snapshot; ``active`` only a newer event."""
+    statement = pg_insert(rooms).values(
+        id=room.room_id,
+        name=room.name,
+        time_zone=room.time_zone,
+        active=room.active,
+        active_as_of=as_of,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[rooms.c.id],
+        set_={
+            "name": statement.excluded.name,
+            "time_zone": statement.excluded.time_zone,
+            "active": case(
+                (rooms.c.active_as_of < statement.excluded.active_as_of, statement.excluded.active),
+                else_=rooms.c.active,
+            ),
+            "active_as_of": func.greatest(rooms.c.active_as_of, statement.excluded.active_as_of),
+            "updated_at": func.now(),
+        },
+    )
+    await session.execute(statement)
+
+
+async def deactivate_room(session: AsyncSession, room_id: UUID, *, as_of: datetime) -> None:
+    """Mark the room inactive unless a newer event already set its state.
+
+    A deactivation seen before the room itself leaves a placeholder row (no name yet) that
+    the room's snapshot fills in later.
+    """
+    statement = pg_insert(rooms).values(
+        id=room_id, name="", time_zone="UTC", active=False, active_as_of=as_of
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[rooms.c.id],
+        set_={"active": False, "active_as_of": as_of, "updated_at": func.now()},
+        where=rooms.c.active_as_of < as_of,
+    )
+    await session.execute(statement)
+
+
+_UPSERT_SLOTS = text(
+    """
+    INSERT INTO slots AS s
+        (id, room_id, starts_at, ends_at, price, currency, max_bookings, status, revision)
+    SELECT * FROM unnest(:ids, :room_ids, :starts, :ends, :prices, :currencies,
+                         :max_bookings, :statuses, :revisions)
+    ON CONFLICT (id) DO UPDATE SET
+        starts_at = excluded.starts_at, ends_at = excluded.ends_at, price = excluded.price,
+        currency = excluded.currency, max_bookings = excluded.max_bookings,
+        status = excluded.status, revision = excluded.revision, updated_at = now()
+    WHERE s.revision < excluded.revision
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("room_ids", type_=ARRAY(Uuid)),
+    bindparam("starts", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("ends", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("prices", type_=ARRAY(Numeric(19, 4))),
+    bindparam("currencies", type_=ARRAY(String)),
+    bindparam("max_bookings", type_=ARRAY(Integer)),
+    bindparam("statuses", type_=ARRAY(String)),
+    bindparam("revisions", type_=ARRAY(Integer)),
+)
+
+
+async def upsert_slots(session: AsyncSession, snapshots: Sequence[SlotSnapshot]) -> None:
+    """Insert new slots and apply newer revisions of known ones; older revisions are dropped.
+
+    The booked count is this service's own and never comes from a snapshot.
+    """
+    ordered = sorted(snapshots, key=lambda s: s.slot_id)  # one lock order: no deadlocks
+    await session.execute(
+        _UPSERT_SLOTS,
+        {
+            "ids": [s.slot_id for s in ordered],
+            "room_ids": [s.room_id for s in ordered],
+            "starts": [s.starts_at for s in ordered],
+            "ends": [s.ends_at for s in ordered],
+            "prices": [s.price.amount for s in ordered],
+            "currencies": [s.price.currency for s in ordered],
+            "max_bookings": [s.max_bookings for s in ordered],
+            "statuses": [s.status.value for s in ordered],
+            "revisions": [s.revision for s in ordered],
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    id: UUID
+    room_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    price: Money
+    max_bookings: int
+    booked_count: int
+    status: str
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> Slot:
+        v = row._mapping
+        return cls(
+            id=v["id"],
+            room_id=v["room_id"],
+            starts_at=v["starts_at"],
+            ends_at=v["ends_at"],
+            price=Money.of(v["price"], v["currency"]),
+            max_bookings=v["max_bookings"],
+            booked_count=v["booked_count"],
+            status=v["status"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: UUID
+    name: str
+    time_zone: str
+    active: bool
+
+
+async def take_place(session: AsyncSession, slot_id: UUID, *, now: datetime) -> Slot:
+    """Take one place of the slot, or raise why not. One conditional ``UPDATE``: concurrent
+    requests queue on the slot's row and each sees the count the previous one left."""
+    room_active = exists().where(rooms.c.id == slots.c.room_id, rooms.c.active, rooms.c.name != "")
+    statement = (
+        update(slots)
+        .where(
+            slots.c.id == slot_id,
+            slots.c.status == "open",
+            slots.c.booked_count < slots.c.max_bookings,
+            slots.c.starts_at > now,
+            room_active,
+        )
+        .values(booked_count=slots.c.booked_count + 1, updated_at=func.now())
+        .returning(*slots.c)
+    )
+    row = (await session.execute(statement)).first()
+    if row is not None:
+        return Slot.of(row)
+    raise await _why_unavailable(session, slot_id, now)
+
+
+async def _why_unavailable(session: AsyncSession, slot_id: UUID, now: datetime) -> Exception:
+    slot = await get_slot(session, slot_id)
+    room = await get_room(session, slot.room_id)
+    if room is None or not room.name:
+        return domain.SlotUnavailable(f"the room of slot {slot_id} is not known here yet")
+    if not room.active:
+        return domain.SlotUnavailable(f"room {room.name!r} takes no bookings (inactive)")
+    if slot.starts_at <= now:
+        return domain.SlotUnavailable(f"slot {slot_id} has already started")
+    if slot.status != "open":
+        return domain.SlotUnavailable(f"slot {slot_id} is {slot.status}")
+    return domain.SlotUnavailable(f"slot {slot_id} is full ({slot.max_bookings} places)")
+
+
+async def release_place(session: AsyncSession, slot_id: UUID) -> None:
+    statement = (
+        update(slots)
+        .where(slots.c.id == slot_id)
+        .values(booked_count=slots.c.booked_count - 1, updated_at=func.now())
+    )
+    await session.execute(statement)
+
+
+async def release_places(session: AsyncSession, slot_ids: Sequence[UUID]) -> None:
+    """Give back one place per occurrence of a slot id (in one lock order)."""
+    counts: dict[UUID, int] = {}
+    for slot_id in slot_ids:
+        counts[slot_id] = counts.get(slot_id, 0) + 1
+    for slot_id in sorted(counts):
+        statement = (
+            update(slots)
+            .where(slots.c.id == slot_id)
+            .values(booked_count=slots.c.booked_count - counts[slot_id], updated_at=func.now())
+        )
+        await session.execute(statement)
+
+
+async def get_slot(session: AsyncSession, slot_id: UUID) -> Slot:
+    row = (await session.execute(select(slots).where(slots.c.id == slot_id))).first()
+    if row is None:
+        raise domain.SlotNotFound(f"slot {slot_id} is not known")
+    return Slot.of(row)
+
+
+async def get_room(session: AsyncSession, room_id: UUID) -> Room | None:
+    row = (await session.execute(select(rooms).where(rooms.c.id == room_id))).first()
+    if row is None:
+        return None
+    return Room(id=row.id, name=row.name, time_zone=row.time_zone, active=row.active)
+
+
+# --- bookings --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    id: UUID
+    user_id: str
+    room_id: UUID
+    slot_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: BookingStatus
+    booking_type: str
+    price: Money
+    payment_status: PaymentStatus
+    payment_id: str | None
+    refund: Money | None
+    notes: str
+    attributes: dict[str, Any]
+    contact: Contact
+    hold_expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    cancelled_at: datetime | None
+    cancellation_reason: str | None
+    cancelled_by: Actor | None
+    idempotency_key: str | None
+    request_fingerprint: str | None
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> Booking:
+        v = row._mapping
+        currency = v["currency"]
+        refund = v["refund_amount"]
+        return cls(
+            id=v["id"],
+            user_id=v["user_id"],
+            room_id=v["room_id"],
+            slot_id=v["slot_id"],
+            starts_at=v["starts_at"],
+            ends_at=v["ends_at"],
+            status=BookingStatus(v["status"]),
+            booking_type=v["booking_type"],
+            price=Money.of(v["price"], currency),
+            payment_status=PaymentStatus(v["payment_status"]),
+            payment_id=v["payment_id"],
+            refund=Money.of(refund, currency) if refund is not None else None,
+            notes=v["notes"],
+            attributes=v["attributes"],
+            contact=Contact(email=v["contact_email"], phone=v["contact_phone"]),
+            hold_expires_at=v["hold_expires_at"],
+            created_at=v["created_at"],
+            updated_at=v["updated_at"],
+            cancelled_at=v["cancelled_at"],
+            cancellation_reason=v["cancellation_reason"],
+            cancelled_by=Actor(v["cancelled_by"]) if v["cancelled_by"] else None,
+            idempotency_key=v["idempotency_key"],
+            request_fingerprint=v["request_fingerprint"],
+        )
+
+
+async def insert_booking(session: AsyncSession, values: Mapping[str, Any]) -> Booking:
+    statement = insert(bookings).values(**values).returning(*bookings.c)
+    return Booking.of((await session.execute(statement)).one())
+
+
+async def get_booking(session: AsyncSession, booking_id: UUID, *, lock: bool = False) -> Booking:
+    statement = select(bookings).where(bookings.c.id == booking_id)
+    if lock:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise domain.BookingNotFound(f"booking {booking_id} does not exist")
+    return Booking.of(row)
+
+
+async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Booking | None:
+    statement = select(bookings).where(
+        bookings.c.user_id == user_id, bookings.c.idempotency_key == key
+    )
+    row = (await session.execute(statement)).first()
+    return Booking.of(row) if row else None
+
+
+async def update_booking(
+    session: AsyncSession, booking_id: UUID, values: Mapping[str, Any]
+) -> Booking:
+    statement = (
+        update(bookings)
+        .where(bookings.c.id == booking_id)
+        .values(**values, updated_at=func.now())
+        .returning(*bookings.c)
+    )
+    return Booking.of((await session.execute(statement)).one())
+
+
+async def expire_due(session: AsyncSession, *, now: datetime, limit: int) -> list[Booking]:
+    """Expire up to ``limit`` pending bookings whose hold ran out; skip rows others hold."""
+    due = (
+        select(bookings.c.id)
+        .where(bookings.c.status == BookingStatus.PENDING.value, bookings.c.hold_expires_at <= now)
+        .order_by(bookings.c.hold_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        update(bookings)
+        .where(bookings.c.id.in_(due))
+        .values(status=BookingStatus.EXPIRED.value, updated_at=func.now())
+        .returning(*bookings.c)
+    )
+    return [Booking.of(row) for row in await session.execute(statement)]
+
+
+@dataclass(frozen=True, slots=True)
+class BookingFilter:
+    user_id: str | None = None
+    room_id: UUID | None = None
+    statuses: tuple[BookingStatus, ...] = ()
+    starts_from: datetime | None = None
+    starts_before: datetime | None = None
+
+
+async def list_bookings(
+    session: AsyncSession,
+    where: BookingFilter,
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[Booking]:
+    """Bookings by start time, then id (a stable keyset order)."""
+    conditions = []
+    if where.user_id is not None:
+        conditions.append(bookings.c.user_id == where.user_id)
+    if where.room_id is not None:
+        conditions.append(bookings.c.room_id == where.room_id)
+    if where.statuses:
+        conditions.append(bookings.c.status.in_([s.value for s in where.statuses]))
+    if where.starts_from is not None:
+        conditions.append(bookings.c.starts_at >= where.starts_from)
+    if where.starts_before is not None:
+        conditions.append(bookings.c.starts_at < where.starts_before)
+    if after is not None:
+        conditions.append(tuple_(bookings.c.starts_at, bookings.c.id) > tuple_(*after))
+    statement = (
+        select(bookings)
+        .where(and_(True, *conditions))
+        .order_by(bookings.c.starts_at, bookings.c.id)
+        .limit(limit)
+    )
+    return [Booking.of(row) for row in await session.execute(statement)]

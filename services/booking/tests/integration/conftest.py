@@ -1,0 +1,265 @@
+"""One migrated booking service per test module, on real PostgreSQL and Kafka.
+
+Tests feed it exactly as production does: slot inventory as timeslot events and payments as
+payment events published to Kafka, and requests over HTTP with real tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest_asyncio
+from aiokafka import ConsumerRecord
+
+from booking.cli import ALEMBIC_INI
+from booking.main import create_app
+from booking.settings import BookingSettings
+from shared.db import asyncpg_dsn
+from shared.events import topics
+from shared.events.catalogue import (
+    PaymentFailed,
+    PaymentSucceeded,
+    RoomSnapshot,
+    RoomType,
+    RoomUpserted,
+    SlotsGenerated,
+    SlotSnapshot,
+    SlotStatus,
+)
+from shared.events.envelope import Envelope, Event
+from shared.events.money import Money
+from shared.migrations import upgrade
+from tests.support.fixtures import CreateDatabase
+from tests.support.kafka import produce, read_topic
+from tests.support.service import bearer, running
+
+T = TypeVar("T")
+
+ADMIN = bearer("admin-1", ["admin"])
+START = datetime(2030, 1, 7, 6, 0, tzinfo=UTC)  # a Monday, long before every test slot
+
+
+def user(name: str) -> dict[str, str]:
+    return bearer(name)
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Service:
+    http: httpx.AsyncClient
+    db: asyncpg.Pool
+    kafka: str
+    clock: Clock
+    settings: BookingSettings
+    _next_day: list[int] = field(default_factory=lambda: [0])
+
+    # --- inventory, as the timeslot service publishes it --------------------------------
+
+    async def room(self, *, time_zone: str = "Europe/Berlin", name: str = "Room 7") -> uuid.UUID:
+        room_id = uuid.uuid4()
+        await self.publish(self.room_event(room_id, time_zone=time_zone, name=name))
+        await self.until(lambda: self.row("SELECT * FROM rooms WHERE id = $1", room_id))
+        return room_id
+
+    def room_event(
+        self,
+        room_id: uuid.UUID,
+        *,
+        time_zone: str = "Europe/Berlin",
+        name: str = "Room 7",
+        active: bool = True,
+    ) -> RoomUpserted:
+        return RoomUpserted(
+            room_id=room_id,
+            room=RoomSnapshot(
+                room_id=room_id,
+                name=name,
+                room_type=RoomType.MEETING,
+                capacity=4,
+                time_zone=time_zone,
+                hourly_rate=Money.of("20.00", "EUR"),
+                active=active,
+            ),
+        )
+
+    def day(self) -> datetime:
+        """09:00 UTC of a day no other test of the module uses (all after ``START``)."""
+        self._next_day[0] += 1
+        return datetime(2030, 2, 1, 9, 0, tzinfo=UTC) + timedelta(days=self._next_day[0])
+
+    async def slots(
+        self,
+        room_id: uuid.UUID,
+        count: int = 1,
+        *,
+        starts_at: datetime | None = None,
+        max_bookings: int = 1,
+        price: str = "20.00",
+        minutes: int = 60,
+    ) -> list[SlotSnapshot]:
+        first = starts_at or self.day()
+        snapshots = [
+            SlotSnapshot(
+                slot_id=uuid.uuid4(),
+                room_id=room_id,
+                starts_at=first + timedelta(minutes=minutes * i),
+                ends_at=first + timedelta(minutes=minutes * (i + 1)),
+                price=Money.of(price, "EUR"),
+                max_bookings=max_bookings,
+                status=SlotStatus.OPEN,
+                revision=1,
+            )
+            for i in range(count)
+        ]
+        await self.publish(SlotsGenerated(room_id=room_id, slots=snapshots))
+        last = snapshots[-1].slot_id
+        await self.until(lambda: self.row("SELECT * FROM slots WHERE id = $1", last))
+        return snapshots
+
+    # --- kafka and the database ---------------------------------------------------------
+
+    async def publish(self, *events: Event, source: str = "/timeslots") -> list[Envelope]:
+        envelopes = [Envelope.wrap(event, source=source) for event in events]
+        for event, envelope in zip(events, envelopes, strict=True):
+            await produce(
+                self.kafka,
+                event.topic,
+                [envelope.to_json_bytes()],
+                key=event.aggregate_id().encode(),
+            )
+        return envelopes
+
+    async def publish_raw(self, topic: str, envelope: Envelope) -> None:
+        """Publish an envelope again, byte for byte (a redelivery)."""
+        key = envelope.subject.encode() if envelope.subject else None
+        await produce(self.kafka, topic, [envelope.to_json_bytes()], key=key)
+
+    async def pay(self, booking: dict[str, Any], *, amount: str | None = None) -> Envelope:
+        price = booking["price"]
+        event = PaymentSucceeded(
+            booking_id=booking["id"],
+            payment_id=f"pay-{booking['id']}",
+            amount=Money.of(amount or price["amount"], price["currency"]),
+        )
+        (envelope,) = await self.publish(event, source="/payments")
+        return envelope
+
+    async def fail_payment(self, booking: dict[str, Any]) -> None:
+        await self.publish(
+            PaymentFailed(booking_id=booking["id"], payment_id="pay-x", reason="card declined"),
+            source="/payments",
+        )
+
+    async def row(self, query: str, *args: Any) -> dict[str, Any] | None:
+        record = await self.db.fetchrow(query, *args)
+        return dict(record) if record else None
+
+    async def until(
+        self, probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0
+    ) -> T:
+        """Poll ``probe`` until it returns something truthy."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = await probe()
+            if value:
+                return value
+            assert time.monotonic() < deadline, "timed out waiting"
+            await asyncio.sleep(0.05)
+
+    async def status(self, booking_id: str, expected: str) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            row = await self.row("SELECT * FROM bookings WHERE id = $1", uuid.UUID(booking_id))
+            return row if row and row["status"] == expected else None
+
+        return await self.until(probe)
+
+    async def booked(self, slot_id: uuid.UUID) -> int:
+        row = await self.row("SELECT booked_count FROM slots WHERE id = $1", slot_id)
+        assert row is not None
+        count: int = row["booked_count"]
+        return count
+
+    async def events(
+        self, booking_id: str, *, at_least: int, settle_s: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """Envelopes published on the booking topic about ``booking_id``, in order."""
+
+        def about(record: ConsumerRecord[bytes, bytes]) -> bool:
+            return record.key == booking_id.encode()
+
+        records = await read_topic(
+            self.kafka, topics.BOOKING_EVENTS, at_least=at_least, where=about, settle_s=settle_s
+        )
+        return [json.loads(record.value) for record in records]
+
+    # --- http ---------------------------------------------------------------------------
+
+    async def book(
+        self,
+        slot: SlotSnapshot,
+        who: str = "user-1",
+        *,
+        headers: dict[str, str] | None = None,
+        **body: Any,
+    ) -> httpx.Response:
+        return await self.http.post(
+            "/bookings",
+            json={"slot_id": str(slot.slot_id)} | body,
+            headers=user(who) | (headers or {}),
+        )
+
+    async def booking(self, slot: SlotSnapshot, who: str = "user-1") -> dict[str, Any]:
+        response = await self.book(slot, who)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def confirmed(self, slot: SlotSnapshot, who: str = "user-1") -> dict[str, Any]:
+        booking = await self.booking(slot, who)
+        await self.pay(booking)
+        await self.status(booking["id"], "confirmed")
+        response = await self.http.get(f"/bookings/{booking['id']}", headers=user(who))
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def types(envelopes: Sequence[dict[str, Any]]) -> list[str]:
+    return [envelope["type"] for envelope in envelopes]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> AsyncIterator[Service]:
+    url = await create_database("booking")
+    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    settings = BookingSettings(
+        database_url=url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        outbox_poll_interval_s=0.2,
+        expiry_interval_s=0.1,
+        consumer_backoff_initial_s=0.05,
+        consumer_max_attempts=2,
+        database_pool_size=20,
+    )
+    clock = Clock()
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
+    try:
+        async with running(create_app(settings, clock=clock)) as http:
+            yield Service(http=http, db=pool, kafka=kafka_bootstrap, clock=clock, settings=settings)
+    finally:
+        await pool.close()

@@ -1,0 +1,243 @@
+"""Payment events confirm, refund or cancel; unpaid holds expire; all of it exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+from booking import handlers
+from shared.events import topics
+from shared.events.catalogue import PaymentSucceeded
+from shared.events.money import Money
+from tests.support.kafka import read_topic
+
+from .conftest import START, Service, types, user
+
+
+async def test_a_payment_confirms_the_booking_and_announces_what_reminders_need(
+    service: Service,
+) -> None:
+    room = await service.room(name="Studio 3", time_zone="America/New_York")
+    (slot,) = await service.slots(room)
+    booking = await service.booking(slot)
+
+    await service.pay(booking)
+    row = await service.status(booking["id"], "confirmed")
+    read = await service.http.get(f"/bookings/{booking['id']}", headers=user("user-1"))
+    events = await service.events(booking["id"], at_least=2)
+
+    assert row["payment_status"] == "paid"
+    assert read.json()["payment_id"] == f"pay-{booking['id']}"
+    assert read.json()["hold_expires_at"] is None
+    assert types(events) == ["BookingCreated.v1", "BookingConfirmed.v1"]
+    confirmed = events[1]["data"]
+    assert confirmed["room_name"] == "Studio 3"
+    assert confirmed["room_time_zone"] == "America/New_York"
+    assert confirmed["contact"] == {"email": "user-1@example.com", "phone": None}
+    assert confirmed["starts_at"] == booking["starts_at"]
+
+
+async def test_the_same_payment_delivered_again_changes_nothing(service: Service) -> None:
+    room = await service.room()
+    (slot,) = await service.slots(room)
+    booking = await service.booking(slot)
+    first = await service.pay(booking)
+
+    await service.status(booking["id"], "confirmed")
+    await service.pay(booking)  # same payment, new event id (a payment-service retry)
+    await service.publish_raw(topics.PAYMENT_EVENTS, first)  # the very same record again
+    events = await service.events(booking["id"], at_least=2, settle_s=1.5)
+
+    assert types(events) == ["BookingCreated.v1", "BookingConfirmed.v1"]
+
+
+async def test_a_payment_for_an_expired_booking_is_refunded_not_confirmed(
+    service: Service,
+) -> None:
+    room = await service.room()
+    (slot,) = await service.slots(room)
+    booking = await service.booking(slot)
+    service.clock.now = START + timedelta(minutes=16)
+    try:
+        await service.status(booking["id"], "expired")
+    finally:
+        service.clock.now = START
+
+    await service.pay(booking)
+    events = await service.events(booking["id"], at_least=3)
+    await service.pay(booking)  # and once more: still one refund
+    again = await service.events(booking["id"], at_least=3, settle_s=1.5)
+
+    assert types(events) == ["BookingCreated.v1", "BookingExpired.v1", "RefundRequested.v1"]
+    refund = events[2]["data"]
+    assert refund["amount"] == booking["price"]
+    assert refund["payment_id"] == f"pay-{booking['id']}"
+    assert "expired" in refund["reason"]
+    assert len(again) == 3
+    assert await service.booked(slot.slot_id) == 0
+
+
+async def test_a_payment_for_a_cancelled_booking_is_refunded(service: Service) -> None:
+    room = await service.room()
+    (slot,) = await service.slots(room)
+    booking = await service.booking(slot)
+    await service.http.post(f"/bookings/{booking['id']}/cancel", headers=user("user-1"))
+
+    await service.pay(booking)
+    events = await service.events(booking["id"], at_least=3)
+    row = await service.status(booking["id"], "cancelled")
+
+    assert types(events) == ["BookingCreated.v1", "BookingCancelled.v1", "RefundRequested.v1"]
+    assert row["payment_status"] == "refunded"
+
+
+async def test_a_second_payment_of_a_paid_booking_is_refunded(service: Service) -> None:
+    room = await service.room()
+    (slot,) = await service.slots(room)
+    booking = await service.confirmed(slot)
+
+    await service.publish(
+        PaymentSucceeded(
+            booking_id=booking["id"],
+            payment_id="pay-again",
+            amount=Money.of(booking["price"]["amount"], "EUR"),
+        ),
+        source="/payments",
+    )
+    events = await service.events(booking["id"], at_least=3)
+
+    assert types(events)[-1] == "RefundRequested.v1"
+    assert events[-1]["data"]["payment_id"] == "pay-again"
+    assert "already paid" in events[-1]["data"]["reason"]
+
+
+async def test_a_payment_of_the_wrong_amount_is_dead_lettered_and_the_next_applied(
+    service: Service,
+) -> None:
+    room = await service.room()
+    first, second = await service.slots(room, 2)
+    wrong = await service.booking(first)
+    right = await service.booking(second)
+
+    poison = await service.pay(wrong, amount="0.01")
+    await service.pay(right)
+    await service.status(right["id"], "confirmed")
+    dead = await read_topic(
+        service.kafka,
+        topics.dead_letter_topic(topics.PAYMENT_EVENTS),
+        at_least=1,
+        where=lambda record: str(poison.id).encode() in (record.value or b""),
+    )
+    row = await service.row("SELECT status FROM bookings WHERE id = $1", uuid.UUID(wrong["id"]))
+
+    assert row == {"status": "pending"}
+    headers = dict(dead[0].headers)
+    assert headers["dlq_kind"] == b"rejected"
+    assert b"does not match the price" in headers["dlq_reason"]
+
+
+async def test_a_payment_for_an_unknown_booking_is_dead_lettered(service: Service) -> None:
+    ghost = {"id": str(uuid.uuid4()), "price": {"amount": "1.00", "currency": "EUR"}}
+
+    poison = await service.pay(ghost)
+    dead = await read_topic(
+        service.kafka,
+        topics.dead_letter_topic(topics.PAYMENT_EVENTS),
+        at_least=1,
+        where=lambda record: str(poison.id).encode() in (record.value or b""),
+    )
+
+    assert b"does not exist" in dict(dead[0].headers)["dlq_reason"]
+
+
+async def test_a_failed_payment_cancels_the_pending_booking_and_frees_its_place(
+    service: Service,
+) -> None:
+    room = await service.room()
+    (slot,) = await service.slots(room)
+    booking = await service.booking(slot)
+
+    await service.fail_payment(booking)
+    row = await service.status(booking["id"], "cancelled")
+    events = await service.events(booking["id"], at_least=2)
+
+    assert row["cancelled_by"] == "system"
+    assert row["cancellation_reason"] == "payment failed: card declined"
+    assert await service.booked(slot.slot_id) == 0
+    assert types(events) == ["BookingCreated.v1", "BookingCancelled.v1"]
+    assert events[1]["data"]["refund"] is None
+
+
+async def test_a_failed_payment_after_confirmation_changes_nothing(service: Service) -> None:
+    room = await service.room()
+    (slot,) = await service.slots(room)
+    booking = await service.confirmed(slot)
+
+    await service.fail_payment(booking)
+    events = await service.events(booking["id"], at_least=2, settle_s=1.5)
+
+    assert types(events) == ["BookingCreated.v1", "BookingConfirmed.v1"]
+    assert await service.booked(slot.slot_id) == 1
+
+
+async def test_an_unpaid_hold_expires_and_frees_its_place_for_someone_else(
+    service: Service,
+) -> None:
+    room = await service.room()
+    (slot,) = await service.slots(room)
+    booking = await service.booking(slot, "slow-payer")
+    service.clock.now = START + timedelta(minutes=15)
+    try:
+        await service.status(booking["id"], "expired")
+        other = await service.book(slot, "quick-payer")
+    finally:
+        service.clock.now = START
+    events = await service.events(booking["id"], at_least=2)
+
+    assert other.status_code == 201
+    assert types(events) == ["BookingCreated.v1", "BookingExpired.v1"]
+    assert await service.booked(slot.slot_id) == 1
+
+
+async def test_sweepers_running_at_once_expire_each_hold_once(service: Service) -> None:
+    room = await service.room()
+    slots = await service.slots(room, 30)
+    bookings = [await service.booking(slot, f"sweep-{i}") for i, slot in enumerate(slots)]
+    runtime = service.http._transport.app.state.runtime  # type: ignore[attr-defined]
+    later = START + timedelta(hours=1)
+
+    async def sweep() -> int:
+        async with runtime.sessions.begin() as session:
+            return await handlers.expire_holds(session, runtime.outbox, now=later, limit=7)
+
+    due = await service.row(
+        "SELECT count(*) AS n FROM bookings WHERE status = 'pending' AND hold_expires_at <= $1",
+        later,
+    )
+    swept = 0
+    while True:
+        counts = await asyncio.gather(*(sweep() for _ in range(4)))
+        swept += sum(counts)
+        if not any(counts):
+            break
+    expired = [
+        await service.row("SELECT status FROM bookings WHERE id = $1", uuid.UUID(b["id"]))
+        for b in bookings
+    ]
+    announced = await read_topic(
+        service.kafka,
+        topics.BOOKING_EVENTS,
+        at_least=30,
+        settle_s=1.0,
+        where=lambda r: (
+            b"BookingExpired" in (r.value or b"")
+            and any(b["id"].encode() == r.key for b in bookings)
+        ),
+    )
+
+    assert due is not None
+    assert swept == due["n"] >= 30
+    assert expired == [{"status": "expired"}] * 30
+    assert len(announced) == 30
+    assert [await service.booked(slot.slot_id) for slot in slots] == [0] * 30
