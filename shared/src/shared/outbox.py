@@ -140,6 +140,8 @@ class RelayStats:
     backlog: int = 0
     oldest_pending_age_s: float = 0.0
     last_error: str | None = None
+    published_by_type: dict[str, int] = field(default_factory=dict)
+    """Events published since start, by CloudEvents type (e.g. ``BookingConfirmed.v1``)."""
 
 
 @dataclass
@@ -193,6 +195,10 @@ class OutboxRelay:
             )
         self.stats.published += len(rows)
         self.stats.batches += 1
+        by_type = self.stats.published_by_type
+        for record in records:
+            event_type = record.headers.get("ce_type", "unknown")
+            by_type[event_type] = by_type.get(event_type, 0) + 1
         return len(rows)
 
     async def record_failure(self, error: BaseException) -> None:
@@ -228,11 +234,14 @@ class OutboxRelay:
         self.stats.oldest_pending_age_s = (
             (utc_now() - oldest).total_seconds() if oldest is not None else 0.0
         )
+        await self._report()
+        return self.stats
+
+    async def _report(self) -> None:
         if self.on_stats is not None:
             result = self.on_stats(self.stats)
             if result is not None:
                 await result
-        return self.stats
 
     async def purge_published(self) -> int:
         """Delete rows published longer ago than the retention period."""
@@ -263,6 +272,9 @@ class OutboxRelay:
                     await _sleep_unless(stop, backoff)
                     backoff = min(backoff * 2, self.retry_backoff_max_s)
                     continue
+                if published:
+                    with contextlib.suppress(Exception):
+                        await self._report()
                 if published == self.batch_size:
                     continue  # more may be waiting
                 idle_rounds += 1

@@ -97,6 +97,10 @@ class ServiceRuntime:
         self._stop = asyncio.Event()
         self._wired = False
         self._backlog = self.metrics.gauge("outbox_backlog", "Outbox rows not yet published")
+        self._published = self.metrics.counter(
+            "events_published", "Events this service published, by type", ["type"]
+        )
+        self._published_exported: dict[str, int] = {}
         self._backlog_age = self.metrics.gauge(
             "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
         )
@@ -184,6 +188,11 @@ class ServiceRuntime:
 
     def _export_relay_stats(self, stats: RelayStats) -> None:
         self._backlog.set(stats.backlog)
+        for event_type, count in stats.published_by_type.items():
+            new = count - self._published_exported.get(event_type, 0)
+            if new:
+                self._published.labels(type=event_type).inc(new)
+                self._published_exported[event_type] = count
         self._backlog_age.set(stats.oldest_pending_age_s)
 
     def checks(self) -> dict[str, Check]:

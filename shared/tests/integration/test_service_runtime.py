@@ -92,6 +92,7 @@ async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
     assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
     assert 'events_consumed_total{consumer="kernel-service-' in metrics
     assert 'outcome="processed"' in metrics
+    assert 'events_published_total{type="KernelTestEvent.v1"} 1.0' in metrics
     assert len(loop_runs) == 2, "a crashed background loop is restarted once"
     [record] = await read_topic(kafka_bootstrap, topic, at_least=1)
     envelope = json.loads(record.value)

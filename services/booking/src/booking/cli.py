@@ -1,4 +1,4 @@
-"""``booking serve | migrate | openapi``."""
+"""``booking serve | migrate | openapi | asyncapi``."""
 
 from __future__ import annotations
 
