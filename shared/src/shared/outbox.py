@@ -110,9 +110,46 @@ class Outbox:
             for event, envelope in zip(events, envelopes, strict=True)
         ]
         await session.execute(insert(self.table), rows)
-        # Delivered at commit, dropped on rollback: exactly the wake-up the relay needs.
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        await self.notify(session)
         return envelopes
+
+    async def notify(self, session: AsyncSession) -> None:
+        """Wake the relay when the caller's transaction commits (dropped on rollback).
+
+        ``add`` does this itself; call it after writing outbox rows by other means.
+        """
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+    def template(self, event_type: type[Event], *, subject: str) -> EnvelopeTemplate:
+        """The envelope and headers of events of ``event_type`` about ``subject``, without
+        their ``id`` and ``data``: for statements that write many events in SQL.
+
+        The caller adds ``id`` (also as the ``ce_id`` header and the ``event_id`` column) and
+        ``data`` per event, in the caller's transaction, and then calls :meth:`notify`.
+        """
+        envelope = Envelope(
+            source=self.source,
+            type=event_type.type_name(),
+            subject=subject,
+            correlationid=correlation_id_var.get(),
+            causationid=causation_id_var.get(),
+            data={},
+        )
+        payload = envelope.model_dump(mode="json", exclude={"id", "data"})
+        headers = {k: v for k, v in envelope.headers().items() if k != "ce_id"}
+        return EnvelopeTemplate(
+            topic=event_type.topic, event_type=envelope.type, payload=payload, headers=headers
+        )
+
+
+@dataclass(frozen=True)
+class EnvelopeTemplate:
+    """What every outbox row of one kind of event shares (see :meth:`Outbox.template`)."""
+
+    topic: str
+    event_type: str
+    payload: dict[str, Any]
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)

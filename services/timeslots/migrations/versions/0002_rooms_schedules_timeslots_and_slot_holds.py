@@ -17,8 +17,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # btree_gist lets the exclusion constraint compare room ids with "=" (trusted since PG 13).
-    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
     op.create_table('rooms',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -75,19 +73,106 @@ def upgrade() -> None:
     sa.Column('revision', sa.Integer(), server_default=sa.text('1'), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    postgresql.ExcludeConstraint((sa.column('room_id'), '='), (sa.literal_column("tstzrange(starts_at, ends_at, '[)')"), '&&'), using='gist', name='ex_timeslots_no_overlap'),
     sa.CheckConstraint("status IN ('open', 'blocked')", name=op.f('ck_timeslots_status_known')),
     sa.CheckConstraint('booked_count >= 0', name=op.f('ck_timeslots_booked_count_not_negative')),
     sa.CheckConstraint('ends_at > starts_at', name=op.f('ck_timeslots_ends_after_start')),
     sa.CheckConstraint('max_bookings >= 1', name=op.f('ck_timeslots_max_bookings_positive')),
     sa.CheckConstraint('price >= 0', name=op.f('ck_timeslots_price_not_negative')),
-    sa.ForeignKeyConstraint(['room_id'], ['rooms.id'], name=op.f('fk_timeslots_room_id_rooms'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_timeslots'))
     )
     op.create_index('ix_timeslots_room_id_starts_at', 'timeslots', ['room_id', 'starts_at'], unique=True)
 
+    # No two slots of a room overlap and every slot belongs to a room, whoever writes.
+    #
+    # After each statement that writes slots, the writers of each room it touched are
+    # serialised (an advisory lock held to commit), and each written slot is compared with
+    # its predecessor: the slot of the same room with the latest start before the written
+    # slot ends. Given that the slots already there do not overlap, some written slot
+    # overlaps its predecessor whenever any overlap exists; each comparison is one probe of
+    # the (room_id, starts_at) index. Under READ COMMITTED every query of the function sees
+    # all that committed before the lock was granted; under a snapshot taken earlier
+    # (REPEATABLE READ, SERIALIZABLE) it might not, so such writers are refused.
+    op.execute(
+        """
+        CREATE FUNCTION timeslots_check() RETURNS trigger AS $$
+        DECLARE
+            clash record;
+        BEGIN
+            IF current_setting('transaction_isolation') <> 'read committed' THEN
+                RAISE EXCEPTION 'timeslots are written in READ COMMITTED transactions only, '
+                    'not %', current_setting('transaction_isolation')
+                    USING ERRCODE = 'object_not_in_prerequisite_state';
+            END IF;
+            PERFORM pg_advisory_xact_lock(lock_key)
+            FROM (
+                SELECT DISTINCT hashtextextended('timeslots:' || room_id::text, 0) AS lock_key
+                FROM written
+            ) AS rooms_written
+            ORDER BY lock_key;
+            SELECT w.room_id INTO clash
+            FROM written w
+            WHERE NOT EXISTS (SELECT 1 FROM rooms r WHERE r.id = w.room_id)
+            LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION 'room % does not exist', clash.room_id
+                    USING ERRCODE = 'foreign_key_violation',
+                          CONSTRAINT = 'timeslots_room_exists';
+            END IF;
+            SELECT w.starts_at, w.ends_at, p.starts_at AS other_starts_at,
+                   p.ends_at AS other_ends_at
+            INTO clash
+            FROM written w
+            CROSS JOIN LATERAL (
+                SELECT t.starts_at, t.ends_at
+                FROM timeslots t
+                WHERE t.room_id = w.room_id AND t.starts_at < w.ends_at AND t.id <> w.id
+                ORDER BY t.starts_at DESC
+                LIMIT 1
+            ) AS p
+            WHERE p.ends_at > w.starts_at
+            LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION 'slot %..% overlaps slot %..% of the same room',
+                    clash.starts_at, clash.ends_at, clash.other_starts_at, clash.other_ends_at
+                    USING ERRCODE = 'exclusion_violation', CONSTRAINT = 'timeslots_no_overlap';
+            END IF;
+            RETURN NULL;
+        END
+        $$ LANGUAGE plpgsql
+        """
+    )
+    for event in ("INSERT", "UPDATE"):
+        op.execute(
+            f"CREATE TRIGGER timeslots_check_{event.lower()} AFTER {event} ON timeslots "
+            "REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION timeslots_check()"
+        )
+    # Rooms are deactivated, never deleted; a room that has slots cannot disappear under them.
+    op.execute(
+        """
+        CREATE FUNCTION rooms_keep_their_slots() RETURNS trigger AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM timeslots WHERE room_id = OLD.id) THEN
+                RAISE EXCEPTION 'room % has slots; deactivate it instead', OLD.id
+                    USING ERRCODE = 'foreign_key_violation',
+                          CONSTRAINT = 'timeslots_room_exists';
+            END IF;
+            RETURN OLD;
+        END
+        $$ LANGUAGE plpgsql
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER rooms_keep_their_slots BEFORE DELETE OR UPDATE OF id ON rooms "
+        "FOR EACH ROW EXECUTE FUNCTION rooms_keep_their_slots()"
+    )
+
 
 def downgrade() -> None:
+    for event in ("insert", "update"):
+        op.execute(f"DROP TRIGGER timeslots_check_{event} ON timeslots")
+    op.execute("DROP FUNCTION timeslots_check()")
+    op.execute("DROP TRIGGER rooms_keep_their_slots ON rooms")
+    op.execute("DROP FUNCTION rooms_keep_their_slots()")
     op.drop_index('ix_timeslots_room_id_starts_at', table_name='timeslots')
     op.drop_table('timeslots')
     op.drop_table('schedules')

@@ -81,6 +81,13 @@ def configure_generate(parser: argparse.ArgumentParser) -> None:
         metavar="AMOUNT",
         help="price of every new slot in the room's own currency (default: from its rate)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        metavar="N",
+        help="rooms generated at once, each on its own connection (default: 2)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -95,6 +102,8 @@ def run_generate(settings: TimeslotsSettings, args: argparse.Namespace) -> int:
             f"{date_from}..{date_to} has {days} days, more than the "
             f"{settings.generation_max_days} allowed (TIMESLOTS_GENERATION_MAX_DAYS)"
         )
+    if not 1 <= args.jobs <= 32:
+        raise UsageError(f"--jobs must be 1 to 32, not {args.jobs}")
     room_ids = None if args.all_rooms else list(dict.fromkeys(args.rooms))
     try:
         report = asyncio.run(
@@ -106,6 +115,7 @@ def run_generate(settings: TimeslotsSettings, args: argparse.Namespace) -> int:
                 price_override=args.price_override,
                 limits=limits_of(settings),
                 progress=operations.ProgressBar(sys.stderr),
+                jobs=args.jobs,
             )
         )
     except (OSError, SQLAlchemyError) as exc:  # no database to list the rooms in: nothing done

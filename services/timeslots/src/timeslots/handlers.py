@@ -148,9 +148,10 @@ async def generate(
 ) -> Generation:
     """Create the room's slots on the local dates given; slots it already has are skipped.
 
-    Idempotent and set-based: the slots are computed in memory, inserted by one statement
-    that skips whatever overlaps an existing slot, and announced in ``SlotsGenerated``
-    events of at most ``limits.slots_per_event`` slots each.
+    Idempotent and set-based: the slots are computed in memory, those overlapping a slot the
+    room has are dropped, and one statement inserts the rest and announces them in
+    ``SlotsGenerated`` events of at most ``limits.slots_per_event`` slots each. The room's
+    row is locked meanwhile, so concurrent generations of one room take turns.
     """
     room = await store.get_room(session, room_id, lock=True)
     if not room.active:
@@ -169,37 +170,29 @@ async def generate(
         max_days=limits.generation_max_days,
     )
     price = specs[0].price if specs else room.hourly_rate
+    starts = [spec.starts_at for spec in specs]
+    ends = [spec.ends_at for spec in specs]
+    if specs:  # slots added by hand meanwhile win over the schedule's
+        existing = await store.spans_between(session, room_id, starts[0], ends[-1])
+        starts, ends = store.without_overlaps(existing, starts, ends)
     inserted = await store.insert_generated(
         session,
+        outbox,
         room_id=room_id,
-        starts=[spec.starts_at for spec in specs],
-        ends=[spec.ends_at for spec in specs],
+        starts=starts,
+        ends=ends,
         price=price,
         max_bookings=stored.max_bookings,
+        slots_per_event=limits.slots_per_event,
     )
-    snapshots = [
-        SlotSnapshot.model_construct(
-            slot_id=slot_id,
-            room_id=room_id,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            price=price,
-            max_bookings=stored.max_bookings,
-            status=SlotStatus.OPEN,
-            revision=1,
-        )
-        for slot_id, starts_at, ends_at in inserted
-    ]
-    await _announce(session, outbox, room_id, snapshots, limits.slots_per_event)
-    starts = sorted(snapshot.starts_at for snapshot in snapshots)
     return Generation(
         room_id=room_id,
         date_from=date_from,
         date_to=date_to,
-        created=len(inserted),
-        skipped=len(specs) - len(inserted),
-        first_starts_at=starts[0] if starts else None,
-        last_starts_at=starts[-1] if starts else None,
+        created=inserted.created,
+        skipped=len(specs) - inserted.created,
+        first_starts_at=inserted.first_starts_at,
+        last_starts_at=inserted.last_starts_at,
     )
 
 

@@ -27,12 +27,14 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.catalogue import RoomSnapshot, RoomType, SlotSnapshot, SlotStatus
+from shared.events.catalogue import RoomSnapshot, RoomType, SlotsGenerated, SlotSnapshot, SlotStatus
 from shared.events.money import Money
+from shared.outbox import Outbox
 from timeslots import domain
 from timeslots.models import rooms, schedules, slot_holds, timeslots
 
@@ -276,42 +278,140 @@ _TIMESTAMPS = ARRAY(DateTime(timezone=True))
 
 _GENERATE = text(
     """
-    INSERT INTO timeslots (room_id, starts_at, ends_at, price, currency, max_bookings)
-    SELECT :room_id, span.starts_at, span.ends_at, :price, :currency, :max_bookings
-    FROM unnest(:starts, :ends) AS span(starts_at, ends_at)
-    ON CONFLICT DO NOTHING
-    RETURNING id, starts_at, ends_at
+    WITH new_slots AS (
+        INSERT INTO timeslots (room_id, starts_at, ends_at, price, currency, max_bookings)
+        SELECT :room_id, span.starts_at, span.ends_at, :price, :currency, :max_bookings
+        FROM unnest(:starts, :ends) AS span(starts_at, ends_at)
+        ON CONFLICT (room_id, starts_at) DO NOTHING
+        RETURNING id, starts_at, ends_at
+    ),
+    chunks AS (
+        SELECT gen_random_uuid() AS event_id, min(starts_at) AS first_start,
+               jsonb_agg(
+                   jsonb_build_object(
+                       'slot_id', id,
+                       'room_id', CAST(:room_id AS uuid),
+                       'starts_at', to_char(starts_at AT TIME ZONE 'UTC', :iso),
+                       'ends_at', to_char(ends_at AT TIME ZONE 'UTC', :iso),
+                       'price', CAST(:price_json AS jsonb),
+                       'max_bookings', CAST(:max_bookings AS integer),
+                       'status', 'open',
+                       'revision', 1
+                   ) ORDER BY starts_at
+               ) AS slots
+        FROM (
+            SELECT *, (row_number() OVER (ORDER BY starts_at) - 1) / :per_event AS chunk
+            FROM new_slots
+        ) AS numbered
+        GROUP BY chunk
+    ),
+    announced AS (
+        INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+        SELECT event_id, :topic, :key, :event_type,
+               CAST(:envelope AS jsonb) || jsonb_build_object(
+                   'id', event_id,
+                   'data', jsonb_build_object('room_id', CAST(:room_id AS uuid), 'slots', slots)
+               ),
+               CAST(:headers AS jsonb) || jsonb_build_object('ce_id', event_id)
+        FROM chunks
+        ORDER BY first_start
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM new_slots) AS created,
+           (SELECT min(starts_at) FROM new_slots) AS first_starts_at,
+           (SELECT max(starts_at) FROM new_slots) AS last_starts_at,
+           (SELECT count(*) FROM announced) AS events
     """
-).bindparams(bindparam("starts", type_=_TIMESTAMPS), bindparam("ends", type_=_TIMESTAMPS))
+).bindparams(
+    bindparam("starts", type_=_TIMESTAMPS),
+    bindparam("ends", type_=_TIMESTAMPS),
+    bindparam("envelope", type_=JSONB),
+    bindparam("headers", type_=JSONB),
+    bindparam("price_json", type_=JSONB),
+)
+
+_ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    created: int
+    first_starts_at: datetime | None
+    last_starts_at: datetime | None
+    events: int
 
 
 async def insert_generated(
     session: AsyncSession,
+    outbox: Outbox,
     *,
     room_id: UUID,
     starts: Sequence[datetime],
     ends: Sequence[datetime],
     price: Money,
     max_bookings: int,
-) -> list[tuple[UUID, datetime, datetime]]:
-    """Insert the slots that overlap nothing the room has; returns the ones inserted.
+    slots_per_event: int,
+) -> Inserted:
+    """Insert the slots and announce them in ``SlotsGenerated`` events, in one statement.
 
-    One statement for any number of slots. ``ON CONFLICT DO NOTHING`` (no target) skips a
-    slot that collides with the exclusion constraint or the unique start, so running the
-    same generation twice, or over custom slots, inserts only what is missing.
+    Slots starting where the room already has one are skipped (``ON CONFLICT``); the caller
+    drops those overlapping other slots beforehand (the trigger refuses them otherwise). The
+    events are built by the database from the rows it inserted, at most ``slots_per_event``
+    slots each, on the envelope of :meth:`Outbox.template`: no slot makes a round trip.
     """
-    result = await session.execute(
-        _GENERATE,
-        {
-            "room_id": room_id,
-            "starts": list(starts),
-            "ends": list(ends),
-            "price": price.amount,
-            "currency": price.currency,
-            "max_bookings": max_bookings,
-        },
+    template = outbox.template(SlotsGenerated, subject=str(room_id))
+    row = (
+        await session.execute(
+            _GENERATE,
+            {
+                "room_id": room_id,
+                "starts": list(starts),
+                "ends": list(ends),
+                "price": price.amount,
+                "currency": price.currency,
+                "price_json": price.model_dump(mode="json"),
+                "max_bookings": max_bookings,
+                "per_event": slots_per_event,
+                "iso": _ISO_UTC,
+                "topic": template.topic,
+                "key": str(room_id),
+                "event_type": template.event_type,
+                "envelope": template.payload,
+                "headers": template.headers,
+            },
+        )
+    ).one()
+    if row.events:
+        await outbox.notify(session)
+    return Inserted(
+        created=row.created,
+        first_starts_at=row.first_starts_at,
+        last_starts_at=row.last_starts_at,
+        events=row.events,
     )
-    return [(row[0], row[1], row[2]) for row in result]
+
+
+def without_overlaps(
+    existing: Sequence[tuple[datetime, datetime]],
+    starts: Sequence[datetime],
+    ends: Sequence[datetime],
+) -> tuple[list[datetime], list[datetime]]:
+    """The new spans (sorted, non-overlapping) that overlap none of ``existing``.
+
+    One merge of the two sorted lists: linear in their lengths.
+    """
+    taken = sorted(existing)
+    kept_starts: list[datetime] = []
+    kept_ends: list[datetime] = []
+    index = 0
+    for start, end in zip(starts, ends, strict=True):
+        while index < len(taken) and taken[index][1] <= start:
+            index += 1
+        if index < len(taken) and taken[index][0] < end:
+            continue
+        kept_starts.append(start)
+        kept_ends.append(end)
+    return kept_starts, kept_ends
 
 
 _INSERT_CUSTOM = text(
@@ -351,14 +451,17 @@ async def insert_custom(
             result = await session.execute(_INSERT_CUSTOM, params)
             inserted = [Slot.of(row) for row in result]
     except IntegrityError as exc:
-        if "ex_timeslots_no_overlap" in str(exc.orig) or "ix_timeslots_room_id_starts_at" in str(
-            exc.orig
-        ):
+        if _constraint_of(exc) in {"timeslots_no_overlap", "ix_timeslots_room_id_starts_at"}:
             raise domain.SlotOverlap(
                 "a new slot overlaps a slot the room got meanwhile; nothing was added"
             ) from exc
         raise
     return sorted(inserted, key=lambda slot: slot.starts_at)
+
+
+def _constraint_of(error: IntegrityError) -> str | None:
+    """The name of the constraint the database reported as violated, if any."""
+    return getattr(error.orig.__cause__, "constraint_name", None) if error.orig else None
 
 
 async def spans_between(

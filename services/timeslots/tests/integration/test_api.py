@@ -8,6 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.events import topics
+from shared.events.catalogue import SlotsGenerated
+from shared.events.envelope import decode
+from tests.support.kafka import read_topic
+
 from .conftest import ADMIN, USER, Service
 
 
@@ -504,3 +509,36 @@ async def test_two_admins_adding_the_same_slot_at_once_create_it_once(service: S
 
     assert sorted(r.status_code for r in responses) == [201] + [409] * 5
     assert len(await service.slots(room["id"], date="2030-06-03")) == 1
+
+
+async def test_generated_events_decode_into_the_catalogue_model_slot_for_slot(
+    service: Service,
+) -> None:
+    room = await service.room(rate="45.00")
+
+    await service.generate(room["id"], "2030-07-01", "2030-07-05")
+    slots = await service.slots(room["id"], **{"from": "2030-07-01", "to": "2030-07-05"})
+    records = await read_topic(
+        service.kafka,
+        topics.TIMESLOTS_EVENTS,
+        at_least=1,
+        where=lambda r: r.key == room["id"].encode() and b"SlotsGenerated" in (r.value or b""),
+    )
+
+    envelope, event = decode(records[0].value)
+    assert isinstance(event, SlotsGenerated)
+    assert envelope.source == "/timeslots"
+    assert envelope.subject == room["id"]
+    assert dict(records[0].headers)["ce_id"] == str(envelope.id).encode()
+    assert [
+        (
+            str(s.slot_id),
+            s.starts_at.isoformat().replace("+00:00", "Z"),
+            s.ends_at.isoformat().replace("+00:00", "Z"),
+            s.price.model_dump(mode="json"),
+            s.max_bookings,
+            s.status.value,
+            s.revision,
+        )
+        for s in event.slots
+    ] == [(s["id"], s["starts_at"], s["ends_at"], s["price"], 1, "open", 1) for s in slots]

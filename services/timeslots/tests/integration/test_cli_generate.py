@@ -194,6 +194,7 @@ async def test_all_rooms_means_every_active_room(
 ) -> None:
     engine = database[1]
     async with engine.begin() as conn:  # rooms of the other tests would fail or be counted
+        await conn.execute(models.timeslots.delete())
         await conn.execute(models.rooms.delete())
     first, second = await add_room(engine), await add_room(engine, currency="USD")
     inactive = await add_room(engine, active=False)

@@ -93,6 +93,10 @@ def test_asyncapi_documents_the_slot_events_out_and_the_booking_events_in(
             ],
             "not an amount of zero or more",
         ),
+        (
+            ["--all-rooms", "--from", "2030-01-07", "--to", "2030-01-08", "--jobs", "0"],
+            "--jobs must be 1 to 32",
+        ),
     ],
 )
 def test_generate_refuses_bad_arguments_with_exit_code_2(
