@@ -542,3 +542,21 @@ async def test_generated_events_decode_into_the_catalogue_model_slot_for_slot(
         )
         for s in event.slots
     ] == [(s["id"], s["starts_at"], s["ends_at"], s["price"], 1, "open", 1) for s in slots]
+
+
+async def test_an_admin_lists_every_slot_of_a_room_a_page_at_a_time(service: Service) -> None:
+    room = await service.room()
+    await service.generate(room["id"], "2030-08-05", "2030-08-05")
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"date": "2030-08-05", "limit": "6"} | ({"cursor": cursor} if cursor else {})
+        page = await service.http.get(f"/rooms/{room['id']}/slots", params=params, headers=ADMIN)
+        seen += [slot["starts_at"] for slot in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+
+    assert len(seen) == 16
+    assert seen == sorted(set(seen))

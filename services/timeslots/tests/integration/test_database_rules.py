@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
-from shared.db import asyncpg_dsn
+from shared.db import asyncpg_dsn, make_engine, make_session_factory
 from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
+from timeslots import domain, store
 from timeslots.cli import ALEMBIC_INI
 
 ROOM = """
@@ -26,10 +29,15 @@ VALUES ($1, $2::text::timestamptz, $3::text::timestamptz, 5, 'EUR')
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(create_database: CreateDatabase) -> AsyncIterator[asyncpg.Pool]:
+async def database_url(create_database: CreateDatabase) -> str:
     url = await create_database("timeslots_rules")
     await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
-    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=2, max_size=4)
+    return url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=2, max_size=4)
     yield pool
     await pool.close()
 
@@ -140,3 +148,28 @@ async def test_writing_slots_outside_read_committed_is_refused(pool: asyncpg.Poo
         with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="READ COMMITTED"):
             async with connection.transaction(isolation="repeatable_read"):
                 await connection.execute(SLOT, room, "2030-01-05T10:00Z", "2030-01-05T11:00Z")
+
+
+async def test_a_writer_that_skips_the_checks_still_gets_a_clear_overlap_error(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    room = await _room(pool)
+    engine = make_engine(database_url)
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            with pytest.raises(domain.SlotOverlap, match="nothing was added"):
+                await store.insert_custom(
+                    session,
+                    room_id=room,
+                    currency="EUR",
+                    slots=[
+                        (
+                            datetime(2030, 1, 1, 10, 30, tzinfo=UTC),
+                            datetime(2030, 1, 1, 11, 30, tzinfo=UTC),
+                            Decimal(5),
+                            1,
+                        )
+                    ],
+                )
+    finally:
+        await engine.dispose()
