@@ -6,47 +6,23 @@ exist); admins see all and alone complete bookings or mark no-shows.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from booking import domain, handlers, schemas, store
 from booking.domain import Action, BookingStatus
 from shared.events.catalogue import Contact
 from shared.http.auth import AdminUser, CurrentUser, Principal
+from shared.http.context import RequestContext, request_context
 from shared.http.pagination import decode_time_and_id, encode_cursor
 from shared.http.problems import PROBLEM_RESPONSES
-from shared.service import ServiceRuntime
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["bookings"])
 
-Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True)
-class Context:
-    runtime: ServiceRuntime
-    rules: handlers.Rules
-    clock: Clock
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.runtime.sessions.begin() as session:
-            yield session
-
-
-def _context(request: Request) -> Context:
-    state = request.app.state
-    return Context(runtime=state.runtime, rules=state.rules, clock=state.clock)
-
-
-Ctx = Annotated[Context, Depends(_context)]
+Ctx = Annotated[RequestContext[handlers.Rules], Depends(request_context)]
 
 
 def _caller(principal: Principal) -> handlers.Caller:
@@ -86,7 +62,7 @@ async def create_booking(
         _caller(user),
         request,
         now=ctx.clock(),
-        rules=ctx.rules,
+        rules=ctx.config,
     )
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -142,7 +118,7 @@ async def refund_quote(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas
     now = ctx.clock()
     async with ctx.transaction() as session:
         booking, quote = await handlers.refund_quote(
-            session, _caller(user), booking_id, now=now, rules=ctx.rules
+            session, _caller(user), booking_id, now=now, rules=ctx.config
         )
     return schemas.RefundQuoteOut(
         booking_id=booking.id,
@@ -166,7 +142,7 @@ async def cancel_booking(
             booking_id,
             reason=body.reason if body else None,
             now=ctx.clock(),
-            rules=ctx.rules,
+            rules=ctx.config,
         )
     return schemas.BookingOut.of(booking)
 
@@ -198,7 +174,9 @@ async def mark_no_show(booking_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.Book
     return await _finish(ctx, booking_id, Action.NO_SHOW)
 
 
-async def _finish(ctx: Context, booking_id: UUID, action: Action) -> schemas.BookingOut:
+async def _finish(
+    ctx: RequestContext[handlers.Rules], booking_id: UUID, action: Action
+) -> schemas.BookingOut:
     async with ctx.transaction() as session:
         booking = await handlers.finish(
             session, ctx.runtime.outbox, booking_id, action=action, now=ctx.clock()

@@ -10,10 +10,11 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from booking import consumers, domain, handlers, models
-from booking.api import Clock, router
+from booking.api import router
 from booking.settings import BookingSettings
 from shared.events import topics
 from shared.events.money import utc_now
+from shared.http.context import Clock
 from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
 
@@ -78,7 +79,7 @@ def create_app(settings: BookingSettings | None = None, *, clock: Clock = utc_no
             "by policy, rescheduling and unpaid-hold expiry."
         ),
         problem_mapping=PROBLEM_STATUSES,
-        rules=rules_of(settings),
+        config=rules_of(settings),
         clock=clock,
     )
     app.include_router(router)

@@ -76,31 +76,10 @@ class BookingOut(BaseModel):
 
     @classmethod
     def of(cls, booking: store.Booking) -> BookingOut:
-        return cls(
-            id=booking.id,
-            user_id=booking.user_id,
-            room_id=booking.room_id,
-            slot_id=booking.slot_id,
-            starts_at=booking.starts_at,
-            ends_at=booking.ends_at,
-            status=booking.status,
-            booking_type=booking.booking_type,
-            price=booking.price,
-            payment_status=booking.payment_status,
-            payment_id=booking.payment_id,
-            refund=booking.refund,
-            notes=booking.notes,
-            attributes=booking.attributes,
-            contact=ContactOut(email=booking.contact.email, phone=booking.contact.phone),
-            hold_expires_at=(
-                booking.hold_expires_at if booking.status is BookingStatus.PENDING else None
-            ),
-            created_at=booking.created_at,
-            updated_at=booking.updated_at,
-            cancelled_at=booking.cancelled_at,
-            cancelled_by=booking.cancelled_by,
-            cancellation_reason=booking.cancellation_reason,
-        )
+        out = cls.model_validate(booking, from_attributes=True)
+        if booking.status is not BookingStatus.PENDING:
+            out = out.model_copy(update={"hold_expires_at": None})  # nothing is held any more
+        return out
 
 
 class BookingPage(BaseModel):

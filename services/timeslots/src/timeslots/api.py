@@ -2,50 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.catalogue import RoomType, SlotStatus
 from shared.http.auth import AdminUser, CurrentUser
+from shared.http.context import RequestContext, request_context
 from shared.http.pagination import decode_id, decode_time_and_id, encode_cursor
 from shared.http.problems import PROBLEM_RESPONSES
-from shared.service import ServiceRuntime
 from timeslots import handlers, schemas, store
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
-Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True)
-class Context:
-    runtime: ServiceRuntime
-    limits: handlers.Limits
-    clock: Clock
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.runtime.sessions.begin() as session:
-            yield session
-
-
-def _context(request: Request) -> Context:
-    return Context(
-        runtime=request.app.state.runtime,
-        limits=request.app.state.limits,
-        clock=request.app.state.clock,
-    )
-
-
-Ctx = Annotated[Context, Depends(_context)]
+Ctx = Annotated[RequestContext[handlers.Limits], Depends(request_context)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=200, description="From the previous page")]
 _DATES = {"ge": schemas.EARLIEST_DATE, "le": schemas.LATEST_DATE}
@@ -64,19 +39,7 @@ MinDuration = Annotated[
 
 
 def _room_out(room: store.Room) -> schemas.RoomOut:
-    return schemas.RoomOut(
-        id=room.id,
-        name=room.name,
-        description=room.description,
-        capacity=room.capacity,
-        room_type=room.room_type,
-        hourly_rate=room.hourly_rate,
-        time_zone=room.time_zone,
-        active=room.active,
-        attributes=room.attributes,
-        created_at=room.created_at,
-        updated_at=room.updated_at,
-    )
+    return schemas.RoomOut.model_validate(room, from_attributes=True)
 
 
 @router.post("/rooms", status_code=201, tags=["rooms"])
@@ -177,18 +140,7 @@ async def get_schedule(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.Sched
 
 
 def _slot_out(slot: store.Slot) -> schemas.SlotOut:
-    return schemas.SlotOut(
-        id=slot.id,
-        room_id=slot.room_id,
-        starts_at=slot.starts_at,
-        ends_at=slot.ends_at,
-        price=slot.price,
-        max_bookings=slot.max_bookings,
-        booked_count=slot.booked_count,
-        status=slot.status,
-        revision=slot.revision,
-        created_at=slot.created_at,
-    )
+    return schemas.SlotOut.model_validate(slot, from_attributes=True)
 
 
 @router.post("/rooms/{room_id}/slots/generate", tags=["slots"])
@@ -204,7 +156,7 @@ async def generate_slots(
             date_from=body.date_from,
             date_to=body.date_to,
             price_override=body.price_override,
-            limits=ctx.limits,
+            limits=ctx.config,
         )
     return schemas.GenerationOut(
         room_id=result.room_id,
@@ -224,7 +176,7 @@ async def add_custom_slots(
     """Add explicit slots: all or none (409 if one overlaps a slot of the room)."""
     async with ctx.transaction() as session:
         created = await handlers.add_custom_slots(
-            session, ctx.runtime.outbox, room_id, body.slots, now=ctx.clock(), limits=ctx.limits
+            session, ctx.runtime.outbox, room_id, body.slots, now=ctx.clock(), limits=ctx.config
         )
     return [_slot_out(slot) for slot in created]
 
@@ -242,7 +194,7 @@ async def list_slots(
 ) -> schemas.SlotPage:
     """Every slot of the room starting on the local dates given, blocked and full ones too."""
     first, last = handlers.search_range(
-        on=on, date_from=date_from, date_to=date_to, max_days=ctx.limits.search_max_days
+        on=on, date_from=date_from, date_to=date_to, max_days=ctx.config.search_max_days
     )
     after = decode_time_and_id(cursor)
     async with ctx.transaction() as session:
@@ -273,7 +225,9 @@ async def unblock_slot(slot_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.SlotOut
     return await _set_status(ctx, slot_id, SlotStatus.OPEN)
 
 
-async def _set_status(ctx: Context, slot_id: UUID, status: SlotStatus) -> schemas.SlotOut:
+async def _set_status(
+    ctx: RequestContext[handlers.Limits], slot_id: UUID, status: SlotStatus
+) -> schemas.SlotOut:
     async with ctx.transaction() as session:
         slot = await handlers.set_slot_status(session, ctx.runtime.outbox, slot_id, status)
     return _slot_out(slot)
@@ -282,78 +236,71 @@ async def _set_status(ctx: Context, slot_id: UUID, status: SlotStatus) -> schema
 # --- availability ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AvailabilityQuery:
+    """The query of both availability searches: local dates, run length, page."""
+
+    on: On = None
+    date_from: From = None
+    date_to: To = None
+    min_duration: MinDuration = None
+    limit: Limit = 50
+    cursor: Cursor = None
+
+    async def run(
+        self,
+        ctx: RequestContext[handlers.Limits],
+        session: AsyncSession,
+        *,
+        room_id: UUID | None = None,
+        room_type: RoomType | None = None,
+    ) -> schemas.AvailabilityPage:
+        first, last = handlers.search_range(
+            on=self.on,
+            date_from=self.date_from,
+            date_to=self.date_to,
+            max_days=ctx.config.search_max_days,
+        )
+        found = await store.search(
+            session,
+            room_id=room_id,
+            room_type=room_type,
+            date_from=first,
+            date_to=last,
+            min_duration=timedelta(minutes=self.min_duration) if self.min_duration else None,
+            now=ctx.clock(),
+            after=decode_time_and_id(self.cursor),
+            limit=self.limit + 1,
+        )
+        page = found[: self.limit]
+        next_cursor = (
+            encode_cursor(page[-1].starts_at, page[-1].slot_id) if len(found) > self.limit else None
+        )
+        return schemas.AvailabilityPage(
+            items=[_available_out(item) for item in page], next_cursor=next_cursor
+        )
+
+
+Search = Annotated[AvailabilityQuery, Depends()]
+
+
 @router.get("/rooms/{room_id}/availability", tags=["availability"])
 async def room_availability(
-    room_id: UUID,
-    ctx: Ctx,
-    _: CurrentUser,
-    on: On = None,
-    date_from: From = None,
-    date_to: To = None,
-    min_duration: MinDuration = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    room_id: UUID, query: Search, ctx: Ctx, _: CurrentUser
 ) -> schemas.AvailabilityPage:
     """Free future slots of the room on local dates (the room's time zone), by start."""
-    first, last = handlers.search_range(
-        on=on, date_from=date_from, date_to=date_to, max_days=ctx.limits.search_max_days
-    )
     async with ctx.transaction() as session:
         await store.get_room(session, room_id)
-        return await _search(ctx, session, first, last, min_duration, limit, cursor, room_id)
+        return await query.run(ctx, session, room_id=room_id)
 
 
 @router.get("/availability", tags=["availability"])
 async def availability_by_type(
-    room_type: RoomType,
-    ctx: Ctx,
-    _: CurrentUser,
-    on: On = None,
-    date_from: From = None,
-    date_to: To = None,
-    min_duration: MinDuration = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    room_type: RoomType, query: Search, ctx: Ctx, _: CurrentUser
 ) -> schemas.AvailabilityPage:
     """Free future slots of every active room of a type, each on its own local dates."""
-    first, last = handlers.search_range(
-        on=on, date_from=date_from, date_to=date_to, max_days=ctx.limits.search_max_days
-    )
     async with ctx.transaction() as session:
-        return await _search(
-            ctx, session, first, last, min_duration, limit, cursor, None, room_type
-        )
-
-
-async def _search(
-    ctx: Context,
-    session: AsyncSession,
-    first: date,
-    last: date,
-    min_duration: int | None,
-    limit: int,
-    cursor: str | None,
-    room_id: UUID | None,
-    room_type: RoomType | None = None,
-) -> schemas.AvailabilityPage:
-    found = await store.search(
-        session,
-        room_id=room_id,
-        room_type=room_type,
-        date_from=first,
-        date_to=last,
-        min_duration=timedelta(minutes=min_duration) if min_duration else None,
-        now=ctx.clock(),
-        after=decode_time_and_id(cursor),
-        limit=limit + 1,
-    )
-    page = found[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].starts_at, page[-1].slot_id) if len(found) > limit else None
-    )
-    return schemas.AvailabilityPage(
-        items=[_available_out(item) for item in page], next_cursor=next_cursor
-    )
+        return await query.run(ctx, session, room_type=room_type)
 
 
 def _available_out(item: store.Available) -> schemas.AvailableSlot:

@@ -6,10 +6,11 @@ from fastapi import FastAPI
 
 from shared.events import topics
 from shared.events.money import utc_now
+from shared.http.context import Clock
 from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
 from timeslots import consumers, domain, handlers, models
-from timeslots.api import Clock, router
+from timeslots.api import router
 from timeslots.settings import TimeslotsSettings
 
 VERSION = "0.2.0"
@@ -56,7 +57,7 @@ def create_app(settings: TimeslotsSettings | None = None, *, clock: Clock = utc_
             "with availability search in each room's own time zone."
         ),
         problem_mapping=PROBLEM_STATUSES,
-        limits=limits_of(settings),
+        config=limits_of(settings),
         clock=clock,
     )
     app.include_router(router)

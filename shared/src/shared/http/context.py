@@ -1,0 +1,42 @@
+"""What a route needs besides the request: the service runtime, its rules and the clock.
+
+``create_app(..., config=..., clock=...)`` puts them on ``app.state``; a route takes
+``Ctx = Annotated[RequestContext[MyConfig], Depends(request_context)]`` and opens its one
+transaction with ``async with ctx.transaction() as session``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+if TYPE_CHECKING:
+    from shared.service import ServiceRuntime
+
+C = TypeVar("C")
+
+Clock = Callable[[], datetime]
+"""The service's notion of now (tests pass a clock they move)."""
+
+
+@dataclass(frozen=True)
+class RequestContext(Generic[C]):
+    runtime: ServiceRuntime
+    config: C
+    clock: Clock
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session in a transaction that commits when the block ends without error."""
+        return self.runtime.sessions.begin()
+
+
+def request_context(request: Request) -> RequestContext[Any]:
+    """FastAPI dependency: the context ``create_app`` stored on the app."""
+    state = request.app.state
+    return RequestContext(runtime=state.runtime, config=state.config, clock=state.clock)
