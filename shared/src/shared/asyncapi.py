@@ -36,6 +36,7 @@ from pydantic.json_schema import models_json_schema
 from shared.events import catalogue  # noqa: F401  (registers every payload model)
 from shared.events.envelope import Envelope, Event, EventCatalogue
 from shared.events.topics import dead_letter_topic
+from shared.generated import write_or_check
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -262,24 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     directory: Path = args.directory
     wanted = {f"{s}.json": render(document_of(_app_of(s))) for s in args.services}
-    if args.check:
-        present = {p.name: p.read_text() for p in directory.glob("*.json")}
-        stale = sorted(n for n in wanted.keys() | present.keys() if wanted.get(n) != present.get(n))
-        if stale:
-            sys.stderr.write(f"AsyncAPI documents out of date in {directory}: {', '.join(stale)}\n")
-            sys.stderr.write(
-                f"run: make schemas (python -m shared.asyncapi {directory} "
-                f"{' '.join(args.services)})\n"
-            )
-            return 1
-        return 0
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale_file in directory.glob("*.json"):
-        if stale_file.name not in wanted:
-            stale_file.unlink()
-    for name, text in wanted.items():
-        (directory / name).write_text(text)
-    return 0
+    return write_or_check(
+        directory,
+        wanted,
+        check=args.check,
+        what="AsyncAPI documents",
+        command=f"python -m shared.asyncapi {directory} {' '.join(args.services)}",
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.events import catalogue  # noqa: F401  (registers every payload model)
 from shared.events.envelope import Envelope, EventCatalogue
+from shared.generated import write_or_check
 
 
 def schemas() -> dict[str, dict[str, Any]]:
@@ -38,21 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     directory: Path = args.directory
     wanted = {name: render(schema) for name, schema in schemas().items()}
-    if args.check:
-        present = {p.name: p.read_text() for p in directory.glob("*.json")}
-        stale = sorted(n for n in wanted.keys() | present.keys() if wanted.get(n) != present.get(n))
-        if stale:
-            sys.stderr.write(f"event schemas out of date in {directory}: {', '.join(stale)}\n")
-            sys.stderr.write(f"run: python -m shared.events.schema {directory}\n")
-            return 1
-        return 0
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale_file in directory.glob("*.json"):
-        if stale_file.name not in wanted:
-            stale_file.unlink()
-    for name, text in wanted.items():
-        (directory / name).write_text(text)
-    return 0
+    return write_or_check(
+        directory,
+        wanted,
+        check=args.check,
+        what="event schemas",
+        command=f"python -m shared.events.schema {directory}",
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
