@@ -65,3 +65,11 @@ test-shared:
 $(foreach s,$(SERVICES),test-$(s)): test-%:
 	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/$* $(PYTEST) services/$*/tests \
 		--cov=$* --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)
+
+.PHONY: bench-timeslots
+bench-timeslots: sync infra-up ## benchmark slot generation and search -> bench/results/timeslots.*
+	$(INFRA_ENV); $(RUN) python -m bench.timeslots
+
+.PHONY: bench-reminders
+bench-reminders: sync infra-up ## benchmark reminder delivery, 10,000 due at once -> bench/results/reminders.*
+	$(INFRA_ENV); $(RUN) python -m bench.reminders

@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted,
         check=args.check,
         what="AsyncAPI documents",
+        complete=False,  # the documents of the services named; others are left alone
         command=f"python -m shared.asyncapi {directory} {' '.join(args.services)}",
     )
 

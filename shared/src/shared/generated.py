@@ -8,12 +8,25 @@ from pathlib import Path
 
 
 def write_or_check(
-    directory: Path, wanted: Mapping[str, str], *, check: bool, what: str, command: str
+    directory: Path,
+    wanted: Mapping[str, str],
+    *,
+    check: bool,
+    what: str,
+    command: str,
+    complete: bool = True,
 ) -> int:
-    """Make ``directory`` hold exactly the ``wanted`` files (name -> text), or with ``check``
-    only say which differ; returns the exit code (1: stale)."""
+    """Write the ``wanted`` files (name -> text) into ``directory``, or with ``check`` only
+    say which differ; returns the exit code (1: stale).
+
+    ``complete``: ``wanted`` is everything the directory should hold, so other ``*.json``
+    files there are stale too (and removed when writing). Pass False when ``wanted`` covers
+    only some of the files (e.g. the documents of the services named on the command line).
+    """
+    present = {p.name: p.read_text() for p in directory.glob("*.json")}
+    if not complete:
+        present = {name: text for name, text in present.items() if name in wanted}
     if check:
-        present = {p.name: p.read_text() for p in directory.glob("*.json")}
         stale = sorted(n for n in wanted.keys() | present.keys() if wanted.get(n) != present.get(n))
         if stale:
             sys.stderr.write(f"{what} out of date in {directory}: {', '.join(stale)}\n")
@@ -21,9 +34,8 @@ def write_or_check(
             return 1
         return 0
     directory.mkdir(parents=True, exist_ok=True)
-    for stale_file in directory.glob("*.json"):
-        if stale_file.name not in wanted:
-            stale_file.unlink()
+    for name in present.keys() - wanted.keys():
+        (directory / name).unlink()
     for name, text in wanted.items():
         (directory / name).write_text(text)
     return 0

@@ -9,6 +9,7 @@ second waits for the first to commit and then sees the conflict.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from uuid import UUID
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
@@ -39,3 +40,19 @@ async def claim(
         .returning(table.c.event_id)
     )
     return (await session.execute(statement)).first() is not None
+
+
+async def claim_many(
+    session: AsyncSession, table: Table, *, consumer: str, events: Mapping[UUID, str]
+) -> set[UUID]:
+    """:func:`claim` for many events (id -> type) in one statement: the ids not seen before."""
+    if not events:
+        return set()
+    ids = sorted(events)
+    statement = (
+        insert(table)
+        .values([{"consumer": consumer, "event_id": i, "event_type": events[i]} for i in ids])
+        .on_conflict_do_nothing(index_elements=[table.c.consumer, table.c.event_id])
+        .returning(table.c.event_id)
+    )
+    return set((await session.scalars(statement)).all())

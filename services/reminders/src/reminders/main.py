@@ -1,26 +1,119 @@
-"""Wiring of the reminders service: ``create_app(settings)`` is the only entry point."""
+"""Wiring of the reminders service: ``create_app(settings)`` is the only entry point.
+
+One process may run any of the three parts (settings ``scheduler_enabled``,
+``dispatcher_enabled``, ``worker_enabled``); ``reminders serve`` runs all three by default and
+``reminders worker`` only the delivery workers.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
 from fastapi import FastAPI
 
-from reminders import models
+from reminders import api, delivery, domain, models, scheduling
+from reminders.dispatcher import Dispatcher
+from reminders.senders import SmsConfig, SmtpConfig
 from reminders.settings import RemindersSettings
 from shared.events import topics
+from shared.events.money import utc_now
 from shared.service import ServiceRuntime
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
+
+Clock = Callable[[], datetime]
+
+PROBLEM_STATUSES: dict[type[Exception], int] = {api.BookingNotFound: 404}
 
 
-def create_runtime(settings: RemindersSettings) -> ServiceRuntime:
-    return ServiceRuntime(
+def smtp_config(settings: RemindersSettings) -> SmtpConfig:
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        use_tls=settings.smtp_use_tls,
+        start_tls=settings.smtp_start_tls,
+        username=settings.smtp_username,
+        password=password,
+        timeout_s=settings.smtp_timeout_s,
+        idle_s=settings.smtp_idle_s,
+    )
+
+
+def sms_config(settings: RemindersSettings) -> SmsConfig | None:
+    if not settings.sms_provider_url:
+        return None
+    token = settings.sms_provider_token
+    return SmsConfig(
+        url=settings.sms_provider_url,
+        token=token.get_secret_value() if token else None,
+        timeout_s=settings.sms_timeout_s,
+    )
+
+
+def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> ServiceRuntime:
+    runtime = ServiceRuntime(
         settings,
         metadata=models.metadata,
         source="/reminders",
         produces=[topics.REMINDER_JOBS, topics.REMINDER_EVENTS],
     )
+    if settings.scheduler_enabled:
+        scheduling.register(
+            runtime.consumer(scheduling.CONSUMER, permanent_errors=(domain.ImpossibleBooking,)),
+            settings.schedule(),
+            runtime.metrics.counter(
+                "reminders_scheduled_total", "Reminders scheduled by channel", ["channel"]
+            ),
+        )
+    if settings.dispatcher_enabled:
+        dispatcher = Dispatcher(
+            sessions=runtime.sessions,
+            outbox=runtime.outbox,
+            clock=clock,
+            batch_size=settings.dispatch_batch_size,
+            interval_s=settings.dispatch_interval_s,
+            job_timeout=timedelta(seconds=settings.job_timeout_s),
+            dispatched=runtime.metrics.counter(
+                "reminders_dispatched_total",
+                "Due reminders handed to the workers (queued) or dropped as too late",
+                ["outcome"],
+            ),
+        )
+        runtime.background("dispatcher", dispatcher.run)
+    if settings.worker_enabled:
+        worker = delivery.Delivery(
+            sessions=runtime.sessions,
+            outbox=runtime.outbox,
+            clock=clock,
+            policy=settings.retry_policy(),
+            smtp=smtp_config(settings),
+            sms=sms_config(settings),
+            mail_from=settings.mail_from,
+            metrics=runtime.metrics,
+            dead_letters=runtime.publisher,
+            kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            lease=timedelta(seconds=settings.lease_s),
+            concurrency=settings.delivery_concurrency,
+        )
+        runtime.background("jobs", worker.consume)
+        runtime.background("delivery", worker.run)
+    return runtime
 
 
-def create_app(settings: RemindersSettings | None = None) -> FastAPI:
-    runtime = create_runtime(settings or RemindersSettings())
-    return runtime.create_app(title="Reminders service", version=VERSION)
+def create_app(settings: RemindersSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
+    runtime = create_runtime(settings or RemindersSettings(), clock=clock)
+    app = runtime.create_app(
+        title="Reminders service",
+        version=VERSION,
+        description=(
+            "Email and SMS reminders of confirmed bookings: scheduled from booking events, "
+            "dispatched when due, delivered exactly once by a scalable group of workers."
+        ),
+        problem_mapping=PROBLEM_STATUSES,
+        clock=clock,
+    )
+    app.include_router(api.router)
+    return app

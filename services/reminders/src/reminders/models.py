@@ -1,9 +1,34 @@
-"""Tables of the reminders service: its own ``MetaData``, so Alembic sees nothing else."""
+"""Tables of the reminders service: its own ``MetaData``, so Alembic sees nothing else.
+
+The database enforces what must never be wrong, whoever writes:
+
+* at most one *live* (``pending`` or ``queued``) reminder per booking and channel (a partial
+  unique index): scheduling the same booking twice adds nothing;
+* statuses and channels are within their domains, attempts never negative, a sent reminder
+  has its send time and Message-ID.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase
 
+from reminders.domain import LIVE, Channel, Status
 from shared.db import service_metadata
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -15,3 +40,103 @@ inbox = inbox_table(metadata)
 
 class Base(DeclarativeBase):
     metadata = metadata
+
+
+def _one_of(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+LIVE_CONDITION = _one_of("status", LIVE)
+
+
+def _timestamp(name: str, *, nullable: bool = False) -> Column[object]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=None if nullable else func.now(),
+    )
+
+
+reminders = Table(
+    "reminders",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("booking_id", Uuid, nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("scheduled_for", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    Column("job_id", Uuid, nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("message_id", String(255), nullable=True),
+    Column("contact_email", String(320), nullable=False),
+    Column("contact_phone", String(16), nullable=True),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False),
+    Column("room_name", String(200), nullable=False),
+    Column("room_time_zone", String(64), nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    CheckConstraint(_one_of("kind", tuple(Channel)), name="kind_known"),
+    CheckConstraint(_one_of("status", tuple(Status)), name="status_known"),
+    CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+    CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    CheckConstraint(
+        "status <> 'sent' OR (sent_at IS NOT NULL AND message_id IS NOT NULL)",
+        name="sent_has_time_and_message_id",
+    ),
+    CheckConstraint("kind <> 'sms' OR contact_phone IS NOT NULL", name="sms_has_phone"),
+    Index(
+        "uq_reminders_live_booking_id_kind",
+        "booking_id",
+        "kind",
+        unique=True,
+        postgresql_where=text(LIVE_CONDITION),
+    ),
+    Index("ix_reminders_booking_id", "booking_id"),
+    Index("ix_reminders_pending_due_at", "due_at", postgresql_where=text("status = 'pending'")),
+    Index(
+        "ix_reminders_queued_lease_expires_at",
+        "lease_expires_at",
+        postgresql_where=text("status = 'queued'"),
+    ),
+)
+"""One reminder of one booking on one channel.
+
+``scheduled_for`` is the nominal time (start minus the channel's offset); ``due_at`` the
+time of the next attempt (``scheduled_for`` at first, later after a backoff). A ``queued``
+reminder has a job on ``reminders.jobs`` (``job_id``: its event id) and
+``lease_expires_at``: when the job, or the worker sending it, counts as lost and the
+dispatcher hands it out again.
+"""
+
+booking_states = Table(
+    "booking_states",
+    metadata,
+    Column("booking_id", Uuid, primary_key=True),
+    Column("final", Boolean, nullable=False),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("user_id", String(255), nullable=True),
+    Column("contact_email", String(320), nullable=True),
+    Column("contact_phone", String(16), nullable=True),
+    Column("starts_at", DateTime(timezone=True), nullable=True),
+    Column("ends_at", DateTime(timezone=True), nullable=True),
+    Column("room_name", String(200), nullable=True),
+    Column("room_time_zone", String(64), nullable=True),
+    _timestamp("updated_at"),
+    CheckConstraint(
+        "final OR (starts_at IS NOT NULL AND contact_email IS NOT NULL)",
+        name="facts_known_unless_final",
+    ),
+)
+"""What this service knows of each booking: its latest facts and whether it is over.
+
+``final`` (cancelled, completed, no-show, expired) is never undone, so a cancellation seen
+before the confirmation, or a late duplicate confirmation, schedules nothing. ``as_of`` is
+the time of the event that set the facts; an older reschedule arriving late changes nothing.
+"""

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from reminders.domain import Channel, RetryPolicy, Schedule
 from shared.settings import ServiceSettings
 
 
@@ -13,3 +18,81 @@ class RemindersSettings(ServiceSettings):
     service_name: str = "reminders"
     database_url: str = "postgresql+asyncpg://platform:platform@127.0.0.1:55432/reminders"
     http_port: int = 8003
+
+    # --- what gets scheduled -------------------------------------------------------------
+    email_24h_enabled: bool = True
+    email_24h_before_minutes: int = Field(default=24 * 60, ge=1)
+    email_1h_enabled: bool = True
+    email_1h_before_minutes: int = Field(default=60, ge=1)
+    sms_enabled: bool = False
+    """SMS reminders for contacts with a phone number (needs ``sms_provider_url``)."""
+    sms_before_minutes: int = Field(default=120, ge=1)
+
+    # --- which parts run in this process -------------------------------------------------
+    scheduler_enabled: bool = True
+    """Consume booking events and (re)schedule reminders."""
+    dispatcher_enabled: bool = True
+    """Turn due reminders into jobs on ``reminders.jobs``."""
+    worker_enabled: bool = True
+    """Consume jobs and deliver them (``reminders worker`` runs only this)."""
+
+    # --- dispatcher ----------------------------------------------------------------------
+    dispatch_batch_size: int = Field(default=500, ge=1)
+    dispatch_interval_s: float = Field(default=0.5, gt=0)
+    """Pause of the dispatcher after a batch that was not full."""
+    job_timeout_s: float = Field(default=300.0, gt=0)
+    """A job no worker took within this time is dispatched again."""
+
+    # --- workers -------------------------------------------------------------------------
+    delivery_concurrency: int = Field(default=16, ge=1)
+    """Sends in flight at once per worker process."""
+    lease_s: float = Field(default=60.0, gt=0)
+    """How long a worker owns a reminder it is sending; a dead worker's reminder is
+    retried when it runs out. Must exceed the send timeouts."""
+    max_attempts: int = Field(default=5, ge=1)
+    retry_initial_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=3600.0, gt=0)
+
+    # --- email (SMTP) --------------------------------------------------------------------
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_use_tls: bool = False
+    """Implicit TLS (SMTPS, usually port 465)."""
+    smtp_start_tls: bool | None = None
+    """STARTTLS: True requires it, False never, None when the server offers it."""
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = Field(default=20.0, gt=0)
+    smtp_idle_s: float = Field(default=10.0, gt=0)
+    """A connection idle for longer is closed and opened anew before the next send."""
+    mail_from: str = "Booking reminders <reminders@booking-platform.local>"
+
+    # --- SMS (HTTP provider) -------------------------------------------------------------
+    sms_provider_url: str | None = None
+    sms_provider_token: SecretStr | None = None
+    sms_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.sms_enabled and not self.sms_provider_url:
+            raise ValueError("sms_enabled needs sms_provider_url")
+        if self.lease_s <= max(self.smtp_timeout_s, self.sms_timeout_s):
+            raise ValueError("lease_s must be longer than the SMTP and SMS timeouts")
+        return self
+
+    def schedule(self) -> Schedule:
+        offsets: dict[Channel, timedelta] = {}
+        if self.email_24h_enabled:
+            offsets[Channel.EMAIL_24H] = timedelta(minutes=self.email_24h_before_minutes)
+        if self.email_1h_enabled:
+            offsets[Channel.EMAIL_1H] = timedelta(minutes=self.email_1h_before_minutes)
+        if self.sms_enabled:
+            offsets[Channel.SMS] = timedelta(minutes=self.sms_before_minutes)
+        return Schedule(offsets)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            initial=timedelta(seconds=self.retry_initial_s),
+            maximum=timedelta(seconds=self.retry_max_s),
+        )

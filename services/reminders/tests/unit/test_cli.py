@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import runpy
+import sys
+
 import pytest
 
 from tests.support.service import check_cli_prints_openapi
@@ -12,3 +15,15 @@ def test_openapi_prints_the_service_api_document(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     check_cli_prints_openapi("reminders", "Reminders service", monkeypatch, capsys)
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_the_worker_command_is_listed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["reminders", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("reminders", run_name="__main__")
+
+    assert exit_info.value.code == 0
+    assert "worker" in capsys.readouterr().out

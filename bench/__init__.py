@@ -1,0 +1,1 @@
+"""Benchmarks run against the local infrastructure (``make bench-*``); see ``bench/README.md``."""

@@ -1,0 +1,312 @@
+"""The rules of reminders, free of I/O: which reminders a booking gets, when a failed send is
+retried, and what the messages say (email text, ``.ics`` calendar entry, SMS text)."""
+
+from __future__ import annotations
+
+import enum
+from base64 import b64encode
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from string import Template
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shared.events.catalogue import ReminderChannel
+
+Channel = ReminderChannel
+"""``email_24h``, ``email_1h`` or ``sms``: the kind of a reminder."""
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    """Waiting for its time (``due_at``)."""
+    QUEUED = "queued"
+    """Handed to the workers as a job; a worker may hold a lease on it."""
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+LIVE = (Status.PENDING, Status.QUEUED)
+"""The states of a reminder that may still be sent: at most one per booking and channel."""
+
+EMAIL_CHANNELS = (Channel.EMAIL_24H, Channel.EMAIL_1H)
+MESSAGE_ID_DOMAIN = "reminders.booking-platform"
+
+
+class ImpossibleBooking(ValueError):
+    """Booking facts no reminder can be written for (the event goes to the dead letters)."""
+
+
+# --- what gets scheduled ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """How long before the start each enabled channel reminds (configuration)."""
+
+    offsets: Mapping[Channel, timedelta] = field(
+        default_factory=lambda: {
+            Channel.EMAIL_24H: timedelta(hours=24),
+            Channel.EMAIL_1H: timedelta(hours=1),
+        }
+    )
+
+    def plan(
+        self, *, starts_at: datetime, has_phone: bool, as_of: datetime
+    ) -> dict[Channel, datetime]:
+        """When each reminder of a booking starting at ``starts_at`` is due, as seen at
+        ``as_of``: SMS only for a contact with a phone, nothing whose time has passed."""
+        planned: dict[Channel, datetime] = {}
+        for channel, before in self.offsets.items():
+            if channel is Channel.SMS and not has_phone:
+                continue
+            at = starts_at - before
+            if at > as_of:
+                planned[channel] = at
+        return planned
+
+
+def check_booking(*, starts_at: datetime, ends_at: datetime, time_zone: str) -> None:
+    """Raise :class:`ImpossibleBooking` for facts a reminder cannot be written from."""
+    if ends_at <= starts_at:
+        raise ImpossibleBooking(f"the booking ends ({ends_at}) before it starts ({starts_at})")
+    zone(time_zone)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImpossibleBooking(f"unknown time zone {name!r}") from None
+
+
+# --- retries ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    initial: timedelta = timedelta(seconds=30)
+    maximum: timedelta = timedelta(hours=1)
+
+    def backoff(self, attempt: int) -> timedelta:
+        """Delay after the ``attempt``-th failed send (1-based), doubling up to the cap."""
+        delay: timedelta = self.initial * 2 ** (attempt - 1)
+        return min(delay, self.maximum)
+
+    def gives_up(self, attempt: int) -> bool:
+        return attempt >= self.max_attempts
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """What a worker needs to write and send one reminder."""
+
+    id: UUID
+    booking_id: UUID
+    channel: Channel
+    scheduled_for: datetime
+    contact_email: str
+    contact_phone: str | None
+    starts_at: datetime
+    ends_at: datetime
+    room_name: str
+    room_time_zone: str
+
+    @property
+    def message_id(self) -> str:
+        """The same for every attempt (and a repeat after a crash), new when it moves."""
+        return message_id(self.id, self.scheduled_for)
+
+
+def message_id(reminder_id: UUID, scheduled_for: datetime) -> str:
+    stamp = scheduled_for.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"<reminder-{reminder_id}.{stamp}@{MESSAGE_ID_DOMAIN}>"
+
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+def local_date(moment: datetime, time_zone: str) -> str:
+    """``Tuesday 3 March 2030`` in the room's zone (English, whatever the locale)."""
+    local = moment.astimezone(zone(time_zone))
+    return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+
+def local_time(moment: datetime, time_zone: str) -> str:
+    return moment.astimezone(zone(time_zone)).strftime("%H:%M")
+
+
+def local_when(moment: datetime, time_zone: str) -> str:
+    """``Tuesday 3 March 2030, 10:00 (Europe/Berlin)``."""
+    return f"{local_date(moment, time_zone)}, {local_time(moment, time_zone)} ({time_zone})"
+
+
+SUBJECTS: Mapping[Channel, Template] = {
+    Channel.EMAIL_24H: Template("Reminder: $room on $date at $time"),
+    Channel.EMAIL_1H: Template("Starting soon: $room at $time"),
+}
+
+BODY = Template(
+    """Hello,
+
+this is a reminder of your booking.
+
+  Room:    $room
+  Starts:  $starts
+  Ends:    $ends
+
+The attached calendar entry (booking.ics) puts it in your calendar.
+
+Booking reference: $booking_id
+"""
+)
+
+SMS_TEXT = Template("Reminder: $room, $starts. Ref $reference")
+
+
+def _fields(reminder: Reminder) -> dict[str, str]:
+    tz = reminder.room_time_zone
+    return {
+        "room": reminder.room_name,
+        "date": local_date(reminder.starts_at, tz),
+        "time": f"{local_time(reminder.starts_at, tz)} ({tz})",
+        "starts": local_when(reminder.starts_at, tz),
+        "ends": local_when(reminder.ends_at, tz),
+        "booking_id": str(reminder.booking_id),
+        "reference": str(reminder.booking_id)[:8],
+    }
+
+
+def email_subject(reminder: Reminder) -> str:
+    return SUBJECTS[reminder.channel].substitute(_fields(reminder))
+
+
+def email_body(reminder: Reminder) -> str:
+    return BODY.substitute(_fields(reminder))
+
+
+def sms_text(reminder: Reminder) -> str:
+    return SMS_TEXT.substitute(_fields(reminder))
+
+
+def email_message(reminder: Reminder, *, sender: str, now: datetime) -> bytes:
+    """The complete email (RFC 5322, MIME): text body plus the ``.ics`` entry, with the
+    stable Message-ID. Written out directly: the standard library's ``EmailMessage`` takes
+    ~20 ms of CPU per message, which would be the whole budget of a worker."""
+    boundary = f"=_reminder_{reminder.id.hex}"
+    headers = [
+        f"From: {sender}",
+        f"To: {reminder.contact_email}",
+        f"Subject: {_header_text(email_subject(reminder))}",
+        f"Date: {format_datetime(now.astimezone(UTC))}",
+        f"Message-ID: {reminder.message_id}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{boundary}"',
+    ]
+    parts = [
+        (
+            'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: base64',
+            email_body(reminder).replace("\n", "\r\n"),
+        ),
+        (
+            'Content-Type: text/calendar; charset="utf-8"; method=PUBLISH; name="booking.ics"'
+            '\r\nContent-Disposition: attachment; filename="booking.ics"'
+            "\r\nContent-Transfer-Encoding: base64",
+            calendar_entry(reminder),
+        ),
+    ]
+    lines = [*headers, ""]
+    for part_headers, content in parts:
+        lines += [f"--{boundary}", part_headers, "", _base64_lines(content.encode())]
+    lines += [f"--{boundary}--", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _header_text(value: str) -> str:
+    """A header value as is when ASCII, else as RFC 2047 encoded words (UTF-8, base64)."""
+    if value.isascii():
+        return value
+    words: list[str] = []
+    chunk = ""
+    for char in value:
+        if len((chunk + char).encode()) > 39:  # 52 base64 characters: lines stay short
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{b64encode(w.encode()).decode()}?=" for w in words)
+
+
+def _base64_lines(data: bytes) -> str:
+    encoded = b64encode(data).decode()
+    return "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+
+
+# --- iCalendar (RFC 5545) --------------------------------------------------------------
+
+
+def _ics_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def ics_text(value: str) -> str:
+    """Escape a TEXT value: backslash, semicolon, comma and line breaks."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+    )
+
+
+def fold(line: str, limit: int = 75) -> str:
+    """Fold a content line into lines of at most ``limit`` octets (never inside a UTF-8
+    character); continuation lines start with a space, lines end with CRLF."""
+    parts: list[str] = []
+    current = ""
+    size = 0
+    for char in line:
+        width = len(char.encode())
+        budget = limit if not parts else limit - 1
+        if size + width > budget:
+            parts.append(current)
+            current, size = "", 0
+        current += char
+        size += width
+    parts.append(current)
+    return "\r\n ".join(parts) + "\r\n"
+
+
+def calendar_entry(reminder: Reminder) -> str:
+    """A ``METHOD:PUBLISH`` calendar with one event: the booking, times in UTC."""
+    when = local_when(reminder.starts_at, reminder.room_time_zone)
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//Booking Platform//Reminders//EN",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        "BEGIN:VEVENT",
+        f"UID:booking-{reminder.booking_id}@{MESSAGE_ID_DOMAIN}",
+        f"DTSTAMP:{_ics_time(reminder.scheduled_for)}",
+        f"DTSTART:{_ics_time(reminder.starts_at)}",
+        f"DTEND:{_ics_time(reminder.ends_at)}",
+        f"SUMMARY:{ics_text(f'Booking: {reminder.room_name}')}",
+        f"LOCATION:{ics_text(reminder.room_name)}",
+        f"DESCRIPTION:{ics_text(f'{reminder.room_name}, {when}. Ref {reminder.booking_id}')}",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
+    return "".join(fold(line) for line in lines)

@@ -1,0 +1,488 @@
+"""SQL of the reminders service. Every function runs in the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Integer,
+    Row,
+    String,
+    Text,
+    Uuid,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reminders.domain import LIVE, Channel, Reminder, Status
+from reminders.models import LIVE_CONDITION, booking_states, reminders
+
+# --- bookings --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookingFacts:
+    """What a reminder needs to know of its booking."""
+
+    booking_id: UUID
+    user_id: str
+    contact_email: str
+    contact_phone: str | None
+    starts_at: datetime
+    ends_at: datetime
+    room_name: str
+    room_time_zone: str
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> BookingFacts:
+        v = row._mapping
+        return cls(
+            booking_id=v["booking_id"],
+            user_id=v["user_id"],
+            contact_email=v["contact_email"],
+            contact_phone=v["contact_phone"],
+            starts_at=v["starts_at"],
+            ends_at=v["ends_at"],
+            room_name=v["room_name"],
+            room_time_zone=v["room_time_zone"],
+        )
+
+
+async def remember_booking(session: AsyncSession, facts: BookingFacts, *, as_of: datetime) -> bool:
+    """Record a newly confirmed booking; False when it was known already (a duplicate
+    confirmation, or one arriving after the booking ended)."""
+    statement = (
+        pg_insert(booking_states)
+        .values(
+            booking_id=facts.booking_id,
+            final=False,
+            as_of=as_of,
+            user_id=facts.user_id,
+            contact_email=facts.contact_email,
+            contact_phone=facts.contact_phone,
+            starts_at=facts.starts_at,
+            ends_at=facts.ends_at,
+            room_name=facts.room_name,
+            room_time_zone=facts.room_time_zone,
+        )
+        .on_conflict_do_nothing(index_elements=[booking_states.c.booking_id])
+        .returning(booking_states.c.booking_id)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def move_booking(
+    session: AsyncSession,
+    booking_id: UUID,
+    *,
+    starts_at: datetime,
+    ends_at: datetime,
+    room_time_zone: str,
+    as_of: datetime,
+) -> BookingFacts | None:
+    """Apply a reschedule newer than what is known; None for an unknown or ended booking
+    and for a reschedule older than (or the same as) the facts already known."""
+    b = booking_states
+    statement = (
+        update(b)
+        .where(b.c.booking_id == booking_id, b.c.final.is_(False), b.c.as_of < as_of)
+        .values(
+            starts_at=starts_at,
+            ends_at=ends_at,
+            room_time_zone=room_time_zone,
+            as_of=as_of,
+            updated_at=func.now(),
+        )
+        .returning(*b.c)
+    )
+    row = (await session.execute(statement)).first()
+    return BookingFacts.of(row) if row is not None else None
+
+
+async def end_booking(session: AsyncSession, booking_id: UUID, *, as_of: datetime) -> None:
+    """Mark the booking over for good (known or not yet)."""
+    statement = pg_insert(booking_states).values(booking_id=booking_id, final=True, as_of=as_of)
+    statement = statement.on_conflict_do_update(
+        index_elements=[booking_states.c.booking_id],
+        set_={
+            "final": True,
+            "as_of": func.greatest(booking_states.c.as_of, statement.excluded.as_of),
+            "updated_at": func.now(),
+        },
+    )
+    await session.execute(statement)
+
+
+async def booking_known(session: AsyncSession, booking_id: UUID) -> bool:
+    statement = select(booking_states.c.booking_id).where(booking_states.c.booking_id == booking_id)
+    return (await session.execute(statement)).first() is not None
+
+
+# --- scheduling ------------------------------------------------------------------------
+
+
+def _rows(facts: BookingFacts, planned: Mapping[Channel, datetime]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": uuid.uuid4(),
+            "booking_id": facts.booking_id,
+            "user_id": facts.user_id,
+            "kind": channel.value,
+            "scheduled_for": at,
+            "due_at": at,
+            "status": Status.PENDING.value,
+            "contact_email": facts.contact_email,
+            "contact_phone": facts.contact_phone,
+            "starts_at": facts.starts_at,
+            "ends_at": facts.ends_at,
+            "room_name": facts.room_name,
+            "room_time_zone": facts.room_time_zone,
+        }
+        for channel, at in sorted(planned.items())
+    ]
+
+
+async def add_reminders(
+    session: AsyncSession, facts: BookingFacts, planned: Mapping[Channel, datetime]
+) -> int:
+    """Insert the planned reminders; a channel with a live reminder already keeps it."""
+    if not planned:
+        return 0
+    statement = (
+        pg_insert(reminders)
+        .values(_rows(facts, planned))
+        .on_conflict_do_nothing(
+            index_elements=[reminders.c.booking_id, reminders.c.kind],
+            index_where=text(LIVE_CONDITION),
+        )
+        .returning(reminders.c.id)
+    )
+    return len((await session.execute(statement)).all())
+
+
+async def replan(
+    session: AsyncSession, facts: BookingFacts, planned: Mapping[Channel, datetime]
+) -> None:
+    """After a reschedule: every planned channel has one live reminder at its new time (a
+    live one moves, back to ``pending``, whatever it was doing); live reminders of channels
+    no longer planned (their new time has passed) are cancelled."""
+    r = reminders
+    if planned:
+        statement = pg_insert(r).values(_rows(facts, planned))
+        statement = statement.on_conflict_do_update(
+            index_elements=[r.c.booking_id, r.c.kind],
+            index_where=text(LIVE_CONDITION),
+            set_={
+                "scheduled_for": statement.excluded.scheduled_for,
+                "due_at": statement.excluded.due_at,
+                "status": Status.PENDING.value,
+                "attempts": 0,
+                "last_error": None,
+                "job_id": None,
+                "lease_expires_at": None,
+                "starts_at": statement.excluded.starts_at,
+                "ends_at": statement.excluded.ends_at,
+                "room_time_zone": statement.excluded.room_time_zone,
+                "updated_at": func.now(),
+            },
+        )
+        await session.execute(statement)
+    keep = [channel.value for channel in planned]
+    await cancel_live(
+        session,
+        facts.booking_id,
+        except_kinds=keep,
+        reason="the booking moved and this reminder's new time had passed",
+    )
+
+
+async def cancel_live(
+    session: AsyncSession,
+    booking_id: UUID,
+    *,
+    except_kinds: Sequence[str] = (),
+    reason: str | None = None,
+) -> int:
+    r = reminders
+    statement = (
+        update(r)
+        .where(
+            r.c.booking_id == booking_id,
+            r.c.status.in_([s.value for s in LIVE]),
+            r.c.kind.not_in(except_kinds),
+        )
+        .values(
+            status=Status.CANCELLED.value,
+            job_id=None,
+            lease_expires_at=None,
+            last_error=reason,
+            updated_at=func.now(),
+        )
+    )
+    result = await session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- dispatching -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    id: UUID
+    booking_id: UUID
+    channel: Channel
+    scheduled_for: datetime
+    starts_at: datetime
+
+
+async def take_due(session: AsyncSession, *, now: datetime, limit: int) -> list[Due]:
+    """Lock up to ``limit`` reminders to hand out: pending ones whose time came and queued
+    ones whose job or worker was lost (lease ran out). Rows another dispatcher holds are
+    skipped, so any number of dispatchers share the work."""
+    r = reminders
+    statement = (
+        select(r.c.id, r.c.booking_id, r.c.kind, r.c.scheduled_for, r.c.starts_at)
+        .where(
+            or_(
+                and_(r.c.status == Status.PENDING.value, r.c.due_at <= now),
+                and_(r.c.status == Status.QUEUED.value, r.c.lease_expires_at <= now),
+            )
+        )
+        .order_by(r.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [
+        Due(
+            id=row.id,
+            booking_id=row.booking_id,
+            channel=Channel(row.kind),
+            scheduled_for=row.scheduled_for,
+            starts_at=row.starts_at,
+        )
+        for row in await session.execute(statement)
+    ]
+
+
+_MARK_QUEUED = text(
+    """
+    UPDATE reminders AS r
+    SET status = 'queued', job_id = v.job_id, lease_expires_at = :lease_expires_at,
+        updated_at = now()
+    FROM unnest(:ids, :job_ids) AS v(id, job_id)
+    WHERE r.id = v.id
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("job_ids", type_=ARRAY(Uuid)),
+    bindparam("lease_expires_at", type_=DateTime(timezone=True)),
+)
+
+
+async def mark_queued(
+    session: AsyncSession, jobs: Mapping[UUID, UUID], *, lease_expires_at: datetime
+) -> None:
+    """``jobs``: reminder id -> id of the job (event) that now carries it."""
+    ids = sorted(jobs)
+    await session.execute(
+        _MARK_QUEUED,
+        {"ids": ids, "job_ids": [jobs[i] for i in ids], "lease_expires_at": lease_expires_at},
+    )
+
+
+async def cancel_stale(session: AsyncSession, ids: Sequence[UUID]) -> None:
+    """Reminders whose booking started before they could go out: too late to remind."""
+    await session.execute(
+        update(reminders)
+        .where(reminders.c.id.in_(ids))
+        .values(
+            status=Status.CANCELLED.value,
+            job_id=None,
+            lease_expires_at=None,
+            last_error="the booking started before the reminder could be sent",
+            updated_at=func.now(),
+        )
+    )
+
+
+# --- delivering ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's claim on one reminder: ``attempt`` fences the result it may record."""
+
+    reminder: Reminder
+    attempt: int
+    expires_at: datetime
+
+
+_TAKE_LEASES = text(
+    """
+    UPDATE reminders AS r
+    SET job_id = NULL, lease_expires_at = :lease_expires_at, attempts = r.attempts + 1,
+        updated_at = now()
+    FROM unnest(:ids, :job_ids, :scheduled) AS v(id, job_id, scheduled_for)
+    WHERE r.id = v.id AND r.status = 'queued' AND r.job_id = v.job_id
+      AND r.scheduled_for = v.scheduled_for
+    RETURNING r.*
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("job_ids", type_=ARRAY(Uuid)),
+    bindparam("scheduled", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("lease_expires_at", type_=DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: UUID
+    reminder_id: UUID
+    scheduled_for: datetime
+
+
+async def take_leases(
+    session: AsyncSession, jobs: Sequence[Job], *, now: datetime, lease: timedelta
+) -> list[Lease]:
+    """``take_lease`` for many jobs in one statement."""
+    ordered = sorted(jobs, key=lambda j: j.reminder_id)
+    result = await session.execute(
+        _TAKE_LEASES,
+        {
+            "ids": [j.reminder_id for j in ordered],
+            "job_ids": [j.job_id for j in ordered],
+            "scheduled": [j.scheduled_for for j in ordered],
+            "lease_expires_at": now + lease,
+        },
+    )
+    return [
+        Lease(reminder=reminder_of(row), attempt=row.attempts, expires_at=row.lease_expires_at)
+        for row in result
+    ]
+
+
+def reminder_of(row: Row[Any]) -> Reminder:
+    v = row._mapping
+    return Reminder(
+        id=v["id"],
+        booking_id=v["booking_id"],
+        channel=Channel(v["kind"]),
+        scheduled_for=v["scheduled_for"],
+        contact_email=v["contact_email"],
+        contact_phone=v["contact_phone"],
+        starts_at=v["starts_at"],
+        ends_at=v["ends_at"],
+        room_name=v["room_name"],
+        room_time_zone=v["room_time_zone"],
+    )
+
+
+_RECORD_SENT = text(
+    """
+    UPDATE reminders AS r
+    SET status = 'sent', sent_at = v.sent_at, message_id = v.message_id, last_error = NULL,
+        lease_expires_at = NULL, updated_at = now()
+    FROM unnest(:ids, :attempts, :sent_ats, :message_ids) AS v(id, attempt, sent_at, message_id)
+    WHERE r.id = v.id AND r.status = 'queued' AND r.job_id IS NULL AND r.attempts = v.attempt
+    RETURNING r.id, r.booking_id, r.kind, r.sent_at, r.message_id, r.scheduled_for
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("attempts", type_=ARRAY(Integer)),
+    bindparam("sent_ats", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("message_ids", type_=ARRAY(String)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    lease: Lease
+    sent_at: datetime
+
+
+async def record_sent(session: AsyncSession, sent: Sequence[Sent]) -> list[Row[Any]]:
+    """Mark sent what this worker still holds (a reminder cancelled or moved meanwhile, or
+    whose lease was lost, is left alone); returns the rows marked."""
+    ordered = sorted(sent, key=lambda s: s.lease.reminder.id)
+    result = await session.execute(
+        _RECORD_SENT,
+        {
+            "ids": [s.lease.reminder.id for s in ordered],
+            "attempts": [s.lease.attempt for s in ordered],
+            "sent_ats": [s.sent_at for s in ordered],
+            "message_ids": [s.lease.reminder.message_id for s in ordered],
+        },
+    )
+    return list(result.all())
+
+
+_RECORD_FAILED = text(
+    """
+    UPDATE reminders AS r
+    SET status = v.status, due_at = coalesce(v.due_at, r.due_at), last_error = v.error,
+        lease_expires_at = NULL, updated_at = now()
+    FROM unnest(:ids, :attempts, :statuses, :due_ats, :errors)
+        AS v(id, attempt, status, due_at, error)
+    WHERE r.id = v.id AND r.status = 'queued' AND r.job_id IS NULL AND r.attempts = v.attempt
+    RETURNING r.id, r.booking_id, r.kind, r.status, r.attempts, r.last_error
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("attempts", type_=ARRAY(Integer)),
+    bindparam("statuses", type_=ARRAY(String)),
+    bindparam("due_ats", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("errors", type_=ARRAY(Text)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    lease: Lease
+    error: str
+    retry_at: datetime | None
+    """When to try again; None: no more attempts, the reminder failed."""
+
+
+async def record_failures(session: AsyncSession, failures: Sequence[Failure]) -> list[Row[Any]]:
+    """Back to ``pending`` until ``retry_at``, or ``failed``; returns the rows changed."""
+    ordered = sorted(failures, key=lambda f: f.lease.reminder.id)
+    result = await session.execute(
+        _RECORD_FAILED,
+        {
+            "ids": [f.lease.reminder.id for f in ordered],
+            "attempts": [f.lease.attempt for f in ordered],
+            "statuses": [
+                Status.PENDING.value if f.retry_at else Status.FAILED.value for f in ordered
+            ],
+            "due_ats": [f.retry_at for f in ordered],
+            "errors": [f.error[:2000] for f in ordered],
+        },
+    )
+    return list(result.all())
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+async def reminders_of(session: AsyncSession, booking_id: UUID) -> list[Row[Any]]:
+    statement = (
+        select(reminders)
+        .where(reminders.c.booking_id == booking_id)
+        .order_by(reminders.c.scheduled_for, reminders.c.created_at, reminders.c.id)
+    )
+    return list((await session.execute(statement)).all())

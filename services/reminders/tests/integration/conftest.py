@@ -1,0 +1,284 @@
+"""One migrated reminders service per test module, on real PostgreSQL and Kafka, delivering to
+a real SMTP server and a real HTTP SMS provider started by the tests.
+
+Tests feed it as production does: booking events published to Kafka. Its clock runs (time
+passes as usual) from a point the test sets, so a test moves "now" to just before a
+reminder's time and watches it arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from aiokafka import ConsumerRecord
+
+from reminders.cli import ALEMBIC_INI
+from reminders.main import create_app
+from reminders.settings import RemindersSettings
+from shared.db import asyncpg_dsn
+from shared.events import topics
+from shared.events.catalogue import (
+    Actor,
+    BookingCancelled,
+    BookingConfirmed,
+    BookingRescheduled,
+    Contact,
+)
+from shared.events.envelope import Envelope, Event
+from shared.events.money import Money
+from shared.migrations import upgrade
+from tests.support.fixtures import CreateDatabase
+from tests.support.kafka import produce, read_topic
+from tests.support.service import bearer, running
+
+from .fakes import SmsProvider, SmtpSink
+
+T = TypeVar("T")
+
+ADMIN = bearer("admin-1", ["admin"])
+BASE = datetime(2029, 3, 1, 8, 0, tzinfo=UTC)
+"""Every booking of these tests is after this (and before the bookings other services'
+tests publish on the shared topic, in 2030, so their reminders never fall due here)."""
+
+
+@dataclass
+class Clock:
+    """Real time shifted to where the test wants it: time keeps passing."""
+
+    offset: timedelta = BASE - datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def set(self, moment: datetime) -> None:
+        self.offset = moment - datetime.now(UTC)
+
+
+@dataclass
+class Service:
+    http: httpx.AsyncClient
+    db: asyncpg.Pool
+    kafka: str
+    clock: Clock
+    smtp: SmtpSink
+    sms: SmsProvider
+    settings: RemindersSettings
+    _day: list[int] = field(default_factory=lambda: [0])
+
+    def day(self) -> datetime:
+        """09:00 UTC of a day no other test of the module uses, later than the last one."""
+        self._day[0] += 4
+        return BASE.replace(hour=9) + timedelta(days=self._day[0])
+
+    # --- booking events -----------------------------------------------------------------
+
+    async def publish(self, event: Event, *, at: datetime | None = None) -> Envelope:
+        """Publish as the booking service would, the event having happened ``at`` (now)."""
+        envelope = Envelope.wrap(event, source="/booking").model_copy(
+            update={"time": at or self.clock()}
+        )
+        await self.publish_raw(envelope)
+        return envelope
+
+    async def publish_raw(self, envelope: Envelope, topic: str = topics.BOOKING_EVENTS) -> None:
+        key = envelope.subject.encode() if envelope.subject else None
+        await produce(self.kafka, topic, [envelope.to_json_bytes()], key=key)
+
+    def confirmed(
+        self,
+        starts_at: datetime,
+        *,
+        phone: str | None = None,
+        booking_id: uuid.UUID | None = None,
+        time_zone: str = "Europe/Berlin",
+        room_name: str = "Room 7",
+        minutes: int = 60,
+    ) -> BookingConfirmed:
+        booking_id = booking_id or uuid.uuid4()
+        return BookingConfirmed(
+            booking_id=booking_id,
+            user_id="user-1",
+            slot_id=uuid.uuid4(),
+            room_id=uuid.uuid4(),
+            room_name=room_name,
+            room_time_zone=time_zone,
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(minutes=minutes),
+            contact=Contact(email=f"{booking_id}@example.com", phone=phone),
+            payment_id=f"pay-{booking_id}",
+            price=Money.of("20.00", "EUR"),
+        )
+
+    def cancelled(self, booking: BookingConfirmed) -> BookingCancelled:
+        return BookingCancelled(
+            booking_id=booking.booking_id,
+            user_id=booking.user_id,
+            slot_id=booking.slot_id,
+            room_id=booking.room_id,
+            cancelled_by=Actor.USER,
+        )
+
+    def rescheduled(self, booking: BookingConfirmed, new_start: datetime) -> BookingRescheduled:
+        return BookingRescheduled(
+            booking_id=booking.booking_id,
+            user_id=booking.user_id,
+            room_id=booking.room_id,
+            old_slot_id=booking.slot_id,
+            new_slot_id=uuid.uuid4(),
+            old_starts_at=booking.starts_at,
+            new_starts_at=new_start,
+            new_ends_at=new_start + timedelta(hours=1),
+            room_time_zone=booking.room_time_zone,
+            price_difference=Money.of("0.00", "EUR"),
+        )
+
+    async def confirm(self, booking: BookingConfirmed, *, expect: int) -> list[dict[str, Any]]:
+        """Publish the confirmation and wait until the booking is known with ``expect``
+        reminders."""
+        await self.publish(booking)
+        await self.until(lambda: self.known(booking.booking_id))
+        rows = await self.reminders(booking.booking_id)
+        assert len(rows) == expect, rows
+        return rows
+
+    # --- the database, the topics -------------------------------------------------------
+
+    async def known(self, booking_id: uuid.UUID) -> bool:
+        query = "SELECT 1 FROM booking_states WHERE booking_id = $1"
+        row = await self.db.fetchrow(query, booking_id)
+        return row is not None
+
+    async def reminders(self, booking_id: uuid.UUID) -> list[dict[str, Any]]:
+        records = await self.db.fetch(
+            "SELECT * FROM reminders WHERE booking_id = $1 ORDER BY scheduled_for, created_at",
+            booking_id,
+        )
+        return [dict(r) for r in records]
+
+    async def by_kind(self, booking_id: uuid.UUID) -> dict[str, dict[str, Any]]:
+        """The latest reminder of each kind."""
+        return {r["kind"]: r for r in await self.reminders(booking_id)}
+
+    async def statuses(
+        self, booking_id: uuid.UUID, expected: dict[str, str], *, timeout_s: float = 20.0
+    ) -> dict[str, dict[str, Any]]:
+        async def probe() -> dict[str, dict[str, Any]] | None:
+            rows = await self.by_kind(booking_id)
+            actual = {kind: row["status"] for kind, row in rows.items()}
+            return rows if actual == expected else None
+
+        return await self.until(probe, timeout_s=timeout_s)
+
+    async def until(
+        self, probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0
+    ) -> T:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = await probe()
+            if value:
+                return value
+            assert time.monotonic() < deadline, "timed out waiting"
+            await asyncio.sleep(0.05)
+
+    async def events(
+        self, booking_id: uuid.UUID, *, at_least: int, settle_s: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """Envelopes on ``reminders.events`` about the booking."""
+
+        def about(record: ConsumerRecord[bytes, bytes]) -> bool:
+            return record.key == str(booking_id).encode()
+
+        records = await read_topic(
+            self.kafka, topics.REMINDER_EVENTS, at_least=at_least, where=about, settle_s=settle_s
+        )
+        return [json.loads(r.value) for r in records]
+
+    async def jobs(self, reminder_id: uuid.UUID, *, at_least: int) -> list[Envelope]:
+        def about(record: ConsumerRecord[bytes, bytes]) -> bool:
+            return record.key == str(reminder_id).encode()
+
+        records = await read_topic(self.kafka, topics.REMINDER_JOBS, at_least=at_least, where=about)
+        return [Envelope.model_validate_json(r.value) for r in records]
+
+    async def admin_view(self, booking_id: uuid.UUID) -> httpx.Response:
+        return await self.http.get(f"/bookings/{booking_id}/reminders", headers=ADMIN)
+
+
+def settings_for(
+    url: str, kafka: str, smtp: SmtpSink, sms: SmsProvider, **overrides: Any
+) -> RemindersSettings:
+    values: dict[str, Any] = {
+        "database_url": url,
+        "kafka_bootstrap_servers": kafka,
+        "outbox_poll_interval_s": 0.2,
+        "consumer_backoff_initial_s": 0.05,
+        "consumer_max_attempts": 2,
+        "database_pool_size": 20,
+        "dispatch_interval_s": 0.1,
+        "job_timeout_s": 15,
+        "lease_s": 5,
+        "smtp_timeout_s": 3,
+        "smtp_idle_s": 1,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+        "sms_enabled": True,
+        "sms_provider_url": sms.url,
+        "sms_provider_token": sms.token,
+        "sms_timeout_s": 3,
+        "max_attempts": 3,
+        "retry_initial_s": 0.3,
+        "retry_max_s": 1,
+        "delivery_concurrency": 4,
+    }
+    return RemindersSettings(**(values | overrides))
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sms() -> AsyncIterator[SmsProvider]:
+    provider = SmsProvider()
+    await provider.start()
+    yield provider
+    await provider.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(
+    create_database: CreateDatabase, kafka_bootstrap: str, smtp: SmtpSink, sms: SmsProvider
+) -> AsyncIterator[Service]:
+    url = await create_database("reminders")
+    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    settings = settings_for(url, kafka_bootstrap, smtp, sms)
+    clock = Clock()
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
+    try:
+        async with running(create_app(settings, clock=clock)) as http:
+            yield Service(
+                http=http,
+                db=pool,
+                kafka=kafka_bootstrap,
+                clock=clock,
+                smtp=smtp,
+                sms=sms,
+                settings=settings,
+            )
+    finally:
+        await pool.close()

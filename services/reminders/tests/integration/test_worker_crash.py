@@ -1,0 +1,156 @@
+"""A worker process killed (``kill -9``) in the middle of a batch: nothing is lost, and only
+messages whose sending had started can arrive twice, with the same Message-ID."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from reminders.cli import ALEMBIC_INI, run_worker
+from reminders.main import create_app
+from shared.db import asyncpg_dsn
+from shared.migrations import upgrade
+from tests.support.fixtures import CreateDatabase
+from tests.support.service import running
+
+from .conftest import Service, settings_for
+from .fakes import SmsProvider, SmtpSink
+
+BOOKINGS = 24
+CONCURRENCY = 4
+STALL_AFTER = 8
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink(stall_after=STALL_AFTER)
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(
+    create_database: CreateDatabase, kafka_bootstrap: str, smtp: SmtpSink, sms: SmsProvider
+) -> AsyncIterator[Service]:
+    """Scheduler and dispatcher in this process on the real clock; workers elsewhere."""
+    url = await create_database("reminders_crash")
+    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    settings = settings_for(
+        url,
+        kafka_bootstrap,
+        smtp,
+        sms,
+        worker_enabled=False,
+        lease_s=3,
+        smtp_timeout_s=2.5,
+        sms_timeout_s=2.5,
+        delivery_concurrency=CONCURRENCY,
+    )
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
+    clock = _RealClock()
+    try:
+        async with running(create_app(settings, clock=clock)) as http:
+            yield Service(
+                http=http,
+                db=pool,
+                kafka=kafka_bootstrap,
+                clock=clock,  # type: ignore[arg-type]
+                smtp=smtp,
+                sms=sms,
+                settings=settings,
+            )
+    finally:
+        await pool.close()
+
+
+class _RealClock:
+    """The worker in the other process has the real clock: so has everything here."""
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC)
+
+    def set(self, moment: datetime) -> None:  # pragma: no cover - never moved in this module
+        raise AssertionError("the real clock does not move")
+
+
+def _worker_process(service: Service, log: Path) -> subprocess.Popen[bytes]:
+    s = service.settings
+    env = os.environ | {
+        "REMINDERS_DATABASE_URL": s.database_url,
+        "REMINDERS_KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+        "REMINDERS_SMTP_HOST": "127.0.0.1",
+        "REMINDERS_SMTP_PORT": str(s.smtp_port),
+        "REMINDERS_SMTP_TIMEOUT_S": str(s.smtp_timeout_s),
+        "REMINDERS_SMS_TIMEOUT_S": str(s.sms_timeout_s),
+        "REMINDERS_LEASE_S": str(s.lease_s),
+        "REMINDERS_DELIVERY_CONCURRENCY": str(CONCURRENCY),
+        "REMINDERS_KAFKA_FETCH_MAX_WAIT_MS": "50",
+    }
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reminders", "worker"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_a_worker_killed_mid_batch_leaves_nothing_undelivered(
+    service: Service, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    worker = _worker_process(service, tmp_path / "worker.log")
+    try:
+        # 1 h 6 s ahead: only the 1 h reminder, falling due for all bookings in 6 seconds
+        start = datetime.now(UTC) + timedelta(hours=1, seconds=6)
+        bookings = [service.confirmed(start) for _ in range(BOOKINGS)]
+        for booking in bookings:
+            await service.publish(booking)
+        for booking in bookings:
+            await service.until(lambda b=booking: service.known(b.booking_id))
+
+        # the sink takes STALL_AFTER messages, then receives but never answers: every
+        # sender of the worker is stuck in the middle of a send
+        await service.until(lambda: _at_least(smtp, STALL_AFTER + CONCURRENCY), timeout_s=60)
+        worker.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(worker.wait, 10)
+    finally:
+        if worker.poll() is None:  # pragma: no cover - only when the test failed early
+            worker.kill()
+    started_before_the_crash = {r.message_id for r in smtp.received}
+    smtp.stall_after = None
+    smtp.release()
+
+    stop = asyncio.Event()
+    replacement = asyncio.create_task(run_worker(service.settings, stop))
+    try:
+        for booking in bookings:
+            await service.statuses(booking.booking_id, {"email_1h": "sent"}, timeout_s=60)
+    finally:
+        stop.set()
+        await replacement
+
+    rows = [(await service.by_kind(b.booking_id))["email_1h"] for b in bookings]
+    arrived = Counter(r.message_id for r in smtp.received)
+    assert {r["message_id"] for r in rows} == set(arrived)
+    repeated = {message_id for message_id, count in arrived.items() if count > 1}
+    assert repeated <= started_before_the_crash
+    assert len(repeated) >= CONCURRENCY  # those stuck mid-send went out again, same Message-ID
+    assert max(arrived.values()) <= 2
+    assert all(r["attempts"] in (1, 2) for r in rows)
+    assert len(started_before_the_crash) >= STALL_AFTER + CONCURRENCY
+
+
+async def _at_least(smtp: SmtpSink, count: int) -> bool:
+    return len(smtp.received) >= count
