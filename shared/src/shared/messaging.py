@@ -389,6 +389,159 @@ class EventConsumer:
         return subscriber(handle)
 
 
+BatchItem = tuple[Envelope, Event]
+
+
+@dataclass
+class BatchEventConsumer(EventConsumer):
+    """A consumer group for work queues: records taken and applied a batch at a time.
+
+    Where :class:`EventConsumer` applies one record per transaction, this one takes up to
+    ``capacity()`` records, decodes them (undecodable ones go to the dead-letter topic at
+    once), claims all their event ids in the inbox and hands the new ones to its ``apply``
+    function **in one transaction**, then calls ``applied`` with what ``apply`` returned
+    (only after the commit), and only then commits the offsets. A redelivered batch is a
+    no-op for every event already applied; while the database is unreachable the batch is
+    retried, never skipped; a batch that keeps failing otherwise is dead-lettered record by
+    record. Register the one event type with :meth:`on_batch`; the service runtime runs
+    :meth:`run` as a background loop (it is not a FastStream subscriber).
+    """
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    fetch_max_wait_ms: int = 50
+    capacity: Callable[[], int] = lambda: 500
+    """How many records the consumer may take now (e.g. free room in a pool of senders)."""
+    _apply_batch: Callable[[AsyncSession, list[BatchItem]], Awaitable[Any]] | None = None
+    _after_commit: Callable[[Any], None] | None = None
+
+    def on_batch(
+        self,
+        event_type: type[E],
+        apply: Callable[[AsyncSession, list[BatchItem]], Awaitable[Any]],
+        applied: Callable[[Any], None],
+    ) -> None:
+        """Apply batches of ``event_type`` with ``apply(session, items)``; ``applied(result)``
+        runs once the batch's transaction committed."""
+        if self._handlers:
+            raise ValueError(f"{self.name} already consumes a batch type")
+        self._handlers[event_type] = _not_called
+        self._apply_batch, self._after_commit = apply, applied
+
+    def attach(self, broker: KafkaBroker, **_: Any) -> None:
+        """Nothing to subscribe: :meth:`run` consumes (the runtime starts it)."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take and apply batches until ``stop`` is set."""
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.errors import KafkaError
+
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.name,
+            client_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+        )
+        await consumer.start()
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                room = self.capacity()
+                if room <= 0:
+                    await self._interrupted_by_stop(0.05)
+                    continue
+                fetched = await consumer.getmany(timeout_ms=200, max_records=room)
+                records = [
+                    IncomingRecord(
+                        topic=r.topic,
+                        partition=r.partition,
+                        offset=r.offset,
+                        key=r.key,
+                        value=r.value,
+                        headers=tuple(r.headers or ()),
+                    )
+                    for batch in fetched.values()
+                    for r in batch
+                ]
+                if records and await self.process_batch(records):
+                    try:
+                        await consumer.commit()
+                    except KafkaError:  # a rebalance: the next owner re-reads, the inbox dedupes
+                        log.warning("%s: committing offsets failed", self.name, exc_info=True)
+        finally:
+            stopper.cancel()
+            self.stop()
+            await consumer.stop()
+
+    async def process_batch(self, records: Sequence[IncomingRecord]) -> bool:
+        """Apply one batch; False if the consumer stopped before it was done."""
+        items: list[tuple[IncomingRecord, Envelope, Event]] = []
+        for record in records:
+            try:
+                envelope, event = decode(record.value)
+            except EventDecodeError as exc:
+                if await self._dead_letter(record, "undecodable", str(exc), event_type="?") is (
+                    Outcome.ABANDONED
+                ):
+                    return False
+                continue
+            if type(event) in self._handlers:
+                items.append((record, envelope, event))
+            else:
+                self._count(envelope.type, Outcome.IGNORED)
+        if not items:
+            return True
+        failures = outage_waits = 0
+        while True:
+            try:
+                async with self.session_factory() as session, session.begin():
+                    fresh = await inbox.claim_many(
+                        session,
+                        self.inbox_table,
+                        consumer=self.name,
+                        events={envelope.id: envelope.type for _, envelope, _ in items},
+                    )
+                    new, taken = [], set()
+                    for _, envelope, event in items:  # once, even if twice in this batch
+                        if envelope.id in fresh and envelope.id not in taken:
+                            taken.add(envelope.id)
+                            new.append((envelope, event))
+                    assert self._apply_batch is not None
+                    result = await self._apply_batch(session, new) if new else None
+                break
+            except Exception as exc:
+                if is_outage(exc):
+                    outage_waits += 1
+                    delay = self.retry.backoff(min(outage_waits, 30))
+                else:
+                    failures += 1
+                    if failures >= self.retry.max_attempts:
+                        log.error("%s: giving up on a batch", self.name, exc_info=True)
+                        reason = f"failed {failures} times, last error: {_describe(exc)}"
+                        for record, envelope, _ in items:
+                            await self._dead_letter(
+                                record, "retries_exhausted", reason, event_type=envelope.type
+                            )
+                        return True
+                    delay = self.retry.backoff(failures)
+                log.warning("%s: batch failed, retrying in %.1fs", self.name, delay, exc_info=True)
+                if await self._interrupted_by_stop(delay):
+                    return False
+        for envelope, _ in new:
+            self._count(envelope.type, Outcome.PROCESSED)
+        for _ in range(len(items) - len(new)):
+            self._count(items[0][1].type, Outcome.DUPLICATE)
+        if new and self._after_commit is not None:
+            self._after_commit(result)
+        return True
+
+
+async def _not_called(event: Event, ctx: EventContext) -> None:  # pragma: no cover
+    raise AssertionError("batch consumers apply batches, not single events")
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

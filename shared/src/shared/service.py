@@ -23,7 +23,7 @@ from shared.http.auth import JwtConfig, JwtVerifier
 from shared.http.health import Check, database_check, kafka_check
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher, ensure_topics, make_broker
-from shared.messaging import EventConsumer, RetryPolicy
+from shared.messaging import BatchEventConsumer, EventConsumer, RetryPolicy
 from shared.outbox import Outbox, OutboxRelay, RelayStats
 from shared.settings import ServiceSettings
 
@@ -114,15 +114,36 @@ class ServiceRuntime:
             session_factory=self.sessions,
             inbox_table=self.inbox_table,
             dead_letters=self.publisher,
-            retry=RetryPolicy(
-                max_attempts=self.settings.consumer_max_attempts,
-                initial_backoff_s=self.settings.consumer_backoff_initial_s,
-                max_backoff_s=self.settings.consumer_backoff_max_s,
-            ),
+            retry=self._retry_policy(),
             permanent_errors=permanent_errors,
             metrics=self.metrics,
         )
         self.consumers.append(consumer)
+        return consumer
+
+    def _retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.settings.consumer_max_attempts,
+            initial_backoff_s=self.settings.consumer_backoff_initial_s,
+            max_backoff_s=self.settings.consumer_backoff_max_s,
+        )
+
+    def batch_consumer(self, name: str, *, capacity: Callable[[], int]) -> BatchEventConsumer:
+        """A new consumer group that applies records in batches (see ``BatchEventConsumer``);
+        register its event type with ``.on_batch(...)``. It runs as a background loop."""
+        consumer = BatchEventConsumer(
+            name=name,
+            session_factory=self.sessions,
+            inbox_table=self.inbox_table,
+            dead_letters=self.publisher,
+            retry=self._retry_policy(),
+            metrics=self.metrics,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            capacity=capacity,
+        )
+        self.consumers.append(consumer)
+        self.background(name, consumer.run)
         return consumer
 
     def background(self, name: str, loop: BackgroundLoop) -> None:

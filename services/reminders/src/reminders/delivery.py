@@ -2,11 +2,12 @@
 
 Each worker process
 
-1. takes jobs in batches (at most what its senders have room for) and, in one transaction,
-   claims their ids in the kernel's inbox (a redelivered job is skipped) and takes a
-   *lease* on each reminder whose current job it still is (a cancelled, moved, sent or
-   re-dispatched reminder drops the job); the lease counts the attempt. Then it commits
-   the batch's offsets;
+1. takes jobs in batches through the kernel's ``BatchEventConsumer`` (at most what its
+   senders have room for): in one transaction the kernel claims their ids in the inbox (a
+   redelivered job is skipped) and :meth:`Delivery.take` takes a *lease* on each reminder
+   whose current job it still is (a cancelled, moved, sent or re-dispatched reminder drops
+   the job); the lease counts the attempt. After the commit the leases go to the senders
+   and the batch's offsets are committed;
 2. hands the leases to its ``concurrency`` senders, which send each message outside any
    transaction, with the reminder's stable Message-ID;
 3. records the outcome (batched with other outcomes, in one transaction with its events):
@@ -30,22 +31,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
-from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reminders import domain, models, store
+from reminders import domain, store
 from reminders.domain import Channel, RetryPolicy
 from reminders.senders import DeliveryError, SmsConfig, SmsSender, SmtpConfig, SmtpConnection
-from shared import inbox
-from shared.events import topics
 from shared.events.catalogue import ReminderDue, ReminderFailed, ReminderSent
-from shared.events.envelope import Event, EventDecodeError, decode
-from shared.events.money import utc_now
-from shared.events.topics import dead_letter_topic
-from shared.messaging import DeadLetterSink
+from shared.events.envelope import Event
+from shared.messaging import BatchItem
 from shared.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -70,9 +64,6 @@ class Delivery:
     sms: SmsConfig | None
     mail_from: str
     metrics: Metrics
-    dead_letters: DeadLetterSink
-    kafka_bootstrap_servers: str
-    fetch_max_wait_ms: int = 50
     lease: timedelta = timedelta(seconds=60)
     concurrency: int = 16
     _queue: asyncio.Queue[store.Lease] = field(default_factory=asyncio.Queue)
@@ -102,113 +93,30 @@ class Delivery:
 
     # --- the consumer's side ----------------------------------------------------------
 
-    async def consume(self, stop: asyncio.Event) -> None:
-        """Take jobs from ``reminders.jobs`` in batches until ``stop``.
+    def room(self) -> int:
+        """How many jobs the consumer may take now: leases this process holds at most are
+        twice its senders, so a second batch waits while one is sent and no lease waits long
+        (and runs out) in memory."""
+        return 2 * self.concurrency - self._outstanding
 
-        A batch is at most what the senders have room for. In one transaction its job ids
-        are claimed in the inbox (a redelivered job is skipped) and the reminders leased;
-        then the leases go to the senders and the offsets are committed. Undecodable
-        records go to ``reminders.jobs.dlq`` with the reason. While the database is
-        unreachable the batch is retried, never skipped.
-        """
-        consumer = AIOKafkaConsumer(
-            topics.REMINDER_JOBS,
-            bootstrap_servers=self.kafka_bootstrap_servers,
-            group_id=CONSUMER,
-            client_id=CONSUMER,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.fetch_max_wait_ms,
-        )
-        await consumer.start()
-        try:
-            while not stop.is_set():
-                room = self.capacity - self._outstanding
-                if room <= 0:
-                    self._freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._freed.wait(), 0.2)
-                    continue
-                fetched = await consumer.getmany(timeout_ms=200, max_records=room)
-                records = [r for batch in fetched.values() for r in batch]
-                if records and await self._take(records, stop):
-                    try:
-                        await consumer.commit()
-                    except KafkaError:
-                        log.warning("committing job offsets failed (rebalance?)", exc_info=True)
-        finally:
-            await consumer.stop()
+    async def take(self, session: AsyncSession, jobs: list[BatchItem]) -> list[store.Lease]:
+        """In the batch's transaction (the kernel claimed the job ids already): lease every
+        reminder whose current job this still is; the rest are dropped."""
+        wanted = [
+            store.Job(envelope.id, event.reminder_id, event.scheduled_for)
+            for envelope, event in jobs
+            if isinstance(event, ReminderDue)
+        ]
+        leases = await store.take_leases(session, wanted, now=self.clock(), lease=self.lease)
+        if len(leases) < len(wanted):
+            self._dropped.labels("not_current").inc(len(wanted) - len(leases))
+        return leases
 
-    async def _take(self, records: list[ConsumerRecord[bytes, bytes]], stop: asyncio.Event) -> bool:
-        """Claim and lease one batch; False when stopped before it was done."""
-        jobs: dict[UUID, store.Job] = {}
-        for record in records:
-            try:
-                envelope, event = decode(record.value)
-            except EventDecodeError as exc:
-                await self._dead_letter(record, str(exc))
-                continue
-            if isinstance(event, ReminderDue):
-                jobs[envelope.id] = store.Job(envelope.id, event.reminder_id, event.scheduled_for)
-        if not jobs:
-            return True
-        delay = 0.1
-        while True:
-            try:
-                async with self.sessions.begin() as session:
-                    fresh = await inbox.claim_many(
-                        session,
-                        models.inbox,
-                        consumer=CONSUMER,
-                        events=dict.fromkeys(jobs, ReminderDue.type_name()),
-                    )
-                    leases = await store.take_leases(
-                        session, [jobs[i] for i in fresh], now=self.clock(), lease=self.lease
-                    )
-                break
-            except Exception:
-                log.warning("taking %d jobs failed; retrying", len(jobs), exc_info=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                if stop.is_set():
-                    return False
-                delay = min(delay * 2, 5.0)
-        if len(fresh) < len(jobs):
-            self._dropped.labels("duplicate").inc(len(jobs) - len(fresh))
-        if len(leases) < len(fresh):
-            self._dropped.labels("not_current").inc(len(fresh) - len(leases))
+    def hand_out(self, leases: list[store.Lease]) -> None:
+        """Once the leases are committed: give them to the senders."""
         for lease in leases:
             self._outstanding += 1
             self._queue.put_nowait(lease)
-        return True
-
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
-        log.error(
-            "dead-lettering job %s[%d]@%d: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-        )
-        headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
-        headers |= {
-            "dlq_reason": reason[:4000],
-            "dlq_kind": "undecodable",
-            "dlq_consumer": CONSUMER,
-            "dlq_original_topic": record.topic,
-            "dlq_original_partition": str(record.partition),
-            "dlq_original_offset": str(record.offset),
-            "dlq_failed_at": utc_now().isoformat(),
-        }
-        await self.dead_letters.send(
-            dead_letter_topic(record.topic), key=record.key, value=record.value, headers=headers
-        )
-
-    @property
-    def capacity(self) -> int:
-        """Leases this process holds at most: a second batch waits while one is sent, so
-        the consumer stays ahead without leases waiting long (and running out) in memory."""
-        return 2 * self.concurrency
 
     # --- the senders ------------------------------------------------------------------
 

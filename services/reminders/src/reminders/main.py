@@ -17,6 +17,7 @@ from reminders.dispatcher import Dispatcher
 from reminders.senders import SmsConfig, SmtpConfig
 from reminders.settings import RemindersSettings
 from shared.events import topics
+from shared.events.catalogue import ReminderDue
 from shared.events.money import utc_now
 from shared.service import ServiceRuntime
 
@@ -92,13 +93,11 @@ def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> Se
             sms=sms_config(settings),
             mail_from=settings.mail_from,
             metrics=runtime.metrics,
-            dead_letters=runtime.publisher,
-            kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             lease=timedelta(seconds=settings.lease_s),
             concurrency=settings.delivery_concurrency,
         )
-        runtime.background("jobs", worker.consume)
+        jobs = runtime.batch_consumer(delivery.CONSUMER, capacity=worker.room)
+        jobs.on_batch(ReminderDue, worker.take, worker.hand_out)
         runtime.background("delivery", worker.run)
     return runtime
 
