@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     Row,
+    String,
     and_,
     bindparam,
     func,
@@ -286,19 +287,20 @@ _GENERATE = text(
         RETURNING id, starts_at, ends_at
     ),
     chunks AS (
+        -- Each slot's JSON is written as text and the chunk parsed once: every value is a
+        -- uuid, a formatted time, a number or the price JSON from Python (no free text).
         SELECT gen_random_uuid() AS event_id, min(starts_at) AS first_start,
-               jsonb_agg(
-                   jsonb_build_object(
-                       'slot_id', id,
-                       'room_id', CAST(:room_id AS uuid),
-                       'starts_at', to_char(starts_at AT TIME ZONE 'UTC', :iso),
-                       'ends_at', to_char(ends_at AT TIME ZONE 'UTC', :iso),
-                       'price', CAST(:price_json AS jsonb),
-                       'max_bookings', CAST(:max_bookings AS integer),
-                       'status', 'open',
-                       'revision', 1
-                   ) ORDER BY starts_at
-               ) AS slots
+               CAST('[' || string_agg(
+                   format(
+                       '{"slot_id":"%s","room_id":"%s","starts_at":"%s","ends_at":"%s",'
+                       '"price":%s,"max_bookings":%s,"status":"open","revision":%s}',
+                       id, CAST(:room_id AS uuid),
+                       to_char(starts_at AT TIME ZONE 'UTC', :iso),
+                       to_char(ends_at AT TIME ZONE 'UTC', :iso),
+                       CAST(:price_json AS text), CAST(:max_bookings AS integer), 1
+                   ),
+                   ',' ORDER BY starts_at
+               ) || ']' AS jsonb) AS slots
         FROM (
             SELECT *, (row_number() OVER (ORDER BY starts_at) - 1) / :per_event AS chunk
             FROM new_slots
@@ -327,7 +329,7 @@ _GENERATE = text(
     bindparam("ends", type_=_TIMESTAMPS),
     bindparam("envelope", type_=JSONB),
     bindparam("headers", type_=JSONB),
-    bindparam("price_json", type_=JSONB),
+    bindparam("price_json", type_=String),
 )
 
 _ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
@@ -369,7 +371,7 @@ async def insert_generated(
                 "ends": list(ends),
                 "price": price.amount,
                 "currency": price.currency,
-                "price_json": price.model_dump(mode="json"),
+                "price_json": price.model_dump_json(),
                 "max_bookings": max_bookings,
                 "per_event": slots_per_event,
                 "iso": _ISO_UTC,

@@ -173,3 +173,44 @@ async def test_a_writer_that_skips_the_checks_still_gets_a_clear_overlap_error(
                 )
     finally:
         await engine.dispose()
+
+
+async def test_the_overlap_check_is_always_one_index_probe_per_slot(pool: asyncpg.Pool) -> None:
+    room = await _room(pool)
+    await pool.execute(
+        """
+        INSERT INTO timeslots (room_id, starts_at, ends_at, price, currency)
+        SELECT $1, moment, moment + interval '30 minutes', 5, 'EUR'
+        FROM generate_series(
+            timestamptz '2030-03-01T00:00Z', timestamptz '2030-03-10T00:00Z', interval '1 hour'
+        ) AS moment
+        """,
+        room,
+    )
+    settings = await pool.fetchval(
+        "SELECT proconfig FROM pg_proc WHERE proname = 'timeslots_check'"
+    )
+
+    async with pool.acquire() as connection, connection.transaction():
+        for setting in settings:
+            name, value = setting.split("=")
+            await connection.execute(f"SET LOCAL {name} = {value}")
+        await connection.execute("ANALYZE timeslots")
+        plan = await connection.fetch(
+            """
+            EXPLAIN SELECT t.starts_at, t.ends_at FROM timeslots t
+            WHERE t.room_id = $1 AND t.starts_at < $2::text::timestamptz AND t.id <> $3
+            ORDER BY t.starts_at DESC LIMIT 1
+            """,
+            room,
+            "2030-03-05T00:00Z",
+            uuid.uuid4(),
+        )
+
+    assert sorted(settings) == [
+        "enable_bitmapscan=off",
+        "enable_seqscan=off",
+        "enable_sort=off",
+    ]
+    text = "\n".join(row[0] for row in plan)
+    assert "Index Scan Backward using ix_timeslots_room_id_starts_at" in text
