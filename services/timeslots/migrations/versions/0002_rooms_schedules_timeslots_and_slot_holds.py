@@ -139,12 +139,6 @@ def upgrade() -> None:
             RETURN NULL;
         END
         $$ LANGUAGE plpgsql
-        -- Each check must stay one backward probe of the (room_id, starts_at) index: with
-        -- some statistics (e.g. right after a TRUNCATE) the planner would otherwise pick a
-        -- bitmap scan and a sort that read every earlier slot of the room, per slot.
-        SET enable_bitmapscan = off
-        SET enable_seqscan = off
-        SET enable_sort = off
         """
     )
     for event in ("INSERT", "UPDATE"):
