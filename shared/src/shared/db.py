@@ -7,7 +7,10 @@ index names follow one convention everywhere and migrations can refer to them by
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Column, DateTime, MetaData, Numeric, func
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -54,3 +57,22 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
     """``postgresql+asyncpg://…`` -> ``postgresql://…`` for direct asyncpg connections."""
     scheme, sep, rest = sqlalchemy_url.partition("://")
     return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+
+
+MONEY = Numeric(19, 4)
+"""Amounts are exact decimals; four places cover every ISO 4217 minor unit."""
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    """A CHECK condition: ``column IN ('a', 'b')``."""
+    return f"{column} IN (" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+def timestamp_column(name: str, *, nullable: bool = False) -> Column[Any]:
+    """A timezone-aware timestamp column; a required one defaults to ``now()``."""
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=None if nullable else func.now(),
+    )

@@ -12,8 +12,6 @@ The database enforces what must never be wrong, whoever writes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -22,41 +20,22 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Numeric,
     String,
     Table,
     Text,
     Uuid,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
 from booking.domain import TRANSITIONS, BookingStatus, PaymentStatus
-from shared.db import service_metadata
+from shared.db import MONEY, one_of, service_metadata, timestamp_column
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
 metadata = service_metadata()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
-
-MONEY = Numeric(19, 4)
-"""Amounts are exact decimals; four places cover every ISO 4217 minor unit."""
-
-
-def _one_of(column: str, values: Iterable[str]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{value}'" for value in values) + ")"
-
-
-def _timestamp(name: str, *, nullable: bool = False) -> Column[object]:
-    return Column(
-        name,
-        DateTime(timezone=True),
-        nullable=nullable,
-        server_default=None if nullable else func.now(),
-    )
-
 
 rooms = Table(
     "rooms",
@@ -66,7 +45,7 @@ rooms = Table(
     Column("time_zone", String(64), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("active_as_of", DateTime(timezone=True), nullable=False),
-    _timestamp("updated_at"),
+    timestamp_column("updated_at"),
 )
 """The booking service's copy of the rooms, fed by ``RoomUpserted`` / ``RoomDeactivated``.
 
@@ -87,11 +66,11 @@ slots = Table(
     Column("booked_count", Integer, nullable=False, server_default=text("0")),
     Column("status", String(16), nullable=False),
     Column("revision", Integer, nullable=False),
-    _timestamp("updated_at"),
+    timestamp_column("updated_at"),
     CheckConstraint("booked_count >= 0", name="booked_count_not_negative"),
     CheckConstraint("booked_count <= max_bookings", name="within_capacity"),
     CheckConstraint("ends_at > starts_at", name="ends_after_start"),
-    CheckConstraint(_one_of("status", ("open", "blocked")), name="status_known"),
+    CheckConstraint(one_of("status", ("open", "blocked")), name="status_known"),
     Index("ix_slots_room_id_starts_at", "room_id", "starts_at"),
 )
 """The booking service's copy of the slot inventory, fed by timeslot events.
@@ -120,15 +99,15 @@ bookings = Table(
     Column("contact_email", String(320), nullable=False),
     Column("contact_phone", String(16), nullable=True),
     Column("hold_expires_at", DateTime(timezone=True), nullable=False),
-    _timestamp("created_at"),
-    _timestamp("updated_at"),
-    _timestamp("cancelled_at", nullable=True),
+    timestamp_column("created_at"),
+    timestamp_column("updated_at"),
+    timestamp_column("cancelled_at", nullable=True),
     Column("cancellation_reason", Text, nullable=True),
     Column("cancelled_by", String(16), nullable=True),
     Column("idempotency_key", String(255), nullable=True),
     Column("request_fingerprint", String(64), nullable=True),
-    CheckConstraint(_one_of("status", tuple(BookingStatus)), name="status_known"),
-    CheckConstraint(_one_of("payment_status", tuple(PaymentStatus)), name="payment_status_known"),
+    CheckConstraint(one_of("status", tuple(BookingStatus)), name="status_known"),
+    CheckConstraint(one_of("payment_status", tuple(PaymentStatus)), name="payment_status_known"),
     CheckConstraint("price >= 0", name="price_not_negative"),
     CheckConstraint("refund_amount IS NULL OR refund_amount >= 0", name="refund_not_negative"),
     Index(

@@ -10,8 +10,6 @@ The database enforces what must never be wrong, whoever writes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -23,13 +21,12 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
-    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase
 
 from reminders.domain import LIVE, Channel, Status
-from shared.db import service_metadata
+from shared.db import one_of, service_metadata, timestamp_column
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -42,20 +39,7 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
-def _one_of(column: str, values: Iterable[str]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{value}'" for value in values) + ")"
-
-
-LIVE_CONDITION = _one_of("status", LIVE)
-
-
-def _timestamp(name: str, *, nullable: bool = False) -> Column[object]:
-    return Column(
-        name,
-        DateTime(timezone=True),
-        nullable=nullable,
-        server_default=None if nullable else func.now(),
-    )
+LIVE_CONDITION = one_of("status", LIVE)
 
 
 reminders = Table(
@@ -80,10 +64,10 @@ reminders = Table(
     Column("ends_at", DateTime(timezone=True), nullable=False),
     Column("room_name", String(200), nullable=False),
     Column("room_time_zone", String(64), nullable=False),
-    _timestamp("created_at"),
-    _timestamp("updated_at"),
-    CheckConstraint(_one_of("kind", tuple(Channel)), name="kind_known"),
-    CheckConstraint(_one_of("status", tuple(Status)), name="status_known"),
+    timestamp_column("created_at"),
+    timestamp_column("updated_at"),
+    CheckConstraint(one_of("kind", tuple(Channel)), name="kind_known"),
+    CheckConstraint(one_of("status", tuple(Status)), name="status_known"),
     CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     CheckConstraint("ends_at > starts_at", name="ends_after_start"),
     CheckConstraint(
@@ -128,7 +112,7 @@ booking_states = Table(
     Column("ends_at", DateTime(timezone=True), nullable=True),
     Column("room_name", String(200), nullable=True),
     Column("room_time_zone", String(64), nullable=True),
-    _timestamp("updated_at"),
+    timestamp_column("updated_at"),
     CheckConstraint(
         "final OR (starts_at IS NOT NULL AND contact_email IS NOT NULL)",
         name="facts_known_unless_final",

@@ -28,7 +28,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Numeric,
     SmallInteger,
     String,
     Table,
@@ -39,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.db import service_metadata
+from shared.db import MONEY, one_of, service_metadata, timestamp_column
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -47,19 +46,8 @@ metadata = service_metadata()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
-MONEY = Numeric(19, 4)
-"""Amounts are exact decimals; four places cover every ISO 4217 minor unit."""
-
 ROOM_TYPES = ("office", "consultation", "meeting", "treatment")
 SLOT_STATUSES = ("open", "blocked")
-
-
-def _created_at() -> Column[object]:
-    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
-
-
-def _updated_at() -> Column[object]:
-    return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
 rooms = Table(
@@ -75,13 +63,11 @@ rooms = Table(
     Column("time_zone", String(64), nullable=False),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    _created_at(),
-    _updated_at(),
+    timestamp_column("created_at"),
+    timestamp_column("updated_at"),
     CheckConstraint("capacity >= 1", name="capacity_positive"),
     CheckConstraint("hourly_rate >= 0", name="hourly_rate_not_negative"),
-    CheckConstraint(
-        "room_type IN (" + ", ".join(f"'{t}'" for t in ROOM_TYPES) + ")", name="room_type_known"
-    ),
+    CheckConstraint(one_of("room_type", ROOM_TYPES), name="room_type_known"),
     Index("ix_rooms_room_type_active", "room_type", "active"),
 )
 
@@ -96,7 +82,7 @@ schedules = Table(
     Column("working_hours", JSONB, nullable=False),
     Column("excluded_dates", ARRAY(Date), nullable=False, server_default=text("'{}'")),
     Column("blackouts", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
-    _updated_at(),
+    timestamp_column("updated_at"),
     CheckConstraint("slot_minutes BETWEEN 1 AND 1440", name="slot_minutes_range"),
     CheckConstraint("buffer_minutes >= 0", name="buffer_not_negative"),
     CheckConstraint("max_bookings >= 1", name="max_bookings_positive"),
@@ -115,15 +101,13 @@ timeslots = Table(
     Column("booked_count", Integer, nullable=False, server_default=text("0")),
     Column("status", String(16), nullable=False, server_default="open"),
     Column("revision", Integer, nullable=False, server_default=text("1")),
-    _created_at(),
-    _updated_at(),
+    timestamp_column("created_at"),
+    timestamp_column("updated_at"),
     CheckConstraint("ends_at > starts_at", name="ends_after_start"),
     CheckConstraint("price >= 0", name="price_not_negative"),
     CheckConstraint("max_bookings >= 1", name="max_bookings_positive"),
     CheckConstraint("booked_count >= 0", name="booked_count_not_negative"),
-    CheckConstraint(
-        "status IN (" + ", ".join(f"'{s}'" for s in SLOT_STATUSES) + ")", name="status_known"
-    ),
+    CheckConstraint(one_of("status", SLOT_STATUSES), name="status_known"),
     Index("ix_timeslots_room_id_starts_at", "room_id", "starts_at", unique=True),
 )
 
@@ -133,7 +117,7 @@ slot_holds = Table(
     Column("booking_id", Uuid, primary_key=True),
     Column("slot_id", Uuid, nullable=False),
     Column("released", Boolean, nullable=False),
-    _updated_at(),
+    timestamp_column("updated_at"),
     Index("ix_slot_holds_slot_id", "slot_id"),
 )
 """Which booking holds a place in which slot, as learnt from booking events.
