@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
@@ -142,8 +142,15 @@ async def ensure_topics(
     partitions: int = 3,
     replication_factor: int = 1,
     with_dead_letters: bool = True,
+    work_queues: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """Create missing topics (and their ``.dlq`` twins); returns the names it created."""
+    """Create missing topics (and their ``.dlq`` twins); returns the names it created.
+
+    ``work_queues``: topics (among ``topics``) with a partition count of their own, grown to
+    it when they exist with fewer. Only for work queues: their records need no order across
+    keys, and the partitions cap how many workers of a group share the work. Event topics
+    are never grown (a key would move to another partition and lose its order)."""
+    queues = dict(work_queues or {})
     wanted: set[str] = set()
     for topic in topics:
         wanted.add(topic)
@@ -157,11 +164,23 @@ async def ensure_topics(
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t, partitions, replication_factor) for t in missing]
+                    [NewTopic(t, queues.get(t, partitions), replication_factor) for t in missing]
                 )
             except TopicAlreadyExistsError:
                 log.info("another replica created some of %s first", ", ".join(missing))
             log.info("created topics %s", ", ".join(missing))
+        grown = sorted(set(queues) & wanted & existing)
+        if grown:
+            await _grow(admin, {t: queues[t] for t in grown})
         return missing
     finally:
         await admin.close()
+
+
+async def _grow(admin: AIOKafkaAdminClient, wanted: Mapping[str, int]) -> None:
+    described = await admin.describe_topics(list(wanted))
+    counts = {d["topic"]: len(d["partitions"]) for d in described if not d["error_code"]}
+    smaller = {t: n for t, n in wanted.items() if counts.get(t, n) < n}
+    if smaller:
+        await admin.create_partitions({t: NewPartitions(total_count=n) for t, n in smaller.items()})
+        log.info("grew work queues %s", ", ".join(f"{t} to {n}" for t, n in smaller.items()))

@@ -57,8 +57,12 @@ class ServiceRuntime:
         source: str,
         produces: Iterable[str] = (),
         run_relay: bool = True,
+        work_queues: Mapping[str, int] | None = None,
     ) -> None:
+        """``work_queues``: topics used as work queues, with their partition count (see
+        :func:`shared.kafka.ensure_topics`)."""
         self.settings = settings
+        self.work_queues = dict(work_queues or {})
         self.engine = make_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
@@ -95,6 +99,8 @@ class ServiceRuntime:
         self._loops: list[tuple[str, BackgroundLoop]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._intake_stop = asyncio.Event()
+        self._intake: set[str] = set()
         self._wired = False
         self._backlog = self.metrics.gauge("outbox_backlog", "Outbox rows not yet published")
         self._published = self.metrics.counter(
@@ -144,6 +150,7 @@ class ServiceRuntime:
         )
         self.consumers.append(consumer)
         self.background(name, consumer.run)
+        self._intake.add(name)
         return consumer
 
     def background(self, name: str, loop: BackgroundLoop) -> None:
@@ -165,11 +172,13 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         self._stop.clear()
+        self._intake_stop.clear()
         await ensure_topics(
             self.settings.kafka_bootstrap_servers,
             self.topics,
             partitions=self.settings.kafka_topic_partitions,
             replication_factor=self.settings.kafka_replication_factor,
+            work_queues=self.work_queues,
         )
         self.wire()
         await self.broker.start()
@@ -177,13 +186,25 @@ class ServiceRuntime:
         if self.run_relay:
             loops.insert(0, ("outbox-relay", self.relay.run))
         self._tasks = [
-            asyncio.create_task(self._supervise(name, loop), name=name) for name, loop in loops
+            asyncio.create_task(
+                self._supervise(
+                    name, loop, self._intake_stop if name in self._intake else self._stop
+                ),
+                name=name,
+            )
+            for name, loop in loops
         ]
         log.info("%s started: topics %s", self.settings.service_name, ", ".join(self.topics))
 
     async def stop(self) -> None:
+        """Consumers first (no new work comes in), then the loops that do the work (they may
+        finish or hand back what they hold), then the connections."""
         for consumer in self.consumers:
             consumer.stop()
+        self._intake_stop.set()
+        intake = [task for task in self._tasks if task.get_name() in self._intake]
+        if intake:
+            await asyncio.wait(intake, timeout=10)
         self._stop.set()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
@@ -195,15 +216,15 @@ class ServiceRuntime:
         await self.publisher.stop()
         await self.engine.dispose()
 
-    async def _supervise(self, name: str, loop: BackgroundLoop) -> None:
-        """Restart a background loop that crashed, after a pause, until the service stops."""
-        while not self._stop.is_set():
+    async def _supervise(self, name: str, loop: BackgroundLoop, stop: asyncio.Event) -> None:
+        """Restart a background loop that crashed, after a pause, until ``stop``."""
+        while not stop.is_set():
             try:
-                await loop(self._stop)
+                await loop(stop)
             except Exception:
                 log.exception("background loop %s crashed; restarting in 1s", name)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+                    await asyncio.wait_for(stop.wait(), 1.0)
             else:
                 return
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,42 @@ async def _value(runs: list[str]) -> int:
 
 
 @pytest.mark.usefixtures("root_logger")
+async def test_stopping_ends_the_intake_before_the_loops_that_do_the_work(
+    create_database: CreateDatabase, kafka_bootstrap: str
+) -> None:
+    """A worker loop may hand back what it holds when it stops: by then its consumer has
+    left (and its in-flight batch is done), so nothing comes in after that."""
+    url = await create_database("runtime_stop")
+    settings = ServiceSettings(
+        service_name="kernel-stop", database_url=url, kafka_bootstrap_servers=kafka_bootstrap
+    )
+    KernelTestEvent.topic = f"kernel-stop-{uuid.uuid4().hex[:8]}"
+    runtime = ServiceRuntime(settings, metadata=metadata, source="/kernel-stop", run_relay=False)
+    name = f"kernel-stop-{uuid.uuid4().hex[:8]}"
+    asked: list[float] = []
+
+    def capacity() -> int:
+        asked.append(time.monotonic())
+        return 0
+
+    intake = runtime.batch_consumer(name, capacity=capacity)
+    intake.on_batch(KernelTestEvent, lambda session, items: asyncio.sleep(0), lambda _: None)
+    consumer_running_at_stop: list[bool] = []
+
+    async def worker(stop: asyncio.Event) -> None:
+        await stop.wait()
+        running = any(t.get_name() == name for t in asyncio.all_tasks())  # pending tasks only
+        consumer_running_at_stop.append(running)
+
+    runtime.background("worker", worker)
+    await runtime.start()
+    await eventually(lambda: asyncio.sleep(0.05, result=len(asked)), bool)
+    await runtime.stop()
+
+    assert asked, "the consumer ran"
+    assert consumer_running_at_stop == [False]
+
+
 def test_cli_prints_the_openapi_document(capsys: pytest.CaptureFixture[str]) -> None:
     settings = ServiceSettings(service_name="kernel-cli", log_json=False)
 
