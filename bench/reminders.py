@@ -8,8 +8,11 @@ dropped again:
   two worker processes (``reminders worker``), as they would run in production;
 * an SMTP sink (aiosmtpd, in this process) that records the arrival time and Message-ID of
   every message;
-* run 1: 10,000 reminders inserted directly (one set-based ``INSERT``) all scheduled for the
-  same second; run 2: 1,000 likewise, for the lateness target.
+* run 1, the reference: 1,000 reminders inserted directly (one set-based ``INSERT``), all
+  scheduled for the same second, with a dispatcher that hands out only what is already due
+  (``REMINDERS_DISPATCH_AHEAD_S=0``, as the service did before jobs were dispatched ahead);
+  run 2: the same with the dispatcher restarted with its defaults, for the lateness target;
+  run 3: 10,000 likewise.
 
 ``delivered`` counts distinct Message-IDs at the sink, ``duplicates`` the messages beyond one
 per Message-ID; lateness is the arrival at the sink minus the scheduled time. Writes
@@ -259,7 +262,7 @@ async def run(db: asyncpg.Connection, sink: Sink, due: int, timeout_s: float) ->
 # --- the plot --------------------------------------------------------------------------
 
 
-def plot(big: dict[str, Any], small: dict[str, Any], path: Path) -> None:
+def plot(big: dict[str, Any], small: dict[str, Any], reference: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,7 +274,16 @@ def plot(big: dict[str, Any], small: dict[str, Any], path: Path) -> None:
         width = 0.5 if result["due"] >= 5000 else 0.1
         top = max(lateness) if lateness else 1.0
         bins = [i * width for i in range(int(top / width) + 2)]
-        ax.hist(lateness, bins=bins, color="#3a7dce")
+        ax.hist(lateness, bins=bins, color="#3a7dce", label="dispatched ahead (default)")
+        if result is small:
+            ax.hist(
+                reference["lateness_s"],
+                bins=[i * width for i in range(int(max(reference["lateness_s"]) / width) + 2)],
+                histtype="step",
+                color="#ff7f0e",
+                linewidth=1.5,
+                label=f"reference, nothing ahead: p99 {reference['lateness_p99_s']:.2f}s",
+            )
         ax.axvline(result["lateness_p50_s"], color="#555", linestyle=":", label="p50")
         ax.axvline(result["lateness_p99_s"], color="#d62728", linestyle="--", label="p99")
         if result["due"] < 5000:
@@ -311,11 +323,15 @@ async def main(batch: int, small_batch: int) -> dict[str, Any]:
         await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
         env = service_env(url, kafka, sink.port)
         http_port = free_port()
+        dispatcher_env = env | {
+            "REMINDERS_WORKER_ENABLED": "false",
+            "REMINDERS_SCHEDULER_ENABLED": "false",
+        }
         processes.append(
             start(
                 ["serve", "--port", str(http_port)],
-                env | {"REMINDERS_WORKER_ENABLED": "false", "REMINDERS_SCHEDULER_ENABLED": "false"},
-                logs / "reminders-dispatcher.log",
+                dispatcher_env | {"REMINDERS_DISPATCH_AHEAD_S": "0"},
+                logs / "reminders-dispatcher-no-ahead.log",
             )
         )
         for i in range(WORKERS):
@@ -325,10 +341,19 @@ async def main(batch: int, small_batch: int) -> dict[str, Any]:
         print(f"dispatcher and {WORKERS} workers ready in {time.monotonic() - started:.1f}s")
         db = await asyncpg.connect(f"{dsn}/{name}")
         try:
-            print(f"run 1: {batch:,} due at once")
-            big = await run(db, sink, batch, timeout_s=180)
+            print(f"run 1 (reference): {small_batch:,} due at once, nothing dispatched ahead")
+            reference = await run(db, sink, small_batch, timeout_s=60)
+            stop(processes[:1])
+            processes[0] = start(
+                ["serve", "--port", str(http_port)],
+                dispatcher_env,
+                logs / "reminders-dispatcher.log",
+            )
+            await wait_ready(http_port, kafka, WORKERS)
             print(f"run 2: {small_batch:,} due at once")
             small = await run(db, sink, small_batch, timeout_s=60)
+            print(f"run 3: {batch:,} due at once")
+            big = await run(db, sink, batch, timeout_s=180)
         finally:
             await db.close()
     finally:
@@ -360,17 +385,23 @@ async def main(batch: int, small_batch: int) -> dict[str, Any]:
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **summary,
         "lateness_p99_s_with_1000_due": small["lateness_p99_s"],
+        "reference_lateness_p99_s_with_1000_due_no_dispatch_ahead": reference["lateness_p99_s"],
+        "lateness_p99_ratio_to_reference": round(
+            small["lateness_p99_s"] / reference["lateness_p99_s"], 3
+        ),
         "targets": targets,
         "all_targets_met": all(met.values()),
         "runs": [
-            {k: v for k, v in big.items() if k != "lateness_s"},
-            {k: v for k, v in small.items() if k != "lateness_s"},
+            {k: v for k, v in reference.items() if k != "lateness_s"} | {"dispatch_ahead_s": 0},
+            {k: v for k, v in small.items() if k != "lateness_s"} | {"dispatch_ahead_s": 10},
+            {k: v for k, v in big.items() if k != "lateness_s"} | {"dispatch_ahead_s": 10},
         ],
         "setup": {
             "dispatcher_processes": 1,
             "worker_processes": WORKERS,
             "senders_per_worker": CONCURRENCY,
-            "reminders_jobs_partitions": "as created (3 by default)",
+            "reminders_jobs_partitions": "12 (the service's default, REMINDERS_JOBS_PARTITIONS)",
+            "dispatch_ahead_s": "0 in the reference run, 10 (the service's default) after",
             "smtp_sink": "aiosmtpd in the benchmark process, one connection per sender",
             "lead_s": LEAD_S,
             "settle_s": SETTLE_S,
@@ -384,7 +415,7 @@ async def main(batch: int, small_batch: int) -> dict[str, Any]:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "reminders.json").write_text(json.dumps(document, indent=2) + "\n")
-    plot(big, small, RESULTS / "reminders.png")
+    plot(big, small, reference, RESULTS / "reminders.png")
     print(json.dumps({"targets": targets}, indent=2))
     print("wrote bench/results/reminders.json and bench/results/reminders.png")
     return document

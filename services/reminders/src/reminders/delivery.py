@@ -9,7 +9,10 @@ Each worker process
    the job); the lease counts the attempt. After the commit the leases go to the senders
    and the batch's offsets are committed;
 2. hands the leases to its ``concurrency`` senders, which send each message outside any
-   transaction, with the reminder's stable Message-ID;
+   transaction, with the reminder's stable Message-ID. A job handed out ahead of its time
+   (``dispatch_ahead_s``) waits in the worker until the due instant, is checked once more
+   (one query for all that fall due together: a reminder cancelled or moved meanwhile is
+   dropped) and then goes to the senders; a worker that stops gives such leases back;
 3. records the outcome (batched with other outcomes, in one transaction with its events):
    ``sent`` + ``ReminderSent``, or back to ``pending`` after a backoff, or ``failed`` +
    ``ReminderFailed`` after the last attempt. Only the holder of the current lease may
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +55,10 @@ log = logging.getLogger(__name__)
 CONSUMER = "reminders-delivery"
 FLUSH_BATCH = 500
 DRAIN_S = 5.0
+TICK_S = 0.2
+"""Longest nap of the timer that releases waiting leases (so a clock step is noticed)."""
+RECORD_LINGER_S = 0.2
+"""How long the recorder lets outcomes gather before it writes them."""
 
 
 @dataclass
@@ -66,9 +75,13 @@ class Delivery:
     metrics: Metrics
     lease: timedelta = timedelta(seconds=60)
     concurrency: int = 16
+    hold_max: int = 2000
+    """Leases this process may hold at most, counting those waiting for their time."""
     _queue: asyncio.Queue[store.Lease] = field(default_factory=asyncio.Queue)
+    _waiting: list[tuple[datetime, int, store.Lease]] = field(default_factory=list)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
     _results: asyncio.Queue[store.Sent | store.Failure] = field(default_factory=asyncio.Queue)
-    _freed: asyncio.Event = field(default_factory=asyncio.Event)
     _outstanding: int = 0
     _sms: SmsSender | None = field(default=None, init=False)
 
@@ -94,10 +107,12 @@ class Delivery:
     # --- the consumer's side ----------------------------------------------------------
 
     def room(self) -> int:
-        """How many jobs the consumer may take now: leases this process holds at most are
-        twice its senders, so a second batch waits while one is sent and no lease waits long
-        (and runs out) in memory."""
-        return 2 * self.concurrency - self._outstanding
+        """How many jobs the consumer may take now: the leases ready to send are at most
+        twice the senders, so a second batch waits while one is sent and no lease waits long
+        (and runs out) in memory; leases waiting for their time count only towards
+        ``hold_max``."""
+        ready = self._outstanding - len(self._waiting)
+        return max(0, min(2 * self.concurrency - ready, self.hold_max - self._outstanding))
 
     async def take(self, session: AsyncSession, jobs: list[BatchItem]) -> list[store.Lease]:
         """In the batch's transaction (the kernel claimed the job ids already): lease every
@@ -113,10 +128,58 @@ class Delivery:
         return leases
 
     def hand_out(self, leases: list[store.Lease]) -> None:
-        """Once the leases are committed: give them to the senders."""
+        """Once the leases are committed: give them to the senders (those not due yet once
+        their time comes)."""
+        now = self.clock()
         for lease in leases:
             self._outstanding += 1
-            self._queue.put_nowait(lease)
+            if lease.not_before > now:
+                heapq.heappush(self._waiting, (lease.not_before, next(self._order), lease))
+                self._wake.set()
+            else:
+                self._queue.put_nowait(lease)
+
+    # --- leases waiting for their time -------------------------------------------------
+
+    async def _timer(self) -> None:
+        while True:
+            self._wake.clear()
+            if not self._waiting:
+                await self._wake.wait()
+                continue
+            now = self.clock()
+            wait_s = (self._waiting[0][0] - now).total_seconds()
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(wait_s, TICK_S))
+                continue
+            due: list[store.Lease] = []
+            while self._waiting and self._waiting[0][0] <= now:
+                due.append(heapq.heappop(self._waiting)[2])
+            await self._release_due(due)
+
+    async def _release_due(self, due: list[store.Lease]) -> None:
+        """Their time came: to the senders, unless the reminder changed while they waited."""
+        try:
+            async with self.sessions() as session:
+                held = await store.still_held(session, due)
+        except Exception:  # the recording of the outcome is fenced anyway: send
+            log.warning("checking %d waiting leases failed; sending them", len(due), exc_info=True)
+            held = {lease.reminder.id for lease in due}
+        for lease in due:
+            if lease.reminder.id in held:
+                self._queue.put_nowait(lease)
+            else:
+                self._outstanding -= 1
+                self._dropped.labels("not_current").inc()
+
+    async def _give_back_waiting(self) -> None:
+        waiting = [lease for _, _, lease in self._waiting]
+        self._waiting.clear()
+        self._outstanding -= len(waiting)
+        if waiting:
+            async with self.sessions.begin() as session:
+                await store.release(session, waiting)
 
     # --- the senders ------------------------------------------------------------------
 
@@ -129,18 +192,26 @@ class Delivery:
             for i in range(self.concurrency)
         ]
         recorder = asyncio.create_task(self._recorder(), name="recorder")
+        timer = asyncio.create_task(self._timer(), name="timer")
         try:
             await stop.wait()
+            timer.cancel()
+            await asyncio.gather(timer, return_exceptions=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), DRAIN_S)
         finally:
+            timer.cancel()
             for task in senders:
                 task.cancel()
-            await asyncio.gather(*senders, return_exceptions=True)
+            await asyncio.gather(timer, *senders, return_exceptions=True)
             recorder.cancel()
             await asyncio.gather(recorder, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._record(self._drain_results())
+            try:
+                await self._give_back_waiting()
+            except Exception:  # they are handed out again when their leases run out
+                log.warning("giving back the leases held for later failed", exc_info=True)
             if self._sms is not None:
                 await self._sms.close()
 
@@ -155,7 +226,6 @@ class Delivery:
                 finally:
                     self._queue.task_done()
                     self._outstanding -= 1
-                    self._freed.set()
         finally:
             await connection.close()
 
@@ -211,6 +281,7 @@ class Delivery:
     async def _recorder(self) -> None:
         while True:
             batch = [await self._results.get()]
+            await asyncio.sleep(RECORD_LINGER_S)  # let a burst's outcomes gather: fewer commits
             batch += self._drain_results()
             delay = 0.1
             while True:

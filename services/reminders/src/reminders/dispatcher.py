@@ -6,6 +6,10 @@ id of the job that now carries each, and writes the jobs to the outbox, all in o
 transaction. A full batch is followed by the next at once, so after downtime everything that
 fell due meanwhile goes out as fast as the workers take it; otherwise the dispatcher pauses.
 
+Reminders are handed out ``ahead`` of their time (setting ``dispatch_ahead_s``): the workers
+lease them and hold them until the due instant, so when a burst falls due the jobs are
+already through the outbox, Kafka and the lease, and only the sending is left.
+
 A queued reminder whose job no worker took, or whose worker died while sending, comes back
 when its lease runs out. A reminder whose booking has already started is not sent at all.
 """
@@ -43,10 +47,16 @@ class Round:
 
 
 async def dispatch(
-    session: AsyncSession, outbox: Outbox, *, now: datetime, limit: int, job_timeout: timedelta
+    session: AsyncSession,
+    outbox: Outbox,
+    *,
+    now: datetime,
+    limit: int,
+    job_timeout: timedelta,
+    ahead: timedelta = timedelta(0),
 ) -> Round:
     """One batch, in the caller's transaction."""
-    due = await store.take_due(session, now=now, limit=limit)
+    due = await store.take_due(session, now=now, limit=limit, ahead=ahead)
     stale = [d.id for d in due if d.starts_at <= now]
     live = [d for d in due if d.starts_at > now]
     if stale:
@@ -81,6 +91,7 @@ class Dispatcher:
     interval_s: float
     job_timeout: timedelta
     dispatched: Counter
+    ahead: timedelta = timedelta(0)
 
     async def run_once(self) -> Round:
         async with self.sessions.begin() as session:
@@ -90,6 +101,7 @@ class Dispatcher:
                 now=self.clock(),
                 limit=self.batch_size,
                 job_timeout=self.job_timeout,
+                ahead=self.ahead,
             )
         if result.queued:
             self.dispatched.labels("queued").inc(result.queued)

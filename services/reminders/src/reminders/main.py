@@ -59,6 +59,7 @@ def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> Se
         metadata=models.metadata,
         source="/reminders",
         produces=[topics.REMINDER_JOBS, topics.REMINDER_EVENTS],
+        work_queues={topics.REMINDER_JOBS: settings.jobs_partitions},
     )
     if settings.scheduler_enabled:
         scheduling.register(
@@ -76,6 +77,7 @@ def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> Se
             batch_size=settings.dispatch_batch_size,
             interval_s=settings.dispatch_interval_s,
             job_timeout=timedelta(seconds=settings.job_timeout_s),
+            ahead=timedelta(seconds=settings.dispatch_ahead_s),
             dispatched=runtime.metrics.counter(
                 "reminders_dispatched_total",
                 "Due reminders handed to the workers (queued) or dropped as too late",
@@ -95,6 +97,7 @@ def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> Se
             metrics=runtime.metrics,
             lease=timedelta(seconds=settings.lease_s),
             concurrency=settings.delivery_concurrency,
+            hold_max=settings.delivery_hold_max,
         )
         jobs = runtime.batch_consumer(delivery.CONSUMER, capacity=worker.room)
         jobs.on_batch(ReminderDue, worker.take, worker.hand_out)

@@ -42,10 +42,19 @@ class RemindersSettings(ServiceSettings):
     """Pause of the dispatcher after a batch that was not full."""
     job_timeout_s: float = Field(default=300.0, gt=0)
     """A job no worker took within this time is dispatched again."""
+    dispatch_ahead_s: float = Field(default=10.0, ge=0)
+    """Reminders are handed to the workers this long before their time; a worker holds
+    each until its time and sends it then, so a burst of reminders due at one instant is
+    already leased when it falls due. 0: hand out only what is due."""
 
     # --- workers -------------------------------------------------------------------------
     delivery_concurrency: int = Field(default=16, ge=1)
     """Sends in flight at once per worker process."""
+    jobs_partitions: int = Field(default=12, ge=1)
+    """Partitions of ``reminders.jobs`` (created so, or grown to it): the most worker
+    processes that can share the jobs, and an even share for 2, 3, 4, 6 or 12 of them."""
+    delivery_hold_max: int = Field(default=2000, ge=1)
+    """Leases a worker process holds at most, counting jobs waiting for their time."""
     lease_s: float = Field(default=60.0, gt=0)
     """How long a worker owns a reminder it is sending; a dead worker's reminder is
     retried when it runs out. Must exceed the send timeouts."""
@@ -78,6 +87,8 @@ class RemindersSettings(ServiceSettings):
             raise ValueError("sms_enabled needs sms_provider_url")
         if self.lease_s <= max(self.smtp_timeout_s, self.sms_timeout_s):
             raise ValueError("lease_s must be longer than the SMTP and SMS timeouts")
+        if self.job_timeout_s <= self.dispatch_ahead_s:
+            raise ValueError("job_timeout_s must be longer than dispatch_ahead_s")
         return self
 
     def schedule(self) -> Schedule:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ARRAY,
     DateTime,
     Integer,
+    Interval,
     Row,
     String,
     Text,
@@ -249,16 +250,18 @@ class Due:
     starts_at: datetime
 
 
-async def take_due(session: AsyncSession, *, now: datetime, limit: int) -> list[Due]:
-    """Lock up to ``limit`` reminders to hand out: pending ones whose time came and queued
-    ones whose job or worker was lost (lease ran out). Rows another dispatcher holds are
-    skipped, so any number of dispatchers share the work."""
+async def take_due(
+    session: AsyncSession, *, now: datetime, limit: int, ahead: timedelta = timedelta(0)
+) -> list[Due]:
+    """Lock up to ``limit`` reminders to hand out: pending ones due by ``now + ahead`` and
+    queued ones whose job or worker was lost (lease ran out). Rows another dispatcher holds
+    are skipped, so any number of dispatchers share the work."""
     r = reminders
     statement = (
         select(r.c.id, r.c.booking_id, r.c.kind, r.c.scheduled_for, r.c.starts_at)
         .where(
             or_(
-                and_(r.c.status == Status.PENDING.value, r.c.due_at <= now),
+                and_(r.c.status == Status.PENDING.value, r.c.due_at <= now + ahead),
                 and_(r.c.status == Status.QUEUED.value, r.c.lease_expires_at <= now),
             )
         )
@@ -324,18 +327,20 @@ async def cancel_stale(session: AsyncSession, ids: Sequence[UUID]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A worker's claim on one reminder: ``attempt`` fences the result it may record."""
+    """A worker's claim on one reminder: ``attempt`` (with the scheduled time) fences the
+    result it may record; the message goes out at ``not_before`` at the earliest."""
 
     reminder: Reminder
     attempt: int
     expires_at: datetime
+    not_before: datetime
 
 
 _TAKE_LEASES = text(
     """
     UPDATE reminders AS r
-    SET job_id = NULL, lease_expires_at = :lease_expires_at, attempts = r.attempts + 1,
-        updated_at = now()
+    SET job_id = NULL, lease_expires_at = greatest(:now, r.due_at) + :lease,
+        attempts = r.attempts + 1, updated_at = now()
     FROM unnest(:ids, :job_ids, :scheduled) AS v(id, job_id, scheduled_for)
     WHERE r.id = v.id AND r.status = 'queued' AND r.job_id = v.job_id
       AND r.scheduled_for = v.scheduled_for
@@ -345,7 +350,8 @@ _TAKE_LEASES = text(
     bindparam("ids", type_=ARRAY(Uuid)),
     bindparam("job_ids", type_=ARRAY(Uuid)),
     bindparam("scheduled", type_=ARRAY(DateTime(timezone=True))),
-    bindparam("lease_expires_at", type_=DateTime(timezone=True)),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("lease", type_=Interval),
 )
 
 
@@ -367,13 +373,72 @@ async def take_leases(
             "ids": [j.reminder_id for j in ordered],
             "job_ids": [j.job_id for j in ordered],
             "scheduled": [j.scheduled_for for j in ordered],
-            "lease_expires_at": now + lease,
+            "now": now,
+            "lease": lease,
         },
     )
     return [
-        Lease(reminder=reminder_of(row), attempt=row.attempts, expires_at=row.lease_expires_at)
+        Lease(
+            reminder=reminder_of(row),
+            attempt=row.attempts,
+            expires_at=row.lease_expires_at,
+            not_before=row.due_at,
+        )
         for row in result
     ]
+
+
+_HELD_ROWS = "unnest(:ids, :attempts, :scheduled) AS v(id, attempt, scheduled_for)"
+_HELD = (
+    "r.id = v.id AND r.status = 'queued' AND r.job_id IS NULL AND r.attempts = v.attempt"
+    " AND r.scheduled_for = v.scheduled_for"
+)
+"""Rows ``r`` whose current lease is ``v`` (reminder id, attempt and scheduled time): a
+reminder cancelled or moved since, or whose lease ran out and was handed out again, is not."""
+
+_HELD_PARAMS = (
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("attempts", type_=ARRAY(Integer)),
+    bindparam("scheduled", type_=ARRAY(DateTime(timezone=True))),
+)
+
+
+def _lease_params(leases: Sequence[Lease]) -> dict[str, Any]:
+    return {
+        "ids": [lease.reminder.id for lease in leases],
+        "attempts": [lease.attempt for lease in leases],
+        "scheduled": [lease.reminder.scheduled_for for lease in leases],
+    }
+
+
+_STILL_HELD = text(
+    f"SELECT r.id FROM reminders AS r, {_HELD_ROWS} WHERE {_HELD}"  # noqa: S608 (constants)
+).bindparams(*_HELD_PARAMS)
+
+
+async def still_held(session: AsyncSession, leases: Sequence[Lease]) -> set[UUID]:
+    """Of these leases, the ones still current (a reminder cancelled or moved since, or
+    whose lease ran out and was handed out again, is not)."""
+    result = await session.execute(_STILL_HELD, _lease_params(leases))
+    return {row.id for row in result}
+
+
+_RELEASE = text(
+    f"""
+    UPDATE reminders AS r
+    SET status = 'pending', lease_expires_at = NULL, attempts = r.attempts - 1,
+        updated_at = now()
+    FROM {_HELD_ROWS}
+    WHERE {_HELD}
+    """  # noqa: S608 (constants)
+).bindparams(*_HELD_PARAMS)
+
+
+async def release(session: AsyncSession, leases: Sequence[Lease]) -> None:
+    """Give back leases not used (a worker stopping before their time): the reminders are
+    pending again, their attempt not counted, and the next dispatch hands them out."""
+    ordered = sorted(leases, key=lambda lease: lease.reminder.id)
+    await session.execute(_RELEASE, _lease_params(ordered))
 
 
 def reminder_of(row: Row[Any]) -> Reminder:
@@ -393,17 +458,19 @@ def reminder_of(row: Row[Any]) -> Reminder:
 
 
 _RECORD_SENT = text(
-    """
+    f"""
     UPDATE reminders AS r
     SET status = 'sent', sent_at = v.sent_at, message_id = v.message_id, last_error = NULL,
         lease_expires_at = NULL, updated_at = now()
-    FROM unnest(:ids, :attempts, :sent_ats, :message_ids) AS v(id, attempt, sent_at, message_id)
-    WHERE r.id = v.id AND r.status = 'queued' AND r.job_id IS NULL AND r.attempts = v.attempt
+    FROM unnest(:ids, :attempts, :scheduled, :sent_ats, :message_ids)
+        AS v(id, attempt, scheduled_for, sent_at, message_id)
+    WHERE {_HELD}
     RETURNING r.id, r.booking_id, r.kind, r.sent_at, r.message_id, r.scheduled_for
-    """
+    """  # noqa: S608 (constants)
 ).bindparams(
     bindparam("ids", type_=ARRAY(Uuid)),
     bindparam("attempts", type_=ARRAY(Integer)),
+    bindparam("scheduled", type_=ARRAY(DateTime(timezone=True))),
     bindparam("sent_ats", type_=ARRAY(DateTime(timezone=True))),
     bindparam("message_ids", type_=ARRAY(String)),
 )
@@ -424,6 +491,7 @@ async def record_sent(session: AsyncSession, sent: Sequence[Sent]) -> list[Row[A
         {
             "ids": [s.lease.reminder.id for s in ordered],
             "attempts": [s.lease.attempt for s in ordered],
+            "scheduled": [s.lease.reminder.scheduled_for for s in ordered],
             "sent_ats": [s.sent_at for s in ordered],
             "message_ids": [s.lease.reminder.message_id for s in ordered],
         },
@@ -432,18 +500,19 @@ async def record_sent(session: AsyncSession, sent: Sequence[Sent]) -> list[Row[A
 
 
 _RECORD_FAILED = text(
-    """
+    f"""
     UPDATE reminders AS r
     SET status = v.status, due_at = coalesce(v.due_at, r.due_at), last_error = v.error,
         lease_expires_at = NULL, updated_at = now()
-    FROM unnest(:ids, :attempts, :statuses, :due_ats, :errors)
-        AS v(id, attempt, status, due_at, error)
-    WHERE r.id = v.id AND r.status = 'queued' AND r.job_id IS NULL AND r.attempts = v.attempt
+    FROM unnest(:ids, :attempts, :scheduled, :statuses, :due_ats, :errors)
+        AS v(id, attempt, scheduled_for, status, due_at, error)
+    WHERE {_HELD}
     RETURNING r.id, r.booking_id, r.kind, r.status, r.attempts, r.last_error
-    """
+    """  # noqa: S608 (constants)
 ).bindparams(
     bindparam("ids", type_=ARRAY(Uuid)),
     bindparam("attempts", type_=ARRAY(Integer)),
+    bindparam("scheduled", type_=ARRAY(DateTime(timezone=True))),
     bindparam("statuses", type_=ARRAY(String)),
     bindparam("due_ats", type_=ARRAY(DateTime(timezone=True))),
     bindparam("errors", type_=ARRAY(Text)),
@@ -466,6 +535,7 @@ async def record_failures(session: AsyncSession, failures: Sequence[Failure]) ->
         {
             "ids": [f.lease.reminder.id for f in ordered],
             "attempts": [f.lease.attempt for f in ordered],
+            "scheduled": [f.lease.reminder.scheduled_for for f in ordered],
             "statuses": [
                 Status.PENDING.value if f.retry_at else Status.FAILED.value for f in ordered
             ],

@@ -238,6 +238,37 @@ async def test_a_job_delivered_twice_or_for_a_cancelled_reminder_sends_nothing_m
     assert (after["email_1h"]["status"], after["email_1h"]["attempts"]) == ("cancelled", 0)
 
 
+async def test_a_reminder_handed_out_ahead_waits_for_its_time_and_is_dropped_if_cancelled(
+    service: Service,
+) -> None:
+    start = service.day()
+    service.clock.set(start - 2 * HOUR)  # only the 1 h reminder: the 24 h one has passed
+    waiting, kept = service.confirmed(start), service.confirmed(start)
+    await service.confirm(waiting, expect=1)
+    await service.confirm(kept, expect=1)
+    dropped = await _dropped(service)
+
+    service.clock.set(start - HOUR - 3 * SECOND)  # due in 3 s, within the 10 s dispatched ahead
+    for booking in (waiting, kept):
+        await service.until(lambda b=booking: _leased(service, b.booking_id))
+    await service.publish(service.cancelled(waiting))
+    await service.statuses(waiting.booking_id, {"email_1h": "cancelled"})
+    rows = await service.statuses(kept.booking_id, {"email_1h": "sent"})
+    await service.until(lambda: _more_dropped(service, dropped + 1))
+
+    assert service.smtp.to(f"{waiting.booking_id}@example.com") == []
+    (received,) = service.smtp.to(f"{kept.booking_id}@example.com")
+    sent = rows["email_1h"]
+    assert received.message["Message-ID"] == sent["message_id"]
+    assert timedelta(0) <= sent["sent_at"] - sent["scheduled_for"] < 2 * SECOND
+
+
+async def _leased(service: Service, booking_id: uuid.UUID) -> bool:
+    """A worker holds the booking's 1 h reminder (job taken, attempt counted)."""
+    row = (await service.by_kind(booking_id))["email_1h"]
+    return row["status"] == "queued" and row["job_id"] is None and row["attempts"] == 1
+
+
 async def _more_dropped(service: Service, at_least: float) -> bool:
     return await _dropped(service) >= at_least
 

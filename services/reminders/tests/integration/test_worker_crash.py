@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -154,3 +155,48 @@ async def test_a_worker_killed_mid_batch_leaves_nothing_undelivered(
 
 async def _at_least(smtp: SmtpSink, count: int) -> bool:
     return len(smtp.received) >= count
+
+
+async def test_a_worker_stopping_gives_back_what_it_holds_for_later_and_it_goes_out_on_time(
+    service: Service, smtp: SmtpSink
+) -> None:
+    smtp.stall_after = None
+    # due in 8 s: handed out at once (10 s ahead) and held by the first worker
+    start = datetime.now(UTC) + timedelta(hours=1, seconds=8)
+    bookings = [service.confirmed(start) for _ in range(3)]
+    first_stop = asyncio.Event()
+    first = asyncio.create_task(run_worker(service.settings, first_stop))
+    try:
+        for booking in bookings:
+            await service.publish(booking)
+        for booking in bookings:
+            await service.until(lambda b=booking: _held(service, b.booking_id), timeout_s=30)
+    finally:
+        first_stop.set()
+        await first
+    assert datetime.now(UTC) < start - timedelta(hours=1), "too slow: the reminders fell due"
+    for booking in bookings:
+        row = (await service.by_kind(booking.booking_id))["email_1h"]
+        assert (row["status"], row["attempts"], row["lease_expires_at"]) == ("pending", 0, None)
+
+    second_stop = asyncio.Event()
+    second = asyncio.create_task(run_worker(service.settings, second_stop))
+    try:
+        rows = [
+            (await service.statuses(b.booking_id, {"email_1h": "sent"}, timeout_s=40))["email_1h"]
+            for b in bookings
+        ]
+    finally:
+        second_stop.set()
+        await second
+    for booking, row in zip(bookings, rows, strict=True):
+        (received,) = smtp.to(f"{booking.booking_id}@example.com")
+        assert received.message["Message-ID"] == row["message_id"]
+        assert row["attempts"] == 1
+        assert row["sent_at"] >= row["scheduled_for"]
+
+
+async def _held(service: Service, booking_id: uuid.UUID) -> bool:
+    rows = await service.by_kind(booking_id)
+    row = rows.get("email_1h")
+    return row is not None and row["status"] == "queued" and row["job_id"] is None
