@@ -1,0 +1,78 @@
+"""The platform for end-to-end tests: a Kafka broker of its own (fresh topics and consumer
+groups, and free to stop and start), the three services as real processes on their own
+databases, the payment service stand-in and a mail server that keeps what it receives."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from tests.support.broker import PrivateBroker, private_broker
+from tests.support.platform import Platform, free_port
+from tests.support.standins import MailSink, PaymentStandIn
+
+from .api import Api, connect
+
+SETTINGS = {
+    "reminders": {"DISPATCH_INTERVAL_S": "0.2", "SMTP_TIMEOUT_S": "5", "SMTP_IDLE_S": "2"},
+    "booking": {"EXPIRY_INTERVAL_S": "0.2"},
+}
+
+
+@pytest.fixture(scope="package")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
+    kafka = private_broker(tmp_path_factory.mktemp("e2e-kafka"))
+    kafka.start()
+    yield kafka
+    kafka.stop()
+
+
+@pytest.fixture(scope="package")
+def mail() -> Iterator[MailSink]:
+    sink = MailSink(port=free_port())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def payments(broker: PrivateBroker) -> AsyncIterator[PaymentStandIn]:
+    standin = PaymentStandIn(broker.bootstrap)
+    await standin.start()
+    yield standin
+    await standin.stop()
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def platform(
+    postgres_dsn: str,
+    broker: PrivateBroker,
+    mail: MailSink,
+    payments: PaymentStandIn,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Platform]:
+    settings = {k: dict(v) for k, v in SETTINGS.items()}
+    settings["reminders"] |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail.port)}
+    running = Platform(
+        postgres_dsn=postgres_dsn,
+        kafka=broker.bootstrap,
+        logs=Path(tmp_path_factory.mktemp("e2e-logs")),
+        settings=settings,
+    )
+    try:
+        await running.start()
+        yield running
+    finally:
+        running.stop()
+        await running.drop_databases()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(platform: Platform) -> AsyncIterator[Api]:
+    async with connect(
+        platform.url("timeslots"), platform.url("booking"), platform.url("reminders")
+    ) as client:
+        yield client

@@ -1,0 +1,227 @@
+"""Whole journeys through the running platform: HTTP with real JWTs in, Kafka between the
+services, the payment stand-in paying, email arriving at a real SMTP server."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from tests.support.standins import MailSink, PaymentStandIn
+
+from .api import Api, auth, expect, next_minute, unique_user, until, utc_now
+
+HOUR = timedelta(hours=1)
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def booked_count(api: Api, slot_id: str, count: int) -> dict[str, object]:
+    async def probe() -> dict[str, object] | None:
+        slot = await api.slot(slot_id)
+        return slot if slot["booked_count"] == count else None
+
+    return await until(probe, what=f"slot {slot_id} with {count} booked")
+
+
+async def test_a_room_is_set_up_searched_booked_paid_confirmed_and_its_reminder_arrives(
+    api: Api, mail: MailSink
+) -> None:
+    # a booking whose 1-hour reminder falls due within ~80 s: the email is checked at the end
+    tokyo = await api.create_room(
+        "Fuji", time_zone="Asia/Tokyo", hourly_rate="6000", currency="JPY"
+    )
+    soon = await api.custom_slot(tokyo["id"], next_minute(utc_now() + HOUR + timedelta(seconds=20)))
+    guest = unique_user()
+    reminded = expect(await api.book(guest, soon["id"]), 201)
+
+    # an admin sets up a room and its working hours, and generates a week of slots
+    room = await api.create_room(
+        "Consultation 1", time_zone="America/New_York", hourly_rate="60.00", currency="USD"
+    )
+    await api.put_schedule(
+        room["id"],
+        open_weekdays=[1, 2, 3, 4, 5, 6, 7],
+        hours=[{"start": "09:00", "end": "17:00"}],
+        slot_minutes=60,
+    )
+    new_york = ZoneInfo("America/New_York")
+    today = utc_now().astimezone(new_york).date()
+    generated = await api.generate(room["id"], today + timedelta(days=2), today + timedelta(days=8))
+    assert generated["created"] == 7 * 8
+    assert (await api.generate(room["id"], today + timedelta(days=2), today + timedelta(days=8)))[
+        "created"
+    ] == 0
+
+    # a user searches a day and books its 10:00 (New York time)
+    user = unique_user()
+    day = today + timedelta(days=3)
+    free = await api.availability(user, room["id"], day)
+    assert [at(s["local_starts_at"]).hour for s in free] == list(range(9, 17))
+    ten = next(s for s in free if at(s["local_starts_at"]).hour == 10)
+    assert at(ten["starts_at"]) == datetime.combine(
+        day, datetime.min.time().replace(hour=10), new_york
+    )
+    created = expect(await api.book(user, ten["slot_id"]), 201)
+    assert (created["status"], created["payment_status"]) == ("pending", "pending")
+    assert created["price"] == {"amount": "60.00", "currency": "USD"}
+    assert created["hold_expires_at"] is not None
+
+    # the payment service charges it; the booking is confirmed; the place is taken everywhere
+    confirmed = await api.wait_status(user, created["id"], "confirmed")
+    assert (confirmed["payment_status"], confirmed["payment_id"]) == (
+        "paid",
+        f"pay-{created['id']}",
+    )
+    await booked_count(api, ten["slot_id"], 1)
+    after = await api.availability(user, room["id"], day)
+    assert ten["slot_id"] not in {s["slot_id"] for s in after}
+    assert len(after) == 7
+    taken = await api.book(unique_user(), ten["slot_id"])
+    assert taken.status_code == 409
+
+    # reminders: 24 h and 1 h before the start
+    reminders = await api.wait_reminders(
+        created["id"], {"email_24h": "pending", "email_1h": "pending"}
+    )
+    start = at(ten["starts_at"])
+    assert at(reminders["email_24h"]["scheduled_for"]) == start - 24 * HOUR
+    assert at(reminders["email_1h"]["scheduled_for"]) == start - HOUR
+
+    # the Tokyo booking: paid, confirmed, only its 1-hour reminder (the 24-hour one has passed),
+    # which arrives by email in Tokyo time
+    await api.wait_status(guest, reminded["id"], "confirmed")
+    sent = await api.wait_reminders(reminded["id"], {"email_1h": "sent"}, timeout_s=150)
+    (message,) = mail.to(f"{guest}@example.com")
+    local = at(soon["starts_at"]).astimezone(ZoneInfo("Asia/Tokyo"))
+    assert f"at {local:%H:%M} (Asia/Tokyo)" in str(message.message["Subject"])
+    assert "Fuji" in str(message.message["Subject"])
+    assert message.message_id == sent["email_1h"]["message_id"]
+    scheduled = at(sent["email_1h"]["scheduled_for"])
+    assert scheduled == at(soon["starts_at"]) - HOUR
+    assert (
+        timedelta(0)
+        <= datetime.fromtimestamp(message.arrived, scheduled.tzinfo) - scheduled
+        < 5 * timedelta(seconds=1)
+    )
+
+
+async def test_cancelling_refunds_by_the_notice_given(api: Api, payments: PaymentStandIn) -> None:
+    room = await api.create_room("Studio B", hourly_rate="40.00", currency="EUR")
+    now = utc_now()
+    cases = {  # notice -> (percent, refund)
+        48 * HOUR: ("100", "40.00"),
+        12 * HOUR: ("50", "20.00"),
+        2 * HOUR: ("0", None),
+    }
+    bookings = {}
+    for notice in cases:
+        slot = await api.custom_slot(room["id"], next_minute(now + notice))
+        user = unique_user()
+        booking = expect(await api.book(user, slot["id"]), 201)
+        bookings[notice] = (user, slot, booking)
+    for user, _, booking in bookings.values():
+        await api.wait_status(user, booking["id"], "confirmed")
+
+    for notice, (percent, refund) in cases.items():
+        user, slot, booking = bookings[notice]
+        quote = await api.refund_quote(user, booking["id"])
+        assert Decimal(quote["percent"]) == Decimal(percent)
+        cancelled = await api.cancel(user, booking["id"], reason="plans changed")
+        assert cancelled["status"] == "cancelled"
+        assert cancelled["cancelled_by"] == "user"
+        if refund is None:
+            assert cancelled["refund"] is None
+            assert cancelled["payment_status"] == "paid"
+        else:
+            assert cancelled["refund"] == {"amount": refund, "currency": "EUR"}
+            assert cancelled["payment_status"] == "refunded"
+        await booked_count(api, slot["id"], 0)
+
+    async def refunds() -> dict[UUID, str] | None:
+        found = {r.booking_id: str(r.amount.amount) for r in payments.refunds}
+        wanted = {UUID(bookings[n][2]["id"]) for n in (48 * HOUR, 12 * HOUR)}
+        return found if wanted <= set(found) else None
+
+    found = await until(refunds, what="refund requests at the payment service")
+    assert found[UUID(bookings[48 * HOUR][2]["id"])] == "40.00"
+    assert found[UUID(bookings[12 * HOUR][2]["id"])] == "20.00"
+    assert UUID(bookings[2 * HOUR][2]["id"]) not in found
+    for notice in cases:
+        _, _, booking = bookings[notice]
+        expected = {"email_1h": "cancelled"} | (
+            {"email_24h": "cancelled"} if notice > 24 * HOUR else {}
+        )
+        await api.wait_reminders(booking["id"], expected)
+
+
+async def test_rescheduling_moves_the_place_and_the_reminders(api: Api) -> None:
+    room = await api.create_room("Room C")
+    now = utc_now()
+    first = await api.custom_slot(room["id"], next_minute(now + 30 * HOUR))
+    second = await api.custom_slot(room["id"], next_minute(now + 50 * HOUR))
+    user = unique_user()
+    booking = expect(await api.book(user, first["id"]), 201)
+    await api.wait_status(user, booking["id"], "confirmed")
+    await api.wait_reminders(booking["id"], {"email_24h": "pending", "email_1h": "pending"})
+
+    moved = await api.reschedule(user, booking["id"], second["id"])
+
+    assert (moved["slot_id"], moved["starts_at"]) == (second["id"], moved["starts_at"])
+    assert at(moved["starts_at"]) == at(second["starts_at"])
+    assert moved["price"] == booking["price"]
+    await booked_count(api, first["id"], 0)
+    await booked_count(api, second["id"], 1)
+
+    async def moved_reminders() -> list[dict[str, object]] | None:
+        live = [r for r in await api.reminders_of(booking["id"]) if r["status"] == "pending"]
+        starts = {at(str(r["starts_at"])) for r in live}
+        return live if len(live) == 2 and starts == {at(second["starts_at"])} else None
+
+    live = await until(moved_reminders, what="reminders moved to the new time")
+    by_channel = {r["channel"]: at(str(r["scheduled_for"])) for r in live}
+    assert by_channel == {
+        "email_24h": at(second["starts_at"]) - 24 * HOUR,
+        "email_1h": at(second["starts_at"]) - HOUR,
+    }
+
+
+async def test_unpaid_declined_completed_and_no_show_bookings_end_as_they_should(
+    api: Api,
+) -> None:
+    room = await api.create_room("Room D")
+    start = next_minute(utc_now() + timedelta(seconds=30))
+    slot = await api.custom_slot(room["id"], start, minutes=30, max_bookings=4)
+    unpaid, declined = unique_user("unpaid"), unique_user("declined")
+    attended, absent = unique_user(), unique_user()
+    ids = {}
+    for user in (unpaid, declined, attended, absent):
+        ids[user] = expect(await api.book(user, slot["id"]), 201)["id"]
+
+    refused = await api.wait_status(declined, ids[declined], "cancelled")
+    assert refused["cancelled_by"] == "system"
+    await api.wait_status(attended, ids[attended], "confirmed")
+    await api.wait_status(absent, ids[absent], "confirmed")
+    held = await api.get_booking(unpaid, ids[unpaid])
+    assert held["status"] == "pending"
+    assert at(held["hold_expires_at"]) == start  # a hold never outlasts the slot's start
+
+    too_early = await api.admin_action(ids[attended], "complete")
+    assert too_early.status_code == 409
+    await until(lambda: _started(start), timeout_s=120, what="the slot's start")
+
+    await api.wait_status(unpaid, ids[unpaid], "expired", timeout_s=30)
+    by_user = await api.booking.post(f"/bookings/{ids[attended]}/complete", headers=auth(attended))
+    assert by_user.status_code == 403
+    assert expect(await api.admin_action(ids[attended], "complete"), 200)["status"] == "completed"
+    assert expect(await api.admin_action(ids[absent], "no-show"), 200)["status"] == "no_show"
+    again = await api.admin_action(ids[absent], "complete")
+    assert again.status_code == 409
+    await booked_count(api, slot["id"], 2)
+
+
+async def _started(moment: datetime) -> bool:
+    return utc_now() >= moment

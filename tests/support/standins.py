@@ -1,0 +1,260 @@
+"""Stand-ins for the systems around the platform that are not ours: the payment service and a
+mail server. Used by the end-to-end tests, the end-to-end benchmark and ``make up`` (so that a
+booking made by hand gets paid and its reminders land somewhere you can read them).
+
+``python -m tests.support.standins --kafka HOST:PORT --smtp-port 2525 --mail-dir DIR`` runs
+both until SIGINT or SIGTERM.
+
+The payment stand-in behaves as the real payment service does on the wire: it consumes
+``BookingCreated`` from ``booking.events`` (consumer group ``payment-standin``, offsets
+committed after its answer is acknowledged) and publishes ``PaymentSucceeded`` for the price,
+or ``PaymentFailed``, on ``payments.events`` keyed by booking id; the payment id is derived from
+the booking, so a repeated ``BookingCreated`` yields the same payment. It reads
+``RefundRequested`` too and keeps them. Whom it charges is decided by the user id:
+
+* ``unpaid-…`` never pays (the hold runs out);
+* ``declined-…`` is declined (``PaymentFailed``);
+* anyone else pays the full price.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email
+import email.policy
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer
+from aiosmtpd.controller import Controller
+
+from shared.events import topics
+from shared.events.catalogue import (
+    BookingCreated,
+    PaymentFailed,
+    PaymentSucceeded,
+    RefundRequested,
+)
+from shared.events.envelope import Envelope, Event, EventDecodeError, decode
+from shared.kafka import KafkaPublisher, ensure_topics
+from shared.outbox import OutboundRecord
+
+log = logging.getLogger("standins")
+
+SOURCE = "/payments-standin"
+GROUP = "payment-standin"
+
+
+def payment_id_of(booking_id: UUID) -> str:
+    return f"pay-{booking_id}"
+
+
+def decide(created: BookingCreated) -> Event | None:
+    """The stand-in's answer to a new booking (None: the user never pays)."""
+    if created.user_id.startswith("unpaid-"):
+        return None
+    payment_id = payment_id_of(created.booking_id)
+    if created.user_id.startswith("declined-"):
+        return PaymentFailed(
+            booking_id=created.booking_id, payment_id=payment_id, reason="card declined"
+        )
+    return PaymentSucceeded(
+        booking_id=created.booking_id, payment_id=payment_id, amount=created.price
+    )
+
+
+@dataclass
+class PaymentStandIn:
+    """The payment service, as far as the platform can tell."""
+
+    bootstrap: str
+    group: str = GROUP
+    decide: Callable[[BookingCreated], Event | None] = decide
+    answered: dict[UUID, Envelope] = field(default_factory=dict)
+    """Booking id -> the last payment event published for it."""
+    refunds: list[RefundRequested] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        await ensure_topics(self.bootstrap, [topics.BOOKING_EVENTS, topics.PAYMENT_EVENTS])
+        self._task = asyncio.create_task(self._run(), name="payment-standin")
+        ready = asyncio.create_task(self._ready.wait())
+        done, _ = await asyncio.wait(
+            {ready, self._task}, timeout=timeout_s, return_when="FIRST_COMPLETED"
+        )
+        if self._task in done:
+            self._task.result()  # raises what stopped it
+        if ready not in done:
+            ready.cancel()
+            raise TimeoutError("the payment stand-in got no partitions")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def refunds_of(self, booking_id: UUID) -> list[RefundRequested]:
+        return [r for r in self.refunds if r.booking_id == booking_id]
+
+    async def _run(self) -> None:
+        publisher = KafkaPublisher(self.bootstrap, client_id="payment-standin")
+        consumer = AIOKafkaConsumer(
+            topics.BOOKING_EVENTS,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                if consumer.assignment():
+                    self._ready.set()
+                answers: list[tuple[UUID, Envelope]] = []
+                for records in batches.values():
+                    for record in records:
+                        answer = self._answer(record.value)
+                        if answer is not None:
+                            answers.append(answer)
+                if answers:
+                    await publisher.send_batch(
+                        [
+                            OutboundRecord(
+                                topic=topics.PAYMENT_EVENTS,
+                                key=envelope.subject or str(booking_id),
+                                value=envelope.to_json_bytes(),
+                                headers=envelope.headers(),
+                            )
+                            for booking_id, envelope in answers
+                        ]
+                    )
+                    for booking_id, envelope in answers:
+                        self.answered[booking_id] = envelope
+                if batches:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+            await publisher.stop()
+
+    def _answer(self, value: bytes | None) -> tuple[UUID, Envelope] | None:
+        try:
+            envelope, event = decode(value or b"")
+        except EventDecodeError:
+            return None
+        if isinstance(event, RefundRequested):
+            self.refunds.append(event)
+            log.info("refund requested: booking %s, %s", event.booking_id, event.amount)
+            return None
+        if not isinstance(event, BookingCreated):
+            return None
+        answer = self.decide(event)
+        if answer is None:
+            log.info("booking %s: the user does not pay", event.booking_id)
+            return None
+        log.info("booking %s: %s", event.booking_id, answer.type_name())
+        return event.booking_id, Envelope.wrap(
+            answer,
+            source=SOURCE,
+            correlation_id=envelope.correlationid,
+            causation_id=str(envelope.id),
+        )
+
+
+# --- mail ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mail:
+    arrived: float
+    recipients: list[str]
+    message: EmailMessage
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+@dataclass
+class MailSink:
+    """An SMTP server that accepts every message and keeps it (and writes it to ``directory``
+    as ``.eml`` when given)."""
+
+    port: int
+    host: str = "127.0.0.1"
+    directory: Path | None = None
+    received: list[Mail] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: Controller | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        mail = Mail(time.time(), list(envelope.rcpt_tos), message)
+        with self._lock:
+            self.received.append(mail)
+            count = len(self.received)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / f"{count:05d}.eml").write_bytes(envelope.content)
+        log.info("mail to %s: %s", ", ".join(mail.recipients), message["Subject"])
+        return "250 OK"
+
+    def start(self) -> None:
+        self._controller = Controller(self, hostname=self.host, port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+    def to(self, address: str) -> list[Mail]:
+        with self._lock:
+            return [m for m in self.received if address in m.recipients]
+
+
+# --- as a process ----------------------------------------------------------------------
+
+
+async def _serve(kafka: str, smtp_port: int, mail_dir: Path | None) -> None:
+    mail = MailSink(port=smtp_port, directory=mail_dir)
+    mail.start()
+    payments = PaymentStandIn(kafka)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await payments.start()
+    log.info("payment stand-in on %s, mail sink on 127.0.0.1:%d", kafka, smtp_port)
+    try:
+        await stop.wait()
+    finally:
+        await payments.stop()
+        mail.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="payment service and mail server stand-ins")
+    parser.add_argument("--kafka", default="127.0.0.1:9092")
+    parser.add_argument("--smtp-port", type=int, default=2525)
+    parser.add_argument("--mail-dir", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_serve(args.kafka, args.smtp_port, args.mail_dir))
+
+
+if __name__ == "__main__":
+    main()
