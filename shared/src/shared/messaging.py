@@ -170,6 +170,7 @@ class EventConsumer:
             self._durations = self.metrics.histogram(
                 "event_handling_seconds", "Time to handle one event", ["consumer"]
             )
+        self._expose_dead_letters("?")  # undecodable records
 
     def on(
         self, event_type: type[E]
@@ -184,6 +185,7 @@ class EventConsumer:
             if event_type in self._handlers:
                 raise ValueError(f"{self.name} already handles {event_type.type_name()}")
             self._handlers[event_type] = handler
+            self._expose_dead_letters(event_type.type_name())
             return handler
 
         return register
@@ -344,6 +346,12 @@ class EventConsumer:
             await asyncio.wait_for(self._stopping.wait(), delay)
         return self._stopping.is_set()
 
+    def _expose_dead_letters(self, event_type: str) -> None:
+        """Export the dead-letter count of ``event_type`` at 0 before the first one, so that
+        ``increase()`` over it also sees the first dead letter."""
+        if self._outcomes is not None:
+            self._outcomes.labels(self.name, event_type, Outcome.DEAD_LETTERED.value)
+
     def _count(self, event_type: str, outcome: Outcome) -> None:
         if self._outcomes is not None:
             self._outcomes.labels(self.name, event_type, outcome.value).inc()
@@ -425,6 +433,7 @@ class BatchEventConsumer(EventConsumer):
         if self._handlers:
             raise ValueError(f"{self.name} already consumes a batch type")
         self._handlers[event_type] = _not_called
+        self._expose_dead_letters(event_type.type_name())
         self._apply_batch, self._after_commit = apply, applied
 
     def attach(self, broker: KafkaBroker, **_: Any) -> None:
@@ -491,8 +500,13 @@ class BatchEventConsumer(EventConsumer):
                 items.append((record, envelope, event))
             else:
                 self._count(envelope.type, Outcome.IGNORED)
-        if not items:
-            return True
+        return await self._apply_items(items) if items else True
+
+    async def _apply_items(self, items: list[tuple[IncomingRecord, Envelope, Event]]) -> bool:
+        """Claim and apply ``items`` in one transaction, retried while it fails. A batch that
+        keeps failing is split into its records, each applied on its own, so that only a
+        record that fails alone goes to the dead-letter topic. False: the consumer stopped
+        before it was done (nothing to commit)."""
         failures = outage_waits = 0
         while True:
             try:
@@ -518,13 +532,7 @@ class BatchEventConsumer(EventConsumer):
                 else:
                     failures += 1
                     if failures >= self.retry.max_attempts:
-                        log.error("%s: giving up on a batch", self.name, exc_info=True)
-                        reason = f"failed {failures} times, last error: {_describe(exc)}"
-                        for record, envelope, _ in items:
-                            await self._dead_letter(
-                                record, "retries_exhausted", reason, event_type=envelope.type
-                            )
-                        return True
+                        return await self._give_up(items, failures, exc)
                     delay = self.retry.backoff(failures)
                 log.warning("%s: batch failed, retrying in %.1fs", self.name, delay, exc_info=True)
                 if await self._interrupted_by_stop(delay):
@@ -536,6 +544,28 @@ class BatchEventConsumer(EventConsumer):
         if new and self._after_commit is not None:
             self._after_commit(result)
         return True
+
+    async def _give_up(
+        self, items: list[tuple[IncomingRecord, Envelope, Event]], failures: int, exc: Exception
+    ) -> bool:
+        if len(items) > 1:
+            log.error(
+                "%s: a batch of %d keeps failing; applying its records one by one",
+                self.name,
+                len(items),
+                exc_info=True,
+            )
+            for item in items:
+                if not await self._apply_items([item]):
+                    return False
+            return True
+        ((record, envelope, _),) = items
+        log.error("%s: giving up on %s", self.name, envelope.type, exc_info=True)
+        reason = f"failed {failures} times, last error: {_describe(exc)}"
+        outcome = await self._dead_letter(
+            record, "retries_exhausted", reason, event_type=envelope.type
+        )
+        return outcome is not Outcome.ABANDONED
 
 
 async def _not_called(event: Event, ctx: EventContext) -> None:  # pragma: no cover

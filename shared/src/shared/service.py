@@ -23,6 +23,7 @@ from shared.http.auth import JwtConfig, JwtVerifier
 from shared.http.health import Check, database_check, kafka_check
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher, ensure_topics, make_broker
+from shared.lag import ConsumerLagMonitor
 from shared.messaging import BatchEventConsumer, EventConsumer, RetryPolicy
 from shared.outbox import Outbox, OutboxRelay, RelayStats
 from shared.settings import ServiceSettings
@@ -110,6 +111,18 @@ class ServiceRuntime:
         self._backlog_age = self.metrics.gauge(
             "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
         )
+        self.lag_monitor = ConsumerLagMonitor(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"{settings.service_name}-lag",
+            groups=self.consumers,
+            gauge=self.metrics.gauge(
+                "kafka_consumer_lag",
+                "Records on the topic that the consumer group has not committed yet",
+                ["consumer", "topic"],
+            ),
+            interval_s=settings.metrics_lag_interval_s,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+        )
 
     def consumer(
         self, name: str, *, permanent_errors: tuple[type[BaseException], ...] = ()
@@ -185,6 +198,8 @@ class ServiceRuntime:
         loops = list(self._loops)
         if self.run_relay:
             loops.insert(0, ("outbox-relay", self.relay.run))
+        if self.consumers:
+            loops.append(("kafka-consumer-lag", self.lag_monitor.run))
         self._tasks = [
             asyncio.create_task(
                 self._supervise(

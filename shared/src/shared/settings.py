@@ -44,6 +44,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)
+    metrics_lag_interval_s: float = Field(default=15.0, gt=0)
 
     @field_validator("log_level")
     @classmethod

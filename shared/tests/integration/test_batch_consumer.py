@@ -110,5 +110,22 @@ async def test_a_failing_batch_is_retried_and_then_dead_lettered_record_by_recor
     assert b"always-fails" in (dead[0].value or b"")
 
 
+async def test_a_batch_that_keeps_failing_is_split_and_only_the_bad_record_dead_lettered(
+    db: Db, kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
+) -> None:
+    group = unique("batch")
+    records = [envelope_bytes("before"), envelope_bytes("always-fails"), envelope_bytes("after")]
+    await produce(kafka_bootstrap, topic, records)
+
+    async with running_batches(db, kafka_bootstrap, group) as handed_on:
+        dead = await read_topic(kafka_bootstrap, f"{topic}.dlq", at_least=1)
+        await eventually(lambda: effect_notes(db), lambda n: len(n) >= 2)
+
+    assert sorted(await effect_notes(db)) == ["after", "before"]
+    assert sorted(n for batch in handed_on for n in batch) == ["after", "before"]
+    assert [r.value for r in dead] == [records[1]]
+    assert dict(dead[0].headers)["dlq_kind"] == b"retries_exhausted"
+
+
 async def _count(batches: Any) -> int:
     return len(batches)

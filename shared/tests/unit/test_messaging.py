@@ -140,3 +140,42 @@ async def test_a_dead_letter_waits_for_the_broker_and_is_abandoned_on_stop() -> 
     stopping = make_consumer(CollectingSink(failures=1_000_000))
     stopping.stop()
     assert await stopping.process(record) is Outcome.ABANDONED
+
+
+async def test_both_consumer_kinds_export_their_dead_letters_from_zero() -> None:
+    """``increase(events_consumed_total{outcome="dead_lettered"}[..])`` must also see the
+    first dead letter: the series exists, at 0, before it."""
+    from sqlalchemy import MetaData
+
+    from shared.http.metrics import Metrics
+    from shared.messaging import BatchEventConsumer, IncomingRecord, Outcome
+
+    metrics = Metrics()
+    options = {
+        "session_factory": None,
+        "inbox_table": outbox_table(MetaData()),
+        "retry": RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.001),
+        "metrics": metrics,
+    }
+    single = EventConsumer(name="single", dead_letters=CollectingSink(), **options)  # type: ignore[arg-type]
+    single.on(PaymentSucceeded)(_never_called)
+    batch = BatchEventConsumer(name="batch", dead_letters=CollectingSink(), **options)  # type: ignore[arg-type]
+    batch.on_batch(PaymentFailed, lambda session, items: _never_called(None, None), lambda _: None)
+
+    def dead_lettered(consumer: str, event_type: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "events_consumed_total",
+            {"consumer": consumer, "event_type": event_type, "outcome": "dead_lettered"},
+        )
+
+    assert dead_lettered("single", "PaymentSucceeded.v1") == 0
+    assert dead_lettered("batch", "PaymentFailed.v1") == 0
+    garbage = IncomingRecord(topic="t", partition=0, offset=1, key=None, value=b"garbage")
+    assert await single.process(garbage) is Outcome.DEAD_LETTERED
+    assert await batch.process_batch([garbage])
+    assert dead_lettered("single", "?") == 1
+    assert dead_lettered("batch", "?") == 1
+
+
+async def _never_called(event: object, ctx: object) -> None:
+    raise AssertionError("not reached in these tests")
