@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # One image recipe for every service of the platform. Build it from the repository root:
 #
 #   docker build -f deploy/docker/service.Dockerfile \
@@ -15,6 +16,10 @@
 #
 #   docker run --rm booking-platform/booking:dev migrate   # alembic upgrade head, then exit
 #   docker run booking-platform/booking:dev                # serve (the default command)
+#   docker run booking-platform/reminders:dev worker       # reminder delivery workers only
+#
+# Only the locked runtime dependencies of `<SERVICE>-service` and the shared kernel are
+# installed (no dev group, no other service, no tests); the image runs as uid/gid 10001.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -38,7 +43,7 @@ RUN pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
-    UV_PYTHON=/usr/local/bin/python3.11
+    UV_PYTHON=/usr/local/bin/python3
 
 WORKDIR /app
 
@@ -102,11 +107,14 @@ USER 10001:10001
 EXPOSE ${PORT}
 
 # No curl in the slim image: probe with the standard library. The port is
-# `<PREFIX>HTTP_PORT` when set, else the build-time PORT.
+# `<PREFIX>HTTP_PORT` when set, else the build-time PORT. Only `serve` has an HTTP port:
+# disable the healthcheck for containers that run `migrate` or `reminders worker`
+# (docker-compose.yml does). Kubernetes ignores it and uses the probes of deploy/k8s.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; port = os.environ.get(os.environ['SERVICE'].upper() + '_HTTP_PORT') or os.environ['SERVICE_PORT']; urllib.request.urlopen(f'http://127.0.0.1:{port}/health/live', timeout=4)"]
 
-# `<SERVICE> serve | migrate | openapi`: the console script of the service, exec'd so that it
-# runs as PID 1 and receives SIGTERM directly. The arguments come from CMD (or `docker run`).
+# `<SERVICE> serve | migrate | openapi | asyncapi` (and `timeslots generate`,
+# `reminders worker`): the console script of the service, exec'd so that it runs as PID 1 and
+# receives SIGTERM directly. The arguments come from CMD (or `docker run`).
 ENTRYPOINT ["/bin/sh", "-c", "exec \"${SERVICE}\" \"$@\"", "--"]
 CMD ["serve"]

@@ -24,7 +24,6 @@ package, built from ``<service>.main.create_app()`` (which connects to nothing);
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Iterable
@@ -36,7 +35,7 @@ from pydantic.json_schema import models_json_schema
 from shared.events import catalogue  # noqa: F401  (registers every payload model)
 from shared.events.envelope import Envelope, Event, EventCatalogue
 from shared.events.topics import dead_letter_topic
-from shared.generated import write_or_check
+from shared.generated import service_app, write_or_check
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -249,12 +248,6 @@ def _schemas(models: list[type[Event]]) -> dict[str, Any]:
     return schemas
 
 
-def _app_of(service: str) -> FastAPI:
-    module = importlib.import_module(f"{service}.main")
-    app: FastAPI = module.create_app()
-    return app
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("directory", type=Path)
@@ -262,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if DIR is not current")
     args = parser.parse_args(argv)
     directory: Path = args.directory
-    wanted = {f"{s}.json": render(document_of(_app_of(s))) for s in args.services}
+    wanted = {f"{s}.json": render(document_of(service_app(s))) for s in args.services}
     return write_or_check(
         directory,
         wanted,

@@ -1,10 +1,23 @@
-"""Documents generated from the code and checked in (event schemas, AsyncAPI)."""
+"""Documents generated from the code and checked in (event schemas, AsyncAPI, OpenAPI)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def service_app(service: str) -> FastAPI:
+    """The app of the service package ``service``, built by ``<service>.main.create_app()``
+    with its default settings (it connects to nothing until its lifespan starts)."""
+    module = importlib.import_module(f"{service}.main")
+    app: FastAPI = module.create_app()
+    return app
 
 
 def write_or_check(

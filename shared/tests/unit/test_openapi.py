@@ -1,0 +1,138 @@
+"""OpenAPI documents of the services, generated from their apps and checked in."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from shared import openapi
+from shared.cli import service_main
+from shared.db import service_metadata
+from shared.generated import service_app
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+from shared.service import ServiceRuntime
+from shared.settings import ServiceSettings
+
+FAKE_SERVICE = """
+from fastapi import APIRouter
+
+from shared.db import service_metadata
+from shared.http.auth import CurrentUser
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+from shared.service import ServiceRuntime
+from shared.settings import ServiceSettings
+
+metadata = service_metadata()
+outbox_table(metadata)
+inbox_table(metadata)
+
+router = APIRouter()
+
+
+@router.get("/things/{thing_id}", tags=["things"])
+async def get_thing(thing_id: int, user: CurrentUser) -> dict[str, int]:
+    return {"id": thing_id}
+
+
+def create_app():
+    runtime = ServiceRuntime(ServiceSettings(service_name="fake"), metadata=metadata, source="/f")
+    app = runtime.create_app(title="Fake service", version="0.0.1", description="Things.")
+    app.include_router(router)
+    return app
+"""
+
+
+@pytest.fixture
+def fake_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A service package ``<name>`` on sys.path whose ``main.create_app()`` serves things."""
+    name = f"fake_service_{uuid.uuid4().hex[:8]}"
+    package = tmp_path / "packages" / name
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "main.py").write_text(textwrap.dedent(FAKE_SERVICE))
+    monkeypatch.syspath_prepend(str(tmp_path / "packages"))
+    yield name
+    for module in [m for m in sys.modules if m.startswith(name)]:
+        del sys.modules[module]
+
+
+def test_the_document_is_the_apps_own_with_its_routes_and_health(fake_service: str) -> None:
+    app = service_app(fake_service)
+    document = openapi.document_of(app)
+
+    assert document == app.openapi()
+    assert document["info"] == {
+        "title": "Fake service",
+        "version": "0.0.1",
+        "description": "Things.",
+    }
+    assert {"/things/{thing_id}", "/health/live", "/health/ready"} <= set(document["paths"])
+    assert "bearerAuth" in document["components"]["securitySchemes"]
+
+
+def test_rendering_is_stable_sorted_json_ending_in_a_newline() -> None:
+    text = openapi.render({"paths": {"/b": {}, "/a": {}}, "info": {"title": "Ü"}})
+
+    assert text.endswith("}\n")
+    assert text.index('"info"') < text.index('"paths"')
+    assert text.index('"/a"') < text.index('"/b"')
+    assert json.loads(text) == {"paths": {"/b": {}, "/a": {}}, "info": {"title": "Ü"}}
+
+
+metadata = service_metadata()
+outbox_table(metadata)
+inbox_table(metadata)
+
+
+def app_factory(settings: ServiceSettings) -> FastAPI:
+    runtime = ServiceRuntime(settings, metadata=metadata, source="/svc")
+    return runtime.create_app(title="Svc", version="2.0")
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_the_file_holds_what_the_cli_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    code = service_main(
+        settings_factory=lambda: ServiceSettings(service_name="svc"),
+        app_factory=app_factory,
+        alembic_ini=Path("unused.ini"),
+        argv=["openapi"],
+    )
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed == openapi.render(openapi.document_of(app_factory(ServiceSettings())))
+
+
+def test_export_then_check_passes_and_a_stale_document_fails(
+    fake_service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "docs"
+    document = directory / f"{fake_service}.json"
+
+    assert openapi.main([str(directory), fake_service]) == 0
+    assert json.loads(document.read_text())["info"]["title"] == "Fake service"
+    assert openapi.main([str(directory), fake_service, "--check"]) == 0
+
+    document.write_text(document.read_text().replace("/things/{thing_id}", "/other/{thing_id}"))
+    (directory / "other-service.json").write_text("{}")
+    assert openapi.main([str(directory), fake_service, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"OpenAPI documents out of date in {directory}: {fake_service}.json\n" in err
+    assert f"python -m shared.openapi {directory} {fake_service}" in err
+
+    assert openapi.main([str(directory), fake_service]) == 0
+    assert (directory / "other-service.json").read_text() == "{}", "not ours to remove"
+    assert openapi.main([str(directory), fake_service, "--check"]) == 0
+
+
+def test_a_missing_document_fails_the_check(fake_service: str, tmp_path: Path) -> None:
+    assert openapi.main([str(tmp_path / "empty"), fake_service, "--check"]) == 1
