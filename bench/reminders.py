@@ -335,7 +335,13 @@ async def main(batch: int, small_batch: int) -> dict[str, Any]:
             )
         )
         for i in range(WORKERS):
-            processes.append(start(["worker"], env, logs / f"reminders-worker-{i + 1}.log"))
+            processes.append(
+                start(
+                    ["worker", "--port", str(free_port())],
+                    env,
+                    logs / f"reminders-worker-{i + 1}.log",
+                )
+            )
         started = time.monotonic()
         await wait_ready(http_port, kafka, WORKERS)
         print(f"dispatcher and {WORKERS} workers ready in {time.monotonic() - started:.1f}s")

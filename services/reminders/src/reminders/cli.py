@@ -1,7 +1,9 @@
 """``reminders serve | migrate | openapi | asyncapi | worker``.
 
-``worker`` runs only the delivery workers (no HTTP, no scheduling, no dispatching) until
-SIGINT or SIGTERM: start as many as the load needs, they share the jobs as a consumer group.
+``worker`` runs only the delivery workers (no scheduling, no dispatching) until SIGINT or
+SIGTERM, with the HTTP endpoints operators need (``/health/live``, ``/health/ready``,
+``/metrics``) on ``--port``: start as many as the load needs, they share the jobs as a
+consumer group.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ from reminders.settings import RemindersSettings
 from shared.cli import Command, service_main
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
+WORKER_PORT = 8013
+
+
+def worker_settings(settings: RemindersSettings) -> RemindersSettings:
+    return settings.model_copy(
+        update={"scheduler_enabled": False, "dispatcher_enabled": False, "worker_enabled": True}
+    )
 
 
 async def run_worker(settings: RemindersSettings, stop: asyncio.Event | None = None) -> None:
-    """Deliver jobs until ``stop`` is set (by default: until SIGINT or SIGTERM)."""
-    only_worker = settings.model_copy(
-        update={"scheduler_enabled": False, "dispatcher_enabled": False, "worker_enabled": True}
-    )
-    runtime = create_runtime(only_worker)
+    """Deliver jobs in this process, without HTTP, until ``stop`` is set (by default: until
+    SIGINT or SIGTERM)."""
+    runtime = create_runtime(worker_settings(settings))
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -37,15 +44,25 @@ async def run_worker(settings: RemindersSettings, stop: asyncio.Event | None = N
         await runtime.stop()
 
 
-def _worker(settings: RemindersSettings, _: argparse.Namespace) -> int:
-    asyncio.run(run_worker(settings))
+def _configure_worker(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="default: the service's http_host")
+    parser.add_argument("--port", type=int, default=WORKER_PORT)
+
+
+def _worker(settings: RemindersSettings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    app = create_app(worker_settings(settings))
+    host = args.host or settings.http_host
+    uvicorn.run(app, host=host, port=args.port, log_config=None, access_log=False)
     return 0
 
 
 WORKER = Command[RemindersSettings](
     name="worker",
-    help="run only the delivery workers (a consumer group: start as many as needed)",
-    configure=lambda _: None,
+    help="run only the delivery workers (a consumer group: start as many as needed), "
+    "with health and metrics on --port",
+    configure=_configure_worker,
     run=_worker,
 )
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -23,6 +24,7 @@ from reminders.main import create_app
 from shared.db import asyncpg_dsn
 from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
+from tests.support.platform import free_port
 from tests.support.service import running
 
 from .conftest import Service, settings_for
@@ -86,7 +88,7 @@ class _RealClock:
         raise AssertionError("the real clock does not move")
 
 
-def _worker_process(service: Service, log: Path) -> subprocess.Popen[bytes]:
+def _worker_process(service: Service, log: Path, port: int) -> subprocess.Popen[bytes]:
     s = service.settings
     env = os.environ | {
         "REMINDERS_DATABASE_URL": s.database_url,
@@ -101,7 +103,7 @@ def _worker_process(service: Service, log: Path) -> subprocess.Popen[bytes]:
     }
     with log.open("wb") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "reminders", "worker"],
+            [sys.executable, "-m", "reminders", "worker", "--port", str(port)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -111,7 +113,8 @@ def _worker_process(service: Service, log: Path) -> subprocess.Popen[bytes]:
 async def test_a_worker_killed_mid_batch_leaves_nothing_undelivered(
     service: Service, smtp: SmtpSink, tmp_path: Path
 ) -> None:
-    worker = _worker_process(service, tmp_path / "worker.log")
+    port = free_port()
+    worker = _worker_process(service, tmp_path / "worker.log", port)
     try:
         # 1 h 6 s ahead: only the 1 h reminder, falling due for all bookings in 6 seconds
         start = datetime.now(UTC) + timedelta(hours=1, seconds=6)
@@ -124,6 +127,11 @@ async def test_a_worker_killed_mid_batch_leaves_nothing_undelivered(
         # the sink takes STALL_AFTER messages, then receives but never answers: every
         # sender of the worker is stuck in the middle of a send
         await service.until(lambda: _at_least(smtp, STALL_AFTER + CONCURRENCY), timeout_s=60)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as worker_http:
+            ready = await worker_http.get("/health/ready")
+            metrics = await worker_http.get("/metrics")
+        assert ready.status_code == 200  # a worker process answers probes and is scraped
+        assert 'reminders_delivered_total{channel="email_1h",outcome="sent"}' in metrics.text
         worker.send_signal(signal.SIGKILL)
         await asyncio.to_thread(worker.wait, 10)
     finally:
