@@ -16,7 +16,8 @@
 #
 #   docker run --rm booking-platform/booking:dev migrate   # alembic upgrade head, then exit
 #   docker run booking-platform/booking:dev                # serve (the default command)
-#   docker run booking-platform/reminders:dev worker       # reminder delivery workers only
+#   docker run -e REMINDERS_HTTP_PORT=8013 booking-platform/reminders:dev worker --port 8013
+#                                                          # reminder delivery workers only
 #
 # Only the locked runtime dependencies of `<SERVICE>-service` and the shared kernel are
 # installed (no dev group, no other service, no tests); the image runs as uid/gid 10001.
@@ -107,9 +108,10 @@ USER 10001:10001
 EXPOSE ${PORT}
 
 # No curl in the slim image: probe with the standard library. The port is
-# `<PREFIX>HTTP_PORT` when set, else the build-time PORT. Only `serve` has an HTTP port:
-# disable the healthcheck for containers that run `migrate` or `reminders worker`
-# (docker-compose.yml does). Kubernetes ignores it and uses the probes of deploy/k8s.
+# `<PREFIX>HTTP_PORT` when set, else the build-time PORT. `migrate` has no HTTP port: disable
+# the healthcheck for it (docker-compose.yml does). Kubernetes ignores it and uses the probes
+# of deploy/k8s.
+# `reminders worker --port 8013`: also set REMINDERS_HTTP_PORT=8013 so this check probes 8013.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; port = os.environ.get(os.environ['SERVICE'].upper() + '_HTTP_PORT') or os.environ['SERVICE_PORT']; urllib.request.urlopen(f'http://127.0.0.1:{port}/health/live', timeout=4)"]
 
