@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.observability import correlation_id
@@ -188,6 +189,20 @@ class UnhandledErrorMiddleware:
             await response(scope, receive, send)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the path accepts: Starlette's own 405 names only those of
+    the first route, though each method of a path is a route of its own."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(r.matches(dict(request.scope, method=method))[0] is Match.FULL for r in routes)
+    )
+
+
 def install_problem_handlers(app: FastAPI, *, mapping: Mapping[type[Exception], int] = {}) -> None:
     """Make every error of ``app`` answer with a problem body.
 
@@ -243,12 +258,15 @@ def install_problem_handlers(app: FastAPI, *, mapping: Mapping[type[Exception], 
             return Response(status_code=exc.status_code, headers=exc.headers)
         detail: Any = exc.detail
         extensions = {} if isinstance(detail, str) else {"data": jsonable_encoder(detail)}
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = dict(headers or {}) | {"Allow": _allowed_methods(request)}
         return problem_response(
             exc.status_code,
             reason_phrase(exc.status_code),
             detail if isinstance(detail, str) else None,
             instance=request.url.path,
-            headers=exc.headers,
+            headers=headers,
             **extensions,
         )
 

@@ -87,6 +87,10 @@ def _app(mapping: dict[type[Exception], int] | None = None) -> FastAPI:
     async def create(booking: Booking, notify: bool = False) -> Booking:
         return booking
 
+    @app.get("/bookings")
+    async def list_them() -> list[Booking]:
+        return []
+
     return app
 
 
@@ -234,7 +238,7 @@ async def test_a_wrong_method_answers_with_a_405_problem_and_the_allow_header(
         response = await http.delete("/bookings")
 
     assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
+    assert response.headers["allow"] == "GET, POST"  # every route of the path, not the first
     assert response.headers["content-type"] == PROBLEM_JSON
 
 
