@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,3 +53,30 @@ def write_or_check(
     for name, text in wanted.items():
         (directory / name).write_text(text)
     return 0
+
+
+def services_main(
+    argv: list[str] | None,
+    *,
+    module: str,
+    what: str,
+    description: str | None,
+    document: Callable[[FastAPI], str],
+) -> int:
+    """``python -m <module> DIR SERVICE... [--check]``: ``DIR/<service>.json`` is
+    ``document(app)`` for each service package named; other files in DIR are left alone."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("services", nargs="+", metavar="SERVICE", help="service package name")
+    parser.add_argument("--check", action="store_true", help="fail if DIR is not current")
+    args = parser.parse_args(argv)
+    directory: Path = args.directory
+    wanted = {f"{s}.json": document(service_app(s)) for s in args.services}
+    return write_or_check(
+        directory,
+        wanted,
+        check=args.check,
+        what=what,
+        complete=False,
+        command=f"python -m {module} {directory} {' '.join(args.services)}",
+    )

@@ -11,13 +11,11 @@ package, built from ``<service>.main.create_app()`` (which connects to nothing);
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.generated import service_app, write_or_check
+from shared.generated import services_main
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -33,20 +31,12 @@ def render(document: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("directory", type=Path)
-    parser.add_argument("services", nargs="+", metavar="SERVICE", help="service package name")
-    parser.add_argument("--check", action="store_true", help="fail if DIR is not current")
-    args = parser.parse_args(argv)
-    directory: Path = args.directory
-    wanted = {f"{s}.json": render(document_of(service_app(s))) for s in args.services}
-    return write_or_check(
-        directory,
-        wanted,
-        check=args.check,
+    return services_main(
+        argv,
+        module="shared.openapi",
         what="OpenAPI documents",
-        complete=False,  # the documents of the services named; others are left alone
-        command=f"python -m shared.openapi {directory} {' '.join(args.services)}",
+        description=__doc__,
+        document=lambda app: render(document_of(app)),
     )
 
 
