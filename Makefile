@@ -43,20 +43,22 @@ status: ## are the services ready?
 	deploy/local/services.sh status
 
 .PHONY: lint
-lint: sync ## ruff, mypy and the freshness of the event schemas and AsyncAPI documents
+lint: sync ## ruff, mypy and the freshness of the event schemas, AsyncAPI and OpenAPI documents
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy shared/src $(foreach s,$(SERVICES),services/$(s)/src) tests/support
+	$(RUN) mypy shared/src $(foreach s,$(SERVICES),services/$(s)/src) tests/support tests/e2e tests/api bench
 	$(RUN) python -m shared.events.schema docs/events --check
 	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES) --check
+	$(RUN) python -m shared.openapi docs/openapi $(SERVICES) --check
 
 .PHONY: schemas
-schemas: ## regenerate the event schemas (docs/events) and AsyncAPI documents (docs/asyncapi)
+schemas: ## regenerate the event schemas (docs/events), AsyncAPI (docs/asyncapi) and OpenAPI (docs/openapi)
 	$(RUN) python -m shared.events.schema docs/events
 	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES)
+	$(RUN) python -m shared.openapi docs/openapi $(SERVICES)
 
-.PHONY: test test-shared $(foreach s,$(SERVICES),test-$(s))
-test: sync infra-up lint test-shared $(foreach s,$(SERVICES),test-$(s)) ## every test, against real Kafka and PostgreSQL, with coverage
+.PHONY: test test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
+test: sync infra-up lint test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e ## every test, against real Kafka and PostgreSQL, with coverage
 
 test-shared:
 	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/shared $(PYTEST) shared/tests \
@@ -65,6 +67,23 @@ test-shared:
 $(foreach s,$(SERVICES),test-$(s)): test-%:
 	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/$* $(PYTEST) services/$*/tests \
 		--cov=$* --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)
+
+test-api: ## schemathesis against each service's OpenAPI document; authentication and authorization
+	$(INFRA_ENV); $(PYTEST) tests/api
+
+test-e2e: ## the platform as processes: journeys, faults (kill -9, broker and PostgreSQL restarts), poison
+	$(INFRA_ENV); $(PYTEST) tests/e2e
+
+.PHONY: demo
+demo: ## a narrated journey through the platform started by `make up` (one to two minutes)
+	$(RUN) python -m tests.e2e.demo
+
+.PHONY: bench bench-e2e
+bench: bench-timeslots bench-reminders bench-e2e ## every benchmark, then the table of figures and references
+	$(RUN) python -m bench.summary
+
+bench-e2e: sync infra-up ## end to end: bookings/s to confirmed, PaymentSucceeded to reminder -> bench/results/e2e.*
+	$(RUN) python -m bench.e2e
 
 .PHONY: bench-timeslots
 bench-timeslots: sync infra-up ## benchmark slot generation and search -> bench/results/timeslots.*

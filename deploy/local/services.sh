@@ -8,6 +8,12 @@
 #
 # Logs and pid files live in ${PLATFORM_STATE_DIR:-<repo>/.run}/services/. The services read
 # their settings from the environment printed by `infra.sh env` (evaluated here).
+#
+# Unless STANDINS=0, it also runs stand-ins for the systems around the platform that are not
+# ours (tests/support/standins.py): a payment service that pays every booking (users named
+# unpaid-* never pay, declined-* are declined) and a mail server on 127.0.0.1:$MAIL_PORT
+# (default 2525) that keeps every reminder in $PLATFORM_STATE_DIR/mail/*.eml; the reminders
+# service sends there unless REMINDERS_SMTP_HOST/PORT say otherwise.
 set -euo pipefail
 
 COMPONENT=services
@@ -18,6 +24,8 @@ SERVICES=(timeslots booking reminders)
 declare -A PORTS=([timeslots]=8001 [booking]=8002 [reminders]=8003)
 RUN_DIR=$STATE_DIR/services
 UV=${UV:-uv}
+STANDINS=${STANDINS:-1}
+MAIL_PORT=${MAIL_PORT:-2525}
 
 ready() { python3 - "$1" <<'PY'
 import sys, urllib.request
@@ -37,9 +45,36 @@ running_pid() {
     echo "$pid"
 }
 
+start_standins() {
+    if running_pid standins >/dev/null; then
+        log "stand-ins already running"
+        return 0
+    fi
+    (cd "$REPO_ROOT" && exec setsid "$UV" run --frozen python -m tests.support.standins \
+        --kafka "$PLATFORM_KAFKA_BOOTSTRAP" --smtp-port "$MAIL_PORT" --mail-dir "$STATE_DIR/mail") \
+        >>"$RUN_DIR/standins.log" 2>&1 &
+    echo $! >"$RUN_DIR/standins.pid"
+    export REMINDERS_SMTP_HOST=${REMINDERS_SMTP_HOST:-127.0.0.1}
+    export REMINDERS_SMTP_PORT=${REMINDERS_SMTP_PORT:-$MAIL_PORT}
+    printf '%-10s payments: pays every booking   mail: 127.0.0.1:%s -> %s   log: %s\n' \
+        stand-ins "$MAIL_PORT" "$STATE_DIR/mail/" "$RUN_DIR/standins.log"
+}
+
+stop_process() {
+    local name=$1 pid
+    if pid=$(running_pid "$name"); then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        log "$name stopped"
+    fi
+    rm -f "$RUN_DIR/$name.pid"
+}
+
 start() {
     mkdir -p "$RUN_DIR"
     eval "$("$LOCAL_DIR/infra.sh" env)"
+    [ "$STANDINS" = 0 ] || start_standins
     local name port
     for name in "${SERVICES[@]}"; do
         port=${PORTS[$name]}
@@ -71,15 +106,9 @@ start() {
 }
 
 stop() {
-    local name pid
-    for name in "${SERVICES[@]}"; do
-        if pid=$(running_pid "$name"); then
-            kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-            kill -KILL -- "-$pid" 2>/dev/null || true
-            log "$name stopped"
-        fi
-        rm -f "$RUN_DIR/$name.pid"
+    local name
+    for name in "${SERVICES[@]}" standins; do
+        stop_process "$name"
     done
 }
 

@@ -1,6 +1,7 @@
-"""The platform for end-to-end tests: a Kafka broker of its own (fresh topics and consumer
-groups, and free to stop and start), the three services as real processes on their own
-databases, the payment service stand-in and a mail server that keeps what it receives."""
+"""The platform for end-to-end tests, one per test module: a Kafka broker and a PostgreSQL
+server of its own (fresh topics, consumer groups and databases, and free to stop and start),
+the three services as real processes (``REPLICAS`` of each, a module-level constant, default
+1), the payment service stand-in, and a mail server that keeps what it receives."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.support.broker import PrivateBroker, private_broker
+from tests.support.broker import PrivateBroker, PrivatePostgres, private_broker, private_postgres
 from tests.support.platform import Platform, free_port
 from tests.support.standins import MailSink, PaymentStandIn
 
@@ -22,7 +23,7 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
     kafka = private_broker(tmp_path_factory.mktemp("e2e-kafka"))
     kafka.start()
@@ -30,7 +31,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
     kafka.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+    server = private_postgres(tmp_path_factory.mktemp("e2e-postgres"))
+    server.start()
+    yield server
+    server.stop()
+    server.remove()
+
+
+@pytest.fixture(scope="module")
 def mail() -> Iterator[MailSink]:
     sink = MailSink(port=free_port())
     sink.start()
@@ -38,7 +48,7 @@ def mail() -> Iterator[MailSink]:
     sink.stop()
 
 
-@pytest_asyncio.fixture(scope="package", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def payments(broker: PrivateBroker) -> AsyncIterator[PaymentStandIn]:
     standin = PaymentStandIn(broker.bootstrap)
     await standin.start()
@@ -46,9 +56,10 @@ async def payments(broker: PrivateBroker) -> AsyncIterator[PaymentStandIn]:
     await standin.stop()
 
 
-@pytest_asyncio.fixture(scope="package", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def platform(
-    postgres_dsn: str,
+    request: pytest.FixtureRequest,
+    database: PrivatePostgres,
     broker: PrivateBroker,
     mail: MailSink,
     payments: PaymentStandIn,
@@ -57,17 +68,16 @@ async def platform(
     settings = {k: dict(v) for k, v in SETTINGS.items()}
     settings["reminders"] |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail.port)}
     running = Platform(
-        postgres_dsn=postgres_dsn,
+        postgres_dsn=database.dsn,
         kafka=broker.bootstrap,
         logs=Path(tmp_path_factory.mktemp("e2e-logs")),
         settings=settings,
     )
     try:
-        await running.start()
+        await running.start(replicas=getattr(request.module, "REPLICAS", 1))
         yield running
     finally:
         running.stop()
-        await running.drop_databases()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

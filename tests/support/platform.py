@@ -187,13 +187,3 @@ class Platform:
         for replicas in self.replicas.values():
             for replica in replicas:
                 replica.terminate()
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of every replica's log (for a failing test's report)."""
-        parts = []
-        for replicas in self.replicas.values():
-            for replica in replicas:
-                if replica.log.exists():
-                    text = replica.log.read_text(errors="replace").splitlines()[-lines:]
-                    parts.append(f"--- {replica.log.name}\n" + "\n".join(text))
-        return "\n".join(parts)

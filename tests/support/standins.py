@@ -53,6 +53,9 @@ log = logging.getLogger("standins")
 
 SOURCE = "/payments-standin"
 GROUP = "payment-standin"
+KAFKA_CALL_S = 20.0
+"""The longest the stand-in waits on any one Kafka call before starting over."""
+UNASSIGNED_S = 15.0
 
 
 def payment_id_of(booking_id: UUID) -> str:
@@ -84,6 +87,7 @@ class PaymentStandIn:
     """Booking id -> the last payment event published for it."""
     refunds: list[RefundRequested] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
+    _stopping: bool = False
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self, timeout_s: float = 60.0) -> None:
@@ -100,15 +104,30 @@ class PaymentStandIn:
             raise TimeoutError("the payment stand-in got no partitions")
 
     async def stop(self) -> None:
+        """Let the loop finish its round and close its clients (cancelled only if stuck)."""
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=KAFKA_CALL_S * 2)
+            if not done:
+                log.warning("the payment stand-in did not stop within %gs", KAFKA_CALL_S * 2)
+                self._task.cancel()
 
     def refunds_of(self, booking_id: UUID) -> list[RefundRequested]:
         return [r for r in self.refunds if r.booking_id == booking_id]
 
     async def _run(self) -> None:
+        """Answer until cancelled. Through a broker outage it starts over from the committed
+        offsets (answers are published before offsets are committed: at least once); every
+        Kafka call is bounded, and a consumer left without partitions for long (its group
+        membership lost and not regained) is replaced."""
+        while not self._stopping:
+            try:
+                await self._consume()
+            except Exception:
+                log.warning("payment stand-in: Kafka failed; starting over", exc_info=True)
+                await asyncio.sleep(1)
+
+    async def _consume(self) -> None:
         publisher = KafkaPublisher(self.bootstrap, client_id="payment-standin")
         consumer = AIOKafkaConsumer(
             topics.BOOKING_EVENTS,
@@ -118,12 +137,18 @@ class PaymentStandIn:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
         )
-        await consumer.start()
         try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            await asyncio.wait_for(consumer.start(), KAFKA_CALL_S)
+            unassigned_since = time.monotonic()
+            while not self._stopping:
+                batches = await asyncio.wait_for(
+                    consumer.getmany(timeout_ms=200, max_records=500), KAFKA_CALL_S
+                )
                 if consumer.assignment():
                     self._ready.set()
+                    unassigned_since = time.monotonic()
+                elif time.monotonic() - unassigned_since > UNASSIGNED_S:
+                    raise RuntimeError(f"no partitions for {UNASSIGNED_S:g}s")
                 answers: list[tuple[UUID, Envelope]] = []
                 for records in batches.values():
                     for record in records:
@@ -131,24 +156,25 @@ class PaymentStandIn:
                         if answer is not None:
                             answers.append(answer)
                 if answers:
-                    await publisher.send_batch(
-                        [
-                            OutboundRecord(
-                                topic=topics.PAYMENT_EVENTS,
-                                key=envelope.subject or str(booking_id),
-                                value=envelope.to_json_bytes(),
-                                headers=envelope.headers(),
-                            )
-                            for booking_id, envelope in answers
-                        ]
-                    )
+                    records_out = [
+                        OutboundRecord(
+                            topic=topics.PAYMENT_EVENTS,
+                            key=envelope.subject or str(booking_id),
+                            value=envelope.to_json_bytes(),
+                            headers=envelope.headers(),
+                        )
+                        for booking_id, envelope in answers
+                    ]
+                    await asyncio.wait_for(publisher.send_batch(records_out), KAFKA_CALL_S)
                     for booking_id, envelope in answers:
                         self.answered[booking_id] = envelope
                 if batches:
-                    await consumer.commit()
+                    await asyncio.wait_for(consumer.commit(), KAFKA_CALL_S)
         finally:
-            await consumer.stop()
-            await publisher.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), KAFKA_CALL_S)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(publisher.stop(), KAFKA_CALL_S)
 
     def _answer(self, value: bytes | None) -> tuple[UUID, Envelope] | None:
         try:
