@@ -74,7 +74,7 @@ def rows() -> list[Row]:
                 "ratio": e2e["confirmed_ratio_to_created"],
             },
             {
-                "figure": "PaymentSucceeded to reminder scheduled p50, s (vs one Kafka hop)",
+                "figure": "PaymentSucceeded to reminder scheduled p50, s, paced (vs one Kafka hop)",
                 "value": e2e["payment_to_reminder_p50_s"],
                 "reference": e2e["reference_kafka_hop_p50_s"],
                 "ratio": e2e["payment_to_reminder_p50_in_kafka_hops"],
