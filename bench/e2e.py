@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import platform as machine
 import statistics
 import tempfile
 import time
@@ -38,7 +36,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.reminders import percentile
+from bench.reminders import environment, percentile
 from shared.db import asyncpg_dsn
 from shared.events import topics
 from tests.e2e.api import Api, auth, connect, unique_user
@@ -248,11 +246,7 @@ async def measure(api: Api, platform: Platform, kafka: str) -> dict[str, Any]:
             "payment": "stand-in: pays each BookingCreated as soon as it reads it",
             "infrastructure": "Kafka and PostgreSQL of its own, same machine",
         },
-        "environment": {
-            "python": machine.python_version(),
-            "cpus": os.cpu_count(),
-            "system": machine.platform(),
-        },
+        "environment": environment(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "e2e.json").write_text(json.dumps(document, indent=2) + "\n")

@@ -188,6 +188,16 @@ FROM generate_series(1, $2) AS n
 """
 
 
+def environment() -> dict[str, Any]:
+    """The machine a benchmark ran on (part of every results document)."""
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "system": platform.platform(),
+    }
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -412,12 +422,7 @@ async def main(batch: int, small_batch: int) -> dict[str, Any]:
             "lead_s": LEAD_S,
             "settle_s": SETTLE_S,
         },
-        "environment": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "system": platform.platform(),
-        },
+        "environment": environment(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "reminders.json").write_text(json.dumps(document, indent=2) + "\n")

@@ -8,12 +8,13 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
-from shared import asyncapi
+from shared import asyncapi, openapi
 from shared.cli import service_main
 from shared.db import service_metadata
 from shared.events import topics
@@ -236,23 +237,35 @@ def fake_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
         del sys.modules[module]
 
 
+@pytest.mark.parametrize(
+    ("generator", "what"),
+    [(asyncapi, "AsyncAPI"), (openapi, "OpenAPI")],
+    ids=["asyncapi", "openapi"],
+)
 def test_export_then_check_passes_and_a_stale_document_fails(
-    fake_service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    generator: ModuleType,
+    what: str,
+    fake_service: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Both generators of checked-in documents (one entry point, ``services_main``)."""
     directory = tmp_path / "docs"
     document = directory / f"{fake_service}.json"
+    module = generator.__name__
 
-    assert asyncapi.main([str(directory), fake_service]) == 0
+    assert generator.main([str(directory), fake_service]) == 0
     assert json.loads(document.read_text())["info"]["title"] == "Fake service"
-    assert asyncapi.main([str(directory), fake_service, "--check"]) == 0
+    assert generator.main([str(directory), fake_service, "--check"]) == 0
 
-    document.write_text(document.read_text().replace("booking.events", "other.events"))
+    document.write_text(document.read_text().replace('"Fake service"', '"Stale service"'))
     (directory / "other-service.json").write_text("{}")
-    assert asyncapi.main([str(directory), fake_service, "--check"]) == 1
+    assert generator.main([str(directory), fake_service, "--check"]) == 1
     err = capsys.readouterr().err
-    assert f"AsyncAPI documents out of date in {directory}: {fake_service}.json\n" in err
-    assert f"python -m shared.asyncapi {directory} {fake_service}" in err
+    assert f"{what} documents out of date in {directory}: {fake_service}.json\n" in err
+    assert f"python -m {module} {directory} {fake_service}" in err
 
-    assert asyncapi.main([str(directory), fake_service]) == 0
+    assert generator.main([str(directory), fake_service]) == 0
     assert (directory / "other-service.json").read_text() == "{}", "not ours to remove"
-    assert asyncapi.main([str(directory), fake_service, "--check"]) == 0
+    assert generator.main([str(directory), fake_service, "--check"]) == 0
+    assert generator.main([str(tmp_path / "empty"), fake_service, "--check"]) == 1

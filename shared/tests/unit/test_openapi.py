@@ -110,29 +110,3 @@ def test_the_file_holds_what_the_cli_prints(capsys: pytest.CaptureFixture[str]) 
     assert code == 0
     printed = capsys.readouterr().out
     assert printed == openapi.render(openapi.document_of(app_factory(ServiceSettings())))
-
-
-def test_export_then_check_passes_and_a_stale_document_fails(
-    fake_service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    directory = tmp_path / "docs"
-    document = directory / f"{fake_service}.json"
-
-    assert openapi.main([str(directory), fake_service]) == 0
-    assert json.loads(document.read_text())["info"]["title"] == "Fake service"
-    assert openapi.main([str(directory), fake_service, "--check"]) == 0
-
-    document.write_text(document.read_text().replace("/things/{thing_id}", "/other/{thing_id}"))
-    (directory / "other-service.json").write_text("{}")
-    assert openapi.main([str(directory), fake_service, "--check"]) == 1
-    err = capsys.readouterr().err
-    assert f"OpenAPI documents out of date in {directory}: {fake_service}.json\n" in err
-    assert f"python -m shared.openapi {directory} {fake_service}" in err
-
-    assert openapi.main([str(directory), fake_service]) == 0
-    assert (directory / "other-service.json").read_text() == "{}", "not ours to remove"
-    assert openapi.main([str(directory), fake_service, "--check"]) == 0
-
-
-def test_a_missing_document_fails_the_check(fake_service: str, tmp_path: Path) -> None:
-    assert openapi.main([str(tmp_path / "empty"), fake_service, "--check"]) == 1
