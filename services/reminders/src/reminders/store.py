@@ -468,9 +468,7 @@ _RECORD_SENT = text(
     RETURNING r.id, r.booking_id, r.kind, r.sent_at, r.message_id, r.scheduled_for
     """  # noqa: S608 (constants)
 ).bindparams(
-    bindparam("ids", type_=ARRAY(Uuid)),
-    bindparam("attempts", type_=ARRAY(Integer)),
-    bindparam("scheduled", type_=ARRAY(DateTime(timezone=True))),
+    *_HELD_PARAMS,
     bindparam("sent_ats", type_=ARRAY(DateTime(timezone=True))),
     bindparam("message_ids", type_=ARRAY(String)),
 )
@@ -488,10 +486,8 @@ async def record_sent(session: AsyncSession, sent: Sequence[Sent]) -> list[Row[A
     ordered = sorted(sent, key=lambda s: s.lease.reminder.id)
     result = await session.execute(
         _RECORD_SENT,
-        {
-            "ids": [s.lease.reminder.id for s in ordered],
-            "attempts": [s.lease.attempt for s in ordered],
-            "scheduled": [s.lease.reminder.scheduled_for for s in ordered],
+        _lease_params([s.lease for s in ordered])
+        | {
             "sent_ats": [s.sent_at for s in ordered],
             "message_ids": [s.lease.reminder.message_id for s in ordered],
         },
@@ -510,9 +506,7 @@ _RECORD_FAILED = text(
     RETURNING r.id, r.booking_id, r.kind, r.status, r.attempts, r.last_error
     """  # noqa: S608 (constants)
 ).bindparams(
-    bindparam("ids", type_=ARRAY(Uuid)),
-    bindparam("attempts", type_=ARRAY(Integer)),
-    bindparam("scheduled", type_=ARRAY(DateTime(timezone=True))),
+    *_HELD_PARAMS,
     bindparam("statuses", type_=ARRAY(String)),
     bindparam("due_ats", type_=ARRAY(DateTime(timezone=True))),
     bindparam("errors", type_=ARRAY(Text)),
@@ -532,10 +526,8 @@ async def record_failures(session: AsyncSession, failures: Sequence[Failure]) ->
     ordered = sorted(failures, key=lambda f: f.lease.reminder.id)
     result = await session.execute(
         _RECORD_FAILED,
-        {
-            "ids": [f.lease.reminder.id for f in ordered],
-            "attempts": [f.lease.attempt for f in ordered],
-            "scheduled": [f.lease.reminder.scheduled_for for f in ordered],
+        _lease_params([f.lease for f in ordered])
+        | {
             "statuses": [
                 Status.PENDING.value if f.retry_at else Status.FAILED.value for f in ordered
             ],
