@@ -14,7 +14,7 @@ import time
 
 import asyncpg
 
-from tests.support.platform import Platform
+from tests.support.platform import Platform, quiet
 
 State = dict[str, dict[str, str]]
 """Service -> table -> fingerprint."""
@@ -56,7 +56,9 @@ async def _table(connection: asyncpg.Connection, table: str) -> str:
 
 async def settled(platform: Platform, *, timeout_s: float = 30.0) -> State:
     """The state once it stops changing (events of earlier requests travel between the
-    services for a moment): two fingerprints in a row, half a second apart, agree."""
+    services for a moment): every outbox relayed and every consumer group caught up, then
+    two fingerprints in a row, half a second apart, agree."""
+    await quiet(platform, timeout_s=timeout_s)
     deadline = time.monotonic() + timeout_s
     last = await fingerprint(platform)
     while True:

@@ -26,18 +26,16 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import ConsumerRecord
 
 from shared.db import asyncpg_dsn
 from shared.events import topics
 from shared.events.catalogue import BookingConfirmed, BookingCreated, Contact, PaymentSucceeded
 from shared.events.envelope import Envelope
 from shared.events.money import Money
-from shared.lag import consumer_lag
 from tests.support.broker import PrivateBroker, PrivatePostgres
 from tests.support.kafka import produce, read_all
-from tests.support.platform import Platform
+from tests.support.platform import CONSUMER_GROUPS, Platform, group_lag, quiet
 from tests.support.standins import MailSink, PaymentStandIn
 
 from .api import Api, auth, connect, expect, next_minute, unique_user, until, utc_now
@@ -45,13 +43,6 @@ from .api import Api, auth, connect, expect, next_minute, unique_user, until, ut
 REPLICAS = 2
 PER_PHASE = 24
 HOUR = timedelta(hours=1)
-CONSUMER_GROUPS = {
-    "timeslots-booking-counts": [topics.BOOKING_EVENTS],
-    "booking-inventory": [topics.TIMESLOTS_EVENTS],
-    "booking-payments": [topics.PAYMENT_EVENTS],
-    "reminders-bookings": [topics.BOOKING_EVENTS],
-    "reminders-delivery": [topics.REMINDER_JOBS],
-}
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -143,46 +134,8 @@ async def envelopes(kafka: str, topic: str) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in records if r.value and r.key != b"poison"]
 
 
-async def group_lag(kafka: str, group: str, topic: str) -> int:
-    """Records of ``topic`` the group has not committed yet (the services' own measure)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
-    offsets = AIOKafkaConsumer(bootstrap_servers=kafka)
-    try:
-        await admin.start()
-        await offsets.start()
-        lag = await consumer_lag(admin, offsets, group=group, topics=[topic])
-    finally:
-        await offsets.stop()
-        await admin.close()
-    if topic not in lag:
-        raise AssertionError(f"{topic} does not exist")
-    return lag[topic]
-
-
 async def no_consumer_behind(world: World) -> None:
-    """Every outbox relayed, then every consumer group caught up with its topics."""
-
-    async def relayed() -> bool:
-        for service in ("booking", "timeslots", "reminders"):
-            conn = await world.db(service)
-            try:
-                if await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
-                    return False
-            finally:
-                await conn.close()
-        return True
-
-    await until(relayed, timeout_s=90, what="every outbox relayed")
-
-    async def caught_up() -> bool:
-        lags = [
-            await group_lag(world.kafka, group, topic)
-            for group, group_topics in CONSUMER_GROUPS.items()
-            for topic in group_topics
-        ]
-        return all(lag == 0 for lag in lags)
-
-    await until(caught_up, timeout_s=90, what="every consumer group to catch up")
+    await quiet(world.platform)
 
 
 async def all_confirmed(world: World, users: list[str]) -> None:

@@ -22,11 +22,23 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.db import asyncpg_dsn
+from shared.events import topics as event_topics
+from shared.lag import consumer_lag
 from shared.migrations import upgrade
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("timeslots", "booking", "reminders")
+CONSUMER_GROUPS = {  # group -> the topics it reads
+    "timeslots-booking-counts": [event_topics.BOOKING_EVENTS],
+    "booking-inventory": [event_topics.TIMESLOTS_EVENTS],
+    "booking-payments": [event_topics.PAYMENT_EVENTS],
+    "reminders-bookings": [event_topics.BOOKING_EVENTS],
+    "reminders-delivery": [event_topics.REMINDER_JOBS],
+}
 
 
 def free_port() -> int:
@@ -187,3 +199,49 @@ class Platform:
         for replicas in self.replicas.values():
             for replica in replicas:
                 replica.terminate()
+
+
+async def group_lag(kafka: str, group: str, topic: str) -> int:
+    """Records of ``topic`` the group has not committed yet (the services' own measure)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    offsets = AIOKafkaConsumer(bootstrap_servers=kafka)
+    try:
+        await admin.start()
+        await offsets.start()
+        lag = await consumer_lag(admin, offsets, group=group, topics=[topic])
+    finally:
+        await offsets.stop()
+        await admin.close()
+    if topic not in lag:
+        raise AssertionError(f"{topic} does not exist")
+    return lag[topic]
+
+
+async def _relayed(platform: Platform) -> bool:
+    for service in SERVICES:
+        connection = await asyncpg.connect(asyncpg_dsn(platform.database_url(service)))
+        try:
+            if await connection.fetchval("SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1"):
+                return False
+        finally:
+            await connection.close()
+    return True
+
+
+async def _caught_up(platform: Platform) -> bool:
+    for group, topics in CONSUMER_GROUPS.items():
+        for topic in topics:
+            if await group_lag(platform.kafka, group, topic):
+                return False
+    return True
+
+
+async def quiet(platform: Platform, *, timeout_s: float = 90.0) -> None:
+    """Until every outbox is relayed and then every consumer group has caught up: nothing the
+    platform was told is still travelling between its services."""
+    deadline = time.monotonic() + timeout_s
+    for done, what in ((_relayed, "every outbox relayed"), (_caught_up, "every group caught up")):
+        while not await done(platform):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout_s:g}s for {what}")
+            await asyncio.sleep(0.1)
