@@ -178,13 +178,19 @@ async def take_place(session: AsyncSession, slot_id: UUID, *, now: datetime) -> 
         .values(booked_count=slots.c.booked_count + 1, updated_at=func.now())
         .returning(*slots.c)
     )
-    row = (await session.execute(statement)).first()
-    if row is not None:
-        return Slot.of(row)
-    raise await _why_unavailable(session, slot_id, now)
+    for _ in range(3):
+        row = (await session.execute(statement)).first()
+        if row is not None:
+            return Slot.of(row)
+        reason = await _why_unavailable(session, slot_id, now)
+        if reason is not None:
+            raise reason
+        # nothing explains it any more: what stood in the way (e.g. the room, arriving just
+        # now) changed between the UPDATE and the look at why; try again
+    raise domain.SlotUnavailable(f"slot {slot_id} is changing right now; try again")
 
 
-async def _why_unavailable(session: AsyncSession, slot_id: UUID, now: datetime) -> Exception:
+async def _why_unavailable(session: AsyncSession, slot_id: UUID, now: datetime) -> Exception | None:
     slot = await get_slot(session, slot_id)
     room = await get_room(session, slot.room_id)
     if room is None or not room.name:
@@ -195,7 +201,9 @@ async def _why_unavailable(session: AsyncSession, slot_id: UUID, now: datetime) 
         return domain.SlotUnavailable(f"slot {slot_id} has already started")
     if slot.status != "open":
         return domain.SlotUnavailable(f"slot {slot_id} is {slot.status}")
-    return domain.SlotUnavailable(f"slot {slot_id} is full ({slot.max_bookings} places)")
+    if slot.booked_count >= slot.max_bookings:
+        return domain.SlotUnavailable(f"slot {slot_id} is full ({slot.max_bookings} places)")
+    return None
 
 
 async def release_place(session: AsyncSession, slot_id: UUID) -> None:
