@@ -129,14 +129,21 @@ async def test_a_worker_killed_mid_batch_leaves_nothing_undelivered(
         await service.until(lambda: _at_least(smtp, STALL_AFTER + CONCURRENCY), timeout_s=60)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as worker_http:
             ready = await worker_http.get("/health/ready")
-            metrics = await worker_http.get("/metrics")
+
+            async def sent_counted() -> bool:  # outcomes are recorded a moment after sending
+                metrics = await worker_http.get("/metrics")
+                return 'reminders_delivered_total{channel="email_1h",outcome="sent"}' in (
+                    metrics.text
+                )
+
+            await service.until(sent_counted)
         assert ready.status_code == 200  # a worker process answers probes and is scraped
-        assert 'reminders_delivered_total{channel="email_1h",outcome="sent"}' in metrics.text
         worker.send_signal(signal.SIGKILL)
         await asyncio.to_thread(worker.wait, 10)
     finally:
         if worker.poll() is None:  # pragma: no cover - only when the test failed early
             worker.kill()
+            worker.wait(10)
     started_before_the_crash = {r.message_id for r in smtp.received}
     smtp.stall_after = None
     smtp.release()
