@@ -1,21 +1,29 @@
 """The console entry point every service shares: ``<service> serve | migrate | openapi |
-asyncapi``, plus whatever operator commands the service adds (:class:`Command`)."""
+asyncapi``, plus whatever operator commands the service adds (:class:`Command`).
+
+``serve --role api --workers N`` runs the HTTP API alone in N uvicorn worker processes
+(each builds its app from the service's ``create_app`` factory, reading the same
+environment); ``serve --role worker`` runs the background work (relay, consumers, sweepers)
+with health and metrics only; ``serve`` alone does both in one process.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI
 
 from shared import asyncapi, migrations
 from shared.observability import configure_logging
-from shared.settings import ServiceSettings
+from shared.settings import Role, ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -53,6 +61,19 @@ def service_main(
     serve = subparsers.add_parser("serve", help="run the HTTP API, consumers and background loops")
     serve.add_argument("--host", default=settings.http_host)
     serve.add_argument("--port", type=int, default=settings.http_port)
+    serve.add_argument(
+        "--role",
+        choices=[role.value for role in Role],
+        default=settings.role.value,
+        help="api: HTTP only; worker: relay, consumers and background loops with health and "
+        "metrics only; all: both (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=settings.http_workers,
+        help="uvicorn worker processes (default: %(default)s)",
+    )
     migrate = subparsers.add_parser("migrate", help="upgrade the database to a revision")
     migrate.add_argument("revision", nargs="?", default="head")
     subparsers.add_parser("openapi", help="print the OpenAPI document")
@@ -74,15 +95,54 @@ def service_main(
     if args.command == "migrate":
         migrations.upgrade(alembic_ini, settings.database_url, args.revision)
         return 0
+    if args.command == "serve":
+        return _serve(settings, app_factory, args)
     app = app_factory(settings)
     if args.command == "openapi":
         json.dump(app.openapi(), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return 0
-    if args.command == "asyncapi":
-        sys.stdout.write(asyncapi.render(asyncapi.document_of(app)))
-        return 0
+    sys.stdout.write(asyncapi.render(asyncapi.document_of(app)))
+    return 0
+
+
+def _serve(settings: S, app_factory: Callable[[S], FastAPI], args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
-    return 0
+    if args.workers < 1:
+        raise SystemExit(f"{settings.service_name} serve: --workers must be at least 1")
+    role = Role(args.role)
+
+    def run(app: FastAPI | str, **options: Any) -> int:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            access_log=False,
+            # above the idle timeouts of common load balancers (60 s): the server never
+            # closes a pooled connection while a request is on its way to it
+            timeout_keep_alive=75,
+            **options,
+        )
+        return 0
+
+    if args.workers == 1:
+        return run(app_factory(settings.model_copy(update={"role": role})))
+    # Worker processes build their app through worker_app, from the same environment.
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    os.environ[f"{prefix}ROLE"] = role.value
+    os.environ[_FACTORY_ENV] = f"{app_factory.__module__}:{app_factory.__qualname__}"
+    return run(f"{__name__}:worker_app", factory=True, workers=args.workers)
+
+
+_FACTORY_ENV = "PLATFORM_APP_FACTORY"
+
+
+def worker_app() -> FastAPI:
+    """The app of one uvicorn worker process of ``serve --workers N`` (with its logging)."""
+    module, _, name = os.environ[_FACTORY_ENV].partition(":")
+    app: FastAPI = getattr(importlib.import_module(module), name)()
+    settings: ServiceSettings = app.state.runtime.settings
+    configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+    return app

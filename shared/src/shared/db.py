@@ -35,7 +35,14 @@ def service_metadata() -> MetaData:
 def make_engine(
     url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str | None = None
 ) -> AsyncEngine:
-    """An asyncpg engine whose connections are checked before use (survives DB restarts)."""
+    """An asyncpg engine; survives database restarts without a check per checkout.
+
+    No ``pool_pre_ping``: it would cost round trips on every checkout of every request.
+    A connection that died meanwhile fails where it is used; SQLAlchemy then invalidates
+    the whole pool (every older connection is replaced on its next checkout), HTTP answers
+    that one request with a 503 to retry and consumers retry it as an outage
+    (``shared.messaging.is_outage``).
+    """
     connect_args: dict[str, object] = {}
     if application_name:
         connect_args["server_settings"] = {"application_name": application_name}
@@ -43,7 +50,6 @@ def make_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         connect_args=connect_args,
     )
 

@@ -38,7 +38,9 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    cast,
     delete,
+    event,
     func,
     insert,
     select,
@@ -55,7 +57,12 @@ from shared.observability import correlation_id as correlation_id_var
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox"
-"""``LISTEN`` channel that wakes the relay as soon as a transaction with events commits."""
+"""``LISTEN`` channel on which other processes (API workers, operator commands) wake the relay.
+
+Write transactions never ``NOTIFY`` themselves: a ``NOTIFY`` takes a cluster-wide lock at
+commit, which would serialise every writing transaction. A process whose relay runs in it
+wakes the relay in memory; a process without one sends at most one ``NOTIFY`` per short
+interval for all the transactions that committed meanwhile (:class:`OutboxNotifier`)."""
 
 causation_id_var: ContextVar[str | None] = ContextVar("causation_id", default=None)
 """Id of the event being handled, if any: events written meanwhile name it as their cause."""
@@ -82,11 +89,18 @@ def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
 
 
 class Outbox:
-    """Writes events into the outbox within the caller's transaction."""
+    """Writes events into the outbox within the caller's transaction.
 
-    def __init__(self, table: Table, *, source: str) -> None:
+    ``on_commit`` is called once a transaction that wrote outbox rows has committed (never
+    on rollback): it wakes the relay (in this process, or through :class:`OutboxNotifier`).
+    """
+
+    def __init__(
+        self, table: Table, *, source: str, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self.table = table
         self.source = source
+        self.on_commit = on_commit
 
     async def add(self, session: AsyncSession, *events: Event) -> list[Envelope]:
         """Record ``events`` to be published once the caller's transaction commits."""
@@ -114,11 +128,20 @@ class Outbox:
         return envelopes
 
     async def notify(self, session: AsyncSession) -> None:
-        """Wake the relay when the caller's transaction commits (dropped on rollback).
+        """Wake the relay when the caller's transaction commits (nothing on rollback).
 
-        ``add`` does this itself; call it after writing outbox rows by other means.
+        ``add`` does this itself; call it after writing outbox rows by other means. It costs
+        no round trip: the wake-up is a hook on the session's commit.
         """
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        sync_session = session.sync_session
+        if self.on_commit is not None and not event.contains(
+            sync_session, "after_commit", self._committed
+        ):
+            event.listen(sync_session, "after_commit", self._committed)
+
+    def _committed(self, _session: Any) -> None:
+        if self.on_commit is not None:
+            self.on_commit()
 
     def template(self, event_type: type[Event], *, subject: str) -> EnvelopeTemplate:
         """The envelope and headers of events of ``event_type`` about ``subject``, without
@@ -193,6 +216,10 @@ class OutboxRelay:
     poll_interval_s: float = 1.0
     retry_backoff_max_s: float = 5.0
     retention: timedelta = timedelta(days=7)
+    coalesce_s: float = 0.003
+    """How long a busy relay waits after a wake-up for more rows to join the batch."""
+    busy_window_s: float = 0.02
+    """A relay that published less than this long ago counts as busy."""
     on_stats: Callable[[RelayStats], Awaitable[None] | None] | None = None
     stats: RelayStats = field(default_factory=RelayStats)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -206,7 +233,7 @@ class OutboxRelay:
                 return 0
             rows = (
                 await session.execute(
-                    select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
+                    select(t.c.id, t.c.topic, t.c.key, cast(t.c.payload, Text), t.c.headers)
                     .where(t.c.published_at.is_(None))
                     .order_by(t.c.id)
                     .limit(self.batch_size)
@@ -215,14 +242,10 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
+            # The envelope as stored (validated when it was written), sent as it is.
             records = [
-                OutboundRecord(
-                    topic=r.topic,
-                    key=r.key,
-                    value=Envelope.model_validate(r.payload).to_json_bytes(),
-                    headers=dict(r.headers),
-                )
-                for r in rows
+                OutboundRecord(topic=topic, key=key, value=payload.encode(), headers=headers)
+                for _, topic, key, payload, headers in rows
             ]
             await self.publisher.send_batch(records)
             await session.execute(
@@ -294,12 +317,22 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set; survives Kafka and PostgreSQL outages."""
+        """Publish until ``stop`` is set; survives Kafka and PostgreSQL outages.
+
+        A wake-up that arrives while a batch is being published is kept (the flag is
+        cleared before each look, not after), so no committed row waits for the poll. When
+        rows keep arriving (the last batch was published less than ``busy_window_s`` ago
+        and was not full) the relay waits ``coalesce_s`` after a wake-up, so that one
+        batch carries the rows of many transactions instead of one each.
+        """
         listener = asyncio.create_task(self._listen(stop)) if self.listen_dsn else None
         backoff = 0.1
         idle_rounds = 0
+        last_published_at = -1.0
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
+                self._wake.clear()
                 try:
                     published = await self.publish_pending()
                     backoff = 0.1
@@ -310,6 +343,7 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self.retry_backoff_max_s)
                     continue
                 if published:
+                    last_published_at = loop.time()
                     with contextlib.suppress(Exception):
                         await self._report()
                 if published == self.batch_size:
@@ -321,22 +355,15 @@ class OutboxRelay:
                 if idle_rounds % 3600 == 1:
                     with contextlib.suppress(Exception):
                         await self.purge_published()
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wait_for(stop), self.poll_interval_s)
+                    await asyncio.wait_for(_wait_either(self._wake, stop), self.poll_interval_s)
+                if loop.time() - last_published_at < self.busy_window_s:
+                    await _sleep_unless(stop, self.coalesce_s)
         finally:
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await listener
-
-    async def _wait_for(self, stop: asyncio.Event) -> None:
-        waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Hold a ``LISTEN outbox`` connection; reconnect when the database goes away."""
@@ -364,3 +391,54 @@ class OutboxRelay:
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+@dataclass
+class OutboxNotifier:
+    """Wakes the relays of other processes: at most one ``NOTIFY`` per ``interval_s``.
+
+    For processes that write outbox rows but run no relay (API workers): :meth:`signal`
+    (the outbox's ``on_commit``) only sets a flag; :meth:`run` sends one ``NOTIFY`` on its
+    own connection for every transaction that committed since the last one. A lost
+    ``NOTIFY`` (the connection broke) costs at most the relay's poll interval.
+    """
+
+    dsn: str
+    interval_s: float = 0.002
+    sent: int = 0
+    _pending: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def signal(self) -> None:
+        self._pending.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                conn = await asyncpg.connect(self.dsn)
+            except Exception:
+                log.warning("outbox notifier: database unreachable", exc_info=True)
+                await _sleep_unless(stop, 1.0)
+                continue
+            try:
+                while not stop.is_set():
+                    await _wait_either(self._pending, stop)
+                    if stop.is_set():
+                        break
+                    self._pending.clear()
+                    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+                    self.sent += 1
+                    await _sleep_unless(stop, self.interval_s)
+            except Exception:
+                log.warning("outbox notifier: NOTIFY failed, reconnecting", exc_info=True)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+
+
+async def _wait_either(first: asyncio.Event, second: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(first.wait()), asyncio.create_task(second.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

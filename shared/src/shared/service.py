@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData
 
 from shared.db import asyncpg_dsn, make_engine, make_session_factory
@@ -24,9 +24,9 @@ from shared.http.health import Check, database_check, kafka_check
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher, ensure_topics, make_broker
 from shared.lag import ConsumerLagMonitor
-from shared.messaging import BatchEventConsumer, EventConsumer, RetryPolicy
-from shared.outbox import Outbox, OutboxRelay, RelayStats
-from shared.settings import ServiceSettings
+from shared.messaging import BatchEventConsumer, EventConsumer, RetryPolicy, is_outage
+from shared.outbox import Outbox, OutboxNotifier, OutboxRelay, RelayStats
+from shared.settings import Role, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class ServiceRuntime:
         """``work_queues``: topics used as work queues, with their partition count (see
         :func:`shared.kafka.ensure_topics`)."""
         self.settings = settings
+        self.role = settings.role
         self.work_queues = dict(work_queues or {})
         self.engine = make_engine(
             settings.database_url,
@@ -96,6 +97,13 @@ class ServiceRuntime:
             poll_interval_s=settings.outbox_poll_interval_s,
             on_stats=self._export_relay_stats,
         )
+        self.notifier = OutboxNotifier(
+            asyncpg_dsn(settings.database_url), interval_s=settings.outbox_notify_interval_s
+        )
+        if self.runs_background and run_relay:
+            self.outbox.on_commit = self.relay.wake  # the relay is in this process
+        elif self.serves_api:
+            self.outbox.on_commit = self.notifier.signal  # wake the worker processes' relays
         self.consumers: list[EventConsumer] = []
         self._loops: list[tuple[str, BackgroundLoop]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,6 +131,16 @@ class ServiceRuntime:
             interval_s=settings.metrics_lag_interval_s,
             request_timeout_ms=settings.kafka_request_timeout_ms,
         )
+
+    @property
+    def serves_api(self) -> bool:
+        """This process serves the service's HTTP API (roles ``all`` and ``api``)."""
+        return self.role is not Role.WORKER
+
+    @property
+    def runs_background(self) -> bool:
+        """This process runs the relay, consumers and background loops (``all``, ``worker``)."""
+        return self.role is not Role.API
 
     def consumer(
         self, name: str, *, permanent_errors: tuple[type[BaseException], ...] = ()
@@ -186,6 +204,15 @@ class ServiceRuntime:
     async def start(self) -> None:
         self._stop.clear()
         self._intake_stop.clear()
+        if not self.runs_background:
+            self._tasks = [
+                asyncio.create_task(
+                    self._supervise("outbox-notifier", self.notifier.run, self._stop),
+                    name="outbox-notifier",
+                )
+            ]
+            log.info("%s started: HTTP API only", self.settings.service_name)
+            return
         await ensure_topics(
             self.settings.kafka_bootstrap_servers,
             self.topics,
@@ -253,10 +280,11 @@ class ServiceRuntime:
         self._backlog_age.set(stats.oldest_pending_age_s)
 
     def checks(self) -> dict[str, Check]:
-        return {
-            "database": database_check(self.engine),
-            "kafka": kafka_check(self.broker.ping),
-        }
+        """What readiness depends on: an API-only process needs its database alone."""
+        checks = {"database": database_check(self.engine)}
+        if self.runs_background:
+            checks["kafka"] = kafka_check(self.broker.ping)
+        return checks
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
@@ -273,8 +301,11 @@ class ServiceRuntime:
         version: str,
         description: str | None = None,
         problem_mapping: Mapping[type[Exception], int] | None = None,
+        routers: Iterable[APIRouter] = (),
         **extra_state: Any,
     ) -> FastAPI:
+        """The service's app: ``routers`` are its API, left out of a ``worker`` process
+        (which serves health and metrics only)."""
         app = create_service_app(
             title=title,
             version=version,
@@ -284,7 +315,11 @@ class ServiceRuntime:
             checks=self.checks(),
             lifespan=self.lifespan,
             problem_mapping=problem_mapping or {},
+            unavailable=is_outage,
         )
+        if self.serves_api:
+            for router in routers:
+                app.include_router(router)
         app.state.runtime = self
         for key, value in extra_state.items():
             setattr(app.state, key, value)

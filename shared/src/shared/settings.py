@@ -7,11 +7,26 @@ local infrastructure that ``make up`` provisions, so a developer needs no enviro
 
 from __future__ import annotations
 
+import enum
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
 """HS256 secret used when none is configured: fine on a laptop, refused nowhere, logged loudly."""
+
+
+class Role(enum.StrEnum):
+    """What one process of a service does; each scales on its own replica count.
+
+    ``api`` serves the HTTP API only (several uvicorn workers per process); ``worker`` runs
+    the background work (outbox relay, consumers, sweepers, dispatchers) and serves only
+    health and metrics; ``all`` does both in one process (a laptop, the tests).
+    """
+
+    ALL = "all"
+    API = "api"
+    WORKER = "worker"
 
 
 class ServiceSettings(BaseSettings):
@@ -34,13 +49,18 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
+    role: Role = Role.ALL
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    http_workers: int = Field(default=1, ge=1, le=64)
+    """uvicorn worker processes of ``serve`` (each with its own database pool)."""
     log_level: str = "INFO"
     log_json: bool = True
 
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    outbox_notify_interval_s: float = Field(default=0.002, ge=0)
+    """An API process wakes the relays with at most one ``NOTIFY`` per this interval."""
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)

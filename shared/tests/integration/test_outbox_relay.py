@@ -8,12 +8,13 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 
+import asyncpg
 import pytest
 from sqlalchemy import func, insert, select
 
 from shared.db import asyncpg_dsn
 from shared.kafka import KafkaPublisher, ensure_topics
-from shared.outbox import OutboundRecord, OutboxRelay
+from shared.outbox import NOTIFY_CHANNEL, OutboundRecord, Outbox, OutboxNotifier, OutboxRelay
 from tests.support.kafka import read_topic
 
 from .conftest import Db, KernelTestEvent, effects, outbox
@@ -133,21 +134,69 @@ async def test_relay_killed_between_publish_and_mark_publishes_again_and_applies
     assert after[len(before) :] == ["at-least-once"]
 
 
-async def test_relay_wakes_on_commit_without_waiting_for_the_poll(
+async def test_relay_in_the_same_process_wakes_on_commit_not_on_rollback(
     db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
 ) -> None:
     await ensure_topics(kafka_bootstrap, [topic])
     stop = asyncio.Event()
-    r = relay(db, publisher, listen_dsn=asyncpg_dsn(db.url), poll_interval_s=60.0)
+    r = relay(db, publisher, poll_interval_s=60.0)  # no LISTEN: only the in-process wake
+    wakes: list[str] = []
+
+    def on_commit() -> None:
+        wakes.append("wake")
+        r.wake()
+
+    writer = Outbox(outbox, source="/kernel-tests", on_commit=on_commit)
     task = asyncio.create_task(r.run(stop))
     try:
-        await asyncio.sleep(0.5)  # the relay is idle, listening
-        await write(db, "wake-up")
-        records = await read_topic(kafka_bootstrap, topic, at_least=1, timeout_s=5.0)
-        assert len(records) == 1
+        async with db.sessions() as session:
+            await writer.add(session, KernelTestEvent(order_id=uuid.uuid4(), note="ghost"))
+            await session.rollback()
+        assert wakes == []
+        async with db.sessions() as session, session.begin():
+            await writer.add(session, KernelTestEvent(order_id=uuid.uuid4(), note="one"))
+            await writer.add(session, KernelTestEvent(order_id=uuid.uuid4(), note="two"))
+        assert wakes == ["wake"]  # once per committed transaction
+        records = await read_topic(kafka_bootstrap, topic, at_least=2, timeout_s=5.0)
+        assert sorted(json.loads(r.value)["data"]["note"] for r in records) == ["one", "two"]
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_write_transactions_send_no_notify_and_the_notifier_coalesces(
+    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
+) -> None:
+    """A NOTIFY in every write transaction would serialise the commits of the whole cluster:
+    writers only signal, and a process without a relay sends one NOTIFY for many commits,
+    which wakes a relay listening in another process."""
+    await ensure_topics(kafka_bootstrap, [topic])
+    listener = await asyncpg.connect(asyncpg_dsn(db.url))
+    heard: list[str] = []
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.append(args[2]))
+    stop = asyncio.Event()
+    notifier = OutboxNotifier(asyncpg_dsn(db.url), interval_s=0.01)
+    writer = Outbox(outbox, source="/kernel-tests", on_commit=notifier.signal)
+    r = relay(db, publisher, listen_dsn=asyncpg_dsn(db.url), poll_interval_s=60.0)
+    tasks = [asyncio.create_task(r.run(stop))]
+    try:
+        await asyncio.sleep(0.5)  # the relay is idle, listening
+        for note in ("a", "b", "c"):
+            async with db.sessions() as session, session.begin():
+                await writer.add(session, KernelTestEvent(order_id=uuid.uuid4(), note=note))
+        await asyncio.sleep(0.3)  # a NOTIFY sent by a transaction would have arrived
+        assert heard == []
+        assert await pending(db) == 3  # and nothing woke the relay
+
+        tasks.append(asyncio.create_task(notifier.run(stop)))
+        records = await read_topic(kafka_bootstrap, topic, at_least=3, timeout_s=10.0)
+        assert sorted(json.loads(r.value)["data"]["note"] for r in records) == ["a", "b", "c"]
+        assert notifier.sent == 1  # three commits, one NOTIFY
+        assert len(heard) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await listener.close()
 
 
 async def test_two_relays_at_once_publish_every_row_once_in_order_per_aggregate(

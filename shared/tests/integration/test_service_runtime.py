@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import APIRouter
 from sqlalchemy import insert, select
 
 from shared.cli import service_main
 from shared.http.auth import CurrentUser
 from shared.messaging import EventContext
 from shared.service import ServiceRuntime
-from shared.settings import ServiceSettings
+from shared.settings import Role, ServiceSettings
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import read_topic
 from tests.support.service import bearer, running
@@ -103,6 +104,69 @@ async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
 
 async def _value(runs: list[str]) -> int:
     return len(runs)
+
+
+def orders_router(runtime: ServiceRuntime) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/orders", status_code=201)
+    async def place_order(user: CurrentUser) -> None:
+        async with runtime.sessions() as session, session.begin():
+            order_id = uuid.uuid4()
+            await session.execute(insert(effects).values(order_id=order_id, note="placed"))
+            await runtime.outbox.add(session, KernelTestEvent(order_id=order_id, note=user.subject))
+
+    return router
+
+
+async def test_an_api_process_and_a_worker_process_share_the_work_of_one_service(
+    create_database: CreateDatabase, kafka_bootstrap: str
+) -> None:
+    """The API process only takes requests (its outbox rows are relayed by the worker, woken
+    through one NOTIFY); the worker process relays, consumes and runs the loops, and serves
+    health and metrics but not the API."""
+    url = await create_database("runtime_roles")
+    from shared.db import make_engine
+
+    engine = make_engine(url, pool_size=1)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    await engine.dispose()
+    topic = f"kernel-roles-{uuid.uuid4().hex[:8]}"
+    runtimes, apps, loop_runs = {}, {}, {}
+    for role in (Role.API, Role.WORKER):
+        settings = ServiceSettings(
+            service_name="kernel-roles",
+            database_url=url,
+            kafka_bootstrap_servers=kafka_bootstrap,
+            role=role,
+            outbox_poll_interval_s=60.0,  # only a wake-up can get the row out in time
+        )
+        loop_runs[role] = []
+        runtimes[role] = runtime = build(settings, topic, loop_runs[role])
+        apps[role] = runtime.create_app(
+            title="Kernel service", version="1", routers=[orders_router(runtime)]
+        )
+
+    async def notes() -> list[str]:
+        async with runtimes[Role.API].sessions() as session:
+            return list((await session.scalars(select(effects.c.note))).all())
+
+    async with running(apps[Role.WORKER]) as worker, running(apps[Role.API]) as api:
+        placed = await api.post("/orders", headers=bearer("bob"))
+        consumed = await eventually(notes, lambda n: "consumed:bob" in n, timeout_s=20)
+        not_here = await worker.post("/orders", headers=bearer("bob"))
+        api_ready = (await api.get("/health/ready")).json()
+        worker_ready = (await worker.get("/health/ready")).json()
+
+    assert placed.status_code == 201
+    assert sorted(consumed) == ["consumed:bob", "placed"]
+    assert not_here.status_code == 404
+    assert api_ready["checks"] == {"database": "ok"}
+    assert worker_ready["checks"] == {"database": "ok", "kafka": "ok"}
+    assert runtimes[Role.API].notifier.sent >= 1
+    assert loop_runs[Role.API] == []  # no background loop in the API process
+    assert loop_runs[Role.WORKER]
 
 
 @pytest.mark.usefixtures("root_logger")

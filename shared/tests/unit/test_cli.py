@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from shared.cli import Command, UsageError, service_main
-from shared.settings import ServiceSettings
+from shared.cli import Command, UsageError, service_main, worker_app
+from shared.settings import Role, ServiceSettings
 
 calls: list[tuple[str, int]] = []
 
@@ -71,3 +71,68 @@ def test_an_own_command_is_listed_and_its_usage_errors_exit_2(
     assert exit_info.value.code == 2
     assert "--times" in capsys.readouterr().err
     assert calls == []
+
+
+class Served:
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, dict[str, object]]] = []
+
+    def __call__(self, app: object, **options: object) -> None:
+        self.calls.append((app, options))
+
+
+def tiny_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """A factory as the services have: settings from the environment when none are given."""
+    app = FastAPI()
+    app.state.runtime = argparse.Namespace(settings=settings or ServiceSettings())
+    return app
+
+
+def serve(argv: list[str]) -> int:
+    return service_main(
+        settings_factory=lambda: ServiceSettings(service_name="svc", log_json=False),
+        app_factory=tiny_app,
+        alembic_ini=Path("unused.ini"),
+        argv=argv,
+    )
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_serve_with_one_worker_runs_the_app_of_the_chosen_role(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = Served()
+    monkeypatch.setattr("uvicorn.run", served)
+    assert serve(["serve", "--role", "worker", "--port", "9001"]) == 0
+    [(app, options)] = served.calls
+    assert isinstance(app, FastAPI)
+    assert app.state.runtime.settings.role is Role.WORKER
+    assert options["port"] == 9001
+    assert "workers" not in options
+    assert options["timeout_keep_alive"] == 75  # above load balancers' idle timeouts
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_serve_with_several_workers_builds_each_app_from_the_factory_and_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = Served()
+    monkeypatch.setattr("uvicorn.run", served)
+    # serve sets both for its worker processes; monkeypatch puts them back afterwards
+    monkeypatch.setenv("ROLE", "all")
+    monkeypatch.setenv("PLATFORM_APP_FACTORY", "unset:unset")
+    assert serve(["serve", "--role", "api", "--workers", "3"]) == 0
+    [(target, options)] = served.calls
+    assert target == "shared.cli:worker_app"
+    assert options["factory"] is True
+    assert options["workers"] == 3
+
+    app = worker_app()  # what each worker process runs
+    assert app.state.runtime.settings.role is Role.API
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_serve_refuses_fewer_than_one_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("uvicorn.run", Served())
+    with pytest.raises(SystemExit, match="at least 1"):
+        serve(["serve", "--workers", "0"])

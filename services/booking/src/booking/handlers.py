@@ -123,9 +123,8 @@ async def create(
         "idempotency_key": request.idempotency_key,
         "request_fingerprint": request.fingerprint() if request.idempotency_key else None,
     }
-    try:
-        async with session.begin_nested():
-            booking = await store.insert_booking(session, values)
+    try:  # no savepoint: a refused INSERT ends the whole transaction, place included
+        booking = await store.insert_booking(session, values)
     except IntegrityError as exc:
         # Either unique index: the same user already holds the slot, or a concurrent request
         # with the same key won. The key's owner, once committed, tells which.

@@ -79,8 +79,8 @@ def create_app(settings: BookingSettings | None = None, *, clock: Clock = utc_no
             "by policy, rescheduling and unpaid-hold expiry."
         ),
         problem_mapping=PROBLEM_STATUSES,
+        routers=[router],
         config=rules_of(settings),
         clock=clock,
     )
-    app.include_router(router)
     return app

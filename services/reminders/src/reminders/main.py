@@ -115,7 +115,7 @@ def create_app(settings: RemindersSettings | None = None, *, clock: Clock = utc_
             "dispatched when due, delivered exactly once by a scalable group of workers."
         ),
         problem_mapping=PROBLEM_STATUSES,
+        routers=[api.router],
         clock=clock,
     )
-    app.include_router(api.router)
     return app

@@ -57,8 +57,8 @@ def create_app(settings: TimeslotsSettings | None = None, *, clock: Clock = utc_
             "with availability search in each room's own time zone."
         ),
         problem_mapping=PROBLEM_STATUSES,
+        routers=[router],
         config=limits_of(settings),
         clock=clock,
     )
-    app.include_router(router)
     return app

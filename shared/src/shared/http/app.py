@@ -8,7 +8,7 @@ Services then include their own routers on the returned app.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI
 from starlette.types import Lifespan
@@ -31,15 +31,17 @@ def create_service_app(
     problem_mapping: Mapping[type[Exception], int] = {},
     description: str | None = None,
     health_timeout_s: float = 2.0,
+    unavailable: Callable[[BaseException], bool] | None = None,
 ) -> FastAPI:
     """A FastAPI app with the platform's HTTP kit installed.
 
     Middleware, outermost first: correlation id (so everything below, including error
     logs, sees the id and every response echoes it), metrics (so 500s are counted with
-    their route), then the handler that turns unhandled exceptions into 500 problems.
+    their route), then the handler that turns unhandled exceptions into 500 problems (503
+    for those ``unavailable`` accepts: a dependency is unreachable, retry).
     """
     app = FastAPI(title=title, version=version, description=description or "", lifespan=lifespan)
-    install_problem_handlers(app, mapping=problem_mapping)
+    install_problem_handlers(app, mapping=problem_mapping, unavailable=unavailable)
     install_auth(app, verifier)
     app.include_router(health_router(checks, timeout_s=health_timeout_s))
     install_metrics(app, metrics)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -28,6 +28,10 @@ from shared.observability import correlation_id
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 UNEXPECTED_ERROR_DETAIL: Final = (
     "An unexpected error occurred. Quote the correlation id when reporting it."
+)
+UNAVAILABLE_DETAIL: Final = (
+    "A service this request needs is unreachable for the moment; nothing was changed. "
+    "Retry shortly (with the same Idempotency-Key, where the request has one)."
 )
 
 _logger = logging.getLogger(__name__)
@@ -160,10 +164,17 @@ class UnhandledErrorMiddleware:
     counted with its route, and the traceback is logged with the correlation id. The
     exception text is logged, never sent. If the response had already started there is
     nothing left to replace, so the exception is logged and re-raised for the server.
+
+    An exception for which ``unavailable`` is true (the database went away, e.g. a pooled
+    connection found dead on its first use after a restart) answers 503 with
+    ``Retry-After`` instead: the transaction did not commit, so the request may be retried.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, unavailable: Callable[[BaseException], bool] | None = None
+    ) -> None:
         self.app = app
+        self.unavailable = unavailable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -180,12 +191,28 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
             request = Request(scope)
-            _logger.exception("Unhandled error on %s %s", request.method, request.url.path)
-            if response_started:
-                raise
-            response = _unexpected_error_response(request.url.path)
+            if response_started or self.unavailable is None or not self.unavailable(exc):
+                _logger.exception("Unhandled error on %s %s", request.method, request.url.path)
+                if response_started:
+                    raise
+                response = _unexpected_error_response(request.url.path)
+            else:
+                _logger.warning(
+                    "%s %s: a dependency is unavailable (%s: %s)",
+                    request.method,
+                    request.url.path,
+                    type(exc).__name__,
+                    exc,
+                )
+                response = problem_response(
+                    503,
+                    reason_phrase(503),
+                    UNAVAILABLE_DETAIL,
+                    instance=request.url.path,
+                    headers={"Retry-After": "1"},
+                )
             await response(scope, receive, send)
 
 
@@ -203,7 +230,12 @@ def _allowed_methods(request: Request) -> str:
     )
 
 
-def install_problem_handlers(app: FastAPI, *, mapping: Mapping[type[Exception], int] = {}) -> None:
+def install_problem_handlers(
+    app: FastAPI,
+    *,
+    mapping: Mapping[type[Exception], int] = {},
+    unavailable: Callable[[BaseException], bool] | None = None,
+) -> None:
     """Make every error of ``app`` answer with a problem body.
 
     * :class:`ProblemError` -> its own status, title and type;
@@ -214,6 +246,7 @@ def install_problem_handlers(app: FastAPI, *, mapping: Mapping[type[Exception], 
     * Starlette/FastAPI ``HTTPException`` (including unknown routes and wrong methods) -> its
       status, detail and headers;
     * ``RequestValidationError`` -> 422 with an ``errors`` list of ``{loc, msg, type}``;
+    * an exception ``unavailable`` accepts -> 503 with ``Retry-After``;
     * anything else -> 500 with a generic detail; the exception is logged with its traceback.
 
     Call it before the application starts (it adds a middleware).
@@ -292,7 +325,7 @@ def install_problem_handlers(app: FastAPI, *, mapping: Mapping[type[Exception], 
     app.add_exception_handler(HTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(Exception, on_unexpected_error)
-    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(UnhandledErrorMiddleware, unavailable=unavailable)
 
 
 def _inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:

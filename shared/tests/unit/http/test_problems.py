@@ -20,6 +20,7 @@ from shared.http import (
     problem_response,
 )
 from shared.http.problems import (
+    UNAVAILABLE_DETAIL,
     UNEXPECTED_ERROR_DETAIL,
     UnhandledErrorMiddleware,
     problem_type_for,
@@ -432,3 +433,32 @@ def test_problem_responses_document_problem_bodies_in_openapi() -> None:
         assert "$defs/" not in str(schema), "embedded schemas must not point at $defs"
     error_item = responses["422"]["content"][PROBLEM_JSON]["schema"]["properties"]["errors"]
     assert set(error_item["items"]["properties"]) == {"loc", "msg", "type"}
+
+
+async def test_an_unreachable_dependency_answers_503_to_retry_and_is_logged_without_traceback(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = FastAPI()
+    install_problem_handlers(app, unavailable=lambda exc: isinstance(exc, ConnectionError))
+
+    @app.get("/down")
+    async def down() -> None:
+        raise ConnectionError("connection to 10.0.0.7:5432 refused")
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("a bug")
+
+    with caplog.at_level(logging.WARNING, logger="shared.http.problems"):
+        async with client(app) as http:
+            response = await http.get("/down")
+            crashed = await http.get("/crash")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert "10.0.0.7" not in response.text
+    assert response.json()["detail"] == UNAVAILABLE_DETAIL
+    assert crashed.status_code == 500  # anything else is still a bug
+    warning = next(r for r in caplog.records if "unavailable" in r.getMessage())
+    assert warning.exc_info is None
