@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from booking import domain, handlers, schemas, store
+from booking.coalescing import CreateCoalescer
 from booking.domain import Action, BookingStatus
 from shared.events.catalogue import Contact
 from shared.http.auth import AdminUser, CurrentUser, Principal
@@ -25,6 +26,14 @@ router = APIRouter(responses=PROBLEM_RESPONSES, tags=["bookings"])
 Ctx = Annotated[RequestContext[handlers.Rules], Depends(request_context)]
 
 
+def _coalescer(request: Request) -> CreateCoalescer:
+    coalescer: CreateCoalescer = request.app.state.coalescer
+    return coalescer
+
+
+Coalescer = Annotated[CreateCoalescer, Depends(_coalescer)]
+
+
 def _caller(principal: Principal) -> handlers.Caller:
     return handlers.Caller(user_id=principal.subject, is_admin=principal.is_admin)
 
@@ -35,6 +44,7 @@ async def create_booking(
     ctx: Ctx,
     user: CurrentUser,
     response: Response,
+    coalescer: Coalescer,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -56,14 +66,7 @@ async def create_booking(
         attributes=body.attributes,
         idempotency_key=idempotency_key,
     )
-    created = await handlers.create_idempotently(
-        ctx.runtime.sessions,
-        ctx.runtime.outbox,
-        _caller(user),
-        request,
-        now=ctx.clock(),
-        rules=ctx.config,
-    )
+    created = await coalescer.create(_caller(user), request, now=ctx.clock())
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return schemas.BookingOut.of(created.booking)

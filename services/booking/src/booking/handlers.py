@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,7 +105,24 @@ async def create(
         if earlier is not None:
             return Created(earlier, replayed=True)
     slot = await store.take_place(session, request.slot_id, now=now)
-    values = {
+    try:  # no savepoint: a refused INSERT ends the whole transaction, place included
+        booking = await store.insert_booking(
+            session, _booking_row(caller, request, slot, now=now, rules=rules)
+        )
+    except IntegrityError as exc:
+        # Either unique index: the same user already holds the slot, or a concurrent request
+        # with the same key won. The key's owner, once committed, tells which.
+        if request.idempotency_key is not None:
+            raise _ConcurrentReplay from exc
+        raise _already_holds(request.slot_id) from exc
+    await outbox.add(session, _created_event(booking))
+    return Created(booking, replayed=False)
+
+
+def _booking_row(
+    caller: Caller, request: NewBooking, slot: store.Slot, *, now: datetime, rules: Rules
+) -> dict[str, Any]:
+    return {
         "id": uuid.uuid4(),
         "user_id": caller.user_id,
         "room_id": slot.room_id,
@@ -123,28 +142,96 @@ async def create(
         "idempotency_key": request.idempotency_key,
         "request_fingerprint": request.fingerprint() if request.idempotency_key else None,
     }
-    try:  # no savepoint: a refused INSERT ends the whole transaction, place included
-        booking = await store.insert_booking(session, values)
-    except IntegrityError as exc:
-        # Either unique index: the same user already holds the slot, or a concurrent request
-        # with the same key won. The key's owner, once committed, tells which.
-        if request.idempotency_key is not None:
-            raise _ConcurrentReplay from exc
-        raise _already_holds(request.slot_id) from exc
-    await outbox.add(
-        session,
-        BookingCreated(
-            booking_id=booking.id,
-            user_id=booking.user_id,
-            slot_id=booking.slot_id,
-            room_id=booking.room_id,
-            starts_at=booking.starts_at,
-            ends_at=booking.ends_at,
-            price=booking.price,
-            hold_expires_at=booking.hold_expires_at,
-        ),
+
+
+def _created_event(booking: store.Booking) -> BookingCreated:
+    return BookingCreated(
+        booking_id=booking.id,
+        user_id=booking.user_id,
+        slot_id=booking.slot_id,
+        room_id=booking.room_id,
+        starts_at=booking.starts_at,
+        ends_at=booking.ends_at,
+        price=booking.price,
+        hold_expires_at=booking.hold_expires_at,
     )
-    return Created(booking, replayed=False)
+
+
+Outcome = Created | domain.BookingError | None
+"""Of one request in :func:`create_many`; ``None``: make this request alone (``create``)."""
+
+
+async def create_many(
+    session: AsyncSession,
+    outbox: Outbox,
+    requests: Sequence[tuple[Caller, NewBooking]],
+    *,
+    now: datetime,
+    rules: Rules,
+) -> list[Outcome]:
+    """``create`` for many requests in one transaction, each succeeding or failing on its own.
+
+    Replays are looked up in one query; the places are taken in one ``UPDATE`` (a slot with
+    fewer places left than the batch wants gives them to its first requests); the bookings
+    are written in one ``INSERT`` and their events in another. A request that got no place,
+    or whose key is used twice in the batch, or whose key a concurrent request took
+    meanwhile, gets ``None``: made alone afterwards, it learns exactly why not (or takes a
+    place freed meanwhile). The database enforces the same invariants
+    as for ``create`` (capacity, one live booking per user and slot, one use of a key).
+    """
+    outcomes: list[Outcome] = [None] * len(requests)
+    keys = {(c.user_id, r.idempotency_key) for c, r in requests if r.idempotency_key}
+    earlier = await store.find_by_idempotency_keys(session, sorted(keys)) if keys else {}
+    todo: list[int] = []
+    keys_in_batch: set[tuple[str, str]] = set()
+    for i, (caller, request) in enumerate(requests):
+        if request.idempotency_key is not None:
+            key = (caller.user_id, request.idempotency_key)
+            if key in earlier:
+                outcomes[i] = _replayed(earlier[key], request)
+                continue
+            if key in keys_in_batch:
+                continue  # alone, once the first one committed: it replays that one
+            keys_in_batch.add(key)
+        todo.append(i)
+    if not todo:
+        return outcomes
+    wanted = Counter(requests[i][1].slot_id for i in todo)
+    taken = await store.take_places(session, wanted, now=now)
+    rows: dict[int, dict[str, Any]] = {}
+    for i in todo:  # a slot's places go to its first requests, in the order they came
+        caller, request = requests[i]
+        slot, places = taken.get(request.slot_id, (None, 0))
+        if slot is not None and places > 0:
+            taken[request.slot_id] = (slot, places - 1)
+            rows[i] = _booking_row(caller, request, slot, now=now, rules=rules)
+    ordered = sorted(rows.values(), key=lambda r: (r["user_id"], str(r["slot_id"])))
+    inserted = await store.insert_bookings(session, ordered) if ordered else {}
+    refused: list[UUID] = []
+    for i, row in rows.items():
+        booking = inserted.get(row["id"])
+        if booking is not None:
+            outcomes[i] = Created(booking, replayed=False)
+            continue
+        refused.append(row["slot_id"])  # its place goes back
+        if row["idempotency_key"] is None:
+            outcomes[i] = _already_holds(row["slot_id"])
+    if refused:
+        await store.release_places(session, refused)
+    await outbox.add(session, *(_created_event(b) for b in inserted.values()))
+    return outcomes
+
+
+def _replayed(earlier: store.Booking, request: NewBooking) -> Created | domain.BookingError:
+    if earlier.request_fingerprint != request.fingerprint():
+        return _key_reused()
+    return Created(earlier, replayed=True)
+
+
+def _key_reused() -> domain.IdempotencyConflict:
+    return domain.IdempotencyConflict(
+        "this Idempotency-Key was used for a different request; use a new key"
+    )
 
 
 class _ConcurrentReplay(Exception):
@@ -182,9 +269,7 @@ async def _replay(
     assert request.idempotency_key is not None
     earlier = await store.find_by_idempotency_key(session, caller.user_id, request.idempotency_key)
     if earlier is not None and earlier.request_fingerprint != request.fingerprint():
-        raise domain.IdempotencyConflict(
-            "this Idempotency-Key was used for a different request; use a new key"
-        )
+        raise _key_reused()
     return earlier
 
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from booking import consumers, domain, handlers, models
 from booking.api import router
+from booking.coalescing import CreateCoalescer
 from booking.settings import BookingSettings
 from shared.events import topics
 from shared.events.money import utc_now
@@ -81,6 +82,12 @@ def create_app(settings: BookingSettings | None = None, *, clock: Clock = utc_no
         problem_mapping=PROBLEM_STATUSES,
         routers=[router],
         config=rules_of(settings),
+        coalescer=CreateCoalescer(
+            runtime.sessions,
+            runtime.outbox,
+            rules_of(settings),
+            max_batch=settings.create_batch_max,
+        ),
         clock=clock,
     )
     return app

@@ -39,6 +39,9 @@ class BookingSettings(ServiceSettings):
     expiry_interval_s: float = Field(default=1.0, gt=0)
     """How often the hold sweeper looks for expired holds."""
     expiry_batch_size: int = Field(default=500, ge=1)
+    create_batch_max: int = Field(default=64, ge=1, le=1000)
+    """Concurrent ``POST /bookings`` of one API process written in one transaction, at
+    most (request coalescing; 1 writes every request in a transaction of its own)."""
 
     def refund_policy(self) -> RefundPolicy:
         return RefundPolicy(

@@ -206,6 +206,61 @@ async def _why_unavailable(session: AsyncSession, slot_id: UUID, now: datetime) 
     return None
 
 
+_TAKE_PLACES = text(
+    """
+    UPDATE slots AS s SET booked_count = s.booked_count + w.n, updated_at = now()
+    FROM unnest(:ids, :counts) AS w(id, n)
+    WHERE s.id = w.id AND s.status = 'open' AND s.booked_count + w.n <= s.max_bookings
+      AND s.starts_at > :now
+    RETURNING s.*
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("counts", type_=ARRAY(Integer)),
+    bindparam("now", type_=DateTime(timezone=True)),
+)
+
+
+async def take_places(
+    session: AsyncSession, wanted: Mapping[UUID, int], *, now: datetime
+) -> dict[UUID, tuple[Slot, int]]:
+    """Take up to ``wanted[slot]`` places of each slot: as many as it has left. Returns, per
+    slot that gave any, the slot and how many places it gave.
+
+    Two statements: the slots are locked in id order (one lock order for every writer: no
+    deadlocks) and read, then the places they can give are taken in one ``UPDATE`` under
+    the same conditions as :func:`take_place`; ``booked_count <= max_bookings`` holds
+    whatever happens (a CHECK constraint).
+    """
+    ids = sorted(wanted)
+    room_takes_bookings = exists().where(
+        rooms.c.id == slots.c.room_id, rooms.c.active, rooms.c.name != ""
+    )
+    locked = await session.execute(
+        select(slots.c.id, slots.c.booked_count, slots.c.max_bookings)
+        .where(
+            slots.c.id.in_(ids),
+            slots.c.status == "open",
+            slots.c.starts_at > now,
+            room_takes_bookings,
+        )
+        .order_by(slots.c.id)
+        .with_for_update(of=slots)
+    )
+    grants = {
+        row.id: min(wanted[row.id], row.max_bookings - row.booked_count)
+        for row in locked
+        if row.max_bookings > row.booked_count
+    }
+    if not grants:
+        return {}
+    granted = sorted(grants)
+    rows = await session.execute(
+        _TAKE_PLACES, {"ids": granted, "counts": [grants[i] for i in granted], "now": now}
+    )
+    return {slot.id: (slot, grants[slot.id]) for slot in map(Slot.of, rows)}
+
+
 async def release_place(session: AsyncSession, slot_id: UUID) -> None:
     statement = (
         update(slots)
@@ -307,6 +362,32 @@ class Booking:
 async def insert_booking(session: AsyncSession, values: Mapping[str, Any]) -> Booking:
     statement = insert(bookings).values(**values).returning(*bookings.c)
     return Booking.of((await session.execute(statement)).one())
+
+
+async def insert_bookings(
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+) -> dict[UUID, Booking]:
+    """Insert many bookings in one statement; a row that would break a unique index (the
+    user already holds the slot, or reuses an ``Idempotency-Key``) is left out, not an
+    error. Returns the inserted bookings by id."""
+    statement = (
+        pg_insert(bookings)
+        .on_conflict_do_nothing()
+        .returning(*bookings.c, sort_by_parameter_order=True)
+    )
+    result = await session.execute(statement, list(rows))
+    return {booking.id: booking for booking in map(Booking.of, result)}
+
+
+async def find_by_idempotency_keys(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Booking]:
+    """The bookings made with these ``(user_id, Idempotency-Key)`` pairs, by pair."""
+    statement = select(bookings).where(
+        tuple_(bookings.c.user_id, bookings.c.idempotency_key).in_(list(keys))
+    )
+    found = map(Booking.of, await session.execute(statement))
+    return {(b.user_id, b.idempotency_key or ""): b for b in found}
 
 
 async def get_booking(session: AsyncSession, booking_id: UUID, *, lock: bool = False) -> Booking:

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest_asyncio
 from aiokafka import ConsumerRecord
+from fastapi import FastAPI
 
 from booking.cli import ALEMBIC_INI
 from booking.main import create_app
@@ -67,6 +68,7 @@ class Service:
     kafka: str
     clock: Clock
     settings: BookingSettings
+    app: FastAPI
     _next_day: list[int] = field(default_factory=lambda: [0])
 
     # --- inventory, as the timeslot service publishes it --------------------------------
@@ -259,7 +261,10 @@ async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> Asyn
     clock = Clock()
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     try:
-        async with running(create_app(settings, clock=clock)) as http:
-            yield Service(http=http, db=pool, kafka=kafka_bootstrap, clock=clock, settings=settings)
+        app = create_app(settings, clock=clock)
+        async with running(app) as http:
+            yield Service(
+                http=http, db=pool, kafka=kafka_bootstrap, clock=clock, settings=settings, app=app
+            )
     finally:
         await pool.close()
