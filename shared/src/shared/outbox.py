@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from shared.events.envelope import Envelope, Event
 from shared.events.money import utc_now
@@ -133,15 +134,8 @@ class Outbox:
         ``add`` does this itself; call it after writing outbox rows by other means. It costs
         no round trip: the wake-up is a hook on the session's commit.
         """
-        sync_session = session.sync_session
-        if self.on_commit is not None and not event.contains(
-            sync_session, "after_commit", self._committed
-        ):
-            event.listen(sync_session, "after_commit", self._committed)
-
-    def _committed(self, _session: Any) -> None:
         if self.on_commit is not None:
-            self.on_commit()
+            session.sync_session.info[_WAKE_ON_COMMIT] = self.on_commit
 
     def template(self, event_type: type[Event], *, subject: str) -> EnvelopeTemplate:
         """The envelope and headers of events of ``event_type`` about ``subject``, without
@@ -163,6 +157,22 @@ class Outbox:
         return EnvelopeTemplate(
             topic=event_type.topic, event_type=envelope.type, payload=payload, headers=headers
         )
+
+
+_WAKE_ON_COMMIT = "shared.outbox.wake_on_commit"
+"""Session ``info`` key: what to call once the session's transaction commits."""
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    wake = session.info.pop(_WAKE_ON_COMMIT, None)
+    if wake is not None:
+        wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_on_rollback(session: Session) -> None:
+    session.info.pop(_WAKE_ON_COMMIT, None)
 
 
 @dataclass(frozen=True)
