@@ -15,9 +15,13 @@
 # /app/services/<SERVICE>/alembic.ini, next to its `migrations/` folder.
 #
 #   docker run --rm booking-platform/booking:dev migrate   # alembic upgrade head, then exit
-#   docker run booking-platform/booking:dev                # serve (the default command)
-#   docker run -e REMINDERS_HTTP_PORT=8013 booking-platform/reminders:dev worker --port 8013
-#                                                          # reminder delivery workers only
+#   docker run booking-platform/booking:dev                # serve (the default command): the
+#                                                          # API and the background work
+#   docker run booking-platform/booking:dev serve --role api --workers 2
+#                                                          # the HTTP API alone
+#   docker run -e BOOKING_HTTP_PORT=8012 booking-platform/booking:dev serve --role worker
+#                                                          # relay, consumers, background loops
+#                                                          # (health and metrics only)
 #
 # Only the locked runtime dependencies of `<SERVICE>-service` and the shared kernel are
 # installed (no dev group, no other service, no tests); the image runs as uid/gid 10001.
@@ -111,7 +115,9 @@ EXPOSE ${PORT}
 # `<PREFIX>HTTP_PORT` when set, else the build-time PORT. `migrate` has no HTTP port: disable
 # the healthcheck for it (docker-compose.yml does). Kubernetes ignores it and uses the probes
 # of deploy/k8s.
-# `reminders worker --port 8013`: also set REMINDERS_HTTP_PORT=8013 so this check probes 8013.
+# A process on another port (`serve --role worker` on 8011-8013): give the port as
+# `<PREFIX>HTTP_PORT` rather than `--port`, so this check probes it (for `reminders worker
+# --port 8013`, also set REMINDERS_HTTP_PORT=8013).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; port = os.environ.get(os.environ['SERVICE'].upper() + '_HTTP_PORT') or os.environ['SERVICE_PORT']; urllib.request.urlopen(f'http://127.0.0.1:{port}/health/live', timeout=4)"]
 

@@ -13,7 +13,9 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from fastapi import FastAPI
 
 from shared import asyncapi, migrations
+from shared.http.metrics import MULTIPROCESS_DIR_ENV
 from shared.observability import configure_logging
 from shared.settings import Role, ServiceSettings
 
@@ -129,11 +132,24 @@ def _serve(settings: S, app_factory: Callable[[S], FastAPI], args: argparse.Name
 
     if args.workers == 1:
         return run(app_factory(settings.model_copy(update={"role": role})))
-    # Worker processes build their app through worker_app, from the same environment.
+    # Worker processes build their app through worker_app, from the same environment, and
+    # keep their metrics where any of them can add them all up for a scrape.
     prefix = str(settings.model_config.get("env_prefix", ""))
     os.environ[f"{prefix}ROLE"] = role.value
     os.environ[_FACTORY_ENV] = f"{app_factory.__module__}:{app_factory.__qualname__}"
-    return run(f"{__name__}:worker_app", factory=True, workers=args.workers)
+    metrics_dir = tempfile.mkdtemp(prefix=f"{settings.service_name}-metrics-")
+    os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
+    try:
+        # A worker process imports the whole service before it answers its supervisor: give it
+        # time on a busy machine (uvicorn's 5 s default kills and restarts it there for ever).
+        return run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=args.workers,
+            timeout_worker_healthcheck=60,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 _FACTORY_ENV = "PLATFORM_APP_FACTORY"

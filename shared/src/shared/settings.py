@@ -38,7 +38,10 @@ class ServiceSettings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_topic_partitions: int = Field(default=12, ge=1)
+    """Partitions of the topics a service creates when missing: the most replicas of one
+    consumer group that share its work. An event topic can never be grown later without
+    moving keys to other partitions (losing their order), so this is sized up front."""
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=0)
     kafka_request_timeout_ms: int = Field(default=15_000, ge=1_000)
@@ -62,6 +65,8 @@ class ServiceSettings(BaseSettings):
     outbox_notify_interval_s: float = Field(default=0.002, ge=0)
     """An API process wakes the relays with at most one ``NOTIFY`` per this interval."""
     consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_batch_max_records: int = Field(default=500, ge=1)
+    """Most records a consumer takes in one poll (applied a partition at a time)."""
     consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)
     metrics_lag_interval_s: float = Field(default=15.0, gt=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -121,14 +122,19 @@ def test_serve_with_several_workers_builds_each_app_from_the_factory_and_environ
     # serve sets both for its worker processes; monkeypatch puts them back afterwards
     monkeypatch.setenv("ROLE", "all")
     monkeypatch.setenv("PLATFORM_APP_FACTORY", "unset:unset")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     assert serve(["serve", "--role", "api", "--workers", "3"]) == 0
     [(target, options)] = served.calls
     assert target == "shared.cli:worker_app"
     assert options["factory"] is True
     assert options["workers"] == 3
+    assert options["timeout_worker_healthcheck"] == 60
 
     app = worker_app()  # what each worker process runs
     assert app.state.runtime.settings.role is Role.API
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert metrics_dir  # where the worker processes added up their metrics
+    assert not Path(metrics_dir).exists(), "removed when the server stopped"
 
 
 @pytest.mark.usefixtures("root_logger")

@@ -10,6 +10,7 @@ path: one time series per endpoint rather than one per booking id.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -17,10 +18,13 @@ from typing import Any, Final, TypeVar
 
 from fastapi import FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.metrics import Counter, Gauge, Histogram, MetricWrapperBase
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+MULTIPROCESS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""Where the worker processes of one server keep their metrics (prometheus_client's own
+variable, read when it is imported: set before the worker processes start)."""
 UNMATCHED_ROUTE: Final = "<unmatched>"
 OTHER_METHOD: Final = "OTHER"
 _KNOWN_METHODS: Final = frozenset(
@@ -101,7 +105,16 @@ class Metrics:
         self.http_request_duration_seconds.labels(method=method, route=route).observe(seconds)
 
     def exposition(self) -> bytes:
-        """The registry in the Prometheus text format (served with ``CONTENT_TYPE_LATEST``)."""
+        """The registry in the Prometheus text format (served with ``CONTENT_TYPE_LATEST``).
+
+        In a process of ``serve --workers N`` (``PROMETHEUS_MULTIPROC_DIR`` set), the
+        metrics of every worker process of the server, added up: a scrape answered by any
+        one of them sees them all.
+        """
+        if os.environ.get(MULTIPROCESS_DIR_ENV):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)
 
 

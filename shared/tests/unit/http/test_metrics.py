@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,3 +181,27 @@ async def test_the_middleware_ignores_non_http_traffic() -> None:
 
     assert seen == ["lifespan"]
     assert "lifespan" not in metrics.exposition().decode()
+
+
+def test_the_worker_processes_of_one_server_are_scraped_as_one(tmp_path: Path) -> None:
+    """``serve --workers N``: a scrape is answered by any one worker process and must count
+    the requests of all of them."""
+    script = (
+        "import sys\n"
+        "from shared.http.metrics import Metrics\n"
+        "metrics = Metrics()\n"
+        "for _ in range(int(sys.argv[1])):\n"
+        "    metrics.observe_request('POST', '/bookings', 201, 0.01)\n"
+        "sys.stdout.write(metrics.exposition().decode())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", script, str(n)], env=env, capture_output=True, check=True
+        ).stdout.decode()
+        for n in (2, 3)
+    ]
+
+    line = 'http_requests_total{method="POST",route="/bookings",status="201"}'
+    assert f"{line} 2.0" in outputs[0]
+    assert f"{line} 5.0" in outputs[1]  # the second process sees both
