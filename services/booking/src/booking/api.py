@@ -26,7 +26,7 @@ router = APIRouter(responses=PROBLEM_RESPONSES, tags=["bookings"])
 Ctx = Annotated[RequestContext[handlers.Rules], Depends(request_context)]
 
 
-def _coalescer(request: Request) -> CreateCoalescer:
+async def _coalescer(request: Request) -> CreateCoalescer:  # async: no thread hand-off
     coalescer: CreateCoalescer = request.app.state.coalescer
     return coalescer
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.catalogue import RoomType, SlotStatus
 from shared.http.auth import AdminUser, CurrentUser
-from shared.http.context import RequestContext, request_context
+from shared.http.context import RequestContext, built_on_the_loop, request_context
 from shared.http.pagination import decode_id, decode_time_and_id, encode_cursor
 from shared.http.problems import PROBLEM_RESPONSES
 from timeslots import handlers, schemas, store
@@ -281,7 +281,7 @@ class AvailabilityQuery:
         )
 
 
-Search = Annotated[AvailabilityQuery, Depends()]
+Search = Annotated[AvailabilityQuery, Depends(built_on_the_loop(AvailabilityQuery))]
 
 
 @router.get("/rooms/{room_id}/availability", tags=["availability"])

@@ -7,7 +7,8 @@ transaction with ``async with ctx.transaction() as session``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +37,26 @@ class RequestContext(Generic[C]):
         return self.runtime.sessions.begin()
 
 
-def request_context(request: Request) -> RequestContext[Any]:
-    """FastAPI dependency: the context ``create_app`` stored on the app."""
+async def request_context(request: Request) -> RequestContext[Any]:
+    """FastAPI dependency: the context ``create_app`` stored on the app.
+
+    A coroutine function on purpose: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a thread hand-off on every request."""
     state = request.app.state
     return RequestContext(runtime=state.runtime, config=state.config, clock=state.clock)
+
+
+Q = TypeVar("Q")
+
+
+def built_on_the_loop(cls: type[Q]) -> Callable[..., Awaitable[Q]]:
+    """A FastAPI dependency that builds ``cls`` from the request's parameters (as
+    ``Depends(cls)`` does) without a thread hand-off: FastAPI runs a class dependency in its
+    thread pool, a coroutine function on the event loop."""
+
+    async def build(**parameters: Any) -> Q:
+        return cls(**parameters)
+
+    build.__signature__ = inspect.signature(cls, eval_str=True)  # type: ignore[attr-defined]
+    build.__name__ = f"build_{cls.__name__}"
+    return build
