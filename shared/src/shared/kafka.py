@@ -34,10 +34,12 @@ def make_broker(
     request_timeout_ms: int = 15_000,
     **options: Any,
 ) -> KafkaBroker:
-    """A FastStream broker for the consumers (its own producer is idempotent, ``acks=all``).
+    """A FastStream broker whose ping is the service's Kafka readiness check (its own
+    producer is idempotent, ``acks=all``).
 
-    Outbox rows and dead letters go through :class:`KafkaPublisher` instead, which can
-    replace its producer after a broker outage.
+    Consumers run on their own aiokafka clients (:mod:`shared.messaging`); outbox rows and
+    dead letters go through :class:`KafkaPublisher`, which can replace its producer after a
+    broker outage.
     """
     return KafkaBroker(
         bootstrap_servers,
@@ -178,8 +180,17 @@ async def ensure_topics(
 
 
 async def _grow(admin: AIOKafkaAdminClient, wanted: Mapping[str, int]) -> None:
-    described = await admin.describe_topics(list(wanted))
-    counts = {d["topic"]: len(d["partitions"]) for d in described if not d["error_code"]}
+    counts: dict[str, int] = {}
+    for attempt in range(50):  # a topic created a moment ago may not be described yet
+        described = await admin.describe_topics(list(wanted))
+        counts = {d["topic"]: len(d["partitions"]) for d in described if not d["error_code"]}
+        if len(counts) == len(wanted):
+            break
+        await asyncio.sleep(0.1 * min(attempt + 1, 5))
+    else:
+        log.warning(
+            "cannot describe %s: not grown now", ", ".join(sorted(set(wanted) - set(counts)))
+        )
     smaller = {t: n for t, n in wanted.items() if counts.get(t, n) < n}
     if smaller:
         await admin.create_partitions({t: NewPartitions(total_count=n) for t, n in smaller.items()})

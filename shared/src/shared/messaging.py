@@ -1,21 +1,49 @@
-"""The Kafka consumer runtime: idempotent handlers, bounded retries, a dead-letter topic.
+"""The Kafka consumer runtime: batches, one transaction each, idempotent, with a dead-letter topic.
 
-An :class:`EventConsumer` owns one consumer group. For every record it
+An :class:`EventConsumer` owns one consumer group and runs as a background loop of its service
+(:meth:`EventConsumer.run`) on an aiokafka consumer that commits by hand and starts a new group
+at the earliest offset. Each poll takes up to ``max_records`` records (a work queue: up to
+``capacity()``) and gives each partition's records to a *lane*; the lanes of a poll run
+concurrently (up to ``lanes`` at a time), each in offset order, so the events of one key (one
+partition) are applied in the order they were published. In a lane
 
-1. decodes the CloudEvents envelope and typed payload; a record that cannot be decoded, or
-   names an event type the platform does not define, goes to ``<topic>.dlq`` at once;
-2. skips event types it has no handler for (topics carry several types);
-3. claims the event id in its inbox and runs the handler in one database transaction, so a
-   redelivered event has no second effect;
-4. on an error the handler declared permanent (an impossible event), dead-letters the record
-   with the reason; on any other error retries with exponential backoff up to
-   ``max_attempts`` and then dead-letters it; while the *database or broker is unreachable*
-   it keeps retrying without counting, because the record is fine and dead-lettering every
-   record during an outage would be worse than waiting;
-5. commits the offset only after all of this (never FastStream's ack-first default).
+1. a record whose ``ce_type`` header (written by the outbox) names an event type the platform
+   defines but this consumer has no handler for is skipped without decoding its value;
+2. every other record is decoded (CloudEvents envelope and typed payload); one that cannot
+   be decoded, or names an event type the platform does not define, goes to ``<topic>.dlq``
+   at once;
+3. the records in between are applied in **one** database transaction: their event ids are
+   claimed in the inbox, then each new event's handler runs in order on the same session (an
+   event id seen before, or twice in the batch, is applied once), so a redelivered event has
+   no second effect;
+4. when a handler raises for one record, the transaction rolls back; the records before it
+   are applied again as one batch, the record itself on its own, then the rest. An error the
+   handler declared permanent (:class:`PermanentEventError` or the consumer's
+   ``permanent_errors``: an impossible event) dead-letters the record at once; any other
+   error is retried on its own, with exponential backoff, up to ``max_attempts`` attempts
+   (the failed batch does not count: its error may be the batch's, e.g. a deadlock with
+   another batch) and then dead-letters it. While the *database or broker is unreachable*
+   (:func:`is_outage`) the batch, or the record, is retried without counting, because the
+   records are fine and dead-lettering every record during an outage would be worse than
+   waiting. After a failure the records that follow are taken one, two, four... at a time,
+   so a stretch of poison records costs a transaction each rather than a batch each.
 
-The partition keeps moving in every case except an outage, and nothing is acknowledged that
-was not applied, deduplicated or dead-lettered.
+Once every lane of the poll is done, the offsets after the last record of each partition
+are committed, in one request, after the database commits. Only offsets below which every
+record was applied, found to be a duplicate, skipped or dead-lettered are ever committed:
+a lane that gave up (the consumer is stopping, or a rebalance takes its partitions) commits
+the records before the one it gave up on, and the next owner reads from there. A crash
+anywhere before the offset commit redelivers records whose effects are in the database; the
+inbox turns them into no-ops.
+
+A *work queue* consumer (:meth:`EventConsumer.on_batch`) is the same runtime with one apply
+function for a whole batch instead of one handler per event: its records need no order
+across keys, so a poll is one lane (one transaction), and a batch that fails is split in
+halves until the failing record is alone.
+
+Metrics: ``events_consumed_total{consumer,event_type,outcome}`` (``processed``,
+``duplicate``, ``ignored``, ``dead_lettered``) and ``event_handling_seconds{consumer}``, the
+time of each committed transaction shared evenly among its records.
 """
 
 from __future__ import annotations
@@ -25,30 +53,47 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import inbox
-from shared.events.envelope import Envelope, Event, EventDecodeError, decode
+from shared.events.envelope import (
+    Envelope,
+    Event,
+    EventCatalogue,
+    EventDecodeError,
+    UnknownEventType,
+    decode,
+)
 from shared.events.money import utc_now
 from shared.events.topics import dead_letter_topic
 from shared.observability import correlation_id as correlation_id_var
 from shared.outbox import causation_id_var
 
 if TYPE_CHECKING:
-    from faststream.kafka import KafkaBroker
     from prometheus_client import Counter, Histogram
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
+
+POLL_TIMEOUT_MS = 200
+"""Longest wait of one poll for records (so that a stop is noticed)."""
+REBALANCE_TIMEOUT_MS = 30_000
+"""How long the group waits in a rebalance for a member to finish and commit its poll in
+flight (aiokafka's default is the 10 s session timeout)."""
+TYPE_HEADER = "ce_type"
+"""The record header naming the event type (see :meth:`Envelope.headers`)."""
 
 
 class PermanentEventError(Exception):
@@ -66,6 +111,13 @@ class IncomingRecord:
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
 
+    def header(self, name: str) -> str | None:
+        """The value of the first header called ``name``, if any."""
+        for key, value in self.headers:
+            if key == name:
+                return value.decode(errors="replace")
+        return None
+
 
 @dataclass(frozen=True)
 class EventContext:
@@ -78,13 +130,15 @@ class EventContext:
 
 Handler = Callable[[Any, EventContext], Awaitable[None]]
 
+BatchItem = tuple[Envelope, Event]
+
 
 class Outcome(enum.StrEnum):
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
     DEAD_LETTERED = "dead_lettered"
-    ABANDONED = "abandoned"  # the consumer is stopping; the record will be redelivered
+    ABANDONED = "abandoned"  # the consumer gave up in-flight work; the record is redelivered
 
 
 @dataclass(frozen=True)
@@ -144,6 +198,42 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, _CONNECTION_ERRORS)
 
 
+@dataclass(frozen=True)
+class _Item:
+    """A decoded record to apply, with its place in its lane."""
+
+    index: int
+    record: IncomingRecord
+    envelope: Envelope
+    event: Event
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why a transaction did not commit; ``at``: the run index of the record whose handler
+    raised (None when the error is not one record's, e.g. the commit or a batch function)."""
+
+    error: Exception
+    at: int | None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Records to apply in one transaction, or one record to apply on its own after
+    ``failure`` (a permanent error seen in its batch)."""
+
+    items: Sequence[_Item]
+    failure: _Failure | None = None
+    after_failure: bool = False
+    """The records after one that failed: taken a few at a time (see ``_apply_all``)."""
+
+
+@dataclass(frozen=True)
+class _BatchApply:
+    apply: Callable[[AsyncSession, list[BatchItem]], Awaitable[Any]]
+    applied: Callable[[Any], None]
+
+
 @dataclass
 class EventConsumer:
     """One consumer group: event type -> handler, applied exactly once per event id."""
@@ -155,10 +245,27 @@ class EventConsumer:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     permanent_errors: tuple[type[BaseException], ...] = ()
     metrics: ConsumerMetrics | None = None
+    bootstrap_servers: str = "127.0.0.1:9092"
+    fetch_max_wait_ms: int = 50
+    max_records: int = 500
+    """Most records taken by one poll (one batch per partition)."""
+    lanes: int = 4
+    """Partitions of a poll applied at once (each holds a database connection meanwhile)."""
+    capacity: Callable[[], int] | None = None
+    """How many records the consumer may take now (e.g. free room in a pool of senders);
+    at most ``max_records``, and none while it is 0."""
     _handlers: dict[type[Event], Handler] = field(default_factory=dict)
+    _names: set[str] = field(default_factory=set)
+    """The CloudEvents types of ``_handlers``."""
+    _batch: _BatchApply | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _give_up: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set: retries and dead letters in flight give up (a stop, or a rebalance)."""
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Clear while a poll's records are handled and committed."""
 
     def __post_init__(self) -> None:
+        self._idle.set()
         self._outcomes: Counter | None = None
         self._durations: Histogram | None = None
         if self.metrics is not None:
@@ -172,6 +279,8 @@ class EventConsumer:
             )
         self._expose_dead_letters("?")  # undecodable records
 
+    # --- registration -------------------------------------------------------------------
+
     def on(
         self, event_type: type[E]
     ) -> Callable[
@@ -184,118 +293,346 @@ class EventConsumer:
         ) -> Callable[[E, EventContext], Awaitable[None]]:
             if event_type in self._handlers:
                 raise ValueError(f"{self.name} already handles {event_type.type_name()}")
+            if self._batch is not None:
+                raise ValueError(f"{self.name} applies batches (a work queue)")
             self._handlers[event_type] = handler
+            self._names.add(event_type.type_name())
             self._expose_dead_letters(event_type.type_name())
             return handler
 
         return register
+
+    def on_batch(
+        self,
+        event_type: type[E],
+        apply: Callable[[AsyncSession, list[BatchItem]], Awaitable[Any]],
+        applied: Callable[[Any], None],
+    ) -> None:
+        """Make this consumer a work queue of ``event_type``: each batch of new events is
+        applied with ``apply(session, items)`` in the transaction of its inbox claims, and
+        ``applied(result)`` runs once that transaction committed (before the offsets are)."""
+        if self._handlers:
+            raise ValueError(f"{self.name} already consumes {', '.join(sorted(self._names))}")
+        self._handlers[event_type] = _not_called
+        self._names.add(event_type.type_name())
+        self._expose_dead_letters(event_type.type_name())
+        self._batch = _BatchApply(apply, applied)
 
     @property
     def topics(self) -> list[str]:
         return sorted({event_type.topic for event_type in self._handlers})
 
     def stop(self) -> None:
-        """Make in-flight retries give up so that the consumer can shut down promptly."""
+        """End :meth:`run` and make in-flight retries give up, so that the consumer shuts
+        down promptly; what they held is not committed and is redelivered."""
         self._stopping.set()
+        self._give_up.set()
 
-    async def process(self, record: IncomingRecord) -> Outcome:
-        """Apply one record; the caller acknowledges it unless the outcome is ABANDONED."""
-        started = time.perf_counter()
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take, apply and commit batches until ``stop`` is set or :meth:`stop` is called."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.name,
+            client_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+        )
+        consumer.subscribe(self.topics, listener=_HandOver(self))
+        stopper = asyncio.create_task(self._stop_on(stop))
+        try:
+            await consumer.start()
+            while not self._stopping.is_set():
+                room = self._room()
+                if room <= 0:
+                    await self._nap(0.05)
+                    continue
+                fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=room)
+                if fetched:
+                    await self._take(consumer, fetched)
+        finally:
+            stopper.cancel()
+            with contextlib.suppress(Exception):  # leaving the group; an error here masks none
+                await consumer.stop()
+
+    async def _take(
+        self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, Sequence[Any]]
+    ) -> None:
+        """Handle one poll, then commit what it completed (a rebalance waits for this)."""
+        self._idle.clear()
+        try:
+            positions = await self.handle([_incoming(r) for rs in fetched.values() for r in rs])
+            await self._commit(consumer, positions)
+        finally:
+            self._idle.set()
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, positions: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Commit ``positions`` of the partitions this member still owns, in one request."""
+        owned = consumer.assignment()
+        offsets = {}
+        for (topic, partition), offset in positions.items():
+            tp = TopicPartition(topic, partition)
+            if tp in owned:
+                offsets[tp] = OffsetAndMetadata(offset, "")
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError:  # the group moved on: the next owner re-reads, the inbox dedupes
+            log.warning("%s: committing offsets failed", self.name, exc_info=True)
+
+    async def _hand_over(self) -> None:
+        """A rebalance takes this member's partitions: in-flight retries give up, and the
+        poll in flight is finished and committed before the partitions move on."""
+        if not self._idle.is_set():
+            self._give_up.set()
+            await self._idle.wait()
+
+    async def _stop_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.stop()
+
+    def _room(self) -> int:
+        if self.capacity is None:
+            return self.max_records
+        return min(self.capacity(), self.max_records)
+
+    async def _nap(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # --- one poll -------------------------------------------------------------------------
+
+    async def handle(self, records: Sequence[IncomingRecord]) -> dict[tuple[str, int], int]:
+        """Handle one poll's records (each partition's in offset order).
+
+        Returns, per ``(topic, partition)`` where records were done, the offset to commit:
+        every record of the poll below it was applied, found to be a duplicate, skipped or
+        dead-lettered. A partition whose first record was given up is left out.
+        """
+        if not self._stopping.is_set():
+            self._give_up.clear()
+        lanes: list[Sequence[IncomingRecord]]
+        if self._batch is not None:
+            lanes = [records] if records else []
+        else:
+            by_partition: dict[tuple[str, int], list[IncomingRecord]] = {}
+            for record in records:
+                by_partition.setdefault((record.topic, record.partition), []).append(record)
+            lanes = list(by_partition.values())
+        room = asyncio.Semaphore(self.lanes)
+        async with asyncio.TaskGroup() as group:
+            done = [group.create_task(self._lane(lane, room)) for lane in lanes]
+        positions: dict[tuple[str, int], int] = {}
+        for lane, finished in zip(lanes, done, strict=True):
+            for record in lane[: finished.result()]:
+                positions[(record.topic, record.partition)] = record.offset + 1
+        return positions
+
+    async def _lane(self, records: Sequence[IncomingRecord], room: asyncio.Semaphore) -> int:
+        """Handle ``records`` in order once there is ``room``; returns how many of them, from
+        the first, are done (all of them unless in-flight work was given up; none if that
+        happened before the lane started)."""
+        async with room:
+            return 0 if self._give_up.is_set() else await self._run_lane(records)
+
+    async def _run_lane(self, records: Sequence[IncomingRecord]) -> int:
+        run: list[_Item] = []
+        for index, record in enumerate(records):
+            step = self._triage(index, record)
+            if isinstance(step, _Item):
+                run.append(step)
+            elif step is not None:  # undecodable: the records before it first
+                stopped = await self._apply_all(run)
+                if stopped is not None:
+                    return stopped
+                run = []
+                outcome = await self._dead_letter(record, "undecodable", str(step), event_type="?")
+                if outcome is Outcome.ABANDONED:
+                    return index
+        stopped = await self._apply_all(run)
+        return len(records) if stopped is None else stopped
+
+    def _triage(self, index: int, record: IncomingRecord) -> _Item | EventDecodeError | None:
+        """The record decoded, the reason it cannot be, or None: skipped (counted)."""
+        declared = record.header(TYPE_HEADER)
+        if declared is not None and declared not in self._names and _defined(declared):
+            self._count(declared, Outcome.IGNORED)
+            return None
         try:
             envelope, event = decode(record.value)
         except EventDecodeError as exc:
-            return await self._dead_letter(record, "undecodable", str(exc), event_type="?")
-        handler = self._handlers.get(type(event))
-        if handler is None:
+            return exc
+        if type(event) not in self._handlers:
             self._count(envelope.type, Outcome.IGNORED)
-            return Outcome.IGNORED
-        outcome = await self._apply_with_retries(record, envelope, event, handler)
-        if self._durations is not None:
-            self._durations.labels(self.name).observe(time.perf_counter() - started)
-        return outcome
+            return None
+        return _Item(index, record, envelope, event)
 
-    async def _apply_with_retries(
-        self, record: IncomingRecord, envelope: Envelope, event: Event, handler: Handler
-    ) -> Outcome:
-        failures = 0
+    async def _apply_all(self, items: Sequence[_Item]) -> int | None:
+        """Apply ``items`` in order, in as few transactions as their failures allow; returns
+        None once every one is applied or dead-lettered, else the lane index of the first
+        that is not (in-flight work was given up; none after it was applied).
+
+        After a record failed, the records after it are taken one, then two, four... at a
+        time, so that a stretch of poison records costs a transaction each, not a batch each.
+        """
+        todo = [_Run(items)] if items else []  # the earliest records are on top
+        size = len(items)  # of the next batch of the records after a failure
         outage_waits = 0
-        while True:
-            try:
-                applied = await self._apply(record, envelope, event, handler)
-            except self.permanent_errors as exc:
-                return await self._dead_letter(
-                    record, "rejected", _describe(exc), event_type=envelope.type
-                )
-            except PermanentEventError as exc:
-                return await self._dead_letter(
-                    record, "rejected", _describe(exc), event_type=envelope.type
-                )
-            except Exception as exc:
-                if is_outage(exc):
-                    outage_waits += 1
-                    delay = self.retry.backoff(min(outage_waits, 30))
-                    log.warning(
-                        "%s: database unreachable while handling %s, retrying in %.1fs",
-                        self.name,
-                        envelope.type,
-                        delay,
-                        exc_info=outage_waits == 1,
-                    )
-                else:
-                    failures += 1
-                    if failures >= self.retry.max_attempts:
-                        log.error(
-                            "%s: giving up on %s after %d attempts",
-                            self.name,
-                            envelope.type,
-                            failures,
-                            exc_info=True,
-                        )
-                        return await self._dead_letter(
-                            record,
-                            "retries_exhausted",
-                            f"failed {failures} times, last error: {_describe(exc)}",
-                            event_type=envelope.type,
-                        )
-                    delay = self.retry.backoff(failures)
-                    log.warning(
-                        "%s: handling %s failed (attempt %d), retrying in %.1fs",
-                        self.name,
-                        envelope.type,
-                        failures,
-                        delay,
-                        exc_info=True,
-                    )
-                if await self._interrupted_by_stop(delay):
-                    return Outcome.ABANDONED
+        while todo:
+            run = todo.pop()
+            if run.after_failure and len(run.items) > size:
+                todo.append(_Run(run.items[size:], after_failure=True))
+                run = _Run(run.items[:size])
+            failure = run.failure or await self._transaction(run.items)
+            if failure is None:
+                size *= 2
                 continue
-            outcome = Outcome.PROCESSED if applied else Outcome.DUPLICATE
-            self._count(envelope.type, outcome)
-            return outcome
+            if len(run.items) == 1:
+                if not await self._apply_alone(run.items[0], failure):
+                    return run.items[0].index
+                size = 1
+            elif is_outage(failure.error):
+                outage_waits += 1
+                delay = self.retry.backoff(min(outage_waits, 30))
+                log.warning(
+                    "%s: database unreachable while applying %d events, retrying in %.1fs",
+                    self.name,
+                    len(run.items),
+                    delay,
+                    exc_info=outage_waits == 1,
+                )
+                if await self._interrupted(delay):
+                    return run.items[0].index
+                todo.append(run)
+            elif failure.at is None:  # not one record's error: halve until it is alone
+                half = len(run.items) // 2
+                todo += [_Run(run.items[half:]), _Run(run.items[:half])]
+            else:  # the records before it again, then it alone, then the rest
+                todo += self._split(run.items, failure, failure.at)
+                size = 1
+        return None
 
-    async def _apply(
-        self, record: IncomingRecord, envelope: Envelope, event: Event, handler: Handler
-    ) -> bool:
-        correlation_token = correlation_id_var.set(envelope.correlationid or str(envelope.id))
-        causation_token = causation_id_var.set(str(envelope.id))
+    def _split(self, items: Sequence[_Item], failure: _Failure, at: int) -> list[_Run]:
+        """What is left of ``items`` after the handler of ``items[at]`` raised, latest first:
+        the records after it, it alone (with the error if that is permanent: dead-lettered
+        at once; otherwise tried afresh, as the error may be the batch's, e.g. a deadlock
+        with another batch), the records before it (they were fine: one batch again)."""
+        log.info(
+            "%s: handling %s failed in a batch of %d (%s); it is applied on its own",
+            self.name,
+            items[at].envelope.type,
+            len(items),
+            _describe(failure.error),
+        )
+        blame = failure if self._permanent(failure.error) else None
+        runs = [_Run(items[at + 1 :], after_failure=True)] if at + 1 < len(items) else []
+        runs.append(_Run(items[at : at + 1], failure=blame))
+        return runs + ([_Run(items[:at])] if at else [])
+
+    async def _apply_alone(self, item: _Item, failure: _Failure) -> bool:
+        """Apply one record in transactions of its own after its own transaction failed
+        with ``failure`` (or, a permanent error, its batch's), until it is applied or
+        dead-lettered; False if in-flight work was given up."""
+        failures = outage_waits = 0
+        while True:
+            error = failure.error
+            event_type = item.envelope.type
+            if self._permanent(error):
+                outcome = await self._dead_letter(
+                    item.record, "rejected", _describe(error), event_type=event_type
+                )
+                return outcome is not Outcome.ABANDONED
+            if is_outage(error):
+                outage_waits += 1
+                delay = self.retry.backoff(min(outage_waits, 30))
+                log.warning(
+                    "%s: database unreachable while handling %s, retrying in %.1fs",
+                    self.name,
+                    event_type,
+                    delay,
+                    exc_info=outage_waits == 1,
+                )
+            else:
+                failures += 1
+                if failures >= self.retry.max_attempts:
+                    log.error(
+                        "%s: giving up on %s after %d attempts",
+                        self.name,
+                        event_type,
+                        failures,
+                        exc_info=error,
+                    )
+                    reason = f"failed {failures} times, last error: {_describe(error)}"
+                    outcome = await self._dead_letter(
+                        item.record, "retries_exhausted", reason, event_type=event_type
+                    )
+                    return outcome is not Outcome.ABANDONED
+                delay = self.retry.backoff(failures)
+                log.warning(
+                    "%s: handling %s failed (attempt %d), retrying in %.1fs",
+                    self.name,
+                    event_type,
+                    failures,
+                    delay,
+                    exc_info=error,
+                )
+            if await self._interrupted(delay):
+                return False
+            retried = await self._transaction([item])
+            if retried is None:
+                return True
+            failure = retried
+
+    def _permanent(self, error: Exception) -> bool:
+        return isinstance(error, (PermanentEventError, *self.permanent_errors))
+
+    async def _transaction(self, run: Sequence[_Item]) -> _Failure | None:
+        """Claim the event ids of ``run`` and apply the new events, in order, in one
+        transaction; None once it committed, else why it rolled back."""
+        started = time.perf_counter()
+        at: int | None = None
+        result: Any = None
         try:
             async with self.session_factory() as session, session.begin():
-                claimed = await inbox.claim(
+                fresh = await inbox.claim_many(
                     session,
                     self.inbox_table,
                     consumer=self.name,
-                    event_id=envelope.id,
-                    event_type=envelope.type,
+                    events={item.envelope.id: item.envelope.type for item in run},
                 )
-                if not claimed:
-                    return False
-                await handler(
-                    event, EventContext(session=session, envelope=envelope, record=record)
-                )
-            return True
-        finally:
-            causation_id_var.reset(causation_token)
-            correlation_id_var.reset(correlation_token)
+                new = _first_claims(run, fresh)
+                if self._batch is not None:
+                    items = [(run[i].envelope, run[i].event) for i in new]
+                    if items:
+                        result = await self._batch.apply(session, items)
+                else:
+                    for at in new:
+                        await self._handle_one(session, run[at])
+                    at = None
+        except Exception as exc:
+            return _Failure(exc, at)
+        share = (time.perf_counter() - started) / len(run)
+        applied = set(new)
+        for index, item in enumerate(run):
+            outcome = Outcome.PROCESSED if index in applied else Outcome.DUPLICATE
+            self._count(item.envelope.type, outcome)
+            if self._durations is not None:
+                self._durations.labels(self.name).observe(share)
+        if self._batch is not None and new:
+            self._batch.applied(result)
+        return None
+
+    async def _handle_one(self, session: AsyncSession, item: _Item) -> None:
+        handler = self._handlers[type(item.event)]
+        context = EventContext(session=session, envelope=item.envelope, record=item.record)
+        with _caused_by(item.envelope):
+            await handler(item.event, context)
 
     async def _dead_letter(
         self, record: IncomingRecord, kind: str, reason: str, *, event_type: str
@@ -336,15 +673,16 @@ class EventConsumer:
                 log.warning(
                     "%s: dead-letter topic unavailable, retrying", self.name, exc_info=attempt == 1
                 )
-                if await self._interrupted_by_stop(self.retry.backoff(min(attempt, 30))):
+                if await self._interrupted(self.retry.backoff(min(attempt, 30))):
                     return Outcome.ABANDONED
         self._count(event_type, Outcome.DEAD_LETTERED)
         return Outcome.DEAD_LETTERED
 
-    async def _interrupted_by_stop(self, delay: float) -> bool:
+    async def _interrupted(self, delay: float) -> bool:
+        """Wait ``delay`` seconds; True if in-flight work is to be given up (now or then)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
-        return self._stopping.is_set()
+            await asyncio.wait_for(self._give_up.wait(), delay)
+        return self._give_up.is_set()
 
     def _expose_dead_letters(self, event_type: str) -> None:
         """Export the dead-letter count of ``event_type`` at 0 before the first one, so that
@@ -356,216 +694,65 @@ class EventConsumer:
         if self._outcomes is not None:
             self._outcomes.labels(self.name, event_type, outcome.value).inc()
 
-    # --- FastStream glue -----------------------------------------------------------------
 
-    def attach(
-        self, broker: KafkaBroker, *, fetch_max_wait_ms: int = 50, **subscriber_options: Any
-    ) -> Any:
-        """Subscribe this consumer's group to its topics on ``broker`` (manual commits)."""
-        from faststream import AckPolicy
-        from faststream.kafka.annotations import KafkaMessage
+class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka runs a rebalance in the background, while lanes may be applying records:
+    revoking waits until the poll in flight is done and committed (the group's other members
+    wait for that, up to the rebalance timeout)."""
 
-        async def handle(message: KafkaMessage) -> None:
-            raw = message.raw_message
-            assert not isinstance(raw, tuple)
-            record = IncomingRecord(
-                topic=raw.topic,
-                partition=raw.partition,
-                offset=raw.offset,
-                key=raw.key,
-                value=raw.value,
-                headers=tuple(raw.headers or ()),
-            )
-            outcome = await self.process(record)
-            if outcome is Outcome.ABANDONED:
-                await message.nack()  # seek back: the record is redelivered, never skipped
-            else:
-                await message.ack()
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
 
-        # Real objects, not the strings ``from __future__ import annotations`` leaves behind:
-        # FastStream resolves the handler's parameters from them at subscription time.
-        handle.__annotations__ = {"message": KafkaMessage, "return": None}
-        handle.__name__ = f"consume_{self.name.replace('-', '_')}"
-        subscriber = broker.subscriber(
-            *self.topics,
-            group_id=self.name,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.MANUAL,
-            fetch_max_wait_ms=fetch_max_wait_ms,
-            **subscriber_options,
-        )
-        return subscriber(handle)
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        if revoked:  # nothing is revoked when the member first joins
+            await self._consumer._hand_over()
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        """Positions of the new assignment start at the group's committed offsets."""
 
 
-BatchItem = tuple[Envelope, Event]
+def _incoming(record: Any) -> IncomingRecord:
+    return IncomingRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+    )
 
 
-@dataclass
-class BatchEventConsumer(EventConsumer):
-    """A consumer group for work queues: records taken and applied a batch at a time.
+def _defined(type_name: str) -> bool:
+    """True if the platform's event catalogue defines ``type_name``."""
+    try:
+        EventCatalogue.get(type_name)
+    except UnknownEventType:
+        return False
+    return True
 
-    Where :class:`EventConsumer` applies one record per transaction, this one takes up to
-    ``capacity()`` records, decodes them (undecodable ones go to the dead-letter topic at
-    once), claims all their event ids in the inbox and hands the new ones to its ``apply``
-    function **in one transaction**, then calls ``applied`` with what ``apply`` returned
-    (only after the commit), and only then commits the offsets. A redelivered batch is a
-    no-op for every event already applied; while the database is unreachable the batch is
-    retried, never skipped; a batch that keeps failing otherwise is dead-lettered record by
-    record. Register the one event type with :meth:`on_batch`; the service runtime runs
-    :meth:`run` as a background loop (it is not a FastStream subscriber).
-    """
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    fetch_max_wait_ms: int = 50
-    capacity: Callable[[], int] = lambda: 500
-    """How many records the consumer may take now (e.g. free room in a pool of senders)."""
-    _apply_batch: Callable[[AsyncSession, list[BatchItem]], Awaitable[Any]] | None = None
-    _after_commit: Callable[[Any], None] | None = None
+def _first_claims(run: Sequence[_Item], fresh: set[Any]) -> list[int]:
+    """Indexes in ``run`` of the events to apply: claimed now, and the first of their id."""
+    taken: set[Any] = set()
+    new: list[int] = []
+    for index, item in enumerate(run):
+        if item.envelope.id in fresh and item.envelope.id not in taken:
+            taken.add(item.envelope.id)
+            new.append(index)
+    return new
 
-    def on_batch(
-        self,
-        event_type: type[E],
-        apply: Callable[[AsyncSession, list[BatchItem]], Awaitable[Any]],
-        applied: Callable[[Any], None],
-    ) -> None:
-        """Apply batches of ``event_type`` with ``apply(session, items)``; ``applied(result)``
-        runs once the batch's transaction committed."""
-        if self._handlers:
-            raise ValueError(f"{self.name} already consumes a batch type")
-        self._handlers[event_type] = _not_called
-        self._expose_dead_letters(event_type.type_name())
-        self._apply_batch, self._after_commit = apply, applied
 
-    def attach(self, broker: KafkaBroker, **_: Any) -> None:
-        """Nothing to subscribe: :meth:`run` consumes (the runtime starts it)."""
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Take and apply batches until ``stop`` is set."""
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.errors import KafkaError
-
-        consumer = AIOKafkaConsumer(
-            *self.topics,
-            bootstrap_servers=self.bootstrap_servers,
-            group_id=self.name,
-            client_id=self.name,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.fetch_max_wait_ms,
-        )
-        await consumer.start()
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                room = self.capacity()
-                if room <= 0:
-                    await self._interrupted_by_stop(0.05)
-                    continue
-                fetched = await consumer.getmany(timeout_ms=200, max_records=room)
-                records = [
-                    IncomingRecord(
-                        topic=r.topic,
-                        partition=r.partition,
-                        offset=r.offset,
-                        key=r.key,
-                        value=r.value,
-                        headers=tuple(r.headers or ()),
-                    )
-                    for batch in fetched.values()
-                    for r in batch
-                ]
-                if records and await self.process_batch(records):
-                    try:
-                        await consumer.commit()
-                    except KafkaError:  # a rebalance: the next owner re-reads, the inbox dedupes
-                        log.warning("%s: committing offsets failed", self.name, exc_info=True)
-        finally:
-            stopper.cancel()
-            self.stop()
-            await consumer.stop()
-
-    async def process_batch(self, records: Sequence[IncomingRecord]) -> bool:
-        """Apply one batch; False if the consumer stopped before it was done."""
-        items: list[tuple[IncomingRecord, Envelope, Event]] = []
-        for record in records:
-            try:
-                envelope, event = decode(record.value)
-            except EventDecodeError as exc:
-                if await self._dead_letter(record, "undecodable", str(exc), event_type="?") is (
-                    Outcome.ABANDONED
-                ):
-                    return False
-                continue
-            if type(event) in self._handlers:
-                items.append((record, envelope, event))
-            else:
-                self._count(envelope.type, Outcome.IGNORED)
-        return await self._apply_items(items) if items else True
-
-    async def _apply_items(self, items: list[tuple[IncomingRecord, Envelope, Event]]) -> bool:
-        """Claim and apply ``items`` in one transaction, retried while it fails. A batch that
-        keeps failing is split into its records, each applied on its own, so that only a
-        record that fails alone goes to the dead-letter topic. False: the consumer stopped
-        before it was done (nothing to commit)."""
-        failures = outage_waits = 0
-        while True:
-            try:
-                async with self.session_factory() as session, session.begin():
-                    fresh = await inbox.claim_many(
-                        session,
-                        self.inbox_table,
-                        consumer=self.name,
-                        events={envelope.id: envelope.type for _, envelope, _ in items},
-                    )
-                    new, taken = [], set()
-                    for _, envelope, event in items:  # once, even if twice in this batch
-                        if envelope.id in fresh and envelope.id not in taken:
-                            taken.add(envelope.id)
-                            new.append((envelope, event))
-                    assert self._apply_batch is not None
-                    result = await self._apply_batch(session, new) if new else None
-                break
-            except Exception as exc:
-                if is_outage(exc):
-                    outage_waits += 1
-                    delay = self.retry.backoff(min(outage_waits, 30))
-                else:
-                    failures += 1
-                    if failures >= self.retry.max_attempts:
-                        return await self._give_up(items, failures, exc)
-                    delay = self.retry.backoff(failures)
-                log.warning("%s: batch failed, retrying in %.1fs", self.name, delay, exc_info=True)
-                if await self._interrupted_by_stop(delay):
-                    return False
-        for envelope, _ in new:
-            self._count(envelope.type, Outcome.PROCESSED)
-        for _ in range(len(items) - len(new)):
-            self._count(items[0][1].type, Outcome.DUPLICATE)
-        if new and self._after_commit is not None:
-            self._after_commit(result)
-        return True
-
-    async def _give_up(
-        self, items: list[tuple[IncomingRecord, Envelope, Event]], failures: int, exc: Exception
-    ) -> bool:
-        if len(items) > 1:
-            log.error(
-                "%s: a batch of %d keeps failing; applying its records one by one",
-                self.name,
-                len(items),
-                exc_info=True,
-            )
-            for item in items:
-                if not await self._apply_items([item]):
-                    return False
-            return True
-        ((record, envelope, _),) = items
-        log.error("%s: giving up on %s", self.name, envelope.type, exc_info=True)
-        reason = f"failed {failures} times, last error: {_describe(exc)}"
-        outcome = await self._dead_letter(
-            record, "retries_exhausted", reason, event_type=envelope.type
-        )
-        return outcome is not Outcome.ABANDONED
+@contextlib.contextmanager
+def _caused_by(envelope: Envelope) -> Iterator[None]:
+    """Events written while handling ``envelope`` carry its correlation id and name it as
+    their cause (see :meth:`shared.outbox.Outbox.add`)."""
+    correlation_token = correlation_id_var.set(envelope.correlationid or str(envelope.id))
+    causation_token = causation_id_var.set(str(envelope.id))
+    try:
+        yield
+    finally:
+        causation_id_var.reset(causation_token)
+        correlation_id_var.reset(correlation_token)
 
 
 async def _not_called(event: Event, ctx: EventContext) -> None:  # pragma: no cover

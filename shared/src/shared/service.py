@@ -24,7 +24,7 @@ from shared.http.health import Check, database_check, kafka_check
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher, ensure_topics, make_broker
 from shared.lag import ConsumerLagMonitor
-from shared.messaging import BatchEventConsumer, EventConsumer, RetryPolicy, is_outage
+from shared.messaging import EventConsumer, RetryPolicy, is_outage
 from shared.outbox import Outbox, OutboxNotifier, OutboxRelay, RelayStats
 from shared.settings import Role, ServiceSettings
 
@@ -110,7 +110,6 @@ class ServiceRuntime:
         self._stop = asyncio.Event()
         self._intake_stop = asyncio.Event()
         self._intake: set[str] = set()
-        self._wired = False
         self._backlog = self.metrics.gauge("outbox_backlog", "Outbox rows not yet published")
         self._published = self.metrics.counter(
             "events_published", "Events this service published, by type", ["type"]
@@ -145,18 +144,9 @@ class ServiceRuntime:
     def consumer(
         self, name: str, *, permanent_errors: tuple[type[BaseException], ...] = ()
     ) -> EventConsumer:
-        """A new consumer group of this service; register handlers with ``.on(Event)``."""
-        consumer = EventConsumer(
-            name=name,
-            session_factory=self.sessions,
-            inbox_table=self.inbox_table,
-            dead_letters=self.publisher,
-            retry=self._retry_policy(),
-            permanent_errors=permanent_errors,
-            metrics=self.metrics,
-        )
-        self.consumers.append(consumer)
-        return consumer
+        """A new consumer group of this service; register handlers with ``.on(Event)``.
+        It runs as a background loop that takes batches (see :mod:`shared.messaging`)."""
+        return self._add_consumer(name, permanent_errors=permanent_errors)
 
     def _retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -165,36 +155,41 @@ class ServiceRuntime:
             max_backoff_s=self.settings.consumer_backoff_max_s,
         )
 
-    def batch_consumer(self, name: str, *, capacity: Callable[[], int]) -> BatchEventConsumer:
-        """A new consumer group that applies records in batches (see ``BatchEventConsumer``);
-        register its event type with ``.on_batch(...)``. It runs as a background loop."""
-        consumer = BatchEventConsumer(
+    def batch_consumer(self, name: str, *, capacity: Callable[[], int]) -> EventConsumer:
+        """A new work-queue consumer group: it takes at most ``capacity()`` records at a
+        time and applies each batch with one function; register it with ``.on_batch(...)``."""
+        return self._add_consumer(name, capacity=capacity)
+
+    def _add_consumer(
+        self,
+        name: str,
+        *,
+        permanent_errors: tuple[type[BaseException], ...] = (),
+        capacity: Callable[[], int] | None = None,
+    ) -> EventConsumer:
+        """A consumer group run as an intake loop: it is stopped before the other loops."""
+        consumer = EventConsumer(
             name=name,
             session_factory=self.sessions,
             inbox_table=self.inbox_table,
             dead_letters=self.publisher,
             retry=self._retry_policy(),
+            permanent_errors=permanent_errors,
             metrics=self.metrics,
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            max_records=self.settings.consumer_batch_max_records,
+            lanes=self.settings.consumer_lanes,
             capacity=capacity,
         )
         self.consumers.append(consumer)
-        self.background(name, consumer.run)
-        self._intake.add(name)
+        self.background(consumer.name, consumer.run)
+        self._intake.add(consumer.name)
         return consumer
 
     def background(self, name: str, loop: BackgroundLoop) -> None:
         """Run ``loop(stop_event)`` while the service runs (sweepers, dispatchers)."""
         self._loops.append((name, loop))
-
-    def wire(self) -> None:
-        """Subscribe the consumers on the broker (once; also used to render AsyncAPI docs)."""
-        if self._wired:
-            return
-        for consumer in self.consumers:
-            consumer.attach(self.broker, fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms)
-        self._wired = True
 
     @property
     def topics(self) -> list[str]:
@@ -220,8 +215,7 @@ class ServiceRuntime:
             replication_factor=self.settings.kafka_replication_factor,
             work_queues=self.work_queues,
         )
-        self.wire()
-        await self.broker.start()
+        await self.broker.start()  # for the readiness check (consumers have their own clients)
         loops = list(self._loops)
         if self.run_relay:
             loops.insert(0, ("outbox-relay", self.relay.run))

@@ -67,6 +67,8 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_batch_max_records: int = Field(default=500, ge=1)
     """Most records a consumer takes in one poll (applied a partition at a time)."""
+    consumer_lanes: int = Field(default=4, ge=1)
+    """Partitions of one poll a consumer applies at once (a database connection each)."""
     consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)
     metrics_lag_interval_s: float = Field(default=15.0, gt=0)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import insert, select
 
-from shared.kafka import KafkaPublisher, ensure_topics, make_broker
+from shared.http.metrics import Metrics
+from shared.kafka import KafkaPublisher, ensure_topics
 from shared.messaging import EventConsumer, EventContext, RetryPolicy
 
 from .conftest import Db, KernelTestEvent, effects, inbox
@@ -40,6 +41,20 @@ class Refused(Exception):
 
 
 @asynccontextmanager
+async def consuming(consumer: EventConsumer) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``consumer``'s loop while the block runs; then stop it and wait for it to end
+    (its crash, if any, is raised here)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield task
+    finally:
+        consumer.stop()
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@asynccontextmanager
 async def running_consumer(
     db: Db,
     bootstrap: str,
@@ -48,23 +63,30 @@ async def running_consumer(
     *,
     flaky_times: int = 0,
     max_attempts: int = 3,
+    max_records: int = 500,
+    metrics: Metrics | None = None,
+    calls: list[str] | None = None,
 ) -> AsyncIterator[EventConsumer]:
-    """An EventConsumer writing one ``effects`` row per event, on its own broker."""
+    """An EventConsumer writing one ``effects`` row per event, running its own loop.
+
+    ``calls``: the note of every event its handler was called with, in order."""
     await ensure_topics(bootstrap, [topic])
-    broker: KafkaBroker = make_broker(bootstrap, client_id=group)
     dead_letters = KafkaPublisher(bootstrap, client_id=group)
-    consumer = EventConsumer(
-        name=group,
-        session_factory=db.sessions,
-        inbox_table=inbox,
-        dead_letters=dead_letters,
-        retry=RetryPolicy(max_attempts=max_attempts, initial_backoff_s=0.01, max_backoff_s=0.05),
-        permanent_errors=(Refused,),
+    consumer = new_consumer(
+        db,
+        bootstrap,
+        group,
+        dead_letters,
+        max_attempts=max_attempts,
+        max_records=max_records,
+        metrics=metrics,
     )
     failures = {"left": flaky_times}
 
     @consumer.on(KernelTestEvent)
     async def record_effect(event: KernelTestEvent, ctx: EventContext) -> None:
+        if calls is not None:
+            calls.append(event.note)
         await ctx.session.execute(insert(effects).values(order_id=event.order_id, note=event.note))
         if event.note == "impossible":
             raise Refused("this order can never be applied")
@@ -74,14 +96,60 @@ async def running_consumer(
             failures["left"] -= 1
             raise RuntimeError("a passing failure")
 
-    consumer.attach(broker)
-    await broker.start()
     try:
-        yield consumer
+        async with consuming(consumer):
+            yield consumer
     finally:
-        consumer.stop()
-        await broker.stop()
         await dead_letters.stop()
+
+
+def new_consumer(
+    db: Db,
+    bootstrap: str,
+    group: str,
+    dead_letters: KafkaPublisher,
+    *,
+    max_attempts: int = 3,
+    max_records: int = 500,
+    metrics: Metrics | None = None,
+) -> EventConsumer:
+    """A consumer of ``group`` with quick retries and ``Refused`` as its permanent error."""
+    return EventConsumer(
+        name=group,
+        session_factory=db.sessions,
+        inbox_table=inbox,
+        dead_letters=dead_letters,
+        retry=RetryPolicy(max_attempts=max_attempts, initial_backoff_s=0.01, max_backoff_s=0.05),
+        permanent_errors=(Refused,),
+        metrics=metrics,
+        bootstrap_servers=bootstrap,
+        max_records=max_records,
+    )
+
+
+async def produce_to(
+    bootstrap: str, topic: str, records: Sequence[tuple[int, bytes | None, bytes, dict[str, str]]]
+) -> None:
+    """Publish ``(partition, key, value, headers)`` records in order, acks=all."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for partition, key, value, headers in records:
+            await producer.send_and_wait(
+                topic,
+                value,
+                key=key,
+                partition=partition,
+                headers=[(k, v.encode()) for k, v in headers.items()],
+            )
+    finally:
+        await producer.stop()
+
+
+def outcome_count(metrics: Metrics, consumer: str, event_type: str, outcome: str) -> float:
+    """``events_consumed_total`` of one consumer, event type and outcome (0 if never)."""
+    labels = {"consumer": consumer, "event_type": event_type, "outcome": outcome}
+    return metrics.registry.get_sample_value("events_consumed_total", labels) or 0.0
 
 
 async def effect_notes(db: Db) -> list[str]:

@@ -1,25 +1,22 @@
-"""Batch consumers (work queues) against a real Kafka broker and PostgreSQL: each event
-applied once, poison records dead-lettered, effects handed on only after the commit."""
+"""Work-queue consumers (``on_batch``) against a real Kafka broker and PostgreSQL: each
+event applied once, poison records dead-lettered, effects handed on only after the commit."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.envelope import Envelope
 from shared.kafka import KafkaPublisher
-from shared.messaging import BatchEventConsumer, BatchItem, RetryPolicy
+from shared.messaging import BatchItem, EventConsumer, RetryPolicy
 from tests.support.kafka import produce, read_topic
 
 from .conftest import Db, KernelTestEvent, effects, inbox
-from .helpers import effect_notes, eventually
+from .helpers import consuming, effect_notes, eventually
 
 
 def envelope_bytes(note: str) -> bytes:
@@ -35,7 +32,7 @@ async def running_batches(
     handed_on: list[list[str]] = []
     failures = {"left": fail_first}
     dead_letters = KafkaPublisher(bootstrap, client_id=group)
-    consumer = BatchEventConsumer(
+    consumer = EventConsumer(
         name=group,
         session_factory=db.sessions,
         inbox_table=inbox,
@@ -56,14 +53,10 @@ async def running_batches(
         return notes
 
     consumer.on_batch(KernelTestEvent, apply, handed_on.append)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
     try:
-        yield handed_on
+        async with consuming(consumer):
+            yield handed_on
     finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
         await dead_letters.stop()
 
 
@@ -127,5 +120,6 @@ async def test_a_batch_that_keeps_failing_is_split_and_only_the_bad_record_dead_
     assert dict(dead[0].headers)["dlq_kind"] == b"retries_exhausted"
 
 
-async def _count(batches: Any) -> int:
-    return len(batches)
+async def _count(batches: list[list[str]]) -> int:
+    """How many events were handed on, in all batches."""
+    return sum(len(batch) for batch in batches)

@@ -2,12 +2,12 @@
 
 Each worker process
 
-1. takes jobs in batches through the kernel's ``BatchEventConsumer`` (at most what its
-   senders have room for): in one transaction the kernel claims their ids in the inbox (a
-   redelivered job is skipped) and :meth:`Delivery.take` takes a *lease* on each reminder
-   whose current job it still is (a cancelled, moved, sent or re-dispatched reminder drops
-   the job); the lease counts the attempt. After the commit the leases go to the senders
-   and the batch's offsets are committed;
+1. takes jobs in batches through the kernel's work-queue consumer (``batch_consumer``; at
+   most what its senders have room for): in one transaction the kernel claims their ids in
+   the inbox (a redelivered job is skipped) and :meth:`Delivery.take` takes a *lease* on
+   each reminder whose current job it still is (a cancelled, moved, sent or re-dispatched
+   reminder drops the job); the lease counts the attempt. After the commit the leases go to
+   the senders and the batch's offsets are committed;
 2. hands the leases to its ``concurrency`` senders, which send each message outside any
    transaction, with the reminder's stable Message-ID. A job handed out ahead of its time
    (``dispatch_ahead_s``) waits in the worker until the due instant, is checked once more
