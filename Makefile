@@ -79,10 +79,11 @@ demo: ## a narrated journey through the platform started by `make up` (one to tw
 	$(RUN) python -m tests.e2e.demo
 
 .PHONY: bench bench-e2e
-bench: bench-timeslots bench-reminders bench-e2e ## every benchmark, then the table of figures and references
+bench: bench-timeslots bench-reminders bench-booking bench-e2e ## every benchmark, then the table of figures and references
 	$(RUN) python -m bench.summary
 
-bench-e2e: sync infra-up ## end to end: bookings/s to confirmed, PaymentSucceeded to reminder -> bench/results/e2e.*
+bench-e2e: sync infra-up ## end to end at 100/300/1,000 offered bookings/s (wrk), 1 and 2 workers per service -> bench/results/e2e.*
+	command -v wrk >/dev/null 2>&1 || [ ! -f bench/ensure-wrk.sh ] || bash bench/ensure-wrk.sh
 	$(RUN) python -m bench.e2e
 
 .PHONY: bench-timeslots
@@ -92,3 +93,8 @@ bench-timeslots: sync infra-up ## benchmark slot generation and search -> bench/
 .PHONY: bench-reminders
 bench-reminders: sync infra-up ## benchmark reminder delivery, 10,000 due at once -> bench/results/reminders.*
 	$(INFRA_ENV); $(RUN) python -m bench.reminders
+
+.PHONY: bench-booking
+bench-booking: sync infra-up ## booking throughput under wrk vs ceilings and pgbench -> bench/results/booking.*
+	command -v wrk >/dev/null 2>&1 || bench/ensure-wrk.sh
+	$(INFRA_ENV); $(RUN) python -m bench.booking

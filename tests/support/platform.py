@@ -1,14 +1,21 @@
 """The whole platform as real processes, for end-to-end tests, fault tests and benchmarks.
 
 Each service runs as ``python -m <service> serve`` (HTTP server, consumers, relay and
-background loops: exactly what production runs), on a database of its own created and
-migrated here, against the Kafka broker given. Any service can run as several replicas (same
-consumer groups), and any replica can be killed (``SIGKILL``) and started again.
+background loops in one process), on a database of its own created and migrated here,
+against the Kafka broker given. Any service can run as several replicas (same consumer
+groups), and any replica can be killed (``SIGKILL``) and started again.
+
+A replica can also run one role of the service (``serve --role api --workers N``: the HTTP
+API alone in N uvicorn worker processes; ``serve --role worker``: relay, consumers and
+background loops, with health and metrics only): :meth:`Platform.add_replica` with ``role=``,
+or :meth:`Platform.start_roles` for one API process and N worker processes per service, the
+layout production runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +67,13 @@ FAST = {
 """Settings every service gets here (short polls: tests should not wait on timers)."""
 
 
+ROLES = ("all", "api", "worker")
+"""What ``serve --role`` accepts (``shared.settings.Role``)."""
+
+STARTED = b"Application startup complete"
+"""What uvicorn logs once a serving process has started its app."""
+
+
 @dataclass
 class Replica:
     service: str
@@ -68,29 +82,74 @@ class Replica:
     log: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    role: str | None = None
+    """``serve --role``: None runs ``serve`` without it (the service's default, ``all``)."""
+    workers: int = 1
+    """``serve --workers`` (uvicorn worker processes; more than 1 only for ``api``)."""
+    args: Sequence[str] = ()
+    """Further arguments of ``serve``."""
+    _log_start: int = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def name(self) -> str:
+        return f"{self.service}-{self.index}" + (f" ({self.role})" if self.role else "")
+
+    @property
+    def serves_api(self) -> bool:
+        """Whether this replica serves the service's HTTP API (not only health and metrics)."""
+        return self.role != "worker"
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def own_session(self) -> bool:
+        """A replica with worker processes runs in a session of its own, so that ``kill``
+        reaches the workers too (a killed uvicorn supervisor leaves them serving)."""
+        return self.workers > 1
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", self.service, "serve", "--port", str(self.port)]
+        if self.role is not None:
+            command += ["--role", self.role]
+        if self.workers != 1:
+            command += ["--workers", str(self.workers)]
+        return command + list(self.args)
+
     def start(self) -> None:
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.service, "serve", "--port", str(self.port)],
+                self.command(),
                 env=self.env,
                 cwd=REPO,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
             )
 
+    def started_processes(self) -> int:
+        """Serving processes that have started their app since the last :meth:`start`."""
+        try:
+            with self.log.open("rb") as log:
+                log.seek(self._log_start)
+                return log.read().count(STARTED)
+        except OSError:
+            return 0
+
     def kill(self) -> None:
-        """``kill -9``: no shutdown of any kind."""
+        """``kill -9``: no shutdown of any kind (of the worker processes too)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            if self.own_session:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+            else:
+                self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
 
     def terminate(self, timeout_s: float = 30.0) -> None:
@@ -101,21 +160,28 @@ class Replica:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process is not None and self.own_session:
+            # worker processes that outlived their supervisor
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     async def wait_ready(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
             while True:
                 if not self.running:
-                    raise RuntimeError(f"{self.service}-{self.index} exited; see {self.log}")
+                    raise RuntimeError(f"{self.name} exited; see {self.log}")
                 try:
                     response = await client.get(f"{self.url}/health/ready")
-                    if response.status_code == 200:
+                    # with worker processes: once every one of them has started its app
+                    if response.status_code == 200 and (
+                        self.workers == 1 or self.started_processes() >= self.workers
+                    ):
                         return
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.service}-{self.index} not ready; see {self.log}")
+                    raise TimeoutError(f"{self.name} not ready; see {self.log}")
                 await asyncio.sleep(0.2)
 
 
@@ -166,13 +232,31 @@ class Platform:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
         return clean | {prefix + k: v for k, v in values.items()}
 
-    def add_replica(self, service: str) -> Replica:
+    def add_replica(
+        self,
+        service: str,
+        *,
+        role: str | None = None,
+        workers: int = 1,
+        args: Sequence[str] = (),
+    ) -> Replica:
+        """Start one more process of ``service``: ``serve`` as it is by default, or one
+        ``role`` of it (``api`` with ``workers`` uvicorn worker processes, ``worker``)."""
+        if role is not None and role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         replicas = self.replicas.setdefault(service, [])
+        index = len(replicas)
         replica = Replica(
             service=service,
-            index=len(replicas),
+            index=index,
             env=self.env(service),
-            log=self.logs / f"{service}-{len(replicas)}.log",
+            log=self.logs
+            / (f"{service}-{index}.log" if role is None else f"{service}-{index}-{role}.log"),
+            role=role,
+            workers=workers,
+            args=tuple(args),
         )
         replicas.append(replica)
         replica.start()
@@ -187,6 +271,19 @@ class Platform:
                 self.add_replica(service)
         await self.wait_ready()
 
+    async def start_roles(self, *, workers: int = 1, api_workers: int = 2) -> None:
+        """Per service one API process (``serve --role api --workers api_workers``) and
+        ``workers`` worker processes (``serve --role worker``: their consumer groups share
+        the partitions)."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        if not self.databases:
+            await self.create_databases()
+        for service in SERVICES:
+            self.add_replica(service, role="api", workers=api_workers)
+            for _ in range(workers):
+                self.add_replica(service, role="worker")
+        await self.wait_ready()
+
     async def wait_ready(self) -> None:
         await asyncio.gather(
             *(r.wait_ready() for rs in self.replicas.values() for r in rs if r.running)
@@ -194,6 +291,13 @@ class Platform:
 
     def url(self, service: str, replica: int = 0) -> str:
         return self.replicas[service][replica].url
+
+    def api_url(self, service: str) -> str:
+        """The first replica of ``service`` that serves its HTTP API."""
+        for replica in self.replicas[service]:
+            if replica.serves_api:
+                return replica.url
+        raise LookupError(f"no replica of {service} serves its API")
 
     def stop(self) -> None:
         for replicas in self.replicas.values():
