@@ -15,7 +15,8 @@ partition) are applied in the order they were published. In a lane
 3. the records in between are applied in **one** database transaction: their event ids are
    claimed in the inbox, then each new event's handler runs in order on the same session (an
    event id seen before, or twice in the batch, is applied once), so a redelivered event has
-   no second effect;
+   no second effect; consecutive events of a *batch handler* (:meth:`EventConsumer.on_many`)
+   are given to it in one call, to be applied set-based;
 4. when a handler raises for one record, the transaction rolls back; the records before it
    are applied again as one batch, the record itself on its own, then the rest. An error the
    handler declared permanent (:class:`PermanentEventError` or the consumer's
@@ -78,7 +79,7 @@ from shared.events.envelope import (
 from shared.events.money import utc_now
 from shared.events.topics import dead_letter_topic
 from shared.observability import correlation_id as correlation_id_var
-from shared.outbox import causation_id_var
+from shared.outbox import causation_id_var, reply_ids
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -98,6 +99,18 @@ TYPE_HEADER = "ce_type"
 
 class PermanentEventError(Exception):
     """Raised by a handler for an event that can never be applied (dead-lettered at once)."""
+
+
+class BatchItemError(Exception):
+    """Raised by a batch handler (:meth:`EventConsumer.on_many`): applying its
+    ``index``-th event failed with ``error``. The runtime treats ``error`` as that event's
+    own, exactly as if a one-event handler had raised it; any other exception from a batch
+    handler blames no event in particular (the batch is split until the culprit is alone)."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"event {index} of the batch: {_describe(error)}")
+        self.index = index
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,9 @@ class EventContext:
 Handler = Callable[[Any, EventContext], Awaitable[None]]
 
 BatchItem = tuple[Envelope, Event]
+
+ManyHandler = Callable[[AsyncSession, list[tuple[Envelope, Any]]], Awaitable[None]]
+H = TypeVar("H", bound=ManyHandler)
 
 
 class Outcome(enum.StrEnum):
@@ -255,6 +271,8 @@ class EventConsumer:
     """How many records the consumer may take now (e.g. free room in a pool of senders);
     at most ``max_records``, and none while it is 0."""
     _handlers: dict[type[Event], Handler] = field(default_factory=dict)
+    _many: dict[type[Event], ManyHandler] = field(default_factory=dict)
+    """Event types applied by a batch handler (see :meth:`on_many`)."""
     _names: set[str] = field(default_factory=set)
     """The CloudEvents types of ``_handlers``."""
     _batch: _BatchApply | None = None
@@ -298,6 +316,33 @@ class EventConsumer:
             self._handlers[event_type] = handler
             self._names.add(event_type.type_name())
             self._expose_dead_letters(event_type.type_name())
+            return handler
+
+        return register
+
+    def on_many(self, *event_types: type[Event]) -> Callable[[H], H]:
+        """Register a *batch handler* of ``event_types``: in a lane's transaction, each run
+        of consecutive new events of these types is applied by one call
+        ``handler(session, [(envelope, event), ...])``, in offset order, so that the handler
+        can apply them set-based (a statement for many events instead of one per event).
+
+        The handler must leave the database as if the events had been applied one after the
+        other. When one event cannot be applied it raises :class:`BatchItemError` naming it:
+        the events before it are applied again as a batch, the event itself alone (and
+        dead-lettered if the error is permanent), then the rest. Events written to the
+        outbox on behalf of one event should name it as their cause
+        (:meth:`shared.outbox.Outbox.add_replies`).
+        """
+
+        def register(handler: H) -> H:
+            if not event_types:
+                raise ValueError("on_many needs at least one event type")
+            taken = [t.type_name() for t in event_types if t in self._handlers]
+            if taken:
+                raise ValueError(f"{self.name} already handles {', '.join(taken)}")
+            for event_type in event_types:
+                self.on(event_type)(_not_called)
+                self._many[event_type] = handler
             return handler
 
         return register
@@ -612,8 +657,21 @@ class EventConsumer:
                     if items:
                         result = await self._batch.apply(session, items)
                 else:
-                    for at in new:
-                        await self._handle_one(session, run[at])
+                    for group in self._groups(run, new):
+                        at = group[0] if len(group) == 1 else None
+                        many = self._many.get(type(run[group[0]].event))
+                        if many is None:
+                            await self._handle_one(session, run[group[0]])
+                            continue
+                        blamed: BatchItemError | None = None
+                        try:
+                            await many(session, [(run[i].envelope, run[i].event) for i in group])
+                        except BatchItemError as exc:
+                            blamed = exc
+                        if blamed is not None:  # raised as it is: its causes tell an outage
+                            if 0 <= blamed.index < len(group):
+                                at = group[blamed.index]
+                            raise blamed.error
                     at = None
         except Exception as exc:
             return _Failure(exc, at)
@@ -628,10 +686,25 @@ class EventConsumer:
             self._batch.applied(result)
         return None
 
+    def _groups(self, run: Sequence[_Item], new: Sequence[int]) -> Iterator[list[int]]:
+        """``new`` (indexes in ``run``) cut into what one call applies: a run of consecutive
+        events of one batch handler, or a single event of a one-event handler."""
+        group: list[int] = []
+        current: ManyHandler | None = None
+        for index in new:
+            many = self._many.get(type(run[index].event))
+            if group and (many is None or many is not current):
+                yield group
+                group = []
+            group.append(index)
+            current = many
+        if group:
+            yield group
+
     async def _handle_one(self, session: AsyncSession, item: _Item) -> None:
         handler = self._handlers[type(item.event)]
         context = EventContext(session=session, envelope=item.envelope, record=item.record)
-        with _caused_by(item.envelope):
+        with caused_by(item.envelope):
             await handler(item.event, context)
 
     async def _dead_letter(
@@ -743,11 +816,12 @@ def _first_claims(run: Sequence[_Item], fresh: set[Any]) -> list[int]:
 
 
 @contextlib.contextmanager
-def _caused_by(envelope: Envelope) -> Iterator[None]:
+def caused_by(envelope: Envelope) -> Iterator[None]:
     """Events written while handling ``envelope`` carry its correlation id and name it as
     their cause (see :meth:`shared.outbox.Outbox.add`)."""
-    correlation_token = correlation_id_var.set(envelope.correlationid or str(envelope.id))
-    causation_token = causation_id_var.set(str(envelope.id))
+    correlation, causation = reply_ids(envelope)
+    correlation_token = correlation_id_var.set(correlation)
+    causation_token = causation_id_var.set(causation)
     try:
         yield
     finally:

@@ -16,6 +16,7 @@ While Kafka is down, rows simply wait; nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import zlib
@@ -105,14 +106,36 @@ class Outbox:
 
     async def add(self, session: AsyncSession, *events: Event) -> list[Envelope]:
         """Record ``events`` to be published once the caller's transaction commits."""
-        if not events:
-            return []
         causation = causation_id_var.get()
         correlation = correlation_id_var.get()
         envelopes = [
             Envelope.wrap(e, source=self.source, correlation_id=correlation, causation_id=causation)
             for e in events
         ]
+        return await self._write(session, events, envelopes)
+
+    async def add_replies(
+        self, session: AsyncSession, replies: Sequence[tuple[Envelope, Event]]
+    ) -> list[Envelope]:
+        """Record events written on behalf of others, in one statement: each ``(cause,
+        event)`` gets the correlation id of the envelope ``cause`` and names it as its cause,
+        as :meth:`add` does for the event being handled (for batch handlers)."""
+        events = [reply for _, reply in replies]
+        envelopes = []
+        for cause, reply in replies:
+            correlation, causation = reply_ids(cause)
+            envelopes.append(
+                Envelope.wrap(
+                    reply, source=self.source, correlation_id=correlation, causation_id=causation
+                )
+            )
+        return await self._write(session, events, envelopes)
+
+    async def _write(
+        self, session: AsyncSession, events: Sequence[Event], envelopes: list[Envelope]
+    ) -> list[Envelope]:
+        if not events:
+            return []
         rows = [
             {
                 "event_id": envelope.id,
@@ -157,6 +180,12 @@ class Outbox:
         return EnvelopeTemplate(
             topic=event_type.topic, event_type=envelope.type, payload=payload, headers=headers
         )
+
+
+def reply_ids(cause: Envelope) -> tuple[str, str]:
+    """The correlation and causation ids of an event written while handling ``cause``: the
+    conversation's correlation id (``cause``'s own id if it started one) and ``cause``'s id."""
+    return cause.correlationid or str(cause.id), str(cause.id)
 
 
 _WAKE_ON_COMMIT = "shared.outbox.wake_on_commit"
@@ -229,7 +258,10 @@ class OutboxRelay:
     coalesce_s: float = 0.003
     """How long a busy relay waits after a wake-up for more rows to join the batch."""
     busy_window_s: float = 0.02
-    """A relay that published less than this long ago counts as busy."""
+    busy_batches: int = 3
+    """A relay that published its last ``busy_batches`` batches within ``busy_window_s``
+    counts as busy (rows keep coming): it waits ``coalesce_s`` after a wake-up. A lone
+    event, or an event and its quick reply, is published at once."""
     on_stats: Callable[[RelayStats], Awaitable[None] | None] | None = None
     stats: RelayStats = field(default_factory=RelayStats)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -331,14 +363,14 @@ class OutboxRelay:
 
         A wake-up that arrives while a batch is being published is kept (the flag is
         cleared before each look, not after), so no committed row waits for the poll. When
-        rows keep arriving (the last batch was published less than ``busy_window_s`` ago
-        and was not full) the relay waits ``coalesce_s`` after a wake-up, so that one
+        rows keep arriving (the last ``busy_batches`` batches were published within
+        ``busy_window_s``) the relay waits ``coalesce_s`` after a wake-up, so that one
         batch carries the rows of many transactions instead of one each.
         """
         listener = asyncio.create_task(self._listen(stop)) if self.listen_dsn else None
         backoff = 0.1
         idle_rounds = 0
-        last_published_at = -1.0
+        published_at: collections.deque[float] = collections.deque(maxlen=self.busy_batches)
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -353,7 +385,7 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self.retry_backoff_max_s)
                     continue
                 if published:
-                    last_published_at = loop.time()
+                    published_at.append(loop.time())
                     with contextlib.suppress(Exception):
                         await self._report()
                 if published == self.batch_size:
@@ -367,7 +399,10 @@ class OutboxRelay:
                         await self.purge_published()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_wait_either(self._wake, stop), self.poll_interval_s)
-                if loop.time() - last_published_at < self.busy_window_s:
+                if (
+                    len(published_at) == self.busy_batches
+                    and loop.time() - published_at[0] < self.busy_window_s
+                ):
                     await _sleep_unless(stop, self.coalesce_s)
         finally:
             if listener is not None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar
 
 import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from shared.events import Event
 from shared.events.catalogue import PaymentFailed, PaymentSucceeded
 from shared.messaging import EventConsumer, RetryPolicy, is_outage
 from shared.outbox import outbox_table
@@ -237,3 +240,332 @@ async def test_offsets_are_committed_only_for_owned_partitions_and_a_failed_comm
 
 async def _never_called(event: object, ctx: object) -> None:
     raise AssertionError("not reached in these tests")
+
+
+# --- batch handlers (on_many) -------------------------------------------------------------
+
+
+def _payment_consumer(sink: CollectingSink | None = None) -> EventConsumer:
+    from sqlalchemy import MetaData
+
+    return EventConsumer(
+        name="batches",
+        session_factory=None,  # type: ignore[arg-type]
+        inbox_table=outbox_table(MetaData()),
+        dead_letters=sink or CollectingSink(),
+        retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.001, max_backoff_s=0.001),
+    )
+
+
+async def _many_never_called(session: object, batch: object) -> None:
+    raise AssertionError("not reached in these tests")
+
+
+def test_a_type_has_one_handler_whether_it_takes_events_one_by_one_or_in_batches() -> None:
+    from sqlalchemy import MetaData
+
+    consumer = _payment_consumer()
+    consumer.on(PaymentSucceeded)(_never_called)
+    with pytest.raises(ValueError, match=r"already handles PaymentSucceeded\.v1"):
+        consumer.on_many(PaymentSucceeded)(_many_never_called)
+
+    consumer.on_many(PaymentFailed)(_many_never_called)
+    with pytest.raises(ValueError, match=r"already handles PaymentFailed\.v1"):
+        consumer.on_many(PaymentFailed)(_many_never_called)
+    with pytest.raises(ValueError, match=r"already handles PaymentFailed\.v1"):
+        consumer.on(PaymentFailed)(_never_called)
+    assert consumer.topics == ["payments.events"]
+
+    queue = EventConsumer(
+        name="queue",
+        session_factory=None,  # type: ignore[arg-type]
+        inbox_table=outbox_table(MetaData()),
+        dead_letters=CollectingSink(),
+    )
+    queue.on_batch(PaymentFailed, lambda session, items: _never_called(None, None), print)
+    with pytest.raises(ValueError, match="applies batches"):
+        queue.on_many(PaymentSucceeded)(_many_never_called)
+
+
+def _failed(payment_id: str) -> PaymentFailed:
+    import uuid
+
+    return PaymentFailed(booking_id=uuid.uuid4(), payment_id=payment_id, reason="declined")
+
+
+def _succeeded(payment_id: str) -> PaymentSucceeded:
+    import uuid
+    from decimal import Decimal
+
+    from shared.events import Money
+
+    amount = Money(amount=Decimal("10.00"), currency="EUR")
+    return PaymentSucceeded(booking_id=uuid.uuid4(), payment_id=payment_id, amount=amount)
+
+
+class _Refund(Event):
+    """Not in the catalogue: only its type matters where it is used."""
+
+    name: ClassVar[str] = "UnitRefund"
+    topic: ClassVar[str] = "payments.events"
+    payment_id: str
+
+    def aggregate_id(self) -> str:
+        return self.payment_id
+
+
+class _Chargeback(_Refund):
+    name: ClassVar[str] = "UnitChargeback"
+
+
+def test_new_events_are_cut_into_runs_of_one_batch_handler_and_single_events() -> None:
+    from shared.events import Envelope
+    from shared.messaging import IncomingRecord, _Item
+
+    consumer = _payment_consumer()
+    consumer.on_many(PaymentFailed, _Refund)(_many_never_called)  # one handler, two types
+
+    async def other_many(session: object, batch: object) -> None: ...
+
+    consumer.on_many(_Chargeback)(other_many)  # another batch handler: another run
+    consumer.on(PaymentSucceeded)(_never_called)
+    events: list[Event] = [
+        _failed("0"),
+        _Refund(payment_id="1"),
+        _failed("2"),
+        _succeeded("3"),
+        _succeeded("4"),
+        _failed("5"),
+        _Chargeback(payment_id="6"),
+        _Chargeback(payment_id="7"),
+        _Refund(payment_id="8"),
+        _succeeded("9"),  # a duplicate (not new): applied by nobody, it cuts nothing
+        _failed("10"),
+        _failed("11"),  # a duplicate at the end
+    ]
+    run = []
+    for index, event in enumerate(events):
+        envelope = Envelope.wrap(event, source="/payments")
+        record = IncomingRecord("payments.events", 0, index, None, envelope.to_json_bytes())
+        run.append(_Item(index, record, envelope, event))
+    new = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10]
+
+    assert list(consumer._groups(run, new)) == [[0, 1, 2], [3], [4], [5], [6, 7], [8, 10]]
+    assert list(consumer._groups(run, [])) == []
+
+
+class _FakeSession:
+    """Stands for a database session: what a handler writes is kept only if its transaction
+    commits (leaves the ``begin()`` block without an error)."""
+
+    def __init__(self, committed: list[str]) -> None:
+        self.committed = committed
+        self.pending: list[str] = []
+
+    async def __aenter__(self) -> _FakeSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def begin(self) -> object:
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def transaction() -> AsyncIterator[None]:
+            yield
+            self.committed.extend(self.pending)
+
+        return transaction()
+
+
+async def _run_batches(
+    monkeypatch: pytest.MonkeyPatch,
+    payment_ids: list[str],
+    many: Callable[[_FakeSession, list[tuple[object, PaymentFailed]]], Awaitable[None]],
+) -> tuple[dict[tuple[str, int], int], list[str], CollectingSink]:
+    """``handle`` one partition of ``PaymentFailed`` events (payment ids ``payment_ids``)
+    with the batch handler ``many``, on sessions that keep what committed; every event id
+    is new to the inbox. Returns the offsets to commit, what committed and the dead letters."""
+    from shared import inbox
+    from shared.events import Envelope
+    from shared.messaging import IncomingRecord
+
+    async def all_new(session: object, table: object, *, consumer: str, events: Any) -> set[Any]:
+        return set(events)
+
+    monkeypatch.setattr(inbox, "claim_many", all_new)
+    committed: list[str] = []
+    sink = CollectingSink()
+    consumer = _payment_consumer(sink)
+    consumer.session_factory = lambda: _FakeSession(committed)  # type: ignore[assignment]
+    consumer.on_many(PaymentFailed)(many)  # type: ignore[type-var]
+    records = [
+        IncomingRecord(
+            "payments.events",
+            0,
+            offset,
+            None,
+            Envelope.wrap(_failed(p), source="/p").to_json_bytes(),
+        )
+        for offset, p in enumerate(payment_ids)
+    ]
+    return await consumer.handle(records), committed, sink
+
+
+async def test_a_blamed_event_is_dead_lettered_alone_and_the_others_applied_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.messaging import BatchItemError, PermanentEventError
+
+    calls: list[list[str]] = []
+
+    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+        calls.append([event.payment_id for _, event in batch])
+        for index, (_, event) in enumerate(batch):
+            if event.payment_id == "bad":
+                raise BatchItemError(index, PermanentEventError("no such payment"))
+            session.pending.append(event.payment_id)
+
+    ids = ["a", "b", "bad", "c", "d", "e"]
+    positions, committed, sink = await _run_batches(monkeypatch, ids, many)
+
+    assert positions == {("payments.events", 0): 6}
+    assert committed == ["a", "b", "c", "d", "e"]
+    # The events before it as one batch again; it never again; the ones after it one,
+    # then two... at a time (a stretch of poison costs a transaction each).
+    assert calls == [ids, ["a", "b"], ["c"], ["d", "e"]]
+    [(topic, value, headers)] = sink.sent
+    assert (topic, headers["dlq_kind"], headers["dlq_original_offset"]) == (
+        "payments.events.dlq",
+        "rejected",
+        "2",
+    )
+    assert headers["dlq_reason"] == "PermanentEventError: no such payment"
+    assert value is not None
+    assert json.loads(value)["data"]["payment_id"] == "bad"
+
+
+async def test_a_batch_failing_without_blame_is_halved_until_it_commits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[list[str]] = []
+
+    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+        calls.append([event.payment_id for _, event in batch])
+        session.pending.extend(event.payment_id for _, event in batch)
+        if len(calls) == 1:
+            raise RuntimeError("could not serialize access")
+
+    ids = ["a", "b", "c", "d", "e"]
+    positions, committed, sink = await _run_batches(monkeypatch, ids, many)
+
+    assert positions == {("payments.events", 0): 5}
+    assert committed == ids
+    assert calls == [ids, ["a", "b"], ["c", "d", "e"]]
+    assert sink.sent == []
+
+
+async def test_an_event_that_always_fails_a_batch_is_found_and_dead_lettered_after_its_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[list[str]] = []
+
+    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+        calls.append([event.payment_id for _, event in batch])
+        session.pending.extend(event.payment_id for _, event in batch)
+        if any(event.payment_id == "bug" for _, event in batch):
+            raise KeyError("a bug that does not go away")
+
+    positions, committed, sink = await _run_batches(monkeypatch, ["a", "b", "bug", "c"], many)
+
+    assert positions == {("payments.events", 0): 4}
+    assert committed == ["a", "b", "c"]
+    # Halved until it is alone, then tried as often as the retry policy allows.
+    assert calls == [["a", "b", "bug", "c"], ["a", "b"], ["bug", "c"], ["bug"], ["bug"], ["c"]]
+    [(_, _, headers)] = sink.sent
+    assert (headers["dlq_kind"], headers["dlq_original_offset"]) == ("retries_exhausted", "2")
+
+
+async def test_a_permanent_error_that_blames_no_event_dead_letters_only_the_culprit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.messaging import PermanentEventError
+
+    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+        session.pending.extend(event.payment_id for _, event in batch)
+        if any(event.payment_id == "bad" for _, event in batch):
+            raise PermanentEventError("one of these can never be applied")
+
+    ids = ["a", "b", "c", "bad", "d"]
+    positions, committed, sink = await _run_batches(monkeypatch, ids, many)
+
+    assert positions == {("payments.events", 0): 5}
+    assert committed == ["a", "b", "c", "d"]
+    [(_, value, headers)] = sink.sent
+    assert value is not None
+    assert json.loads(value)["data"]["payment_id"] == "bad"
+    assert (headers["dlq_kind"], headers["dlq_original_offset"]) == ("rejected", "3")
+
+
+async def test_a_blamed_event_failing_because_the_database_is_down_is_not_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As for a one-event handler: an error caused by a connection problem is an outage
+    (retried without counting), also when a batch handler blames it on one event."""
+    from shared.messaging import BatchItemError
+
+    attempts = {"p": 0}
+
+    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+        for index, (_, event) in enumerate(batch):
+            if event.payment_id == "p" and attempts["p"] < 3:  # more than max_attempts
+                attempts["p"] += 1
+                try:
+                    try:
+                        raise ConnectionResetError("the database went away")
+                    except ConnectionResetError as reset:
+                        raise RuntimeError("could not apply the payment") from reset
+                except RuntimeError as exc:
+                    raise BatchItemError(index, exc) from exc
+            session.pending.append(event.payment_id)
+
+    positions, committed, sink = await _run_batches(monkeypatch, ["a", "p", "b"], many)
+
+    assert positions == {("payments.events", 0): 3}
+    assert sink.sent == [], "nothing dead-lettered while the database was down"
+    assert committed == ["a", "p", "b"]
+
+
+def test_batch_item_error_names_the_event_and_keeps_its_error() -> None:
+    from shared.messaging import BatchItemError
+
+    cause = ValueError("room 7 is closed")
+    error = BatchItemError(3, cause)
+    assert (error.index, error.error) == (3, cause)
+    assert str(error) == "event 3 of the batch: ValueError: room 7 is closed"
+    assert str(BatchItemError(0, KeyError())) == "event 0 of the batch: KeyError"
+
+
+def test_replies_and_handlers_name_their_cause_and_keep_its_correlation() -> None:
+    from shared.events import Envelope
+    from shared.messaging import caused_by
+    from shared.observability import correlation_id
+    from shared.outbox import causation_id_var, reply_ids
+
+    started = Envelope.wrap(_failed("p"), source="/p")
+    continued = Envelope.wrap(_failed("q"), source="/p", correlation_id="conversation")
+
+    assert reply_ids(started) == (str(started.id), str(started.id))
+    assert reply_ids(continued) == ("conversation", str(continued.id))
+
+    outer = correlation_id.set("outer")
+    try:
+        with caused_by(continued):
+            assert (correlation_id.get(), causation_id_var.get()) == reply_ids(continued)
+            with caused_by(started):
+                assert (correlation_id.get(), causation_id_var.get()) == reply_ids(started)
+            assert causation_id_var.get() == str(continued.id)
+        assert (correlation_id.get(), causation_id_var.get()) == ("outer", None)
+    finally:
+        correlation_id.reset(outer)
