@@ -19,7 +19,9 @@ from sqlalchemy import (
     Numeric,
     Row,
     String,
+    Uuid,
     and_,
+    any_,
     bindparam,
     func,
     insert,
@@ -526,11 +528,20 @@ async def list_slots(
 
 
 # --- booking holds ---------------------------------------------------------------------
+#
+# What one booking event does to its booking's hold is defined by the one-event forms
+# ``hold``, ``release`` and ``move_hold``; the consumer applies a batch of events with
+# ``apply_hold_changes``, which ends in the same rows and counts.
+
+_UUIDS = ARRAY(Uuid)
 
 
-async def slot_exists(session: AsyncSession, slot_id: UUID) -> bool:
-    statement = select(timeslots.c.id).where(timeslots.c.id == slot_id)
-    return (await session.execute(statement)).first() is not None
+async def existing_slots(session: AsyncSession, slot_ids: Iterable[UUID]) -> set[UUID]:
+    """Those of ``slot_ids`` that are slots of this service, in one query."""
+    statement = select(timeslots.c.id).where(
+        timeslots.c.id == any_(bindparam("ids", sorted(set(slot_ids)), type_=_UUIDS))
+    )
+    return set((await session.scalars(statement)).all())
 
 
 async def hold(session: AsyncSession, booking_id: UUID, slot_id: UUID) -> None:
@@ -577,10 +588,156 @@ async def move_hold(
     await recount(session, [old_slot_id, new_slot_id])
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """:func:`hold` as one change of a batch (:func:`apply_hold_changes`)."""
+
+    booking_id: UUID
+    slot_id: UUID
+
+    @property
+    def slots(self) -> tuple[UUID, ...]:
+        return (self.slot_id,)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """:func:`release` as one change of a batch (:func:`apply_hold_changes`)."""
+
+    booking_id: UUID
+    slot_id: UUID
+
+    @property
+    def slots(self) -> tuple[UUID, ...]:
+        return (self.slot_id,)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """:func:`move_hold` as one change of a batch (:func:`apply_hold_changes`)."""
+
+    booking_id: UUID
+    old_slot_id: UUID
+    new_slot_id: UUID
+
+    @property
+    def slots(self) -> tuple[UUID, ...]:
+        return (self.old_slot_id, self.new_slot_id)
+
+
+HoldChange = Hold | Release | Move
+
+_MOVE_HELD = text(
+    """
+    UPDATE slot_holds AS h
+    SET slot_id = m.new_slot_id, updated_at = now()
+    FROM unnest(:bookings, :old_slots, :new_slots) AS m(booking_id, old_slot_id, new_slot_id)
+    WHERE h.booking_id = m.booking_id AND NOT h.released AND h.slot_id = m.old_slot_id
+    """
+).bindparams(
+    bindparam("bookings", type_=_UUIDS),
+    bindparam("old_slots", type_=_UUIDS),
+    bindparam("new_slots", type_=_UUIDS),
+)
+
+_HOLD = text(
+    """
+    INSERT INTO slot_holds (booking_id, slot_id, released)
+    SELECT booking_id, slot_id, false FROM unnest(:bookings, :slots) AS h(booking_id, slot_id)
+    ON CONFLICT (booking_id) DO NOTHING
+    """
+).bindparams(bindparam("bookings", type_=_UUIDS), bindparam("slots", type_=_UUIDS))
+
+_RELEASE = text(
+    """
+    INSERT INTO slot_holds (booking_id, slot_id, released)
+    SELECT booking_id, slot_id, true FROM unnest(:bookings, :slots) AS r(booking_id, slot_id)
+    ON CONFLICT (booking_id) DO UPDATE SET released = true, updated_at = now()
+    WHERE NOT slot_holds.released
+    RETURNING slot_id
+    """
+).bindparams(bindparam("bookings", type_=_UUIDS), bindparam("slots", type_=_UUIDS))
+
+
+async def apply_hold_changes(session: AsyncSession, changes: Sequence[HoldChange]) -> None:
+    """Apply ``changes`` as :func:`hold`, :func:`release` and :func:`move_hold` would one
+    after the other, in a few set-based statements, then recount once every slot they name
+    or release (:func:`recount`).
+
+    ``slot_holds`` is keyed by booking: changes of different bookings write different rows
+    and commute, only the order of each booking's own changes matters. So the k-th change of
+    every booking goes in round k, rounds are applied in order, and a round (a booking at
+    most once) takes at most three statements.
+    """
+    rounds: list[list[HoldChange]] = []
+    seen: dict[UUID, int] = {}
+    for change in changes:
+        round_ = seen.get(change.booking_id, 0)
+        seen[change.booking_id] = round_ + 1
+        if round_ == len(rounds):
+            rounds.append([])
+        rounds[round_].append(change)
+    touched = {slot_id for change in changes for slot_id in change.slots}
+    for changes_of_round in rounds:
+        touched.update(await _apply_round(session, changes_of_round))
+    await recount(session, touched)
+
+
+async def _apply_round(session: AsyncSession, changes: Sequence[HoldChange]) -> list[UUID]:
+    """Apply changes of distinct bookings; returns the slots whose place was given back.
+
+    Moves first update the holds they move; then one insert takes the places of the holds
+    and of the moves of bookings not seen before (as :func:`move_hold` does), leaving every
+    known booking alone; then the releases. Rows are written in booking id order.
+    """
+    ordered = sorted(changes, key=lambda change: change.booking_id)
+    moves = [change for change in ordered if isinstance(change, Move)]
+    takes = [
+        (change.booking_id, change.new_slot_id if isinstance(change, Move) else change.slot_id)
+        for change in ordered
+        if not isinstance(change, Release)
+    ]
+    releases = [change for change in ordered if isinstance(change, Release)]
+    if moves:
+        await session.execute(
+            _MOVE_HELD,
+            {
+                "bookings": [move.booking_id for move in moves],
+                "old_slots": [move.old_slot_id for move in moves],
+                "new_slots": [move.new_slot_id for move in moves],
+            },
+        )
+    if takes:
+        bookings, slots = zip(*takes, strict=True)
+        await session.execute(_HOLD, {"bookings": list(bookings), "slots": list(slots)})
+    if not releases:
+        return []
+    released = await session.scalars(
+        _RELEASE,
+        {
+            "bookings": [change.booking_id for change in releases],
+            "slots": [change.slot_id for change in releases],
+        },
+    )
+    return list(released)
+
+
 async def recount(session: AsyncSession, slot_ids: Iterable[UUID | None]) -> None:
-    """Set ``booked_count`` of the slots to their number of unreleased holds."""
-    # Sorted: every transaction locks slots in one order, so two never deadlock.
-    ids = sorted({slot_id for slot_id in slot_ids if slot_id is not None})
+    """Set ``booked_count`` of the slots to their number of unreleased holds.
+
+    The slots' rows are locked first, in id order, by a statement of their own: two
+    transactions recounting overlapping slots then wait for each other instead of locking
+    them in different orders (a deadlock), and the count, taken by the next statement once
+    the rows are locked, sees the holds of the transaction it waited for.
+    """
+    ids = bindparam("ids", sorted({s for s in slot_ids if s is not None}), type_=_UUIDS)
+    locked = (
+        select(timeslots.c.id)
+        .where(timeslots.c.id == any_(ids))
+        .order_by(timeslots.c.id)
+        .with_for_update()
+    )
+    await session.execute(locked)
     held = (
         select(func.count())
         .select_from(slot_holds)
@@ -589,7 +746,7 @@ async def recount(session: AsyncSession, slot_ids: Iterable[UUID | None]) -> Non
     )
     statement = (
         update(timeslots)
-        .where(timeslots.c.id.in_(ids))
+        .where(timeslots.c.id == any_(ids))
         .values(booked_count=held, updated_at=func.now())
     )
     await session.execute(statement)

@@ -1,13 +1,22 @@
-"""Booking events from Kafka keep the slots' booked counts exact, whatever their order."""
+"""Booking events from Kafka keep the slots' booked counts exact, whatever their order and
+however the consumer batches them."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db import make_engine, make_session_factory
 from shared.events import topics
 from shared.events.catalogue import (
     Actor,
@@ -18,16 +27,23 @@ from shared.events.catalogue import (
 )
 from shared.events.envelope import Envelope, Event
 from shared.events.money import Money
+from shared.messaging import BatchItemError, PermanentEventError
 from tests.support.kafka import produce, read_topic
+from timeslots import consumers, store
+from timeslots.consumers import BookingEvent
+from timeslots.models import slot_holds, timeslots
 
 from .conftest import ADMIN, USER, Service
 
 PRICE = Money.of("15.00", "EUR")
 
 
-async def _slots(service: Service, *, max_bookings: int = 2) -> tuple[str, list[dict[str, Any]]]:
+async def _slots(
+    service: Service, *, max_bookings: int = 2, until: str = "11:00"
+) -> tuple[str, list[dict[str, Any]]]:
+    """A new room's 30-minute slots of 2030-03-04, from 09:00 to ``until``."""
     room = await service.room(
-        schedule={"hours": [{"start": "09:00", "end": "11:00"}], "max_bookings": max_bookings}
+        schedule={"hours": [{"start": "09:00", "end": until}], "max_bookings": max_bookings}
     )
     await service.generate(room["id"], "2030-03-04", "2030-03-04")
     return room["id"], await service.slots(room["id"], date="2030-03-04")
@@ -54,6 +70,29 @@ def _cancelled(booking_id: uuid.UUID, slot: dict[str, Any]) -> BookingCancelled:
         slot_id=slot["id"],
         room_id=slot["room_id"],
         cancelled_by=Actor.USER,
+    )
+
+
+def _expired(booking_id: uuid.UUID, slot: dict[str, Any]) -> BookingExpired:
+    return BookingExpired(
+        booking_id=booking_id, user_id="user-1", slot_id=slot["id"], room_id=slot["room_id"]
+    )
+
+
+def _rescheduled(
+    booking_id: uuid.UUID, old: dict[str, Any], new: dict[str, Any]
+) -> BookingRescheduled:
+    return BookingRescheduled(
+        booking_id=booking_id,
+        user_id="user-1",
+        room_id=old["room_id"],
+        old_slot_id=old["id"],
+        new_slot_id=new["id"],
+        old_starts_at=datetime.fromisoformat(old["starts_at"]),
+        new_starts_at=datetime.fromisoformat(new["starts_at"]),
+        new_ends_at=datetime.fromisoformat(new["ends_at"]),
+        room_time_zone="Europe/Berlin",
+        price_difference=Money.of("0.00", "EUR"),
     )
 
 
@@ -134,9 +173,7 @@ async def test_the_same_booking_announced_twice_with_new_event_ids_holds_one_pla
 async def test_a_release_seen_before_its_creation_leaves_the_place_free(service: Service) -> None:
     _, slots = await _slots(service)
     booking = uuid.uuid4()
-    expired = BookingExpired(
-        booking_id=booking, user_id="user-1", slot_id=slots[2]["id"], room_id=slots[2]["room_id"]
-    )
+    expired = _expired(booking, slots[2])
 
     await _publish(service, _wrap(expired), _wrap(_created(booking, slots[2])))
     await _publish(service, _wrap(_created(uuid.uuid4(), slots[3])))
@@ -147,18 +184,7 @@ async def test_a_release_seen_before_its_creation_leaves_the_place_free(service:
 async def test_a_rescheduled_booking_moves_its_place(service: Service) -> None:
     _, slots = await _slots(service)
     booking = uuid.uuid4()
-    moved = BookingRescheduled(
-        booking_id=booking,
-        user_id="user-1",
-        room_id=slots[0]["room_id"],
-        old_slot_id=slots[0]["id"],
-        new_slot_id=slots[3]["id"],
-        old_starts_at=datetime.fromisoformat(slots[0]["starts_at"]),
-        new_starts_at=datetime.fromisoformat(slots[3]["starts_at"]),
-        new_ends_at=datetime.fromisoformat(slots[3]["ends_at"]),
-        room_time_zone="Europe/Berlin",
-        price_difference=Money.of("0.00", "EUR"),
-    )
+    moved = _rescheduled(booking, slots[0], slots[3])
 
     await _publish(service, _wrap(_created(booking, slots[0])), _wrap(moved), _wrap(moved))
     await _eventually(service, {slots[0]["id"]: 0, slots[3]["id"]: 1})
@@ -197,3 +223,210 @@ async def test_blocking_a_booked_slot_keeps_its_bookings(service: Service) -> No
 
     assert blocked.json()["status"] == "blocked"
     assert blocked.json()["booked_count"] == 1
+
+
+# --- batches: the consumer applies a lane's consecutive booking events with one handler ---
+
+MIXED_BATCH: list[tuple[str, str, int] | tuple[str, str, int, int]] = [
+    ("created", "A", 0),
+    ("created", "B", 0),
+    ("created", "C", 1),
+    ("cancelled", "A", 0),
+    ("created", "B", 0),  # the same booking announced again: still one place
+    ("expired", "D", 2),  # a release seen before its creation...
+    ("created", "D", 2),  # ...so the creation takes no place
+    ("rescheduled", "C", 1, 3),
+    ("created", "E", 1),
+    ("rescheduled", "C", 3, 4),  # the same booking a third and a fourth time
+    ("cancelled", "C", 4),
+    ("created", "F", 5),
+    ("rescheduled", "F", 0, 2),  # from a slot it does not hold: it stays where it is
+    ("rescheduled", "G", 3, 4),  # a move seen before its creation takes the new slot...
+    ("created", "G", 3),  # ...and the creation is then known
+    ("cancelled", "H", 5),  # H holds slot 6 (before the batch), wherever the event says
+]
+"""Booking events by booking letter and slot index (H was created in slot 6 before)."""
+
+MIXED_COUNTS = {0: 1, 1: 1, 2: 0, 3: 0, 4: 1, 5: 1, 6: 0, 7: 0}
+"""The booked count of each slot after ``MIXED_BATCH``, worked out by hand."""
+
+
+def _events(
+    steps: Sequence[tuple[Any, ...]], slots: list[dict[str, Any]], bookings: dict[str, uuid.UUID]
+) -> list[BookingEvent]:
+    """``steps`` as events about ``slots``; a booking letter is a new booking id the first time."""
+    events: list[BookingEvent] = []
+    for kind, letter, *at in steps:
+        booking = bookings.setdefault(letter, uuid.uuid4())
+        slot = slots[at[0]]
+        if kind == "created":
+            events.append(_created(booking, slot))
+        elif kind == "cancelled":
+            events.append(_cancelled(booking, slot))
+        elif kind == "expired":
+            events.append(_expired(booking, slot))
+        else:
+            events.append(_rescheduled(booking, slot, slots[at[1]]))
+    return events
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sessions(service: Service) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Transactions on the service's database, beside the service."""
+    engine = make_engine(service.database_url, pool_size=4)
+    yield make_session_factory(engine)
+    await engine.dispose()
+
+
+async def _handle_batch(
+    sessions: async_sessionmaker[AsyncSession], events: Sequence[BookingEvent]
+) -> None:
+    """What the consumer does with a lane's run of booking events: one handler call in one
+    transaction."""
+    async with sessions.begin() as session:
+        await consumers.on_booking_events(session, [(_wrap(event), event) for event in events])
+
+
+async def _holds(
+    sessions: async_sessionmaker[AsyncSession],
+    slots: list[dict[str, Any]],
+    bookings: dict[str, uuid.UUID],
+) -> dict[str, tuple[int, bool]]:
+    """Booking letter -> (index of the slot it holds, released)."""
+    letters = {booking: letter for letter, booking in bookings.items()}
+    index = {uuid.UUID(slot["id"]): i for i, slot in enumerate(slots)}
+    statement = select(slot_holds).where(slot_holds.c.booking_id.in_(letters))
+    async with sessions() as session:
+        rows = (await session.execute(statement)).all()
+    return {letters[row.booking_id]: (index[row.slot_id], row.released) for row in rows}
+
+
+async def _counts(service: Service, slots: list[dict[str, Any]]) -> dict[int, int]:
+    return {i: await _booked(service, slot["id"]) for i, slot in enumerate(slots)}
+
+
+async def test_a_mixed_batch_ends_as_its_events_applied_one_by_one(
+    service: Service, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    _, batch_slots = await _slots(service, until="13:00")
+    _, single_slots = await _slots(service, until="13:00")
+    batch_bookings: dict[str, uuid.UUID] = {}
+    single_bookings: dict[str, uuid.UUID] = {}
+    await _handle_batch(sessions, _events([("created", "H", 6)], batch_slots, batch_bookings))
+    await _handle_batch(sessions, _events([("created", "H", 6)], single_slots, single_bookings))
+
+    await _handle_batch(sessions, _events(MIXED_BATCH, batch_slots, batch_bookings))
+    for event in _events(MIXED_BATCH, single_slots, single_bookings):
+        async with sessions.begin() as session:
+            match event:
+                case BookingCreated():
+                    await store.hold(session, event.booking_id, event.slot_id)
+                case BookingCancelled() | BookingExpired():
+                    await store.release(session, event.booking_id, event.slot_id)
+                case BookingRescheduled():
+                    await store.move_hold(
+                        session, event.booking_id, event.old_slot_id, event.new_slot_id
+                    )
+
+    assert await _counts(service, batch_slots) == MIXED_COUNTS
+    assert await _counts(service, single_slots) == MIXED_COUNTS
+    assert await _holds(sessions, batch_slots, batch_bookings) == await _holds(
+        sessions, single_slots, single_bookings
+    )
+
+
+async def _publish_together(service: Service, *envelopes: Envelope) -> None:
+    """Publish ``envelopes`` in order in one produce request under one key: one partition,
+    where the consumer finds them all at once (one lane, one batch)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=service.kafka, enable_idempotence=True, linger_ms=200
+    )
+    await producer.start()
+    try:
+        key = uuid.uuid4().bytes
+        sent = [
+            await producer.send(topics.BOOKING_EVENTS, envelope.to_json_bytes(), key=key)
+            for envelope in envelopes
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def test_a_mixed_batch_from_kafka_ends_in_the_right_counts(service: Service) -> None:
+    _, slots = await _slots(service, until="13:00")
+    bookings: dict[str, uuid.UUID] = {}
+    await _publish(service, *map(_wrap, _events([("created", "H", 6)], slots, bookings)))
+    await _eventually(service, {slots[6]["id"]: 1})
+    envelopes = [_wrap(event) for event in _events(MIXED_BATCH, slots, bookings)]
+    envelopes.insert(3, envelopes[1])  # a redelivered event
+
+    await _publish_together(service, *envelopes)
+
+    await _eventually(service, {slots[i]["id"]: count for i, count in MIXED_COUNTS.items()})
+
+
+async def test_the_first_event_of_a_batch_naming_an_unknown_slot_is_the_one_refused(
+    service: Service, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    _, slots = await _slots(service)
+    ghost, other_ghost = {"id": str(uuid.uuid4())}, {"id": str(uuid.uuid4())}
+    batch: list[BookingEvent] = [
+        _created(uuid.uuid4(), slots[0]),
+        _created(uuid.uuid4(), slots[1]),
+        _rescheduled(uuid.uuid4(), slots[1], slots[0] | ghost),
+        _created(uuid.uuid4(), slots[0] | other_ghost),
+    ]
+
+    with pytest.raises(BatchItemError) as refused:
+        await _handle_batch(sessions, batch)
+
+    assert refused.value.index == 2
+    assert isinstance(refused.value.error, PermanentEventError)
+    assert str(refused.value.error) == f"slot {ghost['id']} is not a slot of this service"
+
+
+async def test_an_unknown_slot_in_the_middle_of_a_batch_is_dead_lettered_alone(
+    service: Service,
+) -> None:
+    _, slots = await _slots(service)
+    batch = [
+        _wrap(_created(uuid.uuid4(), slots[0])),
+        _wrap(_created(uuid.uuid4(), slots[1])),
+        _wrap(_created(uuid.uuid4(), slots[0] | {"id": str(uuid.uuid4())})),
+        _wrap(_created(uuid.uuid4(), slots[1])),
+        _wrap(_created(uuid.uuid4(), slots[2])),
+    ]
+    poison = batch[2]
+    ids = {str(envelope.id).encode() for envelope in batch}
+
+    await _publish_together(service, *batch)
+
+    await _eventually(service, {slots[0]["id"]: 1, slots[1]["id"]: 2, slots[2]["id"]: 1})
+    dead = await read_topic(
+        service.kafka,
+        topics.dead_letter_topic(topics.BOOKING_EVENTS),
+        at_least=1,
+        settle_s=1.0,
+        where=lambda record: any(event_id in (record.value or b"") for event_id in ids),
+    )
+    assert [Envelope.model_validate_json(record.value or b"").id for record in dead] == [poison.id]
+    assert dict(dead[0].headers)["dlq_kind"] == b"rejected"
+
+
+async def test_two_batches_on_the_same_slots_in_opposite_orders_both_commit_and_count_all(
+    service: Service, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Two lanes at once: neither deadlocks, and the one that waited counts the other's holds."""
+    _, slots = await _slots(service, until="13:00")
+    ids = [uuid.UUID(slot["id"]) for slot in slots]
+    for _ in range(3):
+        forward = [_created(uuid.uuid4(), slot) for slot in slots]
+        backward = [_created(uuid.uuid4(), slot) for slot in reversed(slots)]
+
+        await asyncio.gather(_handle_batch(sessions, forward), _handle_batch(sessions, backward))
+
+    async with sessions() as session:
+        statement = select(timeslots.c.id, timeslots.c.booked_count).where(timeslots.c.id.in_(ids))
+        counts = {row.id: row.booked_count for row in await session.execute(statement)}
+    assert counts == dict.fromkeys(ids, 6)
