@@ -1,15 +1,19 @@
 """Kafka handlers: slot inventory from the timeslot service, payments from the payment service.
 
 Each handler runs in the consumer's transaction, after the event id was claimed in the inbox,
-so a redelivered event has no second effect. Events that can never apply (a payment for an
-unknown booking, or of the wrong amount) raise a ``BookingError``, which the consumer is told
-is permanent: they go to the dead-letter topic with the reason and the partition moves on.
+so a redelivered event has no second effect. Payments that succeeded are applied a batch at a
+time (one statement for the many bookings they confirm). Events that can never apply (a
+payment for an unknown booking, or of the wrong amount) raise a ``BookingError``, which the
+consumer is told is permanent: they go to the dead-letter topic with the reason and the
+partition moves on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking import handlers, store
 from shared.events.catalogue import (
@@ -20,6 +24,7 @@ from shared.events.catalogue import (
     SlotChanged,
     SlotsGenerated,
 )
+from shared.events.envelope import Envelope
 from shared.messaging import EventConsumer, EventContext
 from shared.outbox import Outbox
 
@@ -48,9 +53,11 @@ def register_inventory(consumer: EventConsumer) -> None:
 def register_payments(
     consumer: EventConsumer, outbox: Outbox, clock: Callable[[], datetime]
 ) -> None:
-    @consumer.on(PaymentSucceeded)
-    async def payment_succeeded(event: PaymentSucceeded, ctx: EventContext) -> None:
-        await handlers.payment_succeeded(ctx.session, outbox, event)
+    @consumer.on_many(PaymentSucceeded)
+    async def payments_succeeded(
+        session: AsyncSession, payments: list[tuple[Envelope, PaymentSucceeded]]
+    ) -> None:
+        await handlers.payments_succeeded(session, outbox, payments)
 
     @consumer.on(PaymentFailed)
     async def payment_failed(event: PaymentFailed, ctx: EventContext) -> None:

@@ -36,7 +36,8 @@ from shared.events.catalogue import (
     PaymentSucceeded,
     RefundRequested,
 )
-from shared.events.envelope import Event
+from shared.events.envelope import Envelope, Event
+from shared.messaging import BatchItemError, caused_by
 from shared.outbox import Outbox
 
 
@@ -493,23 +494,90 @@ async def payment_succeeded(
         },
     )
     room = await store.get_room(session, booking.room_id)
-    await outbox.add(
-        session,
-        BookingConfirmed(
-            booking_id=booking.id,
-            user_id=booking.user_id,
-            slot_id=booking.slot_id,
-            room_id=booking.room_id,
-            room_name=room.name if room else "",
-            room_time_zone=room.time_zone if room else "UTC",
-            starts_at=booking.starts_at,
-            ends_at=booking.ends_at,
-            contact=booking.contact,
-            payment_id=event.payment_id,
-            price=booking.price,
-        ),
-    )
+    await outbox.add(session, _confirmed(booking, event.payment_id, room))
     return confirmed
+
+
+async def payments_succeeded(
+    session: AsyncSession, outbox: Outbox, payments: Sequence[tuple[Envelope, PaymentSucceeded]]
+) -> None:
+    """:func:`payment_succeeded` for many payments, in their order, set-based.
+
+    The bookings are locked in id order and read in one statement; each payment that
+    confirms a pending booking (the usual case) is written with the others in one
+    ``UPDATE`` and one outbox ``INSERT``. Any other payment (a booking not found, a wrong
+    amount, a booking paid, cancelled or expired, or a second payment of a booking of this
+    batch) first writes the confirmations gathered so far and is then applied by
+    :func:`payment_succeeded` on its own, so the end state is the one of applying the
+    payments one by one. A payment that cannot be applied raises :class:`BatchItemError`.
+    """
+    booked = await store.lock_bookings(session, [event.booking_id for _, event in payments])
+    rooms = await store.get_rooms(session, [b.room_id for b in booked.values()])
+    confirms: list[tuple[Envelope, PaymentSucceeded, store.Booking]] = []
+    seen: set[UUID] = set()
+    for index, (envelope, event) in enumerate(payments):
+        booking = booked.get(event.booking_id)
+        if booking is not None and event.booking_id not in seen and _plain_confirm(booking, event):
+            confirms.append((envelope, event, booking))
+        else:
+            await _confirm_all(session, outbox, confirms, rooms)
+            confirms = []
+            try:
+                with caused_by(envelope):
+                    await payment_succeeded(session, outbox, event)
+            except Exception as exc:
+                raise BatchItemError(index, exc) from exc
+        seen.add(event.booking_id)
+    await _confirm_all(session, outbox, confirms, rooms)
+
+
+def _plain_confirm(booking: store.Booking, event: PaymentSucceeded) -> bool:
+    """True if ``event`` pays the pending, unpaid ``booking`` exactly."""
+    return (
+        booking.status in domain.ALLOWED[Action.CONFIRM]
+        and booking.payment_id is None
+        and event.amount == booking.price
+    )
+
+
+async def _confirm_all(
+    session: AsyncSession,
+    outbox: Outbox,
+    confirms: Sequence[tuple[Envelope, PaymentSucceeded, store.Booking]],
+    rooms: dict[UUID, store.Room],
+) -> None:
+    if not confirms:
+        return
+    done = await store.confirm_paid(
+        session, {booking.id: event.payment_id for _, event, booking in confirms}
+    )
+    if len(done) != len(confirms):  # the rows are locked: they cannot have changed
+        raise RuntimeError(f"confirmed {len(done)} of {len(confirms)} locked pending bookings")
+    await outbox.add_replies(
+        session,
+        [
+            (envelope, _confirmed(booking, event.payment_id, rooms.get(booking.room_id)))
+            for envelope, event, booking in confirms
+        ],
+    )
+
+
+def _confirmed(
+    booking: store.Booking, payment_id: str, room: store.Room | None
+) -> BookingConfirmed:
+    return BookingConfirmed(
+        booking_id=booking.id,
+        user_id=booking.user_id,
+        slot_id=booking.slot_id,
+        room_id=booking.room_id,
+        room_name=room.name if room else "",
+        room_time_zone=room.time_zone if room else "UTC",
+        starts_at=booking.starts_at,
+        ends_at=booking.ends_at,
+        contact=booking.contact,
+        payment_id=payment_id,
+        price=booking.price,
+    )
 
 
 async def _refund_unwanted_payment(

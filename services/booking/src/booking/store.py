@@ -400,6 +400,57 @@ async def get_booking(session: AsyncSession, booking_id: UUID, *, lock: bool = F
     return Booking.of(row)
 
 
+async def lock_bookings(session: AsyncSession, booking_ids: Sequence[UUID]) -> dict[UUID, Booking]:
+    """The bookings with these ids (those that exist), locked in id order (one lock order
+    for every writer of many bookings: no deadlocks), by id."""
+    statement = (
+        select(bookings)
+        .where(bookings.c.id.in_(sorted(set(booking_ids))))
+        .order_by(bookings.c.id)
+        .with_for_update()
+    )
+    return {booking.id: booking for booking in map(Booking.of, await session.execute(statement))}
+
+
+async def get_rooms(session: AsyncSession, room_ids: Sequence[UUID]) -> dict[UUID, Room]:
+    """The rooms with these ids that are known, by id."""
+    statement = select(rooms).where(rooms.c.id.in_(sorted(set(room_ids))))
+    return {
+        row.id: Room(id=row.id, name=row.name, time_zone=row.time_zone, active=row.active)
+        for row in await session.execute(statement)
+    }
+
+
+_CONFIRM_PAID = text(
+    """
+    UPDATE bookings AS b
+    SET status = :confirmed, payment_status = :paid, payment_id = p.payment_id,
+        updated_at = now()
+    FROM unnest(:ids, :payment_ids) AS p(id, payment_id)
+    WHERE b.id = p.id AND b.status = :pending AND b.payment_id IS NULL
+    RETURNING b.id
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("payment_ids", type_=ARRAY(String)),
+    confirmed=BookingStatus.CONFIRMED.value,
+    paid=PaymentStatus.PAID.value,
+    pending=BookingStatus.PENDING.value,
+)
+
+
+async def confirm_paid(session: AsyncSession, payments: Mapping[UUID, str]) -> set[UUID]:
+    """Confirm pending, unpaid bookings as paid by ``payments[booking_id]``, in one
+    statement (the caller holds their locks); returns the ids it confirmed."""
+    if not payments:
+        return set()
+    ids = list(payments)
+    result = await session.execute(
+        _CONFIRM_PAID, {"ids": ids, "payment_ids": [payments[i] for i in ids]}
+    )
+    return set(result.scalars())
+
+
 async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Booking | None:
     statement = select(bookings).where(
         bookings.c.user_id == user_id, bookings.c.idempotency_key == key

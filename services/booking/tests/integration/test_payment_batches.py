@@ -1,0 +1,91 @@
+"""Payments applied a batch at a time end exactly as if applied one by one."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from booking import domain, handlers
+from shared.events.catalogue import PaymentSucceeded
+from shared.events.envelope import Envelope
+from shared.events.money import Money
+from shared.messaging import BatchItemError
+
+from .conftest import Service, types, user
+
+
+def payment(
+    booking: dict[str, Any], *, payment_id: str | None = None, amount: str | None = None
+) -> tuple[Envelope, PaymentSucceeded]:
+    price = booking["price"]
+    event = PaymentSucceeded(
+        booking_id=booking["id"],
+        payment_id=payment_id or f"pay-{booking['id']}",
+        amount=Money.of(amount or price["amount"], price["currency"]),
+    )
+    return Envelope.wrap(event, source="/payments", correlation_id=f"order-{booking['id']}"), event
+
+
+async def apply(service: Service, payments: list[tuple[Envelope, PaymentSucceeded]]) -> None:
+    runtime = service.app.state.runtime
+    async with runtime.sessions.begin() as session:
+        await handlers.payments_succeeded(session, runtime.outbox, payments)
+
+
+async def test_a_batch_confirms_each_booking_and_answers_each_payment_on_its_own(
+    service: Service,
+) -> None:
+    room = await service.room(name="Batch room", time_zone="Asia/Tokyo")
+    slots = await service.slots(room, 4)
+    first, second, cancelled, paid_twice = [
+        await service.booking(slot, f"batch-{i}") for i, slot in enumerate(slots)
+    ]
+    await service.http.post(f"/bookings/{cancelled['id']}/cancel", headers=user("batch-2"))
+    batch = [
+        payment(first),
+        payment(paid_twice),
+        payment(cancelled),  # refunded: the booking is cancelled
+        payment(second),
+        payment(paid_twice, payment_id="pay-again"),  # refunded: paid earlier in this batch
+        payment(first),  # the same payment again (a new event id): nothing more
+    ]
+
+    await apply(service, batch)
+
+    for booking in (first, second, paid_twice):
+        row = await service.status(booking["id"], "confirmed")
+        assert (row["payment_status"], row["payment_id"]) == ("paid", f"pay-{booking['id']}")
+    events = {b["id"]: await service.events(b["id"], at_least=2) for b in (first, second)}
+    for booking in (first, second):
+        assert types(events[booking["id"]]) == ["BookingCreated.v1", "BookingConfirmed.v1"]
+        confirmed = events[booking["id"]][1]
+        assert confirmed["correlationid"] == f"order-{booking['id']}"
+        assert confirmed["data"]["room_time_zone"] == "Asia/Tokyo"
+    causes = {str(envelope.id) for envelope, _ in batch[:1] + batch[3:4]}
+    assert {events[b["id"]][1]["causationid"] for b in (first, second)} == causes
+    twice = await service.events(paid_twice["id"], at_least=3)
+    assert types(twice) == ["BookingCreated.v1", "BookingConfirmed.v1", "RefundRequested.v1"]
+    assert twice[2]["data"]["payment_id"] == "pay-again"
+    assert twice[2]["causationid"] == str(batch[4][0].id)
+    refunded = await service.row(
+        "SELECT status, payment_status FROM bookings WHERE id = $1", uuid.UUID(cancelled["id"])
+    )
+    assert refunded == {"status": "cancelled", "payment_status": "refunded"}
+
+
+async def test_a_payment_that_cannot_apply_is_named_and_nothing_of_the_batch_is_kept(
+    service: Service,
+) -> None:
+    room = await service.room()
+    good, wrong = [await service.booking(slot, "batch-x") for slot in await service.slots(room, 2)]
+
+    with pytest.raises(BatchItemError) as raised:
+        await apply(service, [payment(good), payment(wrong, amount="0.01")])
+
+    assert raised.value.index == 1
+    assert isinstance(raised.value.error, domain.BookingError)
+    assert "does not match the price" in str(raised.value.error)
+    row = await service.row("SELECT status FROM bookings WHERE id = $1", uuid.UUID(good["id"]))
+    assert row == {"status": "pending"}
