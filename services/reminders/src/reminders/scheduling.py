@@ -1,21 +1,29 @@
 """Booking events -> reminders: schedule on confirmation, move on reschedule, cancel at the end.
 
 Each handler runs in the consumer's transaction, after the event id was claimed in the inbox,
-so a redelivered event has no second effect. What a booking's reminders are follows from the
-*time of the event* (its envelope's ``time``), not from when it is read, so an event read
-late has the same result as one read at once; ``booking_states`` makes duplicates and
-events out of order harmless. Events with impossible facts (an unknown time zone, an end
-before the start) raise :class:`~reminders.domain.ImpossibleBooking`: the consumer
-dead-letters them with the reason and moves on.
+so a redelivered event has no second effect. Confirmations, the bulk of the traffic, are
+applied a run at a time (:func:`confirm_bookings`, a batch handler): the bookings of a run of
+consecutive confirmations are remembered in one statement and the reminders of those new to
+this service are inserted in another, with the same result as applying them one by one. What
+a booking's reminders are follows from the *time of the event* (its envelope's ``time``), not
+from when it is read, so an event read late has the same result as one read at once;
+``booking_states`` makes duplicates and events out of order harmless. Events with impossible
+facts (an unknown time zone, an end before the start) raise
+:class:`~reminders.domain.ImpossibleBooking` (in a run of confirmations: as the
+:class:`~shared.messaging.BatchItemError` of that event): the consumer dead-letters them with
+the reason and moves on.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter as Tally
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from reminders import store
-from reminders.domain import Schedule, check_booking
+from reminders.domain import Channel, ImpossibleBooking, Schedule, check_booking
 from shared.events.catalogue import (
     BookingCancelled,
     BookingCompleted,
@@ -24,10 +32,14 @@ from shared.events.catalogue import (
     BookingNoShow,
     BookingRescheduled,
 )
-from shared.messaging import EventConsumer, EventContext
+from shared.events.envelope import Envelope
+from shared.messaging import BatchItemError, EventConsumer, EventContext
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from prometheus_client import Counter
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +47,11 @@ CONSUMER = "reminders-bookings"
 
 
 def register(consumer: EventConsumer, schedule: Schedule, scheduled: Counter) -> None:
-    @consumer.on(BookingConfirmed)
-    async def confirmed(event: BookingConfirmed, ctx: EventContext) -> None:
-        check_booking(
-            starts_at=event.starts_at, ends_at=event.ends_at, time_zone=event.room_time_zone
-        )
-        facts = store.BookingFacts(
-            booking_id=event.booking_id,
-            user_id=event.user_id,
-            contact_email=str(event.contact.email),
-            contact_phone=event.contact.phone,
-            starts_at=event.starts_at,
-            ends_at=event.ends_at,
-            room_name=event.room_name,
-            room_time_zone=event.room_time_zone,
-        )
-        as_of = ctx.envelope.time
-        if not await store.remember_booking(ctx.session, facts, as_of=as_of):
-            log.info("booking %s is known already: nothing to schedule", event.booking_id)
-            return
-        planned = schedule.plan(
-            starts_at=event.starts_at, has_phone=event.contact.phone is not None, as_of=as_of
-        )
-        await store.add_reminders(ctx.session, facts, planned)
-        for channel in planned:
-            scheduled.labels(channel.value).inc()
+    @consumer.on_many(BookingConfirmed)
+    async def confirmed(
+        session: AsyncSession, confirmations: list[tuple[Envelope, BookingConfirmed]]
+    ) -> None:
+        await confirm_bookings(session, confirmations, schedule=schedule, scheduled=scheduled)
 
     @consumer.on(BookingRescheduled)
     async def rescheduled(event: BookingRescheduled, ctx: EventContext) -> None:
@@ -96,3 +88,65 @@ def register(consumer: EventConsumer, schedule: Schedule, scheduled: Counter) ->
     consumer.on(BookingCompleted)(ended)
     consumer.on(BookingNoShow)(ended)
     consumer.on(BookingExpired)(ended)
+
+
+async def confirm_bookings(
+    session: AsyncSession,
+    confirmations: Sequence[tuple[Envelope, BookingConfirmed]],
+    *,
+    schedule: Schedule,
+    scheduled: Counter,
+) -> None:
+    """Apply a run of confirmations (in offset order) set-based, as if one by one: each
+    booking not known yet is remembered and gets the reminders planned as of its event's
+    time; a booking known already (confirmed before, also earlier in the run, or ended)
+    gets nothing. At most two statements for the whole run.
+
+    The first confirmation with impossible facts raises :class:`BatchItemError` with its
+    index and the :class:`ImpossibleBooking` error, before anything is written.
+    """
+    firsts: dict[UUID, int] = {}  # booking id -> index of its first confirmation
+    for index, (_, event) in enumerate(confirmations):
+        try:
+            check_booking(
+                starts_at=event.starts_at, ends_at=event.ends_at, time_zone=event.room_time_zone
+            )
+        except ImpossibleBooking as exc:
+            raise BatchItemError(index, exc) from exc
+        firsts.setdefault(event.booking_id, index)  # a later one is a duplicate
+    facts = {booking_id: _facts(confirmations[i][1]) for booking_id, i in firsts.items()}
+    new = await store.remember_bookings(
+        session,
+        [
+            store.Confirmation(facts[booking_id], as_of=confirmations[i][0].time)
+            for booking_id, i in firsts.items()
+        ],
+    )
+    plans: list[tuple[store.BookingFacts, dict[Channel, datetime]]] = []
+    for index, (envelope, event) in enumerate(confirmations):
+        if event.booking_id not in new or firsts[event.booking_id] != index:
+            log.info("booking %s is known already: nothing to schedule", event.booking_id)
+            continue
+        planned = schedule.plan(
+            starts_at=event.starts_at,
+            has_phone=event.contact.phone is not None,
+            as_of=envelope.time,
+        )
+        plans.append((facts[event.booking_id], planned))
+    await store.add_reminders(session, plans)
+    counts = Tally(channel for _, planned in plans for channel in planned)
+    for channel, count in counts.items():
+        scheduled.labels(channel.value).inc(count)
+
+
+def _facts(event: BookingConfirmed) -> store.BookingFacts:
+    return store.BookingFacts(
+        booking_id=event.booking_id,
+        user_id=event.user_id,
+        contact_email=str(event.contact.email),
+        contact_phone=event.contact.phone,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        room_name=event.room_name,
+        room_time_zone=event.room_time_zone,
+    )

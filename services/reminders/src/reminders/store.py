@@ -63,27 +63,63 @@ class BookingFacts:
         )
 
 
-async def remember_booking(session: AsyncSession, facts: BookingFacts, *, as_of: datetime) -> bool:
-    """Record a newly confirmed booking; False when it was known already (a duplicate
-    confirmation, or one arriving after the booking ended)."""
-    statement = (
-        pg_insert(booking_states)
-        .values(
-            booking_id=facts.booking_id,
-            final=False,
-            as_of=as_of,
-            user_id=facts.user_id,
-            contact_email=facts.contact_email,
-            contact_phone=facts.contact_phone,
-            starts_at=facts.starts_at,
-            ends_at=facts.ends_at,
-            room_name=facts.room_name,
-            room_time_zone=facts.room_time_zone,
-        )
-        .on_conflict_do_nothing(index_elements=[booking_states.c.booking_id])
-        .returning(booking_states.c.booking_id)
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A confirmed booking to remember, as known at ``as_of`` (its event's time)."""
+
+    facts: BookingFacts
+    as_of: datetime
+
+
+_REMEMBER = text(
+    """
+    INSERT INTO booking_states AS b
+        (booking_id, final, as_of, user_id, contact_email, contact_phone, starts_at, ends_at,
+         room_name, room_time_zone)
+    SELECT v.booking_id, false, v.as_of, v.user_id, v.contact_email, v.contact_phone,
+        v.starts_at, v.ends_at, v.room_name, v.room_time_zone
+    FROM unnest(:booking_ids, :as_ofs, :user_ids, :emails, :phones, :starts, :ends, :rooms,
+        :zones)
+        AS v(booking_id, as_of, user_id, contact_email, contact_phone, starts_at, ends_at,
+             room_name, room_time_zone)
+    ON CONFLICT (booking_id) DO NOTHING
+    RETURNING b.booking_id
+    """
+).bindparams(
+    bindparam("booking_ids", type_=ARRAY(Uuid)),
+    bindparam("as_ofs", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("user_ids", type_=ARRAY(String)),
+    bindparam("emails", type_=ARRAY(String)),
+    bindparam("phones", type_=ARRAY(String)),
+    bindparam("starts", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("ends", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("rooms", type_=ARRAY(String)),
+    bindparam("zones", type_=ARRAY(String)),
+)
+
+
+async def remember_bookings(
+    session: AsyncSession, confirmations: Sequence[Confirmation]
+) -> set[UUID]:
+    """Record newly confirmed bookings in one statement; returns the ids of those that were
+    not known yet (a booking known already, by a duplicate confirmation or because it
+    ended, is left as it is). The booking ids must be distinct."""
+    ordered = sorted(confirmations, key=lambda c: c.facts.booking_id)  # a stable lock order
+    result = await session.execute(
+        _REMEMBER,
+        {
+            "booking_ids": [c.facts.booking_id for c in ordered],
+            "as_ofs": [c.as_of for c in ordered],
+            "user_ids": [c.facts.user_id for c in ordered],
+            "emails": [c.facts.contact_email for c in ordered],
+            "phones": [c.facts.contact_phone for c in ordered],
+            "starts": [c.facts.starts_at for c in ordered],
+            "ends": [c.facts.ends_at for c in ordered],
+            "rooms": [c.facts.room_name for c in ordered],
+            "zones": [c.facts.room_time_zone for c in ordered],
+        },
     )
-    return (await session.execute(statement)).first() is not None
+    return {row.booking_id for row in result}
 
 
 async def move_booking(
@@ -157,22 +193,64 @@ def _rows(facts: BookingFacts, planned: Mapping[Channel, datetime]) -> list[dict
     ]
 
 
+_ADD_REMINDERS = text(
+    f"""
+    INSERT INTO reminders
+        (id, booking_id, user_id, kind, scheduled_for, due_at, status, contact_email,
+         contact_phone, starts_at, ends_at, room_name, room_time_zone)
+    SELECT v.id, v.booking_id, v.user_id, v.kind, v.scheduled_for, v.scheduled_for,
+        '{Status.PENDING.value}', v.contact_email, v.contact_phone, v.starts_at, v.ends_at,
+        v.room_name, v.room_time_zone
+    FROM unnest(:ids, :booking_ids, :user_ids, :kinds, :scheduled, :emails, :phones, :starts,
+        :ends, :rooms, :zones)
+        AS v(id, booking_id, user_id, kind, scheduled_for, contact_email, contact_phone,
+             starts_at, ends_at, room_name, room_time_zone)
+    ON CONFLICT (booking_id, kind) WHERE {LIVE_CONDITION} DO NOTHING
+    """  # noqa: S608 (constants)
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("booking_ids", type_=ARRAY(Uuid)),
+    bindparam("user_ids", type_=ARRAY(String)),
+    bindparam("kinds", type_=ARRAY(String)),
+    bindparam("scheduled", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("emails", type_=ARRAY(String)),
+    bindparam("phones", type_=ARRAY(String)),
+    bindparam("starts", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("ends", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("rooms", type_=ARRAY(String)),
+    bindparam("zones", type_=ARRAY(String)),
+)
+
+
 async def add_reminders(
-    session: AsyncSession, facts: BookingFacts, planned: Mapping[Channel, datetime]
+    session: AsyncSession, plans: Sequence[tuple[BookingFacts, Mapping[Channel, datetime]]]
 ) -> int:
-    """Insert the planned reminders; a channel with a live reminder already keeps it."""
-    if not planned:
+    """Insert the planned reminders of many bookings in one statement; a channel of a
+    booking with a live reminder already keeps it. Returns how many were inserted."""
+    rows = [
+        (facts, channel, at)
+        for facts, planned in sorted(plans, key=lambda plan: plan[0].booking_id)
+        for channel, at in sorted(planned.items())
+    ]
+    if not rows:
         return 0
-    statement = (
-        pg_insert(reminders)
-        .values(_rows(facts, planned))
-        .on_conflict_do_nothing(
-            index_elements=[reminders.c.booking_id, reminders.c.kind],
-            index_where=text(LIVE_CONDITION),
-        )
-        .returning(reminders.c.id)
+    result = await session.execute(
+        _ADD_REMINDERS,
+        {
+            "ids": [uuid.uuid4() for _ in rows],
+            "booking_ids": [facts.booking_id for facts, _, _ in rows],
+            "user_ids": [facts.user_id for facts, _, _ in rows],
+            "kinds": [channel.value for _, channel, _ in rows],
+            "scheduled": [at for _, _, at in rows],
+            "emails": [facts.contact_email for facts, _, _ in rows],
+            "phones": [facts.contact_phone for facts, _, _ in rows],
+            "starts": [facts.starts_at for facts, _, _ in rows],
+            "ends": [facts.ends_at for facts, _, _ in rows],
+            "rooms": [facts.room_name for facts, _, _ in rows],
+            "zones": [facts.room_time_zone for facts, _, _ in rows],
+        },
     )
-    return len((await session.execute(statement)).all())
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def replan(

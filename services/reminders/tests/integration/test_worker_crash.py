@@ -192,7 +192,12 @@ async def test_a_worker_stopping_gives_back_what_it_holds_for_later_and_it_goes_
     assert datetime.now(UTC) < start - timedelta(hours=1), "too slow: the reminders fell due"
     for booking in bookings:
         row = (await service.by_kind(booking.booking_id))["email_1h"]
-        assert (row["status"], row["attempts"], row["lease_expires_at"]) == ("pending", 0, None)
+        # given back: pending again, or already handed out anew by the dispatcher (which
+        # runs every 0.1 s here), never attempted
+        given_back = (row["status"], row["lease_expires_at"]) == ("pending", None)
+        handed_out_again = row["status"] == "queued" and row["job_id"] is not None
+        assert row["attempts"] == 0
+        assert given_back or handed_out_again, row
 
     second_stop = asyncio.Event()
     second = asyncio.create_task(run_worker(service.settings, second_stop))
