@@ -347,7 +347,8 @@ class Booking:
             refund=Money.of(refund, currency) if refund is not None else None,
             notes=v["notes"],
             attributes=v["attributes"],
-            contact=Contact(email=v["contact_email"], phone=v["contact_phone"]),
+            # validated when the booking was made: not parsed again on every read
+            contact=Contact.model_construct(email=v["contact_email"], phone=v["contact_phone"]),
             hold_expires_at=v["hold_expires_at"],
             created_at=v["created_at"],
             updated_at=v["updated_at"],
