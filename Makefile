@@ -32,7 +32,7 @@ infra-status:
 	deploy/local/infra.sh status
 
 .PHONY: up down status
-up: sync infra-up ## run the platform: infrastructure, migrations, the three services
+up: sync infra-up ## run the platform: infrastructure, migrations, the three services (development mode)
 	deploy/local/services.sh start
 
 down: ## stop everything `make up` started

@@ -1097,6 +1097,7 @@ async def measure(
         "BOOKING_DATABASE_URL": database_url,
         "BOOKING_KAFKA_BOOTSTRAP_SERVERS": kafka,
         "BOOKING_JWT_SECRET": JWT_SECRET,
+        "BOOKING_DEVELOPMENT": "true",  # the development secret is refused without it
     }
     env.pop("BOOKING_ROLE", None)
     env.pop("BOOKING_HTTP_WORKERS", None)

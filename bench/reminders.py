@@ -120,6 +120,7 @@ def service_env(database_url: str, kafka: str, sink_port: int) -> dict[str, str]
         "REMINDERS_OUTBOX_POLL_INTERVAL_S": "0.2",
         "REMINDERS_KAFKA_FETCH_MAX_WAIT_MS": "20",
         "REMINDERS_DATABASE_POOL_SIZE": "10",
+        "REMINDERS_DEVELOPMENT": "true",  # the API of the dispatcher uses the development secret
     }
 
 

@@ -18,6 +18,10 @@
 # settings from the environment printed by `infra.sh env` (evaluated here). API_WORKERS
 # (default 2) sets the uvicorn worker processes of each API process.
 #
+# This is a development machine: <SERVICE>_DEVELOPMENT=true (unless set otherwise), so that the
+# APIs accept tokens signed with the development JWT secret of the repository
+# (shared/src/shared/settings.py, DEV_JWT_SECRET), which a service refuses without it.
+#
 # Unless STANDINS=0, it also runs stand-ins for the systems around the platform that are not
 # ours (tests/support/standins.py): a payment service that pays every booking (users named
 # unpaid-* never pay, declined-* are declined) and a mail server on 127.0.0.1:$MAIL_PORT
@@ -125,9 +129,19 @@ start_process() {
     echo $! >"$RUN_DIR/$name.pid"
 }
 
+# development_mode — <SERVICE>_DEVELOPMENT=true for every service, unless already set.
+development_mode() {
+    local service variable
+    for service in "${SERVICES[@]}"; do
+        variable=${service^^}_DEVELOPMENT
+        export "$variable=${!variable:-true}"
+    done
+}
+
 start() {
     mkdir -p "$RUN_DIR"
     eval "$("$LOCAL_DIR/infra.sh" env)"
+    development_mode
     stop_old_layout
     [ "$STANDINS" = 0 ] || start_standins
     # One service at a time: starting six processes (and the API's uvicorn workers) at once on

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from tests.support.standins import MailSink, PaymentStandIn
 
-from .api import Api, auth, expect, next_minute, unique_user, until, utc_now
+from .api import Api, Json, auth, expect, next_minute, unique_user, until, utc_now
 
 HOUR = timedelta(hours=1)
 
@@ -120,7 +120,8 @@ async def test_cancelling_refunds_by_the_notice_given(api: Api, payments: Paymen
     bookings = {}
     for notice in cases:
         slot = await api.custom_slot(room["id"], next_minute(now + notice))
-        user = unique_user()
+        # the payment service cannot refund this user's card (the stand-in: RefundFailed)
+        user = unique_user("unrefundable" if notice == 12 * HOUR else "user")
         booking = expect(await api.book(user, slot["id"]), 201)
         bookings[notice] = (user, slot, booking)
     for user, _, booking in bookings.values():
@@ -138,7 +139,7 @@ async def test_cancelling_refunds_by_the_notice_given(api: Api, payments: Paymen
             assert cancelled["payment_status"] == "paid"
         else:
             assert cancelled["refund"] == {"amount": refund, "currency": "EUR"}
-            assert cancelled["payment_status"] == "refunded"
+            assert cancelled["payment_status"] == "refund_pending"
         await booked_count(api, slot["id"], 0)
 
     async def refunds() -> dict[UUID, str] | None:
@@ -150,6 +151,15 @@ async def test_cancelling_refunds_by_the_notice_given(api: Api, payments: Paymen
     assert found[UUID(bookings[48 * HOUR][2]["id"])] == "40.00"
     assert found[UUID(bookings[12 * HOUR][2]["id"])] == "20.00"
     assert UUID(bookings[2 * HOUR][2]["id"]) not in found
+    # the payment service reports each refund: made, or (that card) not
+    for notice, outcome in ((48 * HOUR, "refunded"), (12 * HOUR, "refund_failed")):
+        user, _, booking = bookings[notice]
+
+        async def settled(user: str = user, booking_id: str = booking["id"]) -> Json | None:
+            shown = await api.get_booking(user, booking_id)
+            return shown if shown["payment_status"] != "refund_pending" else None
+
+        assert (await until(settled, what="the refund's outcome"))["payment_status"] == outcome
     for notice in cases:
         _, _, booking = bookings[notice]
         expected = {"email_1h": "cancelled"} | (

@@ -66,6 +66,10 @@ FAST = {
 }
 """Settings every service gets here (short polls: tests should not wait on timers)."""
 
+DEVELOPMENT = {"DEVELOPMENT": "true"}
+"""Every service here runs as on a development machine: its API accepts tokens signed with
+the development secret (``shared.settings.DEV_JWT_SECRET``), as the tests' tokens are."""
+
 
 ROLES = ("all", "api", "worker")
 """What ``serve --role`` accepts (``shared.settings.Role``)."""
@@ -228,7 +232,7 @@ class Platform:
             "DATABASE_URL": self.databases[service],
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
         }
-        values |= dict(self.settings.get(service, {}))
+        values |= DEVELOPMENT | dict(self.settings.get(service, {}))
         clean = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
         return clean | {prefix + k: v for k, v in values.items()}
 

@@ -10,11 +10,17 @@ The payment stand-in behaves as the real payment service does on the wire: it co
 committed after its answer is acknowledged) and publishes ``PaymentSucceeded`` for the price,
 or ``PaymentFailed``, on ``payments.events`` keyed by booking id; the payment id is derived from
 the booking, so a repeated ``BookingCreated`` yields the same payment. It reads
-``RefundRequested`` too and keeps them. Whom it charges is decided by the user id:
+``RefundRequested`` too, keeps them and answers each with ``RefundSucceeded`` (or
+``RefundFailed``) for the same refund id, payment and amount. What it does is decided by the
+user id:
 
 * ``unpaid-…`` never pays (the hold runs out);
 * ``declined-…`` is declined (``PaymentFailed``);
-* anyone else pays the full price.
+* ``unrefundable-…`` pays, but every refund of their bookings fails (``RefundFailed``);
+* anyone else pays the full price and gets every refund.
+
+The user of a refund is the one of the booking's ``BookingCreated`` this stand-in saw; a refund
+of a booking it never saw created succeeds.
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ from shared.events.catalogue import (
     BookingCreated,
     PaymentFailed,
     PaymentSucceeded,
+    RefundFailed,
     RefundRequested,
+    RefundSucceeded,
 )
 from shared.events.envelope import Envelope, Event, EventDecodeError, decode
 from shared.kafka import KafkaPublisher, ensure_topics
@@ -60,6 +68,27 @@ UNASSIGNED_S = 15.0
 
 def payment_id_of(booking_id: UUID) -> str:
     return f"pay-{booking_id}"
+
+
+REFUND_FAILURE = "the card account was closed"
+
+
+def decide_refund(refund: RefundRequested, user_id: str | None) -> Event:
+    """The stand-in's answer to a refund request of ``user_id``'s booking."""
+    if user_id is not None and user_id.startswith("unrefundable-"):
+        return RefundFailed(
+            booking_id=refund.booking_id,
+            payment_id=refund.payment_id,
+            refund_id=refund.refund_id,
+            amount=refund.amount,
+            reason=REFUND_FAILURE,
+        )
+    return RefundSucceeded(
+        booking_id=refund.booking_id,
+        payment_id=refund.payment_id,
+        refund_id=refund.refund_id,
+        amount=refund.amount,
+    )
 
 
 def decide(created: BookingCreated) -> Event | None:
@@ -83,9 +112,12 @@ class PaymentStandIn:
     bootstrap: str
     group: str = GROUP
     decide: Callable[[BookingCreated], Event | None] = decide
+    decide_refund: Callable[[RefundRequested, str | None], Event] = decide_refund
     answered: dict[UUID, Envelope] = field(default_factory=dict)
-    """Booking id -> the last payment event published for it."""
+    """Booking id -> the last payment or refund outcome published for it."""
     refunds: list[RefundRequested] = field(default_factory=list)
+    users: dict[UUID, str] = field(default_factory=dict)
+    """Booking id -> its user, from the ``BookingCreated`` seen."""
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -183,20 +215,25 @@ class PaymentStandIn:
             return None
         if isinstance(event, RefundRequested):
             self.refunds.append(event)
-            log.info("refund requested: booking %s, %s", event.booking_id, event.amount)
-            return None
+            outcome = self.decide_refund(event, self.users.get(event.booking_id))
+            log.info(
+                "refund of booking %s, %s: %s", event.booking_id, event.amount, outcome.type_name()
+            )
+            return event.booking_id, self._reply(outcome, envelope)
         if not isinstance(event, BookingCreated):
             return None
+        self.users[event.booking_id] = event.user_id
         answer = self.decide(event)
         if answer is None:
             log.info("booking %s: the user does not pay", event.booking_id)
             return None
         log.info("booking %s: %s", event.booking_id, answer.type_name())
-        return event.booking_id, Envelope.wrap(
-            answer,
-            source=SOURCE,
-            correlation_id=envelope.correlationid,
-            causation_id=str(envelope.id),
+        return event.booking_id, self._reply(answer, envelope)
+
+    @staticmethod
+    def _reply(answer: Event, cause: Envelope) -> Envelope:
+        return Envelope.wrap(
+            answer, source=SOURCE, correlation_id=cause.correlationid, causation_id=str(cause.id)
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -26,9 +27,10 @@ from fastapi import FastAPI
 from shared import asyncapi, migrations
 from shared.http.metrics import MULTIPROCESS_DIR_ENV
 from shared.observability import configure_logging
-from shared.settings import Role, ServiceSettings
+from shared.settings import InsecureSettings, Role, ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
+log = logging.getLogger(__name__)
 
 
 class UsageError(Exception):
@@ -112,22 +114,20 @@ def service_main(
 def _serve(settings: S, app_factory: Callable[[S], FastAPI], args: argparse.Namespace) -> int:
     import uvicorn
 
+    from shared.http.server import uvicorn_options
+
     if args.workers < 1:
         raise SystemExit(f"{settings.service_name} serve: --workers must be at least 1")
     role = Role(args.role)
+    try:
+        settings.model_copy(update={"role": role}).check_serving()
+    except InsecureSettings as exc:  # before any worker process exists to be restarted
+        log.critical("%s", exc)
+        return 1
 
     def run(app: FastAPI | str, **options: Any) -> int:
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_config=None,
-            access_log=False,
-            # above the idle timeouts of common load balancers (60 s): the server never
-            # closes a pooled connection while a request is on its way to it
-            timeout_keep_alive=75,
-            **options,
-        )
+        # keep-alive above the load balancer's idle timeout, bounded request heads (431)
+        uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(settings), **options)
         return 0
 
     if args.workers == 1:

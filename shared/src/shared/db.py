@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, Numeric, func
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -57,6 +58,24 @@ def make_engine(
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit (no lazy reload on access)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def violated_constraint(error: DBAPIError) -> str | None:
+    """The name of the constraint PostgreSQL reported as violated, if any: a unique index, a
+    CHECK, or the name a trigger gives its refusal (``RAISE ... USING CONSTRAINT = ...``)."""
+    return getattr(_reported(error), "constraint_name", None)
+
+
+def reported_detail(error: DBAPIError) -> str | None:
+    """The ``DETAIL`` PostgreSQL attached to the error, if any (a trigger's
+    ``RAISE ... USING DETAIL = ...``)."""
+    return getattr(_reported(error), "detail", None)
+
+
+def _reported(error: DBAPIError) -> BaseException | None:
+    """asyncpg's own exception (which has the fields of the server's error), behind the
+    DBAPI exception that SQLAlchemy wraps."""
+    return error.orig.__cause__ if error.orig is not None else None
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:

@@ -197,6 +197,7 @@ class ServiceRuntime:
         return sorted(consumed | set(self.produces))
 
     async def start(self) -> None:
+        self._refuse_insecure_settings()
         self._stop.clear()
         self._intake_stop.clear()
         if not self.runs_background:
@@ -231,6 +232,18 @@ class ServiceRuntime:
             for name, loop in loops
         ]
         log.info("%s started: topics %s", self.settings.service_name, ", ".join(self.topics))
+
+    def _refuse_insecure_settings(self) -> None:
+        """Raise :class:`~shared.settings.InsecureSettings` rather than serve the API with
+        the public development secret outside development; say so loudly when development
+        allows it."""
+        self.settings.check_serving()
+        if self.serves_api and self.settings.uses_dev_jwt_secret:
+            log.warning(
+                "%s accepts tokens signed with the public development JWT secret "
+                "(development is on): never let anyone but developers reach it",
+                self.settings.service_name,
+            )
 
     async def stop(self) -> None:
         """Consumers first (no new work comes in), then the loops that do the work (they may
@@ -310,6 +323,9 @@ class ServiceRuntime:
             lifespan=self.lifespan,
             problem_mapping=problem_mapping or {},
             unavailable=is_outage,
+            max_body_bytes=self.settings.http_max_body_bytes,
+            expose_docs=self.settings.http_docs_enabled,
+            expose_metrics=self.settings.http_metrics_enabled,
         )
         if self.serves_api:
             for router in routers:

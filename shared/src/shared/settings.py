@@ -13,7 +13,14 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
-"""HS256 secret used when none is configured: fine on a laptop, refused nowhere, logged loudly."""
+"""HS256 secret used when none is configured. It is public (it is in this repository), so a
+process that serves the API refuses to start with it unless ``<PREFIX>DEVELOPMENT`` is true
+(:meth:`ServiceSettings.check_serving`), and warns in its log when it starts with it."""
+
+
+class InsecureSettings(Exception):
+    """Settings fit for a development machine only, in a process that is not told it runs on
+    one; the message says what to set."""
 
 
 class Role(enum.StrEnum):
@@ -46,8 +53,12 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=0)
     kafka_request_timeout_ms: int = Field(default=15_000, ge=1_000)
 
+    development: bool = False
+    """A development machine or a test run: the API may accept tokens signed with the public
+    :data:`DEV_JWT_SECRET`. Never on where anyone but developers reaches the service."""
     jwt_algorithm: str = "HS256"
     jwt_secret: SecretStr | None = SecretStr(DEV_JWT_SECRET)
+    """HS* only; unset or empty: :data:`DEV_JWT_SECRET`, which needs ``development``."""
     jwt_public_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -57,6 +68,19 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     http_workers: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes of ``serve`` (each with its own database pool)."""
+    http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest request body accepted: a larger one is answered 413 before it is read (a body
+    whose declared length is larger is not read at all), so no request can fill the memory."""
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Largest request line plus headers: more is answered 431 and the connection closed."""
+    http_keep_alive_s: int = Field(default=75, ge=1)
+    """How long an idle client connection stays open: above the idle timeout of the load
+    balancer in front (60 s for most), so the server never closes a connection the balancer
+    is about to reuse (the balancer would answer that request 502)."""
+    http_docs_enabled: bool = True
+    """Serve the API documentation (``/docs``, ``/redoc``, ``/openapi.json``); off: 404."""
+    http_metrics_enabled: bool = True
+    """Serve ``/metrics`` (off: 404; the metrics are still counted)."""
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -78,6 +102,32 @@ class ServiceSettings(BaseSettings):
     def _upper(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("jwt_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        """``<PREFIX>JWT_SECRET=`` (an unset variable passed on by docker compose) counts as
+        not set, so it meets the same refusal as no secret at all."""
+        return DEV_JWT_SECRET if value == "" else value
+
     @property
     def uses_dev_jwt_secret(self) -> bool:
-        return self.jwt_secret is not None and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+        """Tokens signed with :data:`DEV_JWT_SECRET` verify here (an HS* algorithm with it)."""
+        return (
+            self.jwt_algorithm.startswith("HS")
+            and self.jwt_secret is not None
+            and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+        )
+
+    def check_serving(self) -> None:
+        """Raise :class:`InsecureSettings` if this process would serve the API with the public
+        development secret while ``development`` is off. A ``worker`` serves no
+        authenticated route, so it needs no secret."""
+        if self.role is Role.WORKER or self.development or not self.uses_dev_jwt_secret:
+            return
+        prefix = str(self.model_config.get("env_prefix", ""))
+        raise InsecureSettings(
+            f"{self.service_name} refuses to start: its API would accept tokens signed with "
+            f"the public development JWT secret, so set {prefix}JWT_SECRET to a secret of "
+            f"your own (at least 32 random bytes), or {prefix}DEVELOPMENT=true on a "
+            "development machine"
+        )

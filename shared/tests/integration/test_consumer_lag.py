@@ -140,6 +140,7 @@ async def test_a_running_service_exports_the_lag_of_each_of_its_consumer_groups(
         database_url=url,
         kafka_bootstrap_servers=kafka_bootstrap,
         metrics_lag_interval_s=0.2,
+        development=True,
     )
     runtime = ServiceRuntime(settings, metadata=metadata, source="/kernel-lag", run_relay=False)
     busy, idle = unique("lag-busy"), unique("lag-idle")

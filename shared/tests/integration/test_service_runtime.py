@@ -17,7 +17,7 @@ from shared.cli import service_main
 from shared.http.auth import CurrentUser
 from shared.messaging import EventContext
 from shared.service import ServiceRuntime
-from shared.settings import Role, ServiceSettings
+from shared.settings import InsecureSettings, Role, ServiceSettings
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import read_topic
 from tests.support.service import bearer, running
@@ -60,7 +60,10 @@ async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
         await conn.run_sync(metadata.create_all)
     await engine.dispose()
     settings = ServiceSettings(
-        service_name="kernel-service", database_url=url, kafka_bootstrap_servers=kafka_bootstrap
+        service_name="kernel-service",
+        database_url=url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        development=True,
     )
     topic = f"kernel-runtime-{uuid.uuid4().hex[:8]}"
     loop_runs: list[str] = []
@@ -141,6 +144,7 @@ async def test_an_api_process_and_a_worker_process_share_the_work_of_one_service
             kafka_bootstrap_servers=kafka_bootstrap,
             role=role,
             outbox_poll_interval_s=60.0,  # only a wake-up can get the row out in time
+            development=True,
         )
         loop_runs[role] = []
         runtimes[role] = runtime = build(settings, topic, loop_runs[role])
@@ -177,7 +181,10 @@ async def test_stopping_ends_the_intake_before_the_loops_that_do_the_work(
     left (and its in-flight batch is done), so nothing comes in after that."""
     url = await create_database("runtime_stop")
     settings = ServiceSettings(
-        service_name="kernel-stop", database_url=url, kafka_bootstrap_servers=kafka_bootstrap
+        service_name="kernel-stop",
+        database_url=url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        development=True,
     )
     KernelTestEvent.topic = f"kernel-stop-{uuid.uuid4().hex[:8]}"
     runtime = ServiceRuntime(settings, metadata=metadata, source="/kernel-stop", run_relay=False)
@@ -204,6 +211,65 @@ async def test_stopping_ends_the_intake_before_the_loops_that_do_the_work(
 
     assert asked, "the consumer ran"
     assert consumer_running_at_stop == [False]
+
+
+OWN_SECRET = "an-own-secret-of-at-least-thirty-two-bytes"
+
+
+async def test_a_runtime_refuses_to_serve_the_development_secret_outside_development() -> None:
+    settings = ServiceSettings(
+        service_name="kernel-dev",
+        database_url="postgresql+asyncpg://nobody:nothing@127.0.0.1:1/none",  # never reached
+        kafka_bootstrap_servers="127.0.0.1:1",
+    )
+    runtime = ServiceRuntime(settings, metadata=metadata, source="/kernel-dev")
+    app = runtime.create_app(title="Kernel dev", version="1")
+
+    with pytest.raises(InsecureSettings, match="or DEVELOPMENT=true on a development machine"):
+        async with running(app):
+            pass
+
+
+@pytest.mark.usefixtures("root_logger")
+@pytest.mark.parametrize(
+    ("values", "warned"),
+    [({"development": True}, True), ({"jwt_secret": OWN_SECRET}, False)],
+    ids=["development", "own-secret"],
+)
+async def test_a_runtime_serves_with_development_on_or_with_a_secret_of_its_own(
+    create_database: CreateDatabase,
+    kafka_bootstrap: str,
+    caplog: pytest.LogCaptureFixture,
+    values: dict[str, Any],
+    warned: bool,
+) -> None:
+    url = await create_database("runtime_secret")
+    settings = ServiceSettings(
+        service_name="kernel-secret",
+        database_url=url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        **values,
+    )
+    runtime = ServiceRuntime(settings, metadata=metadata, source="/kernel-secret")
+    app = runtime.create_app(title="Kernel secret", version="1")
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> dict[str, str]:
+        return {"subject": user.subject}
+
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+
+    async with running(app) as client:
+        ready = await client.get("/health/ready")
+        me_answer = await client.get("/me", headers=bearer("bob", secret=secret))
+
+    assert ready.status_code == 200
+    assert me_answer.json() == {"subject": "bob"}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "shared.service"]
+    assert (
+        "kernel-secret accepts tokens signed with the public development JWT secret "
+        "(development is on): never let anyone but developers reach it" in warnings
+    ) is warned
 
 
 def test_cli_prints_the_openapi_document(capsys: pytest.CaptureFixture[str]) -> None:

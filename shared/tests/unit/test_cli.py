@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from shared.cli import Command, UsageError, service_main, worker_app
 from shared.settings import Role, ServiceSettings
@@ -91,7 +92,9 @@ def tiny_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 def serve(argv: list[str]) -> int:
     return service_main(
-        settings_factory=lambda: ServiceSettings(service_name="svc", log_json=False),
+        settings_factory=lambda: ServiceSettings(
+            service_name="svc", log_json=False, development=True
+        ),
         app_factory=tiny_app,
         alembic_ini=Path("unused.ini"),
         argv=argv,
@@ -111,6 +114,8 @@ def test_serve_with_one_worker_runs_the_app_of_the_chosen_role(
     assert options["port"] == 9001
     assert "workers" not in options
     assert options["timeout_keep_alive"] == 75  # above load balancers' idle timeouts
+    assert options["http"] == "shared.http.server:BoundedHeadHttpToolsProtocol"  # heads bounded
+    assert options["h11_max_incomplete_event_size"] == 16 * 1024
 
 
 @pytest.mark.usefixtures("root_logger")
@@ -129,6 +134,8 @@ def test_serve_with_several_workers_builds_each_app_from_the_factory_and_environ
     assert options["factory"] is True
     assert options["workers"] == 3
     assert options["timeout_worker_healthcheck"] == 60
+    assert options["timeout_keep_alive"] == 75
+    assert options["http"] == "shared.http.server:BoundedHeadHttpToolsProtocol"
 
     app = worker_app()  # what each worker process runs
     assert app.state.runtime.settings.role is Role.API
@@ -142,3 +149,61 @@ def test_serve_refuses_fewer_than_one_worker(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr("uvicorn.run", Served())
     with pytest.raises(SystemExit, match="at least 1"):
         serve(["serve", "--workers", "0"])
+
+
+def serve_with(settings: ServiceSettings, argv: list[str]) -> int:
+    return service_main(
+        settings_factory=lambda: settings,
+        app_factory=tiny_app,
+        alembic_ini=Path("unused.ini"),
+        argv=argv,
+    )
+
+
+@pytest.mark.usefixtures("root_logger")
+@pytest.mark.parametrize(
+    "argv", [["serve"], ["serve", "--role", "api", "--workers", "3"]], ids=["all", "api"]
+)
+def test_serve_refuses_the_development_secret_outside_development_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, argv: list[str]
+) -> None:
+    served = Served()
+    monkeypatch.setattr("uvicorn.run", served)
+    settings = ServiceSettings(service_name="svc", log_json=False)
+
+    assert serve_with(settings, argv) == 1
+    assert served.calls == []  # no server, no worker process
+    [record] = [r for r in caplog.records if r.name == "shared.cli"]
+    assert record.levelname == "CRITICAL"
+    assert record.getMessage() == (
+        "svc refuses to start: its API would accept tokens signed with the public development "
+        "JWT secret, so set JWT_SECRET to a secret of your own (at least 32 random bytes), or "
+        "DEVELOPMENT=true on a development machine"
+    )
+
+
+@pytest.mark.usefixtures("root_logger")
+@pytest.mark.parametrize(
+    ("settings", "argv"),
+    [
+        (ServiceSettings(service_name="svc", log_json=False, development=True), ["serve"]),
+        (
+            ServiceSettings(
+                service_name="svc",
+                log_json=False,
+                jwt_secret=SecretStr("an-own-secret-of-at-least-thirty-two-bytes"),
+            ),
+            ["serve"],
+        ),
+        (ServiceSettings(service_name="svc", log_json=False), ["serve", "--role", "worker"]),
+    ],
+    ids=["development", "own-secret", "worker"],
+)
+def test_serve_starts_with_development_on_an_own_secret_or_as_a_worker(
+    monkeypatch: pytest.MonkeyPatch, settings: ServiceSettings, argv: list[str]
+) -> None:
+    served = Served()
+    monkeypatch.setattr("uvicorn.run", served)
+
+    assert serve_with(settings, argv) == 0
+    assert len(served.calls) == 1

@@ -6,16 +6,16 @@ exist); admins see all and alone complete bookings or mark no-shows.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from booking import domain, handlers, schemas, store
 from booking.coalescing import CreateCoalescer
-from booking.domain import Action, BookingStatus
+from booking.domain import Action, BookingStatus, PaymentStatus
 from shared.events.catalogue import Contact
+from shared.events.money import UtcDatetime
 from shared.http.auth import AdminUser, CurrentUser, Principal
 from shared.http.context import RequestContext, request_context
 from shared.http.pagination import decode_time_and_id, encode_cursor
@@ -38,7 +38,13 @@ def _caller(principal: Principal) -> handlers.Caller:
     return handlers.Caller(user_id=principal.subject, is_admin=principal.is_admin)
 
 
-@router.post("/bookings", status_code=201)
+_TOO_MANY_UNPAID_HOLDS: dict[int | str, dict[str, Any]] = {
+    429: PROBLEM_RESPONSES[409]
+    | {"description": "The user already holds as many unpaid bookings as allowed"}
+}
+
+
+@router.post("/bookings", status_code=201, responses=_TOO_MANY_UNPAID_HOLDS)
 async def create_booking(
     body: schemas.BookingIn,
     ctx: Ctx,
@@ -54,7 +60,16 @@ async def create_booking(
         ),
     ] = None,
 ) -> schemas.BookingOut:
-    """Hold a place in a slot until ``hold_expires_at``; pay to confirm it."""
+    """Hold a place in a slot until ``hold_expires_at``; pay to confirm it.
+
+    A user holds at most 5 unpaid (pending) bookings at a time (the service's setting
+    ``BOOKING_MAX_UNPAID_HOLDS``): one more is refused with 429 until one of them is paid,
+    cancelled or expires. An admin booking for themselves is not capped.
+
+    A retry with the same ``Idempotency-Key`` and body answers the same booking (201 with
+    ``Idempotent-Replayed: true``), also while the first request is still being made (the
+    retry waits for it) and also when the user has reached the cap since.
+    """
     email = body.contact.email or user.email
     if not email:
         raise domain.InvalidBooking("give contact.email: the token carries no email")
@@ -77,23 +92,25 @@ async def list_bookings(
     ctx: Ctx,
     user: CurrentUser,
     status: Annotated[list[BookingStatus] | None, Query()] = None,
-    starts_from: Annotated[datetime | None, Query(description="Aware datetime")] = None,
-    starts_before: Annotated[datetime | None, Query(description="Aware datetime")] = None,
+    payment_status: Annotated[
+        list[PaymentStatus] | None,
+        Query(description="e.g. refund_failed: the refunds an admin has to look at"),
+    ] = None,
+    starts_from: Annotated[UtcDatetime | None, Query(description="Aware datetime")] = None,
+    starts_before: Annotated[UtcDatetime | None, Query(description="Aware datetime")] = None,
     user_id: Annotated[str | None, Query(max_length=255, description="Admins only")] = None,
     room_id: Annotated[UUID | None, Query(description="Admins only")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> schemas.BookingPage:
     """The caller's bookings by start time; admins may look at anyone's or a room's."""
-    for moment in (starts_from, starts_before):
-        if moment is not None and moment.utcoffset() is None:
-            raise domain.InvalidBooking("starts_from and starts_before need a UTC offset")
     if not user.is_admin and (user_id not in (None, user.subject) or room_id is not None):
         raise domain.Forbidden("only admins filter by another user or by room")
     where = store.BookingFilter(
         user_id=user_id if user.is_admin else user.subject,
         room_id=room_id,
         statuses=tuple(status or ()),
+        payment_statuses=tuple(payment_status or ()),
         starts_from=starts_from,
         starts_before=starts_before,
     )
@@ -104,7 +121,8 @@ async def list_bookings(
     page = found[:limit]
     next_cursor = encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
     return schemas.BookingPage(
-        items=[schemas.BookingOut.of(b) for b in page], next_cursor=next_cursor
+        items=[schemas.BookingOut.of(b, for_admin=user.is_admin) for b in page],
+        next_cursor=next_cursor,
     )
 
 
@@ -112,7 +130,7 @@ async def list_bookings(
 async def get_booking(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.BookingOut:
     async with ctx.transaction() as session:
         booking = await handlers.visible_booking(session, _caller(user), booking_id)
-    return schemas.BookingOut.of(booking)
+    return schemas.BookingOut.of(booking, for_admin=user.is_admin)
 
 
 @router.get("/bookings/{booking_id}/refund-quote")
@@ -136,7 +154,13 @@ async def refund_quote(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas
 async def cancel_booking(
     booking_id: UUID, ctx: Ctx, user: CurrentUser, body: schemas.CancelIn | None = None
 ) -> schemas.BookingOut:
-    """Cancel a pending or confirmed booking; a paid one is refunded by the policy."""
+    """Cancel a pending or confirmed booking; a paid one is refunded by the policy.
+
+    The refund counts the notice to the start the booking had when it was paid, wherever it
+    was moved since; nothing once the booked slot has started. ``payment_status`` is
+    ``refund_pending`` until the payment service reports the refund made (``refunded``) or
+    not (``refund_failed``).
+    """
     async with ctx.transaction() as session:
         booking = await handlers.cancel(
             session,
@@ -147,14 +171,22 @@ async def cancel_booking(
             now=ctx.clock(),
             rules=ctx.config,
         )
-    return schemas.BookingOut.of(booking)
+    return schemas.BookingOut.of(booking, for_admin=user.is_admin)
 
 
 @router.post("/bookings/{booking_id}/reschedule")
 async def reschedule_booking(
     booking_id: UUID, body: schemas.RescheduleIn, ctx: Ctx, user: CurrentUser
 ) -> schemas.BookingOut:
-    """Move a confirmed booking to another open slot of the same room before it starts."""
+    """Move a confirmed booking to another open slot of the same room before it starts.
+
+    A booking is paid once and never charged again: a slot that costs more than the
+    booking's price, or is priced in another currency, is refused (409, naming both prices;
+    cancel and book it instead). A move to a cheaper slot refunds the difference
+    (``payment_status`` ``refund_pending``, ``refund`` the amount) and the new slot's price
+    becomes the booking's. What cancelling refunds still counts the notice to the start the
+    booking had when it was paid (``refund_basis_starts_at``): moving never raises it.
+    """
     async with ctx.transaction() as session:
         booking = await handlers.reschedule(
             session,
@@ -164,7 +196,7 @@ async def reschedule_booking(
             new_slot_id=body.slot_id,
             now=ctx.clock(),
         )
-    return schemas.BookingOut.of(booking)
+    return schemas.BookingOut.of(booking, for_admin=user.is_admin)
 
 
 @router.post("/bookings/{booking_id}/complete")
@@ -184,4 +216,4 @@ async def _finish(
         booking = await handlers.finish(
             session, ctx.runtime.outbox, booking_id, action=action, now=ctx.clock()
         )
-    return schemas.BookingOut.of(booking)
+    return schemas.BookingOut.of(booking, for_admin=True)

@@ -1,11 +1,12 @@
-"""Kafka handlers: slot inventory from the timeslot service, payments from the payment service.
+"""Kafka handlers: slot inventory from the timeslot service, payments and refund outcomes from
+the payment service.
 
 Each handler runs in the consumer's transaction, after the event id was claimed in the inbox,
 so a redelivered event has no second effect. Payments that succeeded are applied a batch at a
 time (one statement for the many bookings they confirm). Events that can never apply (a
-payment for an unknown booking, or of the wrong amount) raise a ``BookingError``, which the
-consumer is told is permanent: they go to the dead-letter topic with the reason and the
-partition moves on.
+payment for an unknown booking, or of the wrong amount; a refund outcome for an unknown
+booking or refund) raise a ``BookingError``, which the consumer is told is permanent: they go
+to the dead-letter topic with the reason and the partition moves on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from booking import handlers, store
 from shared.events.catalogue import (
     PaymentFailed,
     PaymentSucceeded,
+    RefundFailed,
+    RefundSucceeded,
     RoomDeactivated,
     RoomUpserted,
     SlotChanged,
@@ -62,3 +65,11 @@ def register_payments(
     @consumer.on(PaymentFailed)
     async def payment_failed(event: PaymentFailed, ctx: EventContext) -> None:
         await handlers.payment_failed(ctx.session, outbox, event, now=clock())
+
+    @consumer.on(RefundSucceeded)
+    async def refund_succeeded(event: RefundSucceeded, ctx: EventContext) -> None:
+        await handlers.refund_settled(ctx.session, event, now=clock())
+
+    @consumer.on(RefundFailed)
+    async def refund_failed(event: RefundFailed, ctx: EventContext) -> None:
+        await handlers.refund_settled(ctx.session, event, now=clock())

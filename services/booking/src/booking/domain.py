@@ -13,6 +13,9 @@ Errors form one small tree::
      +-- InvalidBooking       a request that can never succeed (another room, bad contact ...)
      +-- IdempotencyConflict  an Idempotency-Key reused for a different request
      +-- Forbidden            a user asking for what only admins may see
+     +-- PriceNotCovered      a move to a slot that costs more than was paid (or in another
+                              currency)
+     +-- TooManyUnpaidHolds   the user already holds as many unpaid bookings as allowed
 
 State machine (``action: from -> to``)::
 
@@ -26,6 +29,13 @@ State machine (``action: from -> to``)::
     no_show     confirmed -> no_show       (admin, once the slot has started)
 
 ``cancelled``, ``completed``, ``no_show`` and ``expired`` are final.
+
+Money: a booking is paid once, for the price of its slot when it was booked, and never
+charged again. Rescheduling never raises what cancelling refunds: the refund policy counts
+the notice to the start the booking had when it was paid (``paid_start``), wherever it was
+moved since, and a move to a pricier slot is refused while a move to a cheaper one refunds
+the difference (:func:`reprice`). Each refund lives on its own (``RefundStatus``); the
+booking's ``PaymentStatus`` sums up its refunds (``PAYMENT_STATUS_OF_REFUNDS``).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from shared.events.money import Money
@@ -78,6 +88,26 @@ class Forbidden(BookingError):
     """Only admins may do or see this."""
 
 
+class PriceNotCovered(BookingError):
+    """The booking cannot move to a slot that costs more than was paid, or in another currency."""
+
+
+class TooManyUnpaidHolds(BookingError):
+    """The user already holds ``most`` unpaid bookings (or more: the cap was lowered since).
+
+    One more waits until one of them is paid, cancelled or expires: the cap keeps a single
+    user from holding every place of a room unpaid, again and again.
+    """
+
+    def __init__(self, *, held: int, most: int) -> None:
+        self.held = held
+        self.most = most
+        over = held > most
+        allowed = f"more than the {most} allowed" if over else "the most allowed"
+        first = held - most + 1 if over else "one"
+        super().__init__(f"you hold {held} unpaid bookings, {allowed}; pay or cancel {first} first")
+
+
 class BookingStatus(enum.StrEnum):
     PENDING = "pending"
     CONFIRMED = "confirmed"
@@ -88,9 +118,18 @@ class BookingStatus(enum.StrEnum):
 
 
 class PaymentStatus(enum.StrEnum):
+    """Where the booking's money stands; from ``refund_pending`` on it sums up the refunds."""
+
     PENDING = "pending"
+    """Nothing paid yet."""
     PAID = "paid"
+    """Paid; nothing returned."""
+    REFUND_PENDING = "refund_pending"
+    """A refund was asked of the payment service and it has not answered yet."""
     REFUNDED = "refunded"
+    """Every refund asked for was made (``refund`` says how much in all)."""
+    REFUND_FAILED = "refund_failed"
+    """The payment service could not make a refund: an admin has to look (the reason is kept)."""
 
 
 class Action(enum.StrEnum):
@@ -164,6 +203,40 @@ _TIMED = frozenset({Action.RESCHEDULE, Action.COMPLETE, Action.NO_SHOW})
 # --- refunds ---------------------------------------------------------------------------
 
 
+class RefundStatus(enum.StrEnum):
+    """The life of one refund, as the payment service reports it."""
+
+    REQUESTED = "requested"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+REFUND_SETTLEMENTS: dict[RefundStatus, frozenset[RefundStatus]] = {
+    RefundStatus.REQUESTED: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+    RefundStatus.FAILED: frozenset({RefundStatus.SUCCEEDED}),
+}
+"""The outcomes each refund status still takes. A failed refund may yet succeed (the payment
+service retried it); a succeeded one is final: the money is back."""
+
+
+def settle_refund(status: RefundStatus, outcome: RefundStatus) -> RefundStatus | None:
+    """The refund's status after the payment service reported ``outcome``, or None when the
+    report changes nothing (the same outcome again, or any outcome of a finished refund)."""
+    if outcome is RefundStatus.REQUESTED:
+        raise ValueError("a refund outcome is succeeded or failed")
+    return outcome if outcome in REFUND_SETTLEMENTS.get(status, frozenset()) else None
+
+
+PAYMENT_STATUS_OF_REFUNDS: tuple[tuple[RefundStatus, PaymentStatus], ...] = (
+    (RefundStatus.FAILED, PaymentStatus.REFUND_FAILED),
+    (RefundStatus.REQUESTED, PaymentStatus.REFUND_PENDING),
+    (RefundStatus.SUCCEEDED, PaymentStatus.REFUNDED),
+)
+"""A booking with refunds has the payment status of the first of these refund statuses any of
+its refunds has: one failed refund needs an admin whatever the others did, and a booking is
+refunded only when every refund asked for was made."""
+
+
 @dataclass(frozen=True, slots=True)
 class RefundTier:
     """At least ``notice`` before the start refunds ``percent`` of the price."""
@@ -187,12 +260,15 @@ class RefundQuote:
 
 @dataclass(frozen=True, slots=True)
 class RefundPolicy:
-    """How much a cancellation refunds, by the time left before the slot starts.
+    """How much a cancellation refunds, by the time left before the start it was paid for.
 
     Tiers are checked from the longest notice down; the first whose notice the cancellation
     meets applies (a notice is met when exactly that much time is left). Less notice than
-    every tier refunds nothing. An admin cancellation refunds ``admin_percent``; an unpaid
-    booking refunds nothing.
+    every tier refunds nothing. The notice counts to ``paid_start``, the start the booking
+    had when it was paid, not to where a reschedule moved it: moving a booking later never
+    raises the refund, moving it earlier never lowers it. Once the slot the booking holds has
+    started, cancelling refunds nothing (the place was used or forfeited). An admin
+    cancellation refunds ``admin_percent``; an unpaid booking refunds nothing.
     """
 
     tiers: Sequence[RefundTier] = field(
@@ -210,8 +286,17 @@ class RefundPolicy:
             raise ValueError(f"admin percent must be 0 to 100, not {self.admin_percent}")
 
     def quote(
-        self, *, price: Money, paid: bool, starts_at: datetime, now: datetime, by_admin: bool
+        self,
+        *,
+        price: Money,
+        paid: bool,
+        starts_at: datetime,
+        now: datetime,
+        by_admin: bool,
+        paid_start: datetime | None = None,
     ) -> RefundQuote:
+        """What cancelling at ``now`` refunds of ``price``, for a booking in a slot starting at
+        ``starts_at`` that started at ``paid_start`` when it was paid (default: the same)."""
         zero = Money.of(0, price.currency)
         if not paid:
             return RefundQuote(Decimal(0), zero, "nothing was paid")
@@ -221,19 +306,27 @@ class RefundPolicy:
                 percent_of(price, self.admin_percent),
                 "cancelled by an admin",
             )
-        left = starts_at - now
+        if now >= starts_at:
+            return RefundQuote(Decimal(0), zero, "cancelled after the start")
+        basis = paid_start or starts_at
+        start = (
+            "the start"
+            if basis == starts_at
+            else f"the start it was paid for ({basis.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+        )
+        left = basis - now
         for tier in self.tiers:
             if left >= tier.notice:
                 return RefundQuote(
                     tier.percent,
                     percent_of(price, tier.percent),
-                    f"cancelled {_hours(left)} before the start (at least {_hours(tier.notice)})",
+                    f"cancelled {_hours(left)} before {start} (at least {_hours(tier.notice)})",
                 )
         shortest = self.tiers[-1].notice if self.tiers else timedelta(0)
         reason = (
-            "cancelled after the start"
+            f"cancelled after {start}"
             if left < timedelta(0)
-            else f"cancelled {_hours(left)} before the start (less than {_hours(shortest)})"
+            else f"cancelled {_hours(left)} before {start} (less than {_hours(shortest)})"
         )
         return RefundQuote(Decimal(0), zero, reason)
 
@@ -241,6 +334,23 @@ class RefundPolicy:
 def percent_of(price: Money, percent: Decimal) -> Money:
     """``percent`` % of ``price``, rounded half-up to the currency's minor unit."""
     return Money.of(price.amount * percent / Decimal(100), price.currency)
+
+
+def reprice(paid: Money, new: Money) -> Money:
+    """What moving a booking paid ``paid`` to a slot priced ``new`` refunds: the difference
+    when the new slot is cheaper, zero when it costs the same.
+
+    A slot that costs more, or is priced in another currency, is refused: a booking is paid
+    once and never charged again, so the move would get more than was paid for (cancel and
+    book the other slot instead).
+    """
+    if new.currency != paid.currency or new.amount > paid.amount:
+        raise PriceNotCovered(
+            f"the booking was paid {paid} and the new slot costs {new}: a booking can only "
+            "move to a slot that costs at most what was paid, in the same currency "
+            "(cancel it and book that slot instead)"
+        )
+    return Money.of(paid.amount - new.amount, paid.currency)
 
 
 def price_difference(old: Money, new: Money) -> Money:

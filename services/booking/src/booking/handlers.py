@@ -21,7 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking import domain, store
-from booking.domain import Action, BookingStatus, PaymentStatus, RefundPolicy, RefundQuote
+from booking.domain import (
+    Action,
+    BookingStatus,
+    PaymentStatus,
+    RefundPolicy,
+    RefundQuote,
+    RefundStatus,
+)
 from shared.events.catalogue import (
     Actor,
     BookingCancelled,
@@ -34,9 +41,12 @@ from shared.events.catalogue import (
     Contact,
     PaymentFailed,
     PaymentSucceeded,
+    RefundFailed,
     RefundRequested,
+    RefundSucceeded,
 )
 from shared.events.envelope import Envelope, Event
+from shared.events.money import Money
 from shared.messaging import BatchItemError, caused_by
 from shared.outbox import Outbox
 
@@ -47,6 +57,8 @@ class Rules:
 
     hold: timedelta = timedelta(minutes=15)
     refunds: RefundPolicy = field(default_factory=RefundPolicy)
+    max_unpaid_holds: int = 5
+    """Pending bookings one user may hold at a time (an admin's own: any number)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,21 +112,28 @@ async def create(
     now: datetime,
     rules: Rules,
 ) -> Created:
-    """Hold one place of the slot for the caller until ``hold_expires_at`` (or refuse)."""
+    """Hold one place of the slot for the caller until ``hold_expires_at`` (or refuse).
+
+    Requests with the same ``Idempotency-Key`` take turns, from before the lookup of the
+    key's booking to the commit: a retry that overlaps the request it repeats answers that
+    request's booking, never "full". A user holds at most ``rules.max_unpaid_holds`` unpaid
+    bookings (an admin's own: any number): the database counts them and refuses one more.
+    """
     if request.idempotency_key is not None:
+        await store.lock_idempotency_keys(session, [(caller.user_id, request.idempotency_key)])
         earlier = await _replay(session, caller, request)
         if earlier is not None:
             return Created(earlier, replayed=True)
     slot = await store.take_place(session, request.slot_id, now=now)
     try:  # no savepoint: a refused INSERT ends the whole transaction, place included
         booking = await store.insert_booking(
-            session, _booking_row(caller, request, slot, now=now, rules=rules)
+            session,
+            _booking_row(caller, request, slot, now=now, rules=rules),
+            max_unpaid_holds=None if caller.is_admin else rules.max_unpaid_holds,
         )
     except IntegrityError as exc:
-        # Either unique index: the same user already holds the slot, or a concurrent request
-        # with the same key won. The key's owner, once committed, tells which.
-        if request.idempotency_key is not None:
-            raise _ConcurrentReplay from exc
+        # The user already holds the slot (one live booking per user and slot). Not the key's
+        # index: the requests with one key take turns, and each finds the booking of the last.
         raise _already_holds(request.slot_id) from exc
     await outbox.add(session, _created_event(booking))
     return Created(booking, replayed=False)
@@ -172,43 +191,29 @@ async def create_many(
 ) -> list[Outcome]:
     """``create`` for many requests in one transaction, each succeeding or failing on its own.
 
-    Replays are looked up in one query; the places are taken in one ``UPDATE`` (a slot with
-    fewer places left than the batch wants gives them to its first requests); the bookings
-    are written in one ``INSERT`` and their events in another. A request that got no place,
-    or whose key is used twice in the batch, or whose key a concurrent request took
-    meanwhile, gets ``None``: made alone afterwards, it learns exactly why not (or takes a
-    place freed meanwhile). The database enforces the same invariants
-    as for ``create`` (capacity, one live booking per user and slot, one use of a key).
+    The requests' keys are locked (as by ``create``) and their replays looked up, one
+    statement each; the places are taken in one ``UPDATE`` (a slot with fewer places left than the
+    batch wants gives them to its first requests); the users' unpaid holds are locked and
+    counted in one query (a user's requests get what the cap leaves, in the order they came);
+    the bookings are written in one ``INSERT`` and their events in another. A request that
+    got no place or no hold under its user's cap, whose key is used twice in the batch, that
+    a unique index refused (with a key), or an admin's (not capped, unlike the rest of the
+    batch), gets ``None``: made alone afterwards, it learns exactly why not (or takes a place
+    freed meanwhile). The database enforces the same invariants as for ``create`` (capacity,
+    one live booking per user and slot, one use of a key, the cap on unpaid holds).
     """
     outcomes: list[Outcome] = [None] * len(requests)
-    keys = {(c.user_id, r.idempotency_key) for c, r in requests if r.idempotency_key}
-    earlier = await store.find_by_idempotency_keys(session, sorted(keys)) if keys else {}
-    todo: list[int] = []
-    keys_in_batch: set[tuple[str, str]] = set()
-    for i, (caller, request) in enumerate(requests):
-        if request.idempotency_key is not None:
-            key = (caller.user_id, request.idempotency_key)
-            if key in earlier:
-                outcomes[i] = _replayed(earlier[key], request)
-                continue
-            if key in keys_in_batch:
-                continue  # alone, once the first one committed: it replays that one
-            keys_in_batch.add(key)
-        todo.append(i)
+    todo = await _replay_many(session, requests, outcomes)
     if not todo:
         return outcomes
-    wanted = Counter(requests[i][1].slot_id for i in todo)
-    taken = await store.take_places(session, wanted, now=now)
-    rows: dict[int, dict[str, Any]] = {}
-    for i in todo:  # a slot's places go to its first requests, in the order they came
-        caller, request = requests[i]
-        slot, places = taken.get(request.slot_id, (None, 0))
-        if slot is not None and places > 0:
-            taken[request.slot_id] = (slot, places - 1)
-            rows[i] = _booking_row(caller, request, slot, now=now, rules=rules)
+    rows, unused = await _places_and_holds(session, requests, todo, now=now, rules=rules)
     ordered = sorted(rows.values(), key=lambda r: (r["user_id"], str(r["slot_id"])))
-    inserted = await store.insert_bookings(session, ordered) if ordered else {}
-    refused: list[UUID] = []
+    inserted = (
+        await store.insert_bookings(session, ordered, max_unpaid_holds=rules.max_unpaid_holds)
+        if ordered
+        else {}
+    )
+    refused = list(unused)  # places taken for requests that are made alone go back
     for i, row in rows.items():
         booking = inserted.get(row["id"])
         if booking is not None:
@@ -223,6 +228,65 @@ async def create_many(
     return outcomes
 
 
+async def _replay_many(
+    session: AsyncSession, requests: Sequence[tuple[Caller, NewBooking]], outcomes: list[Outcome]
+) -> list[int]:
+    """Settle the batch's replays in ``outcomes``; returns the requests left to make in the
+    batch (by index): neither an admin's, nor a key's second request of the batch."""
+    # an admin's own booking is not capped, unlike the batch's: made alone
+    in_batch = [i for i, (caller, _) in enumerate(requests) if not caller.is_admin]
+    keys = sorted(
+        {(requests[i][0].user_id, k) for i in in_batch if (k := requests[i][1].idempotency_key)}
+    )
+    earlier: dict[tuple[str, str], store.Booking] = {}
+    if keys:
+        await store.lock_idempotency_keys(session, keys)
+        earlier = await store.find_by_idempotency_keys(session, keys)
+    todo: list[int] = []
+    keys_in_batch: set[tuple[str, str]] = set()
+    for i in in_batch:
+        caller, request = requests[i]
+        if request.idempotency_key is not None:
+            key = (caller.user_id, request.idempotency_key)
+            if key in earlier:
+                outcomes[i] = _replayed(earlier[key], request)
+                continue
+            if key in keys_in_batch:
+                continue  # alone, once the first one committed: it replays that one
+            keys_in_batch.add(key)
+        todo.append(i)
+    return todo
+
+
+async def _places_and_holds(
+    session: AsyncSession,
+    requests: Sequence[tuple[Caller, NewBooking]],
+    todo: Sequence[int],
+    *,
+    now: datetime,
+    rules: Rules,
+) -> tuple[dict[int, dict[str, Any]], list[UUID]]:
+    """The booking rows (by request index) of the requests that got a place and a hold
+    under their user's cap, in the order they came; and the places taken for none (one slot
+    id per place, to give back). Places are locked before holds, as by every writer."""
+    wanted = Counter(requests[i][1].slot_id for i in todo)
+    taken = await store.take_places(session, wanted, now=now)
+    users = {requests[i][0].user_id for i in todo if requests[i][1].slot_id in taken}
+    held = await store.lock_unpaid_holds(session, users) if users else {}
+    holds_left = {user: rules.max_unpaid_holds - held.get(user, 0) for user in users}
+    rows: dict[int, dict[str, Any]] = {}
+    for i in todo:
+        caller, request = requests[i]
+        slot, places = taken.get(request.slot_id, (None, 0))
+        if slot is None or places == 0 or holds_left[caller.user_id] <= 0:
+            continue  # alone: no place left, or the cap leaves its user no hold
+        taken[request.slot_id] = (slot, places - 1)
+        holds_left[caller.user_id] -= 1
+        rows[i] = _booking_row(caller, request, slot, now=now, rules=rules)
+    unused = [slot_id for slot_id, (_, places) in taken.items() for _ in range(places)]
+    return rows, unused
+
+
 def _replayed(earlier: store.Booking, request: NewBooking) -> Created | domain.BookingError:
     if earlier.request_fingerprint != request.fingerprint():
         return _key_reused()
@@ -235,10 +299,6 @@ def _key_reused() -> domain.IdempotencyConflict:
     )
 
 
-class _ConcurrentReplay(Exception):
-    """Another request with the same Idempotency-Key committed first: replay it."""
-
-
 async def create_idempotently(
     sessions: Any,
     outbox: Outbox,
@@ -248,16 +308,9 @@ async def create_idempotently(
     now: datetime,
     rules: Rules,
 ) -> Created:
-    """``create`` in its own transaction; a lost race on the key replays the winner's booking."""
-    try:
-        async with sessions.begin() as session:
-            return await create(session, outbox, caller, request, now=now, rules=rules)
-    except _ConcurrentReplay as race:
-        async with sessions.begin() as session:
-            earlier = await _replay(session, caller, request)
-        if earlier is None:
-            raise _already_holds(request.slot_id) from race.__cause__
-        return Created(earlier, replayed=True)
+    """``create`` in its own transaction."""
+    async with sessions.begin() as session:
+        return await create(session, outbox, caller, request, now=now, rules=rules)
 
 
 def _already_holds(slot_id: UUID) -> domain.SlotUnavailable:
@@ -297,10 +350,13 @@ async def refund_quote(
 
 
 def _quote(booking: store.Booking, caller: Caller, *, now: datetime, rules: Rules) -> RefundQuote:
+    """The policy's refund of the booking's price, the notice counted to the start it was paid
+    for (a cancellable booking has a payment id only once it is paid)."""
     return rules.refunds.quote(
         price=booking.price,
-        paid=booking.payment_status is PaymentStatus.PAID,
+        paid=booking.payment_id is not None,
         starts_at=booking.starts_at,
+        paid_start=booking.refund_basis_starts_at,
         now=now,
         by_admin=caller.is_admin and caller.user_id != booking.user_id,
     )
@@ -344,8 +400,6 @@ async def _cancel(
         "cancelled_by": by.value,
         "cancellation_reason": reason,
     }
-    if refund is not None:
-        values |= {"payment_status": PaymentStatus.REFUNDED.value, "refund_amount": refund.amount}
     cancelled = await store.update_booking(session, booking.id, values)
     await store.release_place(session, booking.slot_id)
     events: list[Event] = [
@@ -360,17 +414,50 @@ async def _cancel(
         )
     ]
     if refund is not None and quote is not None and booking.payment_id is not None:
-        events.append(
-            RefundRequested(
-                booking_id=booking.id,
-                refund_id=uuid.uuid4(),
-                payment_id=booking.payment_id,
-                amount=refund,
-                reason=quote.reason,
-            )
+        requested = await _request_refund(
+            session,
+            booking.id,
+            refund_id=uuid.uuid5(booking.id, "cancel"),  # a booking is cancelled once
+            payment_id=booking.payment_id,
+            amount=refund,
+            reason=quote.reason,
         )
+        if requested is not None:
+            cancelled, event = requested
+            events.append(event)
     await outbox.add(session, *events)
     return cancelled
+
+
+async def _request_refund(
+    session: AsyncSession,
+    booking_id: UUID,
+    *,
+    refund_id: UUID,
+    payment_id: str,
+    amount: Money,
+    reason: str,
+) -> tuple[store.Booking, RefundRequested] | None:
+    """Record a refund (``refund_pending`` until the payment service answers) and the event
+    that asks for it; None if a refund with this id was asked for already: the same refund
+    is never asked for twice."""
+    booking = await store.request_refund(
+        session,
+        refund_id=refund_id,
+        booking_id=booking_id,
+        payment_id=payment_id,
+        amount=amount,
+        reason=reason,
+    )
+    if booking is None:
+        return None
+    return booking, RefundRequested(
+        booking_id=booking_id,
+        refund_id=refund_id,
+        payment_id=payment_id,
+        amount=amount,
+        reason=reason,
+    )
 
 
 # --- reschedule, complete, no-show -----------------------------------------------------
@@ -385,15 +472,24 @@ async def reschedule(
     new_slot_id: UUID,
     now: datetime,
 ) -> store.Booking:
-    """Move a confirmed booking to another slot of its room: both places change or neither."""
+    """Move a confirmed booking to another slot of its room: both places change or neither.
+
+    The money follows :func:`domain.reprice`: a slot that costs more (or in another currency)
+    is refused, a cheaper one refunds the difference and its price becomes the booking's.
+    The start the booking was paid for stays what the refund policy counts notice to. Both
+    slots are locked in id order before either changes, so two moves in opposite directions
+    take turns instead of deadlocking, and the price is the one of the locked slot.
+    """
     booking = await visible_booking(session, caller, booking_id, lock=True)
     domain.transition(booking.status, Action.RESCHEDULE, starts_at=booking.starts_at, now=now)
     if new_slot_id == booking.slot_id:
         raise domain.InvalidBooking("the booking is already in that slot")
-    target = await store.get_slot(session, new_slot_id)
+    target = (await store.lock_slots(session, [booking.slot_id, new_slot_id])).get(new_slot_id)
+    if target is None:
+        raise domain.SlotNotFound(f"slot {new_slot_id} is not known")
     if target.room_id != booking.room_id:
         raise domain.InvalidBooking("a booking can only move to another slot of the same room")
-    difference = domain.price_difference(booking.price, target.price)
+    refund = domain.reprice(booking.price, target.price)
     slot = await store.take_place(session, new_slot_id, now=now)
     await store.release_place(session, booking.slot_id)
     try:
@@ -401,10 +497,30 @@ async def reschedule(
             moved = await store.update_booking(
                 session,
                 booking.id,
-                {"slot_id": slot.id, "starts_at": slot.starts_at, "ends_at": slot.ends_at},
+                {
+                    "slot_id": slot.id,
+                    "starts_at": slot.starts_at,
+                    "ends_at": slot.ends_at,
+                    "price": slot.price.amount,
+                },
             )
     except IntegrityError as exc:
         raise domain.SlotUnavailable(f"you already hold a place in slot {slot.id}") from exc
+    events: list[Event] = []
+    if refund.amount > 0 and booking.payment_id is not None:
+        requested = await _request_refund(
+            session,
+            booking.id,
+            # the booking's price only ever falls, so no two moves refund from the same price
+            refund_id=uuid.uuid5(booking.id, f"reschedule:{booking.price}->{slot.price}"),
+            payment_id=booking.payment_id,
+            amount=refund,
+            reason=f"moved to a cheaper slot: {booking.price} paid, the new slot costs "
+            f"{slot.price}",
+        )
+        if requested is not None:
+            moved, event = requested
+            events.append(event)
     room = await store.get_room(session, booking.room_id)
     await outbox.add(
         session,
@@ -418,8 +534,9 @@ async def reschedule(
             new_starts_at=slot.starts_at,
             new_ends_at=slot.ends_at,
             room_time_zone=room.time_zone if room else "UTC",
-            price_difference=difference,
+            price_difference=domain.price_difference(booking.price, slot.price),
         ),
+        *events,
     )
     return moved
 
@@ -491,6 +608,7 @@ async def payment_succeeded(
             "status": BookingStatus.CONFIRMED.value,
             "payment_status": PaymentStatus.PAID.value,
             "payment_id": event.payment_id,
+            "refund_basis_starts_at": booking.starts_at,
         },
     )
     room = await store.get_room(session, booking.room_id)
@@ -590,26 +708,20 @@ async def _refund_unwanted_payment(
         else f"booking was already paid with payment {booking.payment_id}"
     )
     if booking.payment_id is None:
-        booking = await store.update_booking(
-            session,
-            booking.id,
-            {
-                "payment_id": event.payment_id,
-                "payment_status": PaymentStatus.REFUNDED.value,
-                "refund_amount": event.amount.amount,
-            },
-        )
-    await outbox.add(
+        booking = await store.update_booking(session, booking.id, {"payment_id": event.payment_id})
+    requested = await _request_refund(
         session,
-        RefundRequested(
-            booking_id=booking.id,
-            refund_id=uuid.uuid5(booking.id, f"refund:{event.payment_id}"),
-            payment_id=event.payment_id,
-            amount=event.amount,
-            reason=reason,
-        ),
+        booking.id,
+        refund_id=uuid.uuid5(booking.id, f"refund:{event.payment_id}"),
+        payment_id=event.payment_id,
+        amount=event.amount,
+        reason=reason,
     )
-    return booking
+    if requested is None:
+        return booking  # this payment's refund was asked for already
+    refunded, refund_requested = requested
+    await outbox.add(session, refund_requested)
+    return refunded
 
 
 async def payment_failed(
@@ -628,4 +740,42 @@ async def payment_failed(
         reason=f"payment failed: {event.reason}",
         quote=None,
         now=now,
+    )
+
+
+# --- refund outcomes -------------------------------------------------------------------
+
+
+class UnknownRefund(domain.BookingError):
+    """A refund outcome that matches no refund this service asked for."""
+
+
+async def refund_settled(
+    session: AsyncSession, event: RefundSucceeded | RefundFailed, *, now: datetime
+) -> store.Booking:
+    """Record what the payment service made of a refund; the booking's payment status follows
+    (``refunded`` once every refund succeeded, ``refund_failed`` with the reason).
+
+    The same outcome again, or any outcome of a refund that succeeded, changes nothing. An
+    outcome for an unknown booking or refund, or that names another payment or amount than
+    was asked for, raises (it can never apply).
+    """
+    booking = await store.get_booking(session, event.booking_id, lock=True)
+    refund = await store.get_refund(session, event.refund_id)
+    if refund is None or refund.booking_id != booking.id:
+        raise UnknownRefund(
+            f"refund {event.refund_id} was never asked for booking {event.booking_id}"
+        )
+    if (refund.payment_id, refund.amount) != (event.payment_id, event.amount):
+        raise UnknownRefund(
+            f"refund {refund.id} was asked as {refund.amount} of payment {refund.payment_id}, "
+            f"not {event.amount} of payment {event.payment_id}"
+        )
+    failure = event.reason if isinstance(event, RefundFailed) else None
+    outcome = RefundStatus.SUCCEEDED if failure is None else RefundStatus.FAILED
+    status = domain.settle_refund(refund.status, outcome)
+    if status is None:
+        return booking
+    return await store.settle_refund(
+        session, refund, status=status, failure_reason=failure, now=now
     )

@@ -31,13 +31,17 @@ PROBLEM_STATUSES: dict[type[Exception], int] = {
     domain.InvalidBooking: 422,
     domain.IdempotencyConflict: 422,
     domain.Forbidden: 403,
+    domain.PriceNotCovered: 409,
+    domain.TooManyUnpaidHolds: 429,
     InvalidCursor: 422,
 }
 
 
 def rules_of(settings: BookingSettings) -> handlers.Rules:
     return handlers.Rules(
-        hold=timedelta(minutes=settings.hold_minutes), refunds=settings.refund_policy()
+        hold=timedelta(minutes=settings.hold_minutes),
+        refunds=settings.refund_policy(),
+        max_unpaid_holds=settings.max_unpaid_holds,
     )
 
 

@@ -5,8 +5,15 @@ The database enforces what must never be wrong, whoever writes:
 * a slot never holds more bookings than its capacity (``booked_count <= max_bookings``; a
   booking takes its place with one conditional ``UPDATE`` of the slot row);
 * a user holds at most one live booking per slot, and reuses an ``Idempotency-Key`` once;
+* a user holds at most as many unpaid (pending) bookings as the writing transaction allows
+  (``booking.max_unpaid_holds``, stated by ``store.insert_booking(s)``): a trigger locks the
+  user's holds, counts them and refuses one more (migration 0004);
 * a booking moves only along the state machine of ``domain.py`` (a trigger refuses any
   other status change, whoever issues it);
+* the start a booking was paid for (``refund_basis_starts_at``, what the refund policy counts
+  notice to) never changes once set (a trigger);
+* a refund id is asked for once (the primary key of ``refunds``), and a refund settles only
+  as ``domain.REFUND_SETTLEMENTS`` allows (a trigger);
 * statuses, payment statuses and amounts are within their domains.
 """
 
@@ -28,7 +35,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from booking.domain import TRANSITIONS, BookingStatus, PaymentStatus
+from booking.domain import (
+    REFUND_SETTLEMENTS,
+    TRANSITIONS,
+    BookingStatus,
+    PaymentStatus,
+    RefundStatus,
+)
 from shared.db import MONEY, one_of, service_metadata, timestamp_column
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -94,6 +107,8 @@ bookings = Table(
     Column("payment_status", String(16), nullable=False),
     Column("payment_id", String(255), nullable=True),
     Column("refund_amount", MONEY, nullable=True),
+    Column("refund_basis_starts_at", DateTime(timezone=True), nullable=True),
+    Column("refund_failure_reason", Text, nullable=True),
     Column("notes", Text, nullable=False, server_default=""),
     Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("contact_email", String(320), nullable=False),
@@ -110,6 +125,10 @@ bookings = Table(
     CheckConstraint(one_of("payment_status", tuple(PaymentStatus)), name="payment_status_known"),
     CheckConstraint("price >= 0", name="price_not_negative"),
     CheckConstraint("refund_amount IS NULL OR refund_amount >= 0", name="refund_not_negative"),
+    CheckConstraint(
+        "(payment_status = 'refund_failed') = (refund_failure_reason IS NOT NULL)",
+        name="refund_failure_has_reason",
+    ),
     Index(
         "uq_bookings_user_id_idempotency_key",
         "user_id",
@@ -131,7 +150,42 @@ bookings = Table(
         "hold_expires_at",
         postgresql_where=text("status = 'pending'"),
     ),
+    Index("ix_bookings_pending_user_id", "user_id", postgresql_where=text("status = 'pending'")),
+    Index(
+        "ix_bookings_refund_failed_starts_at",
+        "starts_at",
+        postgresql_where=text("payment_status = 'refund_failed'"),
+    ),
 )
+"""``refund_amount`` is what was returned or is being returned in all (the sum of the
+booking's refunds); ``payment_status`` from ``refund_pending`` on and
+``refund_failure_reason`` sum up its refunds too (``store.request_refund``,
+``store.settle_refund``). ``refund_basis_starts_at`` is the start the booking had when it was
+paid: set at confirmation, kept through reschedules."""
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("booking_id", Uuid, ForeignKey("bookings.id"), nullable=False),
+    Column("payment_id", String(255), nullable=False),
+    Column("amount", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failure_reason", Text, nullable=True),
+    timestamp_column("requested_at"),
+    timestamp_column("settled_at", nullable=True),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint(one_of("status", tuple(RefundStatus)), name="status_known"),
+    CheckConstraint(
+        "(status = 'failed') = (failure_reason IS NOT NULL)", name="failure_has_reason"
+    ),
+    Index("ix_refunds_booking_id", "booking_id"),
+)
+"""Every refund asked of the payment service (``RefundRequested``) and what became of it
+(``RefundSucceeded`` / ``RefundFailed``). The id is the refund id of the events, derived
+from what is refunded, so the same refund is never asked for twice."""
 
 
 def allowed_status_pairs() -> list[tuple[str, str]]:
@@ -143,4 +197,12 @@ def allowed_status_pairs() -> list[tuple[str, str]]:
             for old, new in moves.items()
             if old is not new
         }
+    )
+
+
+def allowed_refund_settlements() -> list[tuple[str, str]]:
+    """Every change of a refund's status ``domain.REFUND_SETTLEMENTS`` allows (what the
+    database trigger on ``refunds`` allows)."""
+    return sorted(
+        (old.value, new.value) for old, outcomes in REFUND_SETTLEMENTS.items() for new in outcomes
     )

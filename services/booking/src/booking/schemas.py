@@ -7,18 +7,19 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
 from booking import store
 from booking.domain import BookingStatus, PaymentStatus
 from shared.events.catalogue import Actor
 from shared.events.money import Money
+from shared.http.inputs import FreeFormObject, RequestModel
 
 PHONE_PATTERN = r"^\+[1-9]\d{6,14}$"
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(RequestModel):
+    """A request body: unknown members, NUL characters and NaN/Infinity are refused."""
 
 
 class ContactIn(_In):
@@ -35,7 +36,7 @@ class BookingIn(_In):
     contact: ContactIn = Field(default_factory=ContactIn)
     booking_type: str = Field(default="standard", min_length=1, max_length=32)
     notes: str = Field(default="", max_length=2000)
-    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form metadata")
+    attributes: FreeFormObject = Field(default_factory=dict)
 
 
 class CancelIn(_In):
@@ -60,10 +61,22 @@ class BookingOut(BaseModel):
     ends_at: datetime
     status: BookingStatus
     booking_type: str
-    price: Money
-    payment_status: PaymentStatus
+    price: Money = Field(
+        description="What the booking costs; a move to a cheaper slot lowers it to that slot's"
+    )
+    payment_status: PaymentStatus = Field(
+        description="pending, paid, then with refunds refund_pending until the payment service "
+        "answers, refunded when every refund was made, refund_failed when one was not"
+    )
     payment_id: str | None
-    refund: Money | None
+    refund: Money | None = Field(description="Returned or being returned in all, if anything")
+    refund_basis_starts_at: datetime | None = Field(
+        description="The start the booking had when it was paid: cancellation notice counts to "
+        "it, wherever the booking was moved since"
+    )
+    refund_failure_reason: str | None = Field(
+        default=None, description="Why the payment service could not refund (admins only)"
+    )
     notes: str
     attributes: dict[str, Any]
     contact: ContactOut
@@ -75,11 +88,16 @@ class BookingOut(BaseModel):
     cancellation_reason: str | None
 
     @classmethod
-    def of(cls, booking: store.Booking) -> BookingOut:
+    def of(cls, booking: store.Booking, *, for_admin: bool = False) -> BookingOut:
+        """The booking as the caller may see it: why a refund failed is for admins to act on
+        (it may carry the payment provider's internals)."""
         out = cls.model_validate(booking, from_attributes=True)
+        hidden: dict[str, Any] = {}
         if booking.status is not BookingStatus.PENDING:
-            out = out.model_copy(update={"hold_expires_at": None})  # nothing is held any more
-        return out
+            hidden["hold_expires_at"] = None  # nothing is held any more
+        if not for_admin:
+            hidden["refund_failure_reason"] = None
+        return out.model_copy(update=hidden) if hidden else out
 
 
 class BookingPage(BaseModel):

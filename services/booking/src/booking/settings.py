@@ -28,6 +28,10 @@ class BookingSettings(ServiceSettings):
 
     hold_minutes: int = Field(default=15, ge=1, le=24 * 60)
     """How long a pending booking holds its place unpaid."""
+    max_unpaid_holds: int = Field(default=5, ge=1, le=10_000)
+    """Pending (unpaid) bookings one user may hold at a time; one more is refused (429)
+    until one is paid, cancelled or expires. An admin booking for themselves is not capped.
+    The database enforces it (each transaction that makes holds states it)."""
     refund_tiers: list[RefundTierSetting] = Field(
         default_factory=lambda: [
             RefundTierSetting(notice_hours=Decimal(24), percent=Decimal(100)),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Numeric,
     Row,
     String,
+    Text,
     Uuid,
     and_,
     bindparam,
@@ -27,12 +29,15 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking import domain
-from booking.domain import BookingStatus, PaymentStatus
-from booking.models import bookings, rooms, slots
+from booking.domain import PAYMENT_STATUS_OF_REFUNDS, BookingStatus, PaymentStatus, RefundStatus
+from booking.models import bookings, refunds, rooms, slots
+from shared.db import reported_detail, violated_constraint
 from shared.events.catalogue import Actor, Contact, RoomSnapshot, SlotSnapshot
 from shared.events.money import Money
 
@@ -291,6 +296,19 @@ async def get_slot(session: AsyncSession, slot_id: UUID) -> Slot:
     return Slot.of(row)
 
 
+async def lock_slots(session: AsyncSession, slot_ids: Sequence[UUID]) -> dict[UUID, Slot]:
+    """The slots with these ids that are known, locked in id order (the one lock order of
+    every writer of several slots: two transactions that each change the same two slots
+    take turns instead of deadlocking), by id."""
+    statement = (
+        select(slots)
+        .where(slots.c.id.in_(sorted(set(slot_ids))))
+        .order_by(slots.c.id)
+        .with_for_update(key_share=True)
+    )
+    return {slot.id: slot for slot in map(Slot.of, await session.execute(statement))}
+
+
 async def get_room(session: AsyncSession, room_id: UUID) -> Room | None:
     row = (await session.execute(select(rooms).where(rooms.c.id == room_id))).first()
     if row is None:
@@ -315,6 +333,9 @@ class Booking:
     payment_status: PaymentStatus
     payment_id: str | None
     refund: Money | None
+    refund_basis_starts_at: datetime | None
+    """The start the booking had when it was paid: what the refund policy counts notice to."""
+    refund_failure_reason: str | None
     notes: str
     attributes: dict[str, Any]
     contact: Contact
@@ -345,6 +366,8 @@ class Booking:
             payment_status=PaymentStatus(v["payment_status"]),
             payment_id=v["payment_id"],
             refund=Money.of(refund, currency) if refund is not None else None,
+            refund_basis_starts_at=v["refund_basis_starts_at"],
+            refund_failure_reason=v["refund_failure_reason"],
             notes=v["notes"],
             attributes=v["attributes"],
             # validated when the booking was made: not parsed again on every read
@@ -360,24 +383,122 @@ class Booking:
         )
 
 
-async def insert_booking(session: AsyncSession, values: Mapping[str, Any]) -> Booking:
+async def insert_booking(
+    session: AsyncSession, values: Mapping[str, Any], *, max_unpaid_holds: int | None
+) -> Booking:
+    """Insert a pending booking, unless its user already holds ``max_unpaid_holds`` unpaid
+    bookings (``None``: no cap): then the database refuses it, ``domain.TooManyUnpaidHolds``."""
+    await _cap_unpaid_holds(session, max_unpaid_holds)
     statement = insert(bookings).values(**values).returning(*bookings.c)
-    return Booking.of((await session.execute(statement)).one())
+    with _refused_over_the_cap(max_unpaid_holds):
+        return Booking.of((await session.execute(statement)).one())
 
 
 async def insert_bookings(
-    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]], *, max_unpaid_holds: int | None
 ) -> dict[UUID, Booking]:
     """Insert many bookings in one statement; a row that would break a unique index (the
     user already holds the slot, or reuses an ``Idempotency-Key``) is left out, not an
-    error. Returns the inserted bookings by id."""
+    error. Returns the inserted bookings by id. A row that would give its user more than
+    ``max_unpaid_holds`` unpaid bookings fails the whole statement, as in
+    :func:`insert_booking`: leave such rows out (:func:`lock_unpaid_holds` tells which)."""
+    await _cap_unpaid_holds(session, max_unpaid_holds)
     statement = (
         pg_insert(bookings)
         .on_conflict_do_nothing()
         .returning(*bookings.c, sort_by_parameter_order=True)
     )
-    result = await session.execute(statement, list(rows))
+    with _refused_over_the_cap(max_unpaid_holds):
+        result = await session.execute(statement, list(rows))
     return {booking.id: booking for booking in map(Booking.of, result)}
+
+
+# --- the cap on unpaid holds -----------------------------------------------------------
+#
+# The database counts and refuses (migration 0004): before a pending booking is inserted,
+# the trigger ``bookings_cap_unpaid_holds`` locks its user's holds (``lock_unpaid_holds``, an
+# advisory lock held to commit), counts the user's pending bookings and refuses one more
+# than the cap the transaction states in ``booking.max_unpaid_holds``; a transaction that
+# states none (an admin's own booking, an operator) is not capped. A hold stops counting
+# when it is paid, cancelled or expires: nothing else has to remember it.
+
+UNPAID_HOLDS_CAP = "unpaid_holds_within_cap"
+"""The name under which the database refuses a hold over the cap."""
+
+_STATE_CAP = text("SELECT set_config('booking.max_unpaid_holds', :most, true)")
+
+
+async def _cap_unpaid_holds(session: AsyncSession, most: int | None) -> None:
+    """State the cap for the rest of this transaction (``SET LOCAL``)."""
+    await session.execute(_STATE_CAP, {"most": "" if most is None else str(most)})
+
+
+@contextmanager
+def _refused_over_the_cap(most: int | None) -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        if most is None or violated_constraint(exc) != UNPAID_HOLDS_CAP:
+            raise
+        held = int(reported_detail(exc) or most)
+        raise domain.TooManyUnpaidHolds(held=held, most=most) from exc
+
+
+_LOCK_UNPAID_HOLDS = text("SELECT lock_unpaid_holds(:users)").bindparams(
+    bindparam("users", type_=ARRAY(String))
+)
+
+
+async def lock_unpaid_holds(session: AsyncSession, user_ids: Collection[str]) -> dict[str, int]:
+    """How many unpaid (pending) bookings each of these users holds, by user; none for a
+    user who holds none. The users' holds are locked until this transaction ends, with the
+    database's own lock (the one the cap's trigger takes): until then no other transaction
+    adds to them, so as many more as the cap leaves can be inserted without a refusal.
+
+    Take it after the places (every writer locks slots before holds: no deadlocks). Two
+    statements: the count's snapshot is taken once the locks are granted, so it sees every
+    hold committed while this transaction waited for them.
+    """
+    users = sorted(set(user_ids))
+    await session.execute(_LOCK_UNPAID_HOLDS, {"users": users})
+    statement = (
+        select(bookings.c.user_id, func.count().label("held"))
+        .where(
+            bookings.c.user_id.in_(users),
+            bookings.c.status == BookingStatus.PENDING.value,
+        )
+        .group_by(bookings.c.user_id)
+    )
+    return {row.user_id: row.held for row in await session.execute(statement)}
+
+
+# --- idempotency keys ------------------------------------------------------------------
+
+_LOCK_KEYS = text(
+    """
+    SELECT pg_advisory_xact_lock(lock_key)
+    FROM (
+        SELECT DISTINCT hashtextextended('booking idempotency key:' || u || chr(10) || k, 0)
+            AS lock_key
+        FROM unnest(:users, :keys) AS pairs(u, k)
+    ) AS locks
+    ORDER BY lock_key
+    """
+).bindparams(bindparam("users", type_=ARRAY(String)), bindparam("keys", type_=ARRAY(String)))
+
+
+async def lock_idempotency_keys(session: AsyncSession, keys: Collection[tuple[str, str]]) -> None:
+    """Make the requests with these ``(user_id, Idempotency-Key)`` pairs take turns: the
+    locks are held until this transaction ends. A retry that overlaps the request it
+    repeats waits for it here, before looking for its booking (in a statement of its own,
+    so it sees what committed meanwhile), instead of competing with it for a place.
+
+    Transaction-level advisory locks, taken in one order (no deadlocks) and before any
+    place; a hash collision only makes two unrelated requests take turns.
+    """
+    await session.execute(
+        _LOCK_KEYS, {"users": [user for user, _ in keys], "keys": [key for _, key in keys]}
+    )
 
 
 async def find_by_idempotency_keys(
@@ -426,7 +547,7 @@ _CONFIRM_PAID = text(
     """
     UPDATE bookings AS b
     SET status = :confirmed, payment_status = :paid, payment_id = p.payment_id,
-        updated_at = now()
+        refund_basis_starts_at = b.starts_at, updated_at = now()
     FROM unnest(:ids, :payment_ids) AS p(id, payment_id)
     WHERE b.id = p.id AND b.status = :pending AND b.payment_id IS NULL
     RETURNING b.id
@@ -441,8 +562,9 @@ _CONFIRM_PAID = text(
 
 
 async def confirm_paid(session: AsyncSession, payments: Mapping[UUID, str]) -> set[UUID]:
-    """Confirm pending, unpaid bookings as paid by ``payments[booking_id]``, in one
-    statement (the caller holds their locks); returns the ids it confirmed."""
+    """Confirm pending, unpaid bookings as paid by ``payments[booking_id]`` (their start
+    becomes the start they were paid for), in one statement (the caller holds their locks);
+    returns the ids it confirmed."""
     if not payments:
         return set()
     ids = list(payments)
@@ -496,6 +618,7 @@ class BookingFilter:
     user_id: str | None = None
     room_id: UUID | None = None
     statuses: tuple[BookingStatus, ...] = ()
+    payment_statuses: tuple[PaymentStatus, ...] = ()
     starts_from: datetime | None = None
     starts_before: datetime | None = None
 
@@ -515,6 +638,8 @@ async def list_bookings(
         conditions.append(bookings.c.room_id == where.room_id)
     if where.statuses:
         conditions.append(bookings.c.status.in_([s.value for s in where.statuses]))
+    if where.payment_statuses:
+        conditions.append(bookings.c.payment_status.in_([s.value for s in where.payment_statuses]))
     if where.starts_from is not None:
         conditions.append(bookings.c.starts_at >= where.starts_from)
     if where.starts_before is not None:
@@ -528,3 +653,122 @@ async def list_bookings(
         .limit(limit)
     )
     return [Booking.of(row) for row in await session.execute(statement)]
+
+
+# --- refunds ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """A refund asked of the payment service, as far as its outcome needs it."""
+
+    id: UUID
+    booking_id: UUID
+    payment_id: str
+    amount: Money
+    status: RefundStatus
+
+
+async def request_refund(
+    session: AsyncSession,
+    *,
+    refund_id: UUID,
+    booking_id: UUID,
+    payment_id: str,
+    amount: Money,
+    reason: str,
+) -> Booking | None:
+    """Record a refund asked of the payment service and sum up the booking's refunds again;
+    None, and nothing changes, if a refund with this id was asked for already (the caller
+    holds the booking's lock)."""
+    statement = (
+        pg_insert(refunds)
+        .values(
+            id=refund_id,
+            booking_id=booking_id,
+            payment_id=payment_id,
+            amount=amount.amount,
+            currency=amount.currency,
+            reason=reason,
+            status=RefundStatus.REQUESTED.value,
+        )
+        .on_conflict_do_nothing(index_elements=[refunds.c.id])
+        .returning(refunds.c.id)
+    )
+    if (await session.execute(statement)).first() is None:
+        return None
+    return await _sum_up_refunds(session, booking_id)
+
+
+async def get_refund(session: AsyncSession, refund_id: UUID) -> Refund | None:
+    row = (await session.execute(select(refunds).where(refunds.c.id == refund_id))).first()
+    if row is None:
+        return None
+    return Refund(
+        id=row.id,
+        booking_id=row.booking_id,
+        payment_id=row.payment_id,
+        amount=Money.of(row.amount, row.currency),
+        status=RefundStatus(row.status),
+    )
+
+
+async def settle_refund(
+    session: AsyncSession,
+    refund: Refund,
+    *,
+    status: RefundStatus,
+    failure_reason: str | None,
+    now: datetime,
+) -> Booking:
+    """Move the refund from the status it was read with to ``status`` and sum up the
+    booking's refunds again (the caller holds the booking's lock)."""
+    statement = (
+        update(refunds)
+        .where(refunds.c.id == refund.id, refunds.c.status == refund.status.value)
+        .values(status=status.value, failure_reason=failure_reason, settled_at=now)
+        .returning(refunds.c.id)
+    )
+    if (await session.execute(statement)).first() is None:
+        raise RuntimeError(f"refund {refund.id} is no longer {refund.status.value}")
+    return await _sum_up_refunds(session, refund.booking_id)
+
+
+async def _sum_up_refunds(session: AsyncSession, booking_id: UUID) -> Booking:
+    """Set the booking's payment status, refund total and refund failure from its refunds
+    (``domain.PAYMENT_STATUS_OF_REFUNDS``; the reason of the latest failure), in one
+    statement."""
+    failed = refunds.c.status == RefundStatus.FAILED.value
+    summary = (
+        select(
+            refunds.c.booking_id,
+            func.sum(refunds.c.amount).label("total"),
+            case(
+                *(
+                    (func.bool_or(refunds.c.status == refund.value), paid.value)
+                    for refund, paid in PAYMENT_STATUS_OF_REFUNDS
+                )
+            ).label("payment_status"),
+            func.array_agg(
+                aggregate_order_by(refunds.c.failure_reason, refunds.c.settled_at.desc()),
+                type_=ARRAY(Text),
+            )
+            .filter(failed)
+            .label("failures"),
+        )
+        .where(refunds.c.booking_id == booking_id)
+        .group_by(refunds.c.booking_id)
+        .subquery()
+    )
+    statement = (
+        update(bookings)
+        .where(bookings.c.id == summary.c.booking_id)
+        .values(
+            payment_status=summary.c.payment_status,
+            refund_amount=summary.c.total,
+            refund_failure_reason=summary.c.failures[1],
+            updated_at=func.now(),
+        )
+        .returning(*bookings.c)
+    )
+    return Booking.of((await session.execute(statement)).one())

@@ -61,7 +61,7 @@ async def test_cancelling_refunds_by_the_time_left_before_the_start(
         assert "RefundRequested.v1" not in types(events)
     else:
         assert body["refund"] == {"amount": refund, "currency": "EUR"}
-        assert body["payment_status"] == "refunded"
+        assert body["payment_status"] == "refund_pending"  # until the payment service answers
         refund_event = next(e for e in events if e["type"] == "RefundRequested.v1")
         assert refund_event["data"]["amount"] == {"amount": refund, "currency": "EUR"}
         assert refund_event["data"]["payment_id"] == booking["payment_id"]
@@ -121,7 +121,7 @@ async def test_a_confirmed_booking_moves_to_another_slot_of_its_room_atomically(
 ) -> None:
     room = await service.room(time_zone="Europe/Paris")
     old, new = await service.slots(room, 2, price="30.00")
-    (pricier,) = await service.slots(room, price="45.00")
+    (cheaper,) = await service.slots(room, price="25.00")
     booking = await service.confirmed(old)
 
     moved = await service.http.post(
@@ -131,21 +131,21 @@ async def test_a_confirmed_booking_moves_to_another_slot_of_its_room_atomically(
     )
     again = await service.http.post(
         f"/bookings/{booking['id']}/reschedule",
-        json={"slot_id": str(pricier.slot_id)},
+        json={"slot_id": str(cheaper.slot_id)},
         headers=user("user-1"),
     )
-    events = await service.events(booking["id"], at_least=4)
+    events = await service.events(booking["id"], at_least=5)
 
     assert moved.status_code == 200
     assert moved.json()["slot_id"] == str(new.slot_id)
     assert moved.json()["status"] == "confirmed"
-    assert [await service.booked(s.slot_id) for s in (old, new, pricier)] == [0, 0, 1]
+    assert [await service.booked(s.slot_id) for s in (old, new, cheaper)] == [0, 0, 1]
     rescheduled = [e["data"] for e in events if e["type"] == "BookingRescheduled.v1"]
     assert rescheduled[0]["price_difference"] == {"amount": "0.00", "currency": "EUR"}
-    assert rescheduled[1]["price_difference"] == {"amount": "15.00", "currency": "EUR"}
+    assert rescheduled[1]["price_difference"] == {"amount": "-5.00", "currency": "EUR"}
     assert rescheduled[1]["old_slot_id"] == str(new.slot_id)
     assert rescheduled[1]["room_time_zone"] == "Europe/Paris"
-    assert again.json()["starts_at"] == pricier.starts_at.isoformat().replace("+00:00", "Z")
+    assert again.json()["starts_at"] == cheaper.starts_at.isoformat().replace("+00:00", "Z")
 
 
 async def test_a_reschedule_that_cannot_happen_changes_nothing(service: Service) -> None:

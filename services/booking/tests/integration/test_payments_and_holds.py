@@ -89,7 +89,7 @@ async def test_a_payment_for_a_cancelled_booking_is_refunded(service: Service) -
     row = await service.status(booking["id"], "cancelled")
 
     assert types(events) == ["BookingCreated.v1", "BookingCancelled.v1", "RefundRequested.v1"]
-    assert row["payment_status"] == "refunded"
+    assert row["payment_status"] == "refund_pending"
 
 
 async def test_a_second_payment_of_a_paid_booking_is_refunded(service: Service) -> None:

@@ -13,10 +13,14 @@ from booking.domain import (
     BookingStatus,
     InvalidBooking,
     InvalidTransition,
+    PriceNotCovered,
     RefundPolicy,
+    RefundStatus,
     RefundTier,
     percent_of,
     price_difference,
+    reprice,
+    settle_refund,
     transition,
 )
 from shared.events.money import Money
@@ -208,3 +212,78 @@ def test_the_price_difference_of_a_reschedule_is_new_minus_old() -> None:
     assert price_difference(PRICE, Money.of("30.00", "EUR")) == Money.of("-10.00", "EUR")
     with pytest.raises(InvalidBooking, match="EUR to USD"):
         price_difference(PRICE, Money.of("40.00", "USD"))
+
+
+@pytest.mark.parametrize(
+    ("moved_to", "percent"),
+    [
+        (START + timedelta(days=2), 0),  # later: still 2 h before the paid start
+        (START - timedelta(hours=1), 0),  # a little earlier: still the paid start's notice
+    ],
+)
+def test_the_refund_counts_the_notice_to_the_start_that_was_paid_for(
+    moved_to: datetime, percent: int
+) -> None:
+    quote = POLICY.quote(
+        price=PRICE,
+        paid=True,
+        starts_at=moved_to,
+        paid_start=START,
+        now=START - timedelta(hours=2),
+        by_admin=False,
+    )
+
+    assert quote.percent == percent
+    assert quote.reason == (
+        "cancelled 2 h before the start it was paid for (2030-03-04 09:00 UTC) (less than 6 h)"
+    )
+
+
+def test_moving_earlier_keeps_the_paid_starts_notice_until_the_held_slot_starts() -> None:
+    paid_start, moved_to = START, START - timedelta(hours=45)
+
+    def quote(now: datetime) -> Decimal:
+        return POLICY.quote(
+            price=PRICE,
+            paid=True,
+            starts_at=moved_to,
+            paid_start=paid_start,
+            now=now,
+            by_admin=False,
+        ).percent
+
+    assert quote(moved_to - timedelta(hours=3)) == 100
+    assert quote(moved_to) == 0  # the place was used or forfeited
+    assert quote(paid_start - timedelta(hours=30)) == 0
+
+
+def test_a_move_refunds_the_difference_to_a_cheaper_slot_and_refuses_a_pricier_one() -> None:
+    assert reprice(PRICE, Money.of("25.50", "EUR")) == Money.of("14.50", "EUR")
+    assert reprice(PRICE, PRICE) == Money.of(0, "EUR")
+    pricier = r"paid 40\.00 EUR and the new slot costs 40\.01 EUR"
+    with pytest.raises(PriceNotCovered, match=pricier):
+        reprice(PRICE, Money.of("40.01", "EUR"))
+    with pytest.raises(PriceNotCovered, match=r"10\.00 USD"):
+        reprice(PRICE, Money.of("10.00", "USD"))
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "expected"),
+    [
+        (RefundStatus.REQUESTED, RefundStatus.SUCCEEDED, RefundStatus.SUCCEEDED),
+        (RefundStatus.REQUESTED, RefundStatus.FAILED, RefundStatus.FAILED),
+        (RefundStatus.FAILED, RefundStatus.SUCCEEDED, RefundStatus.SUCCEEDED),
+        (RefundStatus.FAILED, RefundStatus.FAILED, None),
+        (RefundStatus.SUCCEEDED, RefundStatus.SUCCEEDED, None),
+        (RefundStatus.SUCCEEDED, RefundStatus.FAILED, None),
+    ],
+)
+def test_a_refund_settles_once_and_a_failed_one_may_still_succeed(
+    status: RefundStatus, outcome: RefundStatus, expected: RefundStatus | None
+) -> None:
+    assert settle_refund(status, outcome) is expected
+
+
+def test_requested_is_no_refund_outcome() -> None:
+    with pytest.raises(ValueError, match="succeeded or failed"):
+        settle_refund(RefundStatus.REQUESTED, RefundStatus.REQUESTED)

@@ -17,14 +17,21 @@ from pathlib import Path
 from reminders.main import create_app, create_runtime
 from reminders.settings import RemindersSettings
 from shared.cli import Command, service_main
+from shared.settings import Role
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 WORKER_PORT = 8013
 
 
 def worker_settings(settings: RemindersSettings) -> RemindersSettings:
+    """Delivery only, in the ``worker`` role: no API routes, so no JWT secret is needed."""
     return settings.model_copy(
-        update={"scheduler_enabled": False, "dispatcher_enabled": False, "worker_enabled": True}
+        update={
+            "role": Role.WORKER,
+            "scheduler_enabled": False,
+            "dispatcher_enabled": False,
+            "worker_enabled": True,
+        }
     )
 
 
@@ -52,9 +59,11 @@ def _configure_worker(parser: argparse.ArgumentParser) -> None:
 def _worker(settings: RemindersSettings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from shared.http.server import uvicorn_options
+
     app = create_app(worker_settings(settings))
     host = args.host or settings.http_host
-    uvicorn.run(app, host=host, port=args.port, log_config=None, access_log=False)
+    uvicorn.run(app, host=host, port=args.port, **uvicorn_options(settings))
     return 0
 
 

@@ -13,8 +13,16 @@ class DeliveryError(Exception):
     """The provider refused or could not take the message (retried with backoff)."""
 
 
+class PlaintextLoginRefused(DeliveryError):
+    """A login is configured but the SMTP server offers no encryption: nothing is sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpConfig:
+    """``use_tls``: implicit TLS (SMTPS). ``start_tls``: True requires STARTTLS, False never,
+    None when the server offers it; with a ``username`` it is required whatever it says, so
+    a login never travels over an unencrypted connection."""
+
     host: str
     port: int
     use_tls: bool = False
@@ -52,6 +60,8 @@ class SmtpConnection:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         c = self.config
+        if c.username is not None and not c.use_tls:
+            return await self._connect_starttls_then_login(c.username)
         client = aiosmtplib.SMTP(
             hostname=c.host,
             port=c.port,
@@ -62,6 +72,27 @@ class SmtpConnection:
             timeout=c.timeout_s,
         )
         await client.connect()
+        return client
+
+    async def _connect_starttls_then_login(self, username: str) -> aiosmtplib.SMTP:
+        """A login on a connection that starts unencrypted: STARTTLS first, or nothing at
+        all (not even the ``AUTH`` command) goes to a server that does not offer it."""
+        c = self.config
+        client = aiosmtplib.SMTP(hostname=c.host, port=c.port, start_tls=False, timeout=c.timeout_s)
+        await client.connect()
+        try:
+            await client.ehlo()
+            if not client.supports_extension("starttls"):
+                raise PlaintextLoginRefused(
+                    f"the SMTP server {c.host}:{c.port} does not offer STARTTLS, and the "
+                    "login is never sent unencrypted: use implicit TLS "
+                    "(REMINDERS_SMTP_USE_TLS=true) or a server that offers STARTTLS"
+                )
+            await client.starttls()
+            await client.login(username, c.password or "")
+        except BaseException:
+            client.close()
+            raise
         return client
 
     async def close(self) -> None:

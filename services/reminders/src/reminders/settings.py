@@ -68,8 +68,11 @@ class RemindersSettings(ServiceSettings):
     smtp_use_tls: bool = False
     """Implicit TLS (SMTPS, usually port 465)."""
     smtp_start_tls: bool | None = None
-    """STARTTLS: True requires it, False never, None when the server offers it."""
+    """STARTTLS: True requires it, False never, None when the server offers it; required
+    whenever ``smtp_username`` is set without ``smtp_use_tls``."""
     smtp_username: str | None = None
+    """A login (with ``smtp_password``): it is only ever sent over TLS, implicit or STARTTLS;
+    a server that offers neither fails each delivery attempt with an error saying so."""
     smtp_password: SecretStr | None = None
     smtp_timeout_s: float = Field(default=20.0, gt=0)
     smtp_idle_s: float = Field(default=10.0, gt=0)
@@ -89,6 +92,14 @@ class RemindersSettings(ServiceSettings):
             raise ValueError("lease_s must be longer than the SMTP and SMS timeouts")
         if self.job_timeout_s <= self.dispatch_ahead_s:
             raise ValueError("job_timeout_s must be longer than dispatch_ahead_s")
+        if (
+            self.smtp_username is not None
+            and not self.smtp_use_tls
+            and self.smtp_start_tls is False
+        ):
+            raise ValueError(
+                "smtp_username needs TLS: set smtp_use_tls, or leave smtp_start_tls unset"
+            )
         return self
 
     def schedule(self) -> Schedule:

@@ -240,6 +240,7 @@ def settings_for(
         "retry_initial_s": 0.3,
         "retry_max_s": 1,
         "delivery_concurrency": 4,
+        "development": True,
     }
     return RemindersSettings(**(values | overrides))
 

@@ -10,15 +10,74 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def self_signed_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1, and the certificate file a client must trust."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SMTP sink")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_file, key_file = directory / "smtp.crt", directory / "smtp.key"
+    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate_file, key_file)
+    return context, certificate_file
 
 
 def free_port() -> int:
@@ -32,6 +91,8 @@ class Received:
     message: EmailMessage
     recipients: list[str]
     arrived_at: float
+    raw: bytes
+    """The message as it travelled, before any parsing."""
 
     @property
     def message_id(self) -> str:
@@ -45,18 +106,34 @@ class SmtpSink:
     ``refuse``: recipients answered ``451`` (a server in trouble, try again later).
     ``stall_after``: once that many messages arrived, the next ones are *received* (kept in
     ``received``, as a server that got the data) but not answered until ``release()``.
+    ``tls``: STARTTLS offered with this server context (:func:`self_signed_tls`).
+    ``offer_login``: ``AUTH`` offered, after STARTTLS when there is ``tls``, else on the
+    unencrypted connection, as a careless server does; ``logins`` records every login.
     """
 
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     stall_after: int | None = None
+    tls: ssl.SSLContext | None = None
+    offer_login: bool = False
+    logins: list[tuple[str, str, bool]] = field(default_factory=list)
+    """(mechanism, user name, over TLS) of each ``AUTH`` the server received."""
     _released: threading.Event = field(default_factory=threading.Event)
     _controller: Controller | None = None
 
     def start(self) -> None:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {"tls_context": self.tls}
+        if self.offer_login:
+            options |= {"auth_require_tls": self.tls is not None, "authenticator": self._login}
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
+
+    def _login(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        self.logins.append((mechanism, auth_data.login.decode(), session.ssl is not None))
+        return AuthResult(success=True)
 
     def stop(self) -> None:
         self.release()
@@ -77,7 +154,9 @@ class SmtpSink:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        self.received.append(Received(message, list(envelope.rcpt_tos), time.time()))
+        self.received.append(
+            Received(message, list(envelope.rcpt_tos), time.time(), envelope.content)
+        )
         if self.stall_after is not None and len(self.received) > self.stall_after:
             await asyncio.to_thread(self._released.wait)
         return "250 Message accepted for delivery"

@@ -9,6 +9,8 @@ from datetime import timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from shared.events.catalogue import ReminderChannel, ReminderDue
 from shared.events.envelope import Envelope
 from tests.support.kafka import produce, read_topic
@@ -79,6 +81,55 @@ async def test_an_email_arrives_on_time_with_local_time_room_and_calendar_entry(
     assert event["type"] == "ReminderSent.v1"
     assert event["data"]["message_id"] == sent["message_id"]
     assert event["data"]["channel"] == "email_24h"
+
+
+INJECTED_ROOM = "Room 9\r\nBcc: everyone@example.com\r\n\r\nPay here: https://evil.example"
+"""A room name (from old data or another producer) that would add a header and a body."""
+
+MAIL_HEADERS = ["Content-Type", "Date", "From", "MIME-Version", "Message-ID", "Subject", "To"]
+
+
+def _header_lines(raw: bytes) -> list[bytes]:
+    """The header lines of a message as it travelled, continuation lines joined."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    return head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t").split(b"\r\n")
+
+
+@pytest.mark.parametrize(
+    ("room", "shown_as"),
+    [
+        (INJECTED_ROOM, "Room 9 Bcc: everyone@example.com Pay here: https://evil.example"),
+        ("Salle Étoile — 3ᵉ", "Salle Étoile — 3ᵉ"),
+    ],
+    ids=["line-breaks", "non-ascii"],
+)
+async def test_a_room_name_from_an_event_stays_in_one_encoded_subject_header(
+    service: Service, room: str, shown_as: str
+) -> None:
+    start = service.day()
+    booking = service.confirmed(start, room_name=room)
+    service.clock.set(start - 3 * HOUR)
+    await service.confirm(booking, expect=1)
+
+    service.clock.set(start - HOUR - SECOND)
+    await service.statuses(booking.booking_id, {"email_1h": "sent"})
+
+    (received,) = service.smtp.to(f"{booking.booking_id}@example.com")
+    headers = _header_lines(received.raw)
+    assert sorted(line.split(b":", 1)[0].decode() for line in headers) == MAIL_HEADERS
+    (subject,) = [line for line in headers if line.startswith(b"Subject:")]
+    assert received.raw.isascii()  # headers RFC 2047 encoded where needed, bodies base64
+    if not room.isascii():
+        assert b"=?utf-8?" in subject
+    local = start.astimezone(ZoneInfo("Europe/Berlin"))
+    message = received.message
+    assert message["Subject"] == f"Starting soon: {shown_as} at {local:%H:%M} (Europe/Berlin)"
+    body = message.get_body(("plain",))
+    assert body is not None
+    lines = body.get_content().splitlines()
+    assert [line for line in lines if shown_as in line] == [f"  Room:    {shown_as}"]
+    _, ics = _calendar(message)
+    assert f"LOCATION:{shown_as}" in _unfold(ics.decode())
 
 
 async def test_an_sms_goes_to_the_provider_with_the_token_and_a_stable_message_id(

@@ -29,5 +29,9 @@ async def test_a_migrated_service_is_ready_and_reports_metrics(
     await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
 
     await check_service_starts_ready(
-        create_app(RemindersSettings(database_url=url, kafka_bootstrap_servers=kafka_bootstrap))
+        create_app(
+            RemindersSettings(
+                database_url=url, kafka_bootstrap_servers=kafka_bootstrap, development=True
+            )
+        )
     )

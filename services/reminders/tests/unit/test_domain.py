@@ -143,9 +143,12 @@ def test_a_subject_beyond_ascii_travels_as_encoded_words() -> None:
     assert (
         message["Subject"] == f"Reminder: {room} on Tuesday 5 March 2030 at 10:00 (Europe/Berlin)"
     )
-    encoded = [line for line in raw.split(b"\r\n") if b"=?utf-8?b?" in line]
-    assert len(encoded) > 1
-    assert all(len(line) <= 78 for line in encoded)
+    headers = raw.split(b"\r\n\r\n")[0].split(b"\r\n")
+    subject = [line for line in headers if line.startswith(b"Subject:")]
+    assert len(subject) == 1
+    assert b"=?utf-8?" in subject[0]  # RFC 2047 encoded words, the header itself ASCII
+    assert raw.isascii()
+    assert all(len(line) <= 78 for line in headers if not line.startswith(b"Message-ID:"))
 
 
 def test_the_calendar_entry_is_rfc_5545_with_utc_times_and_crlf() -> None:
@@ -210,3 +213,30 @@ def test_settings_refuse_sms_without_a_provider_and_leases_shorter_than_a_send()
         RemindersSettings(sms_enabled=True)
     with pytest.raises(ValidationError, match="lease_s"):
         RemindersSettings(lease_s=5, smtp_timeout_s=10)
+
+
+def test_settings_refuse_a_login_that_would_go_unencrypted() -> None:
+    with pytest.raises(ValidationError, match="smtp_username needs TLS"):
+        RemindersSettings(smtp_username="reminders", smtp_start_tls=False)
+    assert RemindersSettings(smtp_username="reminders", smtp_use_tls=True).smtp_username
+    assert RemindersSettings(smtp_username="reminders").smtp_start_tls is None  # required
+
+
+def test_a_room_name_with_line_breaks_stays_one_line_in_every_message() -> None:
+    injected = reminder(room_name="Room 9\r\nBcc: everyone@example.com\r\n\r\nPay here")
+    shown = "Room 9 Bcc: everyone@example.com Pay here"
+
+    raw = domain.email_message(injected, sender="r@example.com", now=START)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+
+    assert message.defects == []
+    assert sorted(message.keys()) == sorted(
+        ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]
+    )
+    assert (
+        message["Subject"] == f"Reminder: {shown} on Tuesday 5 March 2030 at 10:00 (Europe/Berlin)"
+    )
+    assert f"Room:    {shown}\n" in domain.email_body(injected)
+    assert domain.sms_text(injected).startswith(f"Reminder: {shown}, ")
+    assert "\n" not in domain.sms_text(injected)
+    assert f"LOCATION:{shown}\r\n" in domain.calendar_entry(injected)

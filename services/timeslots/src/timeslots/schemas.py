@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from shared.events.catalogue import RoomType, SlotStatus
 from shared.events.money import Money, Price, UtcDatetime
+from shared.http.inputs import FreeFormObject, RequestModel
+from shared.text import LINE_BREAKS, refuse_control_characters
 from timeslots import domain
 
 
@@ -34,35 +36,56 @@ LATEST_DATE = date(2199, 12, 31)
 CalendarDate = Annotated[date, Field(ge=EARLIEST_DATE, le=LATEST_DATE)]
 """A local date in requests: bounded so that date arithmetic never overflows."""
 IsoWeekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 Monday ... 7 Sunday")]
+RoomName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="One line, no control characters: it is shown in the subject line of "
+        "the reminder emails",
+    ),
+    AfterValidator(refuse_control_characters),
+]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _lines_of_text(value: str) -> str:
+    return refuse_control_characters(value, allowed="\t" + LINE_BREAKS)
+
+
+RoomDescription = Annotated[
+    str,
+    Field(max_length=2000, description="Line breaks and tabs allowed, no other control characters"),
+    AfterValidator(_lines_of_text),
+]
+
+
+class _In(RequestModel):
+    """A request body: unknown members, NUL characters and NaN/Infinity are refused."""
 
 
 # --- rooms -----------------------------------------------------------------------------
 
 
 class RoomIn(_In):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=2000)
+    name: RoomName
+    description: RoomDescription = ""
     capacity: int = Field(ge=1, le=10_000, description="People the room holds")
     room_type: RoomType
     hourly_rate: Price
     time_zone: TimeZoneName
-    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form metadata")
+    attributes: FreeFormObject = Field(default_factory=dict)
 
 
 class RoomPatch(_In):
     """Only the fields present change; the time zone applies to slots generated afterwards."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
+    name: RoomName | None = None
+    description: RoomDescription | None = None
     capacity: int | None = Field(default=None, ge=1, le=10_000)
     room_type: RoomType | None = None
     hourly_rate: Price | None = None
     time_zone: TimeZoneName | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: FreeFormObject | None = None
 
     @model_validator(mode="before")
     @classmethod

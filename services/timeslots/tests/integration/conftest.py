@@ -122,6 +122,7 @@ async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> Asyn
         generation_max_days=366,
         consumer_backoff_initial_s=0.05,
         consumer_max_attempts=2,
+        development=True,
     )
     clock = Clock()
     async with running(create_app(settings, clock=clock)) as http:

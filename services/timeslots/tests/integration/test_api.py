@@ -6,8 +6,10 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
+from shared.db import asyncpg_dsn
 from shared.events import topics
 from shared.events.catalogue import SlotsGenerated
 from shared.events.envelope import decode
@@ -107,6 +109,70 @@ async def test_a_room_is_updated_field_by_field_and_republished(service: Service
     assert patched.json()["hourly_rate"]["amount"] == "45.50"
     assert nulled.status_code == 422
     assert [e["data"]["room"]["name"] for e in events] == ["Before", "After"]
+
+
+INJECTED_NAME = "Room 9\r\nBcc: everyone@example.com\r\n\r\nPay here: https://evil.example"
+"""A name that, written as is into a reminder's Subject line, would add a header and a body."""
+
+
+async def rooms_named_like(service: Service, fragment: str) -> int:
+    connection = await asyncpg.connect(asyncpg_dsn(service.database_url))
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM rooms WHERE strpos(name, $1) > 0", fragment
+        )
+    finally:
+        await connection.close()
+    return count
+
+
+async def test_a_room_name_with_line_breaks_is_refused_and_changes_nothing(
+    service: Service,
+) -> None:
+    room = await service.room(name="Room 9")
+    body = {
+        "name": INJECTED_NAME,
+        "capacity": 2,
+        "room_type": "office",
+        "hourly_rate": {"amount": "10.00", "currency": "EUR"},
+        "time_zone": "Europe/Berlin",
+    }
+
+    created = await service.http.post("/rooms", json=body, headers=ADMIN)
+    patched = await service.http.patch(
+        f"/rooms/{room['id']}", json={"name": INJECTED_NAME}, headers=ADMIN
+    )
+    read = await service.http.get(f"/rooms/{room['id']}", headers=ADMIN)
+
+    for refused in (created, patched):
+        assert refused.status_code == 422
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        [issue] = refused.json()["errors"]
+        assert issue["loc"] == ["body", "name"]
+        assert "control characters (found U+000D, U+000A)" in issue["msg"]
+    assert read.json()["name"] == "Room 9"
+    assert await rooms_named_like(service, "Bcc:") == 0
+
+
+async def test_a_description_may_have_lines_but_no_other_control_character(
+    service: Service,
+) -> None:
+    room = await service.room()
+
+    lines = await service.http.patch(
+        f"/rooms/{room['id']}",
+        json={"description": "Ground floor.\r\nWheelchair access:\tyes"},
+        headers=ADMIN,
+    )
+    escape = await service.http.patch(
+        f"/rooms/{room['id']}", json={"description": "\x1b[31mred alert"}, headers=ADMIN
+    )
+    read = await service.http.get(f"/rooms/{room['id']}", headers=ADMIN)
+
+    assert lines.status_code == 200
+    assert escape.status_code == 422
+    assert "control characters (found U+001B)" in escape.text
+    assert read.json()["description"] == "Ground floor.\r\nWheelchair access:\tyes"
 
 
 async def test_generation_creates_the_schedule_once_however_often_it_runs(

@@ -240,6 +240,28 @@ class PaymentFailed(_PaymentEvent):
     reason: str
 
 
+class _RefundOutcome(_PaymentEvent):
+    """What became of a ``RefundRequested`` (same ``refund_id``, ``payment_id`` and amount)."""
+
+    refund_id: UUID
+    amount: Money
+
+
+@_event
+class RefundSucceeded(_RefundOutcome):
+    """The payment service returned ``amount`` of ``payment_id`` to the payer."""
+
+    name: ClassVar[str] = "RefundSucceeded"
+
+
+@_event
+class RefundFailed(_RefundOutcome):
+    """The payment service could not return the money; ``reason`` says why."""
+
+    name: ClassVar[str] = "RefundFailed"
+    reason: str
+
+
 # --- reminders -------------------------------------------------------------------------
 
 

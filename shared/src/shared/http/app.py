@@ -1,23 +1,30 @@
 """One call that turns a FastAPI app into a platform service.
 
 Every service gets the same cross-cutting behaviour, wired in the same order: problem
-details for every error, bearer authentication, ``/health/live`` and ``/health/ready``,
-Prometheus metrics on ``/metrics`` and a correlation id on every request and log line.
-Services then include their own routers on the returned app.
+details for every error, bounded request bodies, bearer authentication, ``/health/live`` and
+``/health/ready``, Prometheus metrics on ``/metrics`` and a correlation id on every request and
+log line. Services then include their own routers on the returned app.
+
+``/metrics`` and the API documentation (``/docs``, ``/redoc``, ``/openapi.json``) are served
+by default and can be switched off (``expose_metrics``, ``expose_docs``): they then answer 404.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Final
 
 from fastapi import FastAPI
 from starlette.types import Lifespan
 
 from shared.http.auth import JwtVerifier, install_auth
+from shared.http.guards import RequestGuardMiddleware
 from shared.http.health import Check, health_router
 from shared.http.metrics import Metrics, install_metrics
 from shared.http.problems import install_problem_handlers
 from shared.observability import CorrelationIdMiddleware
+
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
 
 
 def create_service_app(
@@ -32,18 +39,31 @@ def create_service_app(
     description: str | None = None,
     health_timeout_s: float = 2.0,
     unavailable: Callable[[BaseException], bool] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    expose_docs: bool = True,
+    expose_metrics: bool = True,
 ) -> FastAPI:
     """A FastAPI app with the platform's HTTP kit installed.
 
     Middleware, outermost first: correlation id (so everything below, including error
     logs, sees the id and every response echoes it), metrics (so 500s are counted with
-    their route), then the handler that turns unhandled exceptions into 500 problems (503
-    for those ``unavailable`` accepts: a dependency is unreachable, retry).
+    their route), the request guard (bodies over ``max_body_bytes`` and NUL in the URL are
+    refused before any route runs), then the handler that turns unhandled exceptions into
+    500 problems (503 for those ``unavailable`` accepts: a dependency is unreachable, retry).
     """
-    app = FastAPI(title=title, version=version, description=description or "", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description or "",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if expose_docs else None,
+        docs_url="/docs" if expose_docs else None,
+        redoc_url="/redoc" if expose_docs else None,
+    )
     install_problem_handlers(app, mapping=problem_mapping, unavailable=unavailable)
     install_auth(app, verifier)
     app.include_router(health_router(checks, timeout_s=health_timeout_s))
-    install_metrics(app, metrics)
+    app.add_middleware(RequestGuardMiddleware, max_body_bytes=max_body_bytes)
+    install_metrics(app, metrics, expose=expose_metrics)
     app.add_middleware(CorrelationIdMiddleware)
     return app

@@ -12,6 +12,8 @@ route a 403.
 
 from __future__ import annotations
 
+import functools
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import EmailStr, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
@@ -30,6 +33,10 @@ RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", 
 EC_ALGORITHMS: Final = frozenset({"ES256", "ES384", "ES512"})
 MIN_HMAC_SECRET_BYTES: Final = 32
 ADMIN_ROLE: Final = "admin"
+MAX_SUBJECT_CHARS: Final = 255
+MAX_EMAIL_CHARS: Final = 254
+"""The longest address SMTP can carry (RFC 5321 §4.5.3.1.3 with its RFC 3696 erratum)."""
+_EMAIL: Final = TypeAdapter(EmailStr)
 
 _VERIFIER_STATE_KEY: Final = "jwt_verifier"
 _BEARER_SCHEME: Final = HTTPBearer(
@@ -117,8 +124,11 @@ class JwtVerifier:
     """Turns a bearer token into a :class:`Principal`, or raises :class:`AuthenticationError`.
 
     A token is accepted only if it is signed with the configured algorithm and key, is not
-    expired, has a non-empty string ``sub``, and (when configured) the expected ``iss`` and
-    ``aud``. ``roles`` must be a list of strings when present; ``email`` a string.
+    expired, has a ``sub`` of 1-255 characters without control characters, and (when
+    configured) the expected ``iss`` and ``aud``. ``roles`` must be a list of strings when
+    present; ``email`` an e-mail address. A token that breaks one of these is refused (401)
+    rather than half-used: its ``sub`` could not be stored as a user id, its ``email`` would
+    fail as a booking's contact.
     """
 
     def __init__(self, config: JwtConfig) -> None:
@@ -133,16 +143,12 @@ class JwtVerifier:
 
     def verify(self, token: str) -> Principal:
         claims = self._decode(token)
-        subject = claims["sub"]
-        if not isinstance(subject, str) or not subject.strip():
-            raise AuthenticationError("the sub claim must be a non-empty string")
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise AuthenticationError("the roles claim must be a list of strings")
-        email = claims.get("email")
-        if email is not None and not isinstance(email, str):
-            raise AuthenticationError("the email claim must be a string")
-        return Principal(subject=subject, roles=frozenset(roles), email=email)
+        return Principal(
+            subject=_subject(claims["sub"]), roles=frozenset(roles), email=_email(claims)
+        )
 
     def _decode(self, token: str) -> dict[str, Any]:
         try:
@@ -172,6 +178,46 @@ class JwtVerifier:
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError("the token is malformed") from exc
         return claims
+
+
+def _subject(claim: Any) -> str:
+    """The ``sub`` claim, which every service stores as the caller's id: a string of
+    1-255 characters (the width of the user id columns), no control characters."""
+    if not isinstance(claim, str) or not claim.strip():
+        raise AuthenticationError("the sub claim must be a non-empty string")
+    if len(claim) > MAX_SUBJECT_CHARS:
+        raise AuthenticationError(
+            f"the sub claim must be at most {MAX_SUBJECT_CHARS} characters long"
+        )
+    if any(unicodedata.category(char) == "Cc" for char in claim):
+        raise AuthenticationError("the sub claim must not contain control characters")
+    return claim
+
+
+def _email(claims: dict[str, Any]) -> str | None:
+    """The ``email`` claim, when present: an address a booking's reminders can go to."""
+    claim = claims.get("email")
+    if claim is None:
+        return None
+    if not isinstance(claim, str):
+        raise AuthenticationError("the email claim must be a string")
+    if not _is_email_address(claim):
+        raise AuthenticationError("the email claim is not an e-mail address")
+    return claim
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_email_address(text: str) -> bool:
+    """Whether ``text`` is an address by the rules of the contact in the events (cached: the
+    same callers come back with the same claim, and the check costs more than the rest of a
+    token's verification)."""
+    if len(text) > MAX_EMAIL_CHARS:
+        return False
+    try:
+        _EMAIL.validate_python(text)
+    except ValidationError:
+        return False
+    return True
 
 
 def issue_token(

@@ -4,6 +4,10 @@
 database outage does not get every pod restarted. *Ready* answers "should traffic be sent
 here?" by running the dependency checks concurrently, each bounded by a timeout so a hung
 dependency turns into a prompt 503 instead of a hung probe.
+
+The probes answer anyone, so *ready* names each check and its state only (``ok``, ``failed``,
+``timed_out``): why a check failed (an exception text can name the database's user, host
+and port) goes to the log, with the exception.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 Check = Callable[[], Awaitable[None]]
 """A readiness check: returns when the dependency is usable, raises otherwise."""
 
+CheckState = Literal["ok", "failed", "timed_out"]
 OK: Final = "ok"
-_MAX_SUMMARY_CHARS: Final = 200
 
 _logger = logging.getLogger(__name__)
 
@@ -34,24 +38,20 @@ class LiveStatus(BaseModel):
 
 class ReadyStatus(BaseModel):
     status: Literal["ok", "unavailable"]
-    checks: dict[str, str]
-    """Per check: ``"ok"`` or a short summary of why it failed."""
+    checks: dict[str, CheckState]
+    """Per check: ``ok``, ``failed`` (it raised) or ``timed_out``; the reason is logged."""
 
 
-def _summary(exc: BaseException) -> str:
-    message = str(exc).strip().splitlines()
-    text_ = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
-    return text_[:_MAX_SUMMARY_CHARS]
-
-
-async def _run_check(name: str, check: Check, timeout_s: float) -> str:
+async def _run_check(name: str, check: Check, timeout_s: float) -> CheckState:
     try:
         async with asyncio.timeout(timeout_s) as deadline:
             await check()
     except Exception as exc:
-        outcome = f"timed out after {timeout_s:g}s" if deadline.expired() else _summary(exc)
-        _logger.warning("Readiness check %s failed: %s", name, outcome, exc_info=exc)
-        return outcome
+        if deadline.expired():
+            _logger.warning("Readiness check %s timed out after %gs", name, timeout_s)
+            return "timed_out"
+        _logger.warning("Readiness check %s failed", name, exc_info=exc)
+        return "failed"
     return OK
 
 
@@ -59,7 +59,7 @@ def health_router(checks: Mapping[str, Check], *, timeout_s: float = 2.0) -> API
     """``GET /health/live`` and ``GET /health/ready``, tagged ``health``, without auth.
 
     Ready answers 200 when every check passes and 503 otherwise; the body names each check
-    with ``"ok"`` or the reason it failed.
+    with its state, never why it failed (that is logged).
     """
     if timeout_s <= 0:
         raise ValueError("timeout_s must be positive")

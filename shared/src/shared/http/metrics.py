@@ -167,10 +167,13 @@ class MetricsMiddleware:
             )
 
 
-def install_metrics(app: FastAPI, metrics: Metrics) -> None:
-    """Count and time every request of ``app``, and serve ``GET /metrics`` (not in OpenAPI)."""
+def install_metrics(app: FastAPI, metrics: Metrics, *, expose: bool = True) -> None:
+    """Count and time every request of ``app``, and serve ``GET /metrics`` (not in OpenAPI)
+    unless ``expose`` is false (the metrics are counted all the same)."""
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if not expose:
+        return
 
     async def exposition() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

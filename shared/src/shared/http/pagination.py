@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 
@@ -22,7 +22,10 @@ def encode_cursor(*parts: datetime | UUID) -> str:
 
 
 def decode_time_and_id(cursor: str | None) -> tuple[datetime, UUID] | None:
-    """The ``(aware datetime, UUID)`` of a cursor from ``encode_cursor(moment, id)``."""
+    """The ``(UTC datetime, UUID)`` of a cursor from ``encode_cursor(moment, id)``.
+
+    A moment without an offset, or one with no UTC datetime (``0001-01-01T00:00+01:00``), is
+    not one this service handed out."""
     if cursor is None:
         return None
     try:
@@ -30,8 +33,8 @@ def decode_time_and_id(cursor: str | None) -> tuple[datetime, UUID] | None:
         parsed = datetime.fromisoformat(moment)
         if parsed.utcoffset() is None:
             raise ValueError("naive cursor")
-        return parsed, UUID(identifier)
-    except ValueError as exc:
+        return parsed.astimezone(UTC), UUID(identifier)
+    except (ValueError, OverflowError) as exc:
         raise _invalid(cursor) from exc
 
 

@@ -29,6 +29,7 @@ PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 UNEXPECTED_ERROR_DETAIL: Final = (
     "An unexpected error occurred. Quote the correlation id when reporting it."
 )
+VALIDATION_DETAIL: Final = "The request did not validate; see errors."
 UNAVAILABLE_DETAIL: Final = (
     "A service this request needs is unreachable for the moment; nothing was changed. "
     "Retry shortly (with the same Idempotency-Key, where the request has one)."
@@ -308,7 +309,7 @@ def install_problem_handlers(
         return problem_response(
             422,
             reason_phrase(422),
-            "The request did not validate; see errors.",
+            VALIDATION_DETAIL,
             instance=request.url.path,
             errors=_validation_issues(exc),
         )
@@ -363,6 +364,7 @@ PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     403: _problem_response_doc("Authenticated but not allowed", ProblemDetails),
     404: _problem_response_doc("Not found", ProblemDetails),
     409: _problem_response_doc("Conflicts with the current state", ProblemDetails),
+    413: _problem_response_doc("Request body too large", ProblemDetails),
     422: _problem_response_doc("Request validation failed", ValidationProblemDetails),
 }
 """Pass as ``responses=`` to a route or router so its OpenAPI shows the problem bodies."""

@@ -21,6 +21,8 @@ from shared.http import (
 from shared.http.problems import UNEXPECTED_ERROR_DETAIL
 from shared.observability import configure_logging
 
+EXPOSABLE = ("/docs", "/redoc", "/openapi.json", "/metrics")
+
 
 class SlotTakenError(Exception):
     pass
@@ -128,9 +130,31 @@ async def test_health_and_metrics_are_served(verifier: JwtVerifier, client: Any)
 
     assert live.status_code == 200
     assert ready.status_code == 503
-    assert ready.json()["checks"] == {"database": "ConnectionRefusedError: database down"}
+    assert ready.json()["checks"] == {"database": "failed"}
     assert 'route="/health/ready",status="503"' in exposition.text
     assert exposition.headers["x-correlation-id"]
+
+
+async def test_docs_and_metrics_are_served_by_default(verifier: JwtVerifier, client: Any) -> None:
+    async with client(_service(verifier, Metrics())) as http:
+        answers = [(await http.get(path)).status_code for path in EXPOSABLE]
+
+    assert answers == [200, 200, 200, 200]
+
+
+async def test_docs_and_metrics_can_be_switched_off(verifier: JwtVerifier, client: Any) -> None:
+    metrics = Metrics()
+    app = _service(verifier, metrics, expose_docs=False, expose_metrics=False)
+
+    async with client(app) as http:
+        answers = [(await http.get(path)).status_code for path in EXPOSABLE]
+        live = await http.get("/health/live")
+
+    assert answers == [404, 404, 404, 404]
+    assert live.status_code == 200
+    labels = {"method": "GET", "route": "/health/live", "status": "200"}
+    assert metrics.registry.get_sample_value("http_requests_total", labels) == 1  # still counted
+    assert "/bookings/{slot_id}" in app.openapi()["paths"]  # the documents are still generated
 
 
 async def test_the_lifespan_given_is_the_one_the_app_runs(verifier: JwtVerifier) -> None:

@@ -348,6 +348,49 @@ async def test_token_whose_email_is_not_a_string_is_refused_with_401(
     _assert_invalid_token(await _refusal(client, _app(verifier), token), "email claim")
 
 
+@pytest.mark.parametrize("email", ["not an address", "a@", "@example.org", "a@b@example.org"])
+async def test_token_whose_email_is_not_an_address_is_refused_with_401(
+    verifier: JwtVerifier, client: Any, email: str
+) -> None:
+    token = jwt.encode(_claims(email=email), SECRET, algorithm="HS256")
+
+    _assert_invalid_token(
+        await _refusal(client, _app(verifier), token), "email claim is not an e-mail address"
+    )
+
+
+async def test_token_whose_email_is_longer_than_an_address_can_be_is_refused_with_401(
+    verifier: JwtVerifier, client: Any
+) -> None:
+    token = jwt.encode(_claims(email="a" * 250 + "@example.org"), SECRET, algorithm="HS256")
+
+    _assert_invalid_token(await _refusal(client, _app(verifier), token), "email claim")
+
+
+async def test_token_whose_sub_is_longer_than_a_user_id_can_be_is_refused_with_401(
+    verifier: JwtVerifier, client: Any
+) -> None:
+    longest = jwt.encode(_claims(sub="u" * 255), SECRET, algorithm="HS256")
+    too_long = jwt.encode(_claims(sub="u" * 256), SECRET, algorithm="HS256")
+
+    async with client(_app(verifier)) as http:
+        accepted = await http.get("/me", headers=_bearer(longest))
+    assert accepted.status_code == 200
+    assert accepted.json()["subject"] == "u" * 255
+    _assert_invalid_token(
+        await _refusal(client, _app(verifier), too_long), "sub claim must be at most 255"
+    )
+
+
+@pytest.mark.parametrize("sub", ["user\x00one", "user\none", "user\x7f"])
+async def test_token_whose_sub_holds_control_characters_is_refused_with_401(
+    verifier: JwtVerifier, client: Any, sub: str
+) -> None:
+    token = jwt.encode(_claims(sub=sub), SECRET, algorithm="HS256")
+
+    _assert_invalid_token(await _refusal(client, _app(verifier), token), "control characters")
+
+
 async def test_garbage_instead_of_a_token_is_refused_with_401(
     verifier: JwtVerifier, client: Any
 ) -> None:

@@ -48,41 +48,23 @@ async def test_ready_answers_200_when_every_check_passes(client: Any) -> None:
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "kafka": "ok"}}
 
 
-async def test_ready_answers_503_naming_the_failing_check(client: Any) -> None:
+async def test_ready_answers_503_naming_the_failing_check_and_logging_why(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     async with client(_app({"database": _refuses, "kafka": _passes})) as http:
         response = await http.get("/health/ready")
 
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "checks": {
-            "database": "ConnectionRefusedError: connection refused by 10.0.0.5:5432",
-            "kafka": "ok",
-        },
+        "checks": {"database": "failed", "kafka": "ok"},
     }
-
-
-async def test_a_failure_without_a_message_is_named_by_its_type(client: Any) -> None:
-    async def silent() -> None:
-        raise OSError
-
-    async with client(_app({"disk": silent})) as http:
-        response = await http.get("/health/ready")
-
-    assert response.json()["checks"] == {"disk": "OSError"}
-
-
-async def test_a_long_failure_message_is_cut_to_a_summary(client: Any) -> None:
-    async def verbose() -> None:
-        raise RuntimeError("x" * 1000 + "\nsecond line")
-
-    async with client(_app({"verbose": verbose})) as http:
-        response = await http.get("/health/ready")
-
-    summary = response.json()["checks"]["verbose"]
-    assert summary.startswith("RuntimeError: xxx")
-    assert len(summary) == 200
-    assert "second line" not in summary
+    assert "10.0.0.5" not in response.text  # the probe answers anyone
+    [record] = [r for r in caplog.records if r.name == "shared.http.health"]
+    assert record.levelname == "WARNING"
+    assert "database" in record.getMessage()
+    assert record.exc_info is not None
+    assert "connection refused by 10.0.0.5:5432" in str(record.exc_info[1])
 
 
 async def test_a_hanging_check_is_cut_by_the_timeout(client: Any) -> None:
@@ -92,7 +74,7 @@ async def test_a_hanging_check_is_cut_by_the_timeout(client: Any) -> None:
 
     assert time.perf_counter() - started < 2
     assert response.status_code == 503
-    assert response.json()["checks"] == {"kafka": "timed out after 0.05s", "database": "ok"}
+    assert response.json()["checks"] == {"kafka": "timed_out", "database": "ok"}
 
 
 async def test_checks_run_concurrently(client: Any) -> None:
@@ -188,6 +170,4 @@ async def test_the_kafka_check_fails_when_the_ping_goes_unanswered(client: Any) 
         response = await http.get("/health/ready")
 
     assert response.status_code == 503
-    assert response.json()["checks"] == {
-        "kafka": "ConnectionError: the Kafka broker did not answer the ping"
-    }
+    assert response.json()["checks"] == {"kafka": "failed"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -22,6 +22,16 @@ def test_a_time_and_id_cursor_round_trips() -> None:
     assert decode_time_and_id(None) is None
 
 
+def test_a_time_cursor_comes_back_in_utc() -> None:
+    moment, item = datetime(2030, 1, 2, 10, 30, tzinfo=timezone(timedelta(hours=1))), uuid.uuid4()
+
+    decoded = decode_time_and_id(encode_cursor(moment, item))
+
+    assert decoded is not None
+    assert decoded[0] == moment
+    assert decoded[0].utcoffset() == timedelta(0)
+
+
 def test_an_id_cursor_round_trips() -> None:
     item = uuid.uuid4()
 
@@ -37,6 +47,8 @@ def test_an_id_cursor_round_trips() -> None:
         _raw("no separator"),
         _raw(f"2030-01-02T09:30:00|{uuid.uuid4()}"),  # naive time
         _raw("2030-01-02T09:30:00+00:00|not-a-uuid"),
+        _raw(f"0001-01-01T00:00:00+01:00|{uuid.uuid4()}"),  # no such instant in UTC
+        _raw(f"9999-12-31T23:30:00-01:00|{uuid.uuid4()}"),  # nor this one
     ],
 )
 def test_a_cursor_the_service_did_not_hand_out_is_refused(cursor: str) -> None:

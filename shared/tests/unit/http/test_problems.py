@@ -424,7 +424,7 @@ def test_problem_responses_document_problem_bodies_in_openapi() -> None:
 
     responses = app.openapi()["paths"]["/documented/{item_id}"]["get"]["responses"]
 
-    assert set(responses) == {"200", "400", "401", "403", "404", "409", "422"}
+    assert set(responses) == {"200", "400", "401", "403", "404", "409", "413", "422"}
     for status in ("400", "401", "403", "404", "409", "422"):
         content = responses[status]["content"]
         assert list(content) == [PROBLEM_JSON], "no stray application/json body"
