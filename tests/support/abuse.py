@@ -1,5 +1,6 @@
-"""What the services' abuse tests share: a body that counts how much of it was read, and the
-check that an answer is the problem it should be."""
+"""What the services' abuse tests share: a body that counts how much of it was read, the
+check that an answer is the problem it should be, and requests to an app built with other
+settings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from shared.http.problems import PROBLEM_MEDIA_TYPE
 
@@ -56,3 +58,14 @@ def nested(levels: int) -> dict[str, Any]:
     for _ in range(levels - 1):
         value = {"a": value}
     return value
+
+
+async def fetch_from(app: FastAPI, *paths: str) -> list[httpx.Response]:
+    """``GET`` each of ``paths`` from ``app`` in process (its background work not started),
+    then close its database pool."""
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+            return [await http.get(path) for path in paths]
+    finally:
+        await app.state.runtime.engine.dispose()

@@ -310,10 +310,7 @@ async def lock_slots(session: AsyncSession, slot_ids: Sequence[UUID]) -> dict[UU
 
 
 async def get_room(session: AsyncSession, room_id: UUID) -> Room | None:
-    row = (await session.execute(select(rooms).where(rooms.c.id == room_id))).first()
-    if row is None:
-        return None
-    return Room(id=row.id, name=row.name, time_zone=row.time_zone, active=row.active)
+    return (await get_rooms(session, [room_id])).get(room_id)
 
 
 # --- bookings --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import httpx
 from sqlalchemy import make_url
 
 from booking.main import create_app
@@ -15,7 +14,7 @@ from shared.http.auth import issue_token
 from shared.http.inputs import MAX_FREE_FORM_BYTES, MAX_FREE_FORM_DEPTH
 from shared.http.pagination import encode_cursor
 from shared.settings import DEV_JWT_SECRET, Role
-from tests.support.abuse import JSON, CountedBody, loose_json, nested, problem
+from tests.support.abuse import JSON, CountedBody, fetch_from, loose_json, nested, problem
 
 from .conftest import ADMIN, Service, user
 
@@ -187,10 +186,7 @@ async def test_readiness_names_its_checks_without_the_database_error(service: Se
     app = create_app(
         service.settings.model_copy(update={"database_url": wrong_password, "role": Role.API})
     )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://booking") as http:
-        ready = await http.get("/health/ready")
-    await app.state.runtime.engine.dispose()
+    (ready,) = await fetch_from(app, "/health/ready")
 
     assert ready.status_code == 503
     # PostgreSQL refused the password, naming the user: that stays in the log
@@ -203,11 +199,8 @@ async def test_the_documentation_and_metrics_can_be_switched_off(service: Servic
             update={"http_docs_enabled": False, "http_metrics_enabled": False}
         )
     )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://booking") as http:
-        hidden = [(await http.get(path)).status_code for path in ("/docs", "/openapi.json")]
-        metrics = await http.get("/metrics")
-    await app.state.runtime.engine.dispose()
+    *hidden_documents, metrics = await fetch_from(app, "/docs", "/openapi.json", "/metrics")
+    hidden = [response.status_code for response in hidden_documents]
     served = await service.http.get("/openapi.json")
 
     assert hidden == [404, 404]

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 from sqlalchemy import make_url
 
 from reminders.main import create_app
 from shared.http.auth import issue_token
 from shared.settings import DEV_JWT_SECRET, Role
-from tests.support.abuse import JSON, CountedBody, problem
+from tests.support.abuse import JSON, CountedBody, fetch_from, problem
 
 from .conftest import ADMIN, Service
 
@@ -67,10 +66,7 @@ async def test_readiness_names_its_checks_without_the_database_error(service: Se
     app = create_app(
         service.settings.model_copy(update={"database_url": wrong_password, "role": Role.API})
     )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://reminders") as http:
-        ready = await http.get("/health/ready")
-    await app.state.runtime.engine.dispose()
+    (ready,) = await fetch_from(app, "/health/ready")
 
     # PostgreSQL refused the password, naming the user: that stays in the log
     assert ready.status_code == 503
@@ -83,10 +79,8 @@ async def test_the_documentation_and_metrics_can_be_switched_off(service: Servic
             update={"http_docs_enabled": False, "http_metrics_enabled": False}
         )
     )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://reminders") as http:
-        hidden = [(await http.get(p)).status_code for p in ("/docs", "/openapi.json", "/metrics")]
-    await app.state.runtime.engine.dispose()
+    paths = ("/docs", "/openapi.json", "/metrics")
+    hidden = [response.status_code for response in await fetch_from(app, *paths)]
     served = [(await service.http.get(p)).status_code for p in ("/openapi.json", "/metrics")]
 
     assert hidden == [404, 404, 404]

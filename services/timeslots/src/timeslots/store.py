@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import violated_constraint
 from shared.events.catalogue import RoomSnapshot, RoomType, SlotsGenerated, SlotSnapshot, SlotStatus
 from shared.events.money import Money
 from shared.outbox import Outbox
@@ -455,17 +456,12 @@ async def insert_custom(
             result = await session.execute(_INSERT_CUSTOM, params)
             inserted = [Slot.of(row) for row in result]
     except IntegrityError as exc:
-        if _constraint_of(exc) in {"timeslots_no_overlap", "ix_timeslots_room_id_starts_at"}:
+        if violated_constraint(exc) in {"timeslots_no_overlap", "ix_timeslots_room_id_starts_at"}:
             raise domain.SlotOverlap(
                 "a new slot overlaps a slot the room got meanwhile; nothing was added"
             ) from exc
         raise
     return sorted(inserted, key=lambda slot: slot.starts_at)
-
-
-def _constraint_of(error: IntegrityError) -> str | None:
-    """The name of the constraint the database reported as violated, if any."""
-    return getattr(error.orig.__cause__, "constraint_name", None) if error.orig else None
 
 
 async def spans_between(
