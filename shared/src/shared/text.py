@@ -45,6 +45,25 @@ def refuse_control_characters(value: str, *, allowed: str = "") -> str:
     return value
 
 
+_CONTROL_CODES: Final = (*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+
+
+def text_pattern(*, allowed: str = "") -> str:
+    """A JSON Schema pattern stating :func:`refuse_control_characters` with ``allowed``: no
+    control character but those."""
+    codes = [code for code in _CONTROL_CODES if chr(code) not in allowed]
+    ranges: list[list[int]] = []
+    for code in codes:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    excluded = "".join(
+        f"\\u{low:04x}" if low == high else f"\\u{low:04x}-\\u{high:04x}" for low, high in ranges
+    )
+    return f"^[^{excluded}]*$"
+
+
 def one_line(value: str) -> str:
     """``value`` with every run of control characters replaced by one space: a label that
     is safe to write on one line of a header, a text message or a calendar entry."""

@@ -15,10 +15,10 @@ from booking import domain, handlers, schemas, store
 from booking.coalescing import CreateCoalescer
 from booking.domain import Action, BookingStatus, PaymentStatus
 from shared.events.catalogue import Contact
-from shared.events.money import UtcDatetime
 from shared.http.auth import AdminUser, CurrentUser, Principal
 from shared.http.context import RequestContext, request_context
-from shared.http.pagination import decode_time_and_id, encode_cursor
+from shared.http.inputs import Instant
+from shared.http.pagination import TimeAndIdCursor, decode_time_and_id, encode_cursor
 from shared.http.problems import PROBLEM_RESPONSES
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["bookings"])
@@ -96,12 +96,12 @@ async def list_bookings(
         list[PaymentStatus] | None,
         Query(description="e.g. refund_failed: the refunds an admin has to look at"),
     ] = None,
-    starts_from: Annotated[UtcDatetime | None, Query(description="Aware datetime")] = None,
-    starts_before: Annotated[UtcDatetime | None, Query(description="Aware datetime")] = None,
+    starts_from: Annotated[Instant | None, Query(description="Starting at or after")] = None,
+    starts_before: Annotated[Instant | None, Query(description="Starting before")] = None,
     user_id: Annotated[str | None, Query(max_length=255, description="Admins only")] = None,
     room_id: Annotated[UUID | None, Query(description="Admins only")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: TimeAndIdCursor = None,
 ) -> schemas.BookingPage:
     """The caller's bookings by start time; admins may look at anyone's or a room's."""
     if not user.is_admin and (user_id not in (None, user.subject) or room_id is not None):

@@ -15,7 +15,7 @@ from shared.events.catalogue import Actor
 from shared.events.money import Money
 from shared.http.inputs import FreeFormObject, RequestModel
 
-PHONE_PATTERN = r"^\+[1-9]\d{6,14}$"
+PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 
 
 class _In(RequestModel):

@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.events.catalogue import RoomType, SlotStatus
 from shared.http.auth import AdminUser, CurrentUser
 from shared.http.context import RequestContext, built_on_the_loop, request_context
-from shared.http.pagination import decode_id, decode_time_and_id, encode_cursor
+from shared.http.inputs import CalendarDate
+from shared.http.pagination import (
+    IdCursor,
+    TimeAndIdCursor,
+    decode_id,
+    decode_time_and_id,
+    encode_cursor,
+)
 from shared.http.problems import PROBLEM_RESPONSES
 from timeslots import handlers, schemas, store
 
@@ -22,13 +29,11 @@ router = APIRouter(responses=PROBLEM_RESPONSES)
 
 Ctx = Annotated[RequestContext[handlers.Limits], Depends(request_context)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
-Cursor = Annotated[str | None, Query(max_length=200, description="From the previous page")]
-_DATES = {"ge": schemas.EARLIEST_DATE, "le": schemas.LATEST_DATE}
 From = Annotated[
-    date | None, Query(alias="from", description="First local date, inclusive", **_DATES)
+    CalendarDate | None, Query(alias="from", description="First local date, inclusive")
 ]
-To = Annotated[date | None, Query(alias="to", description="Last local date, inclusive", **_DATES)]
-On = Annotated[date | None, Query(alias="date", description="One local date", **_DATES)]
+To = Annotated[CalendarDate | None, Query(alias="to", description="Last local date, inclusive")]
+On = Annotated[CalendarDate | None, Query(alias="date", description="One local date")]
 MinDuration = Annotated[
     int | None,
     Query(ge=1, le=24 * 60, description="Minutes of consecutive free time needed from a start"),
@@ -56,7 +61,7 @@ async def list_rooms(
     room_type: RoomType | None = None,
     active: bool | None = None,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: IdCursor = None,
 ) -> schemas.RoomPage:
     after = decode_id(cursor)
     async with ctx.transaction() as session:
@@ -123,7 +128,11 @@ def _schedule_out(schedule: store.StoredSchedule, time_zone: str) -> schemas.Sch
 async def put_schedule(
     room_id: UUID, body: schemas.ScheduleIn, ctx: Ctx, _: AdminUser
 ) -> schemas.ScheduleOut:
-    """Replace the room's working hours; slots already generated stay as they are."""
+    """Replace the room's working hours; slots already generated stay as they are.
+
+    Beyond the schema: each working interval ends after it starts and intervals of a day do
+    not overlap, each blackout ends after it starts, every open weekday has hours, and a slot
+    plus its buffer fits a day; otherwise a 422 `urn:problem:invalid_schedule`."""
     async with ctx.transaction() as session:
         schedule, time_zone = await handlers.put_schedule(session, room_id, body)
     return _schedule_out(schedule, time_zone)
@@ -147,7 +156,10 @@ def _slot_out(slot: store.Slot) -> schemas.SlotOut:
 async def generate_slots(
     room_id: UUID, body: schemas.GenerateIn, ctx: Ctx, _: AdminUser
 ) -> schemas.GenerationOut:
-    """Create the schedule's slots on the local dates given; existing slots are kept."""
+    """Create the schedule's slots on the local dates given; existing slots are kept.
+
+    Beyond the schema: `date_to` is not before `date_from`, and the range has at most
+    `generation_max_days` (default 366) days; otherwise a 422 `urn:problem:invalid_range`."""
     async with ctx.transaction() as session:
         result = await handlers.generate(
             session,
@@ -173,7 +185,13 @@ async def generate_slots(
 async def add_custom_slots(
     room_id: UUID, body: schemas.CustomSlotsIn, ctx: Ctx, _: AdminUser
 ) -> list[schemas.SlotOut]:
-    """Add explicit slots: all or none (409 if one overlaps a slot of the room)."""
+    """Add explicit slots: all or none (409 if one overlaps a slot of the room).
+
+    Beyond the schema: each slot starts and ends on whole minutes, ends after it starts, is
+    at most `custom_slot_max_minutes` long, starts in the future and at most
+    `custom_slot_horizon_days` (default 732) days ahead, is priced in the room's currency and
+    does not overlap another slot of the request; at most `custom_slots_max` slots per
+    request. Otherwise a 422 `urn:problem:invalid_slot`."""
     async with ctx.transaction() as session:
         created = await handlers.add_custom_slots(
             session, ctx.runtime.outbox, room_id, body.slots, now=ctx.clock(), limits=ctx.config
@@ -190,9 +208,12 @@ async def list_slots(
     date_to: To = None,
     on: On = None,
     limit: Limit = 100,
-    cursor: Cursor = None,
+    cursor: TimeAndIdCursor = None,
 ) -> schemas.SlotPage:
-    """Every slot of the room starting on the local dates given, blocked and full ones too."""
+    """Every slot of the room starting on the local dates given, blocked and full ones too.
+
+    Give `date`, or `from` and `to` at most `search_max_days` (default 31) days apart, `to`
+    not before `from`; otherwise a 422 `urn:problem:invalid_range`."""
     first, last = handlers.search_range(
         on=on, date_from=date_from, date_to=date_to, max_days=ctx.config.search_max_days
     )
@@ -245,7 +266,7 @@ class AvailabilityQuery:
     date_to: To = None
     min_duration: MinDuration = None
     limit: Limit = 50
-    cursor: Cursor = None
+    cursor: TimeAndIdCursor = None
 
     async def run(
         self,
@@ -288,7 +309,10 @@ Search = Annotated[AvailabilityQuery, Depends(built_on_the_loop(AvailabilityQuer
 async def room_availability(
     room_id: UUID, query: Search, ctx: Ctx, _: CurrentUser
 ) -> schemas.AvailabilityPage:
-    """Free future slots of the room on local dates (the room's time zone), by start."""
+    """Free future slots of the room on local dates (the room's time zone), by start.
+
+    Give `date`, or `from` and `to` at most `search_max_days` (default 31) days apart, `to`
+    not before `from`; otherwise a 422 `urn:problem:invalid_range`."""
     async with ctx.transaction() as session:
         await store.get_room(session, room_id)
         return await query.run(ctx, session, room_id=room_id)
@@ -298,7 +322,10 @@ async def room_availability(
 async def availability_by_type(
     room_type: RoomType, query: Search, ctx: Ctx, _: CurrentUser
 ) -> schemas.AvailabilityPage:
-    """Free future slots of every active room of a type, each on its own local dates."""
+    """Free future slots of every active room of a type, each on its own local dates.
+
+    Give `date`, or `from` and `to` at most `search_max_days` (default 31) days apart, `to`
+    not before `from`; otherwise a 422 `urn:problem:invalid_range`."""
     async with ctx.transaction() as session:
         return await query.run(ctx, session, room_type=room_type)
 

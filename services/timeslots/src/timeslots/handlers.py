@@ -97,6 +97,11 @@ async def put_schedule(
     """Replace the room's schedule (checked against the domain rules first)."""
     room = await store.get_room(session, room_id)
     weekdays = sorted(set(body.open_weekdays))
+    missing = [weekday for weekday in weekdays if not body.hours_of(weekday)]
+    if missing:
+        raise domain.InvalidSchedule(
+            f"open weekday {missing[0]} has no working hours; give `hours` or `weekday_hours`"
+        )
     schedule = store.StoredSchedule(
         room_id=room_id,
         open_weekdays=tuple(weekdays),

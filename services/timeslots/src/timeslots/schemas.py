@@ -2,40 +2,65 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+import re
+from datetime import date, datetime
+from importlib import resources
 from typing import Annotated, Any
 from uuid import UUID
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from shared.events.catalogue import RoomType, SlotStatus
-from shared.events.money import Money, Price, UtcDatetime
-from shared.http.inputs import FreeFormObject, RequestModel
-from shared.text import LINE_BREAKS, refuse_control_characters
+from shared.events.money import Money, Price
+from shared.http.inputs import (
+    CalendarDate,
+    FreeFormObject,
+    Instant,
+    LocalTime,
+    PatchModel,
+    RequestModel,
+    WholeNumber,
+)
+from shared.text import LINE_BREAKS, refuse_control_characters, text_pattern
 from timeslots import domain
+
+TIME_ZONES = frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
+"""The IANA time zone names of the tzdata package the platform ships with."""
 
 
 def _known_time_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(
-            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin"
-        ) from None
+    if name not in TIME_ZONES:
+        raise ValueError(f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin")
     return name
 
 
 TimeZoneName = Annotated[
     str,
-    Field(min_length=1, max_length=64, examples=["Europe/Berlin"]),
     AfterValidator(_known_time_zone),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": sorted(TIME_ZONES),
+            "description": "An IANA time zone name",
+            "examples": ["Europe/Berlin"],
+        }
+    ),
 ]
-EARLIEST_DATE = date(2000, 1, 1)
-LATEST_DATE = date(2199, 12, 31)
-CalendarDate = Annotated[date, Field(ge=EARLIEST_DATE, le=LATEST_DATE)]
-"""A local date in requests: bounded so that date arithmetic never overflows."""
-IsoWeekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 Monday ... 7 Sunday")]
+Capacity = Annotated[WholeNumber, Field(ge=1, le=10_000, description="People the room holds")]
+IsoWeekday = Annotated[
+    WholeNumber, Field(ge=1, le=7, description="ISO weekday: 1 Monday ... 7 Sunday")
+]
+WEEKDAY_KEY_PATTERN = "^[1-7]$"
+
+
+def _weekday_key(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(WEEKDAY_KEY_PATTERN, value):
+        raise ValueError(f"{value[:20]!r} is not an ISO weekday '1' (Monday) ... '7' (Sunday)")
+    return value
+
+
+WeekdayKey = Annotated[int, BeforeValidator(_weekday_key)]
+"""An ISO weekday as an object member name: '1' (Monday) ... '7' (Sunday)."""
 RoomName = Annotated[
     str,
     Field(
@@ -45,16 +70,24 @@ RoomName = Annotated[
         "the reminder emails",
     ),
     AfterValidator(refuse_control_characters),
+    Field(json_schema_extra={"pattern": text_pattern()}),
 ]
 
 
+DESCRIPTION_ALLOWED = "\t" + LINE_BREAKS
+
+
 def _lines_of_text(value: str) -> str:
-    return refuse_control_characters(value, allowed="\t" + LINE_BREAKS)
+    return refuse_control_characters(value, allowed=DESCRIPTION_ALLOWED)
 
 
 RoomDescription = Annotated[
     str,
-    Field(max_length=2000, description="Line breaks and tabs allowed, no other control characters"),
+    Field(
+        max_length=2000,
+        description="Line breaks and tabs allowed, no other control characters",
+        json_schema_extra={"pattern": text_pattern(allowed=DESCRIPTION_ALLOWED)},
+    ),
     AfterValidator(_lines_of_text),
 ]
 
@@ -69,32 +102,24 @@ class _In(RequestModel):
 class RoomIn(_In):
     name: RoomName
     description: RoomDescription = ""
-    capacity: int = Field(ge=1, le=10_000, description="People the room holds")
+    capacity: Capacity
     room_type: RoomType
     hourly_rate: Price
     time_zone: TimeZoneName
     attributes: FreeFormObject = Field(default_factory=dict)
 
 
-class RoomPatch(_In):
-    """Only the fields present change; the time zone applies to slots generated afterwards."""
+class RoomPatch(PatchModel):
+    """Only the fields present change (none may be null); the time zone applies to slots
+    generated afterwards."""
 
     name: RoomName | None = None
     description: RoomDescription | None = None
-    capacity: int | None = Field(default=None, ge=1, le=10_000)
+    capacity: Capacity | None = None
     room_type: RoomType | None = None
     hourly_rate: Price | None = None
     time_zone: TimeZoneName | None = None
     attributes: FreeFormObject | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            nulls = sorted(name for name, value in data.items() if value is None)
-            if nulls:
-                raise ValueError(f"{nulls[0]} cannot be null; leave it out to keep it")
-        return data
 
 
 class RoomOut(BaseModel):
@@ -120,13 +145,13 @@ class RoomPage(BaseModel):
 
 
 class Interval(_In):
-    start: time = Field(examples=["09:00"])
-    end: time = Field(examples=["17:00"])
+    start: LocalTime
+    end: LocalTime
 
 
 class Blackout(_In):
-    starts_at: UtcDatetime
-    ends_at: UtcDatetime
+    starts_at: Instant
+    ends_at: Instant
 
 
 class ScheduleIn(_In):
@@ -135,21 +160,16 @@ class ScheduleIn(_In):
 
     open_weekdays: list[IsoWeekday] = Field(default=[1, 2, 3, 4, 5], max_length=7)
     hours: list[Interval] = Field(default_factory=list, max_length=48)
-    weekday_hours: dict[IsoWeekday, list[Interval]] = Field(default_factory=dict)
-    slot_minutes: int = Field(default=30, ge=1, le=domain.MAX_SLOT_MINUTES)
-    buffer_minutes: int = Field(default=0, ge=0, le=domain.MAX_SLOT_MINUTES)
-    max_bookings: int = Field(default=1, ge=1, le=10_000, description="Bookings per slot")
+    weekday_hours: dict[WeekdayKey, list[Interval]] = Field(
+        default_factory=dict,
+        description="Hours of particular weekdays, by ISO weekday ('1' Monday ... '7' Sunday)",
+        json_schema_extra={"propertyNames": {"pattern": WEEKDAY_KEY_PATTERN}},
+    )
+    slot_minutes: WholeNumber = Field(default=30, ge=1, le=domain.MAX_SLOT_MINUTES)
+    buffer_minutes: WholeNumber = Field(default=0, ge=0, le=domain.MAX_SLOT_MINUTES)
+    max_bookings: WholeNumber = Field(default=1, ge=1, le=10_000, description="Bookings per slot")
     excluded_dates: list[CalendarDate] = Field(default_factory=list, max_length=1000)
     blackouts: list[Blackout] = Field(default_factory=list, max_length=1000)
-
-    @model_validator(mode="after")
-    def _every_open_day_has_hours(self) -> ScheduleIn:
-        missing = [d for d in sorted(set(self.open_weekdays)) if not self.hours_of(d)]
-        if missing:
-            raise ValueError(
-                f"open weekday {missing[0]} has no working hours; give `hours` or `weekday_hours`"
-            )
-        return self
 
     def hours_of(self, weekday: int) -> list[Interval]:
         return self.weekday_hours.get(weekday, self.hours)
@@ -188,10 +208,10 @@ class GenerationOut(BaseModel):
 
 
 class CustomSlot(_In):
-    starts_at: UtcDatetime
-    ends_at: UtcDatetime
+    starts_at: Instant
+    ends_at: Instant
     price: Price | None = Field(default=None, description="Default: hourly rate x length")
-    max_bookings: int = Field(default=1, ge=1, le=10_000)
+    max_bookings: WholeNumber = Field(default=1, ge=1, le=10_000)
 
 
 class CustomSlotsIn(_In):

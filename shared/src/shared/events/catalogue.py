@@ -108,7 +108,7 @@ class SlotChanged(_RoomEvent):
 
 class Contact(_Frozen):
     email: EmailStr
-    phone: str | None = Field(default=None, pattern=r"^\+[1-9]\d{6,14}$")
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
 
 
 class Actor(enum.StrEnum):

@@ -7,8 +7,9 @@ lost the exactness this type exists for. Times are timezone-aware and normalised
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from pydantic import (
@@ -36,18 +37,29 @@ def minor_unit_exponent(currency: str) -> int:
     return _MINOR_UNIT_EXPONENT.get(currency, 2)
 
 
+AMOUNT_INTEGER_DIGITS = 15
+AMOUNT_FRACTION_DIGITS = 6
+AMOUNT_PATTERN = rf"^-?[0-9]{{1,{AMOUNT_INTEGER_DIGITS}}}(\.[0-9]{{1,{AMOUNT_FRACTION_DIGITS}}})?$"
+"""A decimal string: an optional minus, at most 15 digits, a point and at most 6 digits.
+
+No exponent, no sign ``+``, no spaces or underscores: ``"1E+900000000"`` is a short string
+that is a billion characters long once written out, and an amount is never that."""
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+
+
 def _exact_decimal(value: Any) -> Any:
-    if isinstance(value, float):
-        raise ValueError("money amounts must be given as strings or integers, not floats")
-    if isinstance(value, str):
-        try:
-            parsed = Decimal(value.strip())
-        except InvalidOperation as exc:
-            raise ValueError(f"{value!r} is not a decimal number") from exc
-        if not parsed.is_finite():
-            raise ValueError("money amounts must be finite")
-        return parsed
-    return value
+    if isinstance(value, Decimal):  # built in Python, not read from outside
+        return value
+    if not isinstance(value, str):
+        raise ValueError(
+            f'money amounts are decimal strings such as "12.50", not {type(value).__name__}s'
+        )
+    if not _AMOUNT.fullmatch(value):
+        raise ValueError(
+            f'{value[:40]!r} is not a decimal string such as "12.50" (at most '
+            f"{AMOUNT_INTEGER_DIGITS} digits before the point, {AMOUNT_FRACTION_DIGITS} after it)"
+        )
+    return Decimal(value)
 
 
 def _finite(value: Decimal) -> Decimal:
@@ -61,9 +73,9 @@ ExactDecimal = Annotated[
     BeforeValidator(_exact_decimal),
     AfterValidator(_finite),
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["12.50"]}),
+    WithJsonSchema({"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["12.50"]}),
 ]
-"""A Decimal that is refused as a float and serialised as a plain decimal string."""
+"""A Decimal read only from a bounded decimal string and serialised as one."""
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR", "USD"])]
 
@@ -126,5 +138,36 @@ def _is_price(value: Money) -> Money:
     return value
 
 
-Price = Annotated[Money, AfterValidator(_is_price)]
+def _price_schema() -> dict[str, Any]:
+    """Money that can be a price, as JSON Schema states it: a non-negative amount of at most 12
+    digits, with as many decimal places as the currency's minor unit has, or fewer."""
+    by_exponent: dict[int, list[str]] = {}
+    for code, exponent in sorted(_MINOR_UNIT_EXPONENT.items()):
+        by_exponent.setdefault(exponent, []).append(code)
+    listed = sorted(_MINOR_UNIT_EXPONENT)
+
+    def shape(currency: dict[str, Any], places: int) -> dict[str, Any]:
+        fraction = rf"(\.[0-9]{{1,{places}}})?" if places else ""
+        return {
+            "type": "object",
+            "properties": {
+                "amount": {"type": "string", "pattern": f"^[0-9]{{1,12}}{fraction}$"},
+                "currency": currency,
+            },
+            "required": ["amount", "currency"],
+            "additionalProperties": False,
+        }
+
+    return {
+        "anyOf": [
+            *(shape({"enum": codes}, exponent) for exponent, codes in sorted(by_exponent.items())),
+            shape({"type": "string", "pattern": r"^[A-Z]{3}$", "not": {"enum": listed}}, 2),
+        ],
+        "description": "A price: a non-negative decimal string below 10^12 with at most as many "
+        "decimal places as the currency's minor unit (0 for JPY, 3 for KWD, 2 for most)",
+        "examples": [{"amount": "12.50", "currency": "EUR"}],
+    }
+
+
+Price = Annotated[Money, AfterValidator(_is_price), WithJsonSchema(_price_schema())]
 """Money that can be a price: not negative and below ``MAX_PRICE`` (for request bodies)."""

@@ -27,8 +27,9 @@ PROTOCOL: Final = "shared.http.server:BoundedHeadHttpToolsProtocol"
 DEFAULT_MAX_HEAD_BYTES: Final = 16 * 1024
 """h11's default bound, used when the server is configured without one."""
 LINGER_S: Final = 2.0
-"""After a 431, how long incoming bytes are read and dropped before the connection is closed:
-closing at once, with unread bytes, would reset the connection and could lose the answer."""
+"""After a 431, or a 413 to a body still arriving, how long incoming bytes are read and
+dropped before the connection is closed: closing at once, with unread bytes, would reset the
+connection and could lose the answer."""
 _HEAD_ENDS: Final = (b"\r\n\r\n", b"\n\n")
 _TITLE: Final = "Request Header Fields Too Large"
 
@@ -67,6 +68,7 @@ class BoundedHeadHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_tail = b""  # the last bytes of the head so far: its end may straddle reads
         self._refused = False
+        self._in_body = False
         self._linger: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -82,10 +84,30 @@ class BoundedHeadHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_tail = b""
         super().on_headers_complete()
+        self._in_body = True
+        self.cycle.transport = _CloseAfterBody(self)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
+        self._in_body = False
+
+    def close_after_answer(self) -> None:
+        """Close the connection once an answer is written: at once if the request was read
+        whole, else after a linger, so that the client reads the answer (a 413 to a body
+        still arriving) rather than a reset."""
+        if self._in_body and not self._refused:
+            self._refused = True
+            self._linger_then_close()
+        elif not self._refused:
+            self.transport.close()
+
+    def _linger_then_close(self) -> None:
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._linger = self.loop.call_later(LINGER_S, self.transport.close)
+        else:  # pragma: no cover - TCP transports can always write EOF
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
@@ -129,8 +151,19 @@ class BoundedHeadHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join(head) + body)
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-            self._linger = self.loop.call_later(LINGER_S, self.transport.close)
-        else:
-            self.transport.close()
+        self._linger_then_close()
+
+
+class _CloseAfterBody:
+    """The connection as a request's cycle sees it: its ``close`` lingers while the request's
+    body is still arriving (:meth:`BoundedHeadHttpToolsProtocol.close_after_answer`)."""
+
+    def __init__(self, protocol: BoundedHeadHttpToolsProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def close(self) -> None:
+        self._protocol.close_after_answer()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

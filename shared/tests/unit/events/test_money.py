@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+import jsonschema_rs
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events.money import Money, Price, UtcDatetime, minor_unit_exponent, utc_now
 
@@ -103,3 +104,55 @@ def test_a_time_without_a_utc_equivalent_is_refused_not_crashed_on() -> None:
         _Priced.model_validate(
             {"price": {"amount": "1", "currency": "EUR"}, "at": "9999-12-31T23:00:00-05:00"}
         )
+
+
+@pytest.mark.parametrize(
+    "amount", ["1E+900000000", "1e3", "+1", " 1", "1_000", "1.", ".5", "\u0661"]
+)
+def test_an_amount_is_a_plain_decimal_string_and_nothing_else(amount: str) -> None:
+    with pytest.raises(ValidationError, match="is not a decimal string") as refused:
+        Money.model_validate({"amount": amount, "currency": "EUR"})
+
+    assert len(str(refused.value)) < 1000  # the message never writes out a huge exponent
+
+
+@pytest.mark.parametrize("amount", ["1" * 16, "1." + "0" * 7])
+def test_an_amount_has_at_most_15_digits_before_the_point_and_6_after(amount: str) -> None:
+    with pytest.raises(ValidationError, match="at most 15 digits"):
+        Money.model_validate({"amount": amount, "currency": "EUR"})
+
+
+def test_an_amount_given_as_a_json_number_is_refused() -> None:
+    with pytest.raises(ValidationError, match="decimal strings"):
+        Money.model_validate({"amount": 12, "currency": "EUR"})
+    assert Money(amount=Decimal(12), currency="EUR").amount == 12  # built in Python: fine
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "valid"),
+    [
+        ("12.50", "EUR", True),
+        ("12.505", "EUR", False),
+        ("100", "JPY", True),
+        ("100.5", "JPY", False),
+        ("1.005", "KWD", True),
+        ("1.0005", "KWD", False),
+        ("999999999999.99", "EUR", True),
+        ("1000000000000", "EUR", False),
+        ("-1", "EUR", False),
+    ],
+)
+def test_the_price_schema_states_what_a_price_accepts(
+    amount: str, currency: str, valid: bool
+) -> None:
+    price = {"amount": amount, "currency": currency}
+    schema = TypeAdapter(Price).json_schema()
+
+    in_schema = jsonschema_rs.validator_for(schema).is_valid(price)
+    try:
+        TypeAdapter(Price).validate_python(price)
+        accepted = True
+    except ValidationError:
+        accepted = False
+
+    assert (in_schema, accepted) == (valid, valid)

@@ -1,14 +1,23 @@
-"""Pagination cursors round-trip and refuse anything the service did not hand out."""
+"""Pagination cursors round-trip; every string of the documented shape is a position, any
+other string is refused."""
 
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.http.pagination import InvalidCursor, decode_id, decode_time_and_id, encode_cursor
+from shared.http.pagination import (
+    ID_PATTERN,
+    TIME_AND_ID_PATTERN,
+    InvalidCursor,
+    decode_id,
+    decode_time_and_id,
+    encode_cursor,
+)
 
 
 def _raw(text: str) -> str:
@@ -43,16 +52,44 @@ def test_an_id_cursor_round_trips() -> None:
     "cursor",
     [
         "!!",
-        "gA",  # decodes to a byte that is not UTF-8
-        _raw("no separator"),
-        _raw(f"2030-01-02T09:30:00|{uuid.uuid4()}"),  # naive time
-        _raw("2030-01-02T09:30:00+00:00|not-a-uuid"),
-        _raw(f"0001-01-01T00:00:00+01:00|{uuid.uuid4()}"),  # no such instant in UTC
-        _raw(f"9999-12-31T23:30:00-01:00|{uuid.uuid4()}"),  # nor this one
+        "gA",
+        "A" * 31,  # one short
+        "A" * 33,
+        "A" * 31 + "=",  # padding is not part of a cursor
+        "A" * 31 + "+",  # base64, not base64url
+        _raw(f"2030-01-02T09:30:00+00:00|{uuid.uuid4()}"),  # the old text cursors
     ],
 )
-def test_a_cursor_the_service_did_not_hand_out_is_refused(cursor: str) -> None:
-    with pytest.raises(InvalidCursor, match="not one this service handed out"):
+def test_a_cursor_of_another_shape_is_refused(cursor: str) -> None:
+    with pytest.raises(InvalidCursor, match="is not the `next_cursor` of a page"):
         decode_time_and_id(cursor)
     with pytest.raises(InvalidCursor):
         decode_id(cursor)
+
+
+@pytest.mark.parametrize(
+    ("cursor", "moment"),
+    [
+        ("A" * 32, datetime(1970, 1, 1, tzinfo=UTC)),
+        ("_" * 11 + "w" + "A" * 20, datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("f" + "_" * 31, datetime.max.replace(tzinfo=UTC)),  # past year 9999: the latest
+        ("g" + "A" * 31, datetime.min.replace(tzinfo=UTC)),  # before year 1: the earliest
+    ],
+)
+def test_every_cursor_of_the_documented_shape_is_a_position(cursor: str, moment: datetime) -> None:
+    decoded = decode_time_and_id(cursor)
+
+    assert decoded is not None
+    assert decoded[0] == moment
+
+
+def test_every_id_cursor_of_the_documented_shape_is_an_id() -> None:
+    assert decode_id("A" * 22) == uuid.UUID(int=0)
+    assert decode_id("_" * 22) == uuid.UUID(int=2**128 - 1)
+
+
+def test_cursors_have_the_documented_shape() -> None:
+    moment, item = datetime(2030, 1, 2, 9, 30, tzinfo=UTC), uuid.uuid4()
+
+    assert re.fullmatch(TIME_AND_ID_PATTERN, encode_cursor(moment, item))
+    assert re.fullmatch(ID_PATTERN, encode_cursor(item))

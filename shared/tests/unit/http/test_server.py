@@ -7,8 +7,9 @@ in-process transport), and the process goes on serving the next one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -104,6 +105,51 @@ async def test_a_10_mb_body_without_a_token_is_refused_before_it_is_sent(
         "The request body is larger than 65536 bytes, the most this service accepts."
     )
     assert after == 200  # the process goes on serving
+
+
+async def _send_all_and_read(port: int, head: bytes, body: bytes) -> bytes:
+    """Send ``head`` and keep sending ``body`` while reading the answer, as curl does; the
+    answer as read until the server closes (a reset instead would raise)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def send() -> None:
+        writer.write(head)
+        with contextlib.suppress(ConnectionError):
+            for start in range(0, len(body), 16 * 1024):
+                writer.write(body[start : start + 16 * 1024])
+                await writer.drain()
+
+    sending = asyncio.create_task(send())
+    try:
+        async with asyncio.timeout(GIVE_UP_S):
+            return await reader.read(-1)
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+        writer.close()
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_a_client_still_sending_a_refused_body_reads_the_413_rather_than_a_reset(
+    verifier: JwtVerifier, make_token: Callable[..., str], declared: bool
+) -> None:
+    framing = b"Content-Length: %d" % TEN_MB if declared else b"Transfer-Encoding: chunked"
+    head = (
+        b"POST /notes HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer %b\r\n%b\r\n\r\n" % (make_token().encode(), framing)
+    )
+    chunk = b"[" * 16 * 1024
+    body = chunk * (TEN_MB // len(chunk))
+    if not declared:
+        body = (b"%x\r\n%b\r\n" % (len(chunk), chunk)) * (TEN_MB // len(chunk))
+    async with serving(_app(verifier)) as port:
+        answers = [await _send_all_and_read(port, head, body) for _ in range(3)]
+        after = await _live(port)
+
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert after == 200
 
 
 async def test_a_request_head_over_the_limit_is_refused_with_431(verifier: JwtVerifier) -> None:
