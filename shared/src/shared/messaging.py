@@ -77,7 +77,7 @@ from shared.events.envelope import (
     decode,
 )
 from shared.events.money import utc_now
-from shared.events.topics import dead_letter_topic
+from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
 from shared.observability import correlation_id as correlation_id_var
 from shared.outbox import causation_id_var, reply_ids
 
@@ -125,9 +125,10 @@ class IncomingRecord:
     headers: Sequence[tuple[str, bytes]] = ()
 
     def header(self, name: str) -> str | None:
-        """The value of the first header called ``name``, if any."""
+        """The value of the first header called ``name``, if any (a header with a null value
+        counts as absent)."""
         for key, value in self.headers:
-            if key == name:
+            if key == name and value is not None:
                 return value.decode(errors="replace")
         return None
 
@@ -191,27 +192,73 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.InterfaceError,
 )
+_ClientDataError = asyncpg.exceptions._base.DataError
+"""asyncpg's own error for a query argument it cannot encode (not the server's class 22
+``asyncpg.exceptions.DataError``, which shares its name)."""
+TRANSIENT_SQLSTATE_CLASSES: frozenset[str] = frozenset({"08", "40", "53", "57"})
+"""SQLSTATE classes of trouble that passes: connection exceptions, transaction rollbacks
+(serialization failures, deadlocks), insufficient resources (too many connections, disk full,
+out of memory), operator intervention (shutdown, a server that cannot take connections yet)."""
+TRANSIENT_SQLSTATES: frozenset[str] = frozenset({"25006"})
+"""A read-only transaction: the primary is failing over and this connection reached a
+standby."""
+DATA_SQLSTATE_CLASS = "22"
+"""Data exceptions (a value out of range, invalid text): the event, not the moment, is wrong."""
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what caused it (``__cause__``/``__context__``, SQLAlchemy's ``orig``)."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [
+            cause
+            for cause in (getattr(current, "orig", None), current.__cause__, current.__context__)
+            if isinstance(cause, BaseException)
+        ]
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return state if isinstance(state, str) and len(state) == 5 else None
 
 
 def is_outage(exc: BaseException) -> bool:
-    """True when ``exc`` means the database or broker is unreachable, not that data is bad."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    """True when ``exc`` means the database or broker is unreachable or in trouble that
+    passes (see :data:`TRANSIENT_SQLSTATE_CLASSES`), not that data is bad: the records are
+    retried without counting attempts, and never dead-lettered for it.
+
+    asyncpg's ``DataError`` (a value the client cannot encode, e.g. an integer over 2^31)
+    is an ``InterfaceError`` but says nothing about the connection: it is not an outage."""
+    for current in _causes(exc):
+        if is_bad_data(current):
+            return False
         if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        state = _sqlstate(current)
+        if state is not None and (
+            state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
+        ):
             return True
         if isinstance(current, _CONNECTION_ERRORS):
             return True
-        orig = getattr(current, "orig", None)
-        if isinstance(orig, BaseException) and _is_connection_error(orig):
-            return True
-        current = current.__cause__ or current.__context__
     return False
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    return isinstance(exc, _CONNECTION_ERRORS)
+def is_bad_data(exc: BaseException) -> bool:
+    """True when ``exc`` says a value of the event cannot be stored (asyncpg's client-side
+    ``DataError``, or PostgreSQL's data exceptions, SQLSTATE class 22): retrying cannot help,
+    so the record is dead-lettered at once."""
+    return any(
+        isinstance(current, _ClientDataError)
+        or (_sqlstate(current) or "")[:2] == DATA_SQLSTATE_CLASS
+        for current in _causes(exc)
+    )
 
 
 @dataclass(frozen=True)
@@ -286,6 +333,7 @@ class EventConsumer:
         self._idle.set()
         self._outcomes: Counter | None = None
         self._durations: Histogram | None = None
+        self._dead_letter_failures: Counter | None = None
         if self.metrics is not None:
             self._outcomes = self.metrics.counter(
                 "events_consumed_total",
@@ -295,6 +343,13 @@ class EventConsumer:
             self._durations = self.metrics.histogram(
                 "event_handling_seconds", "Time to handle one event", ["consumer"]
             )
+            self._dead_letter_failures = self.metrics.counter(
+                "dead_letter_write_failures_total",
+                "Attempts to write a record to its dead-letter topic that failed (its partition "
+                "waits meanwhile)",
+                ["consumer"],
+            )
+            self._dead_letter_failures.labels(self.name)
         self._expose_dead_letters("?")  # undecodable records
 
     # --- registration -------------------------------------------------------------------
@@ -635,7 +690,9 @@ class EventConsumer:
             failure = retried
 
     def _permanent(self, error: Exception) -> bool:
-        return isinstance(error, (PermanentEventError, *self.permanent_errors))
+        return isinstance(error, (PermanentEventError, *self.permanent_errors)) or is_bad_data(
+            error
+        )
 
     async def _transaction(self, run: Sequence[_Item]) -> _Failure | None:
         """Claim the event ids of ``run`` and apply the new events, in order, in one
@@ -710,7 +767,7 @@ class EventConsumer:
     async def _dead_letter(
         self, record: IncomingRecord, kind: str, reason: str, *, event_type: str
     ) -> Outcome:
-        headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        value, headers = bounded_dead_letter(record)
         headers.update(
             {
                 "dlq_reason": reason[:4000],
@@ -736,13 +793,15 @@ class EventConsumer:
             try:
                 await self.dead_letters.send(
                     dead_letter_topic(record.topic),
-                    key=record.key,
-                    value=record.value,
+                    key=record.key[:MAX_DEAD_LETTER_KEY_BYTES] if record.key else record.key,
+                    value=value,
                     headers=headers,
                 )
                 break
             except Exception:
                 attempt += 1
+                if self._dead_letter_failures is not None:
+                    self._dead_letter_failures.labels(self.name).inc()
                 log.warning(
                     "%s: dead-letter topic unavailable, retrying", self.name, exc_info=attempt == 1
                 )
@@ -784,6 +843,27 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
         """Positions of the new assignment start at the group's committed offsets."""
 
 
+MAX_DEAD_LETTER_KEY_BYTES = 1024
+MAX_DEAD_LETTER_HEADER_CHARACTERS = 1024
+MAX_DEAD_LETTER_HEADERS = 32
+"""The original headers a dead letter keeps (each cut to 1 KiB), beside its ``dlq_`` ones."""
+
+
+def bounded_dead_letter(record: IncomingRecord) -> tuple[bytes | None, dict[str, str]]:
+    """The value and headers a dead letter of ``record`` carries: the original value, cut
+    to :data:`MAX_DEAD_LETTER_VALUE_BYTES` (``dlq_value_truncated`` then holds its length),
+    and the original headers, bounded in number and length."""
+    headers: dict[str, str] = {}
+    for key, raw in record.headers[:MAX_DEAD_LETTER_HEADERS]:
+        text = raw.decode(errors="replace") if raw is not None else ""
+        headers[key[:255]] = text[:MAX_DEAD_LETTER_HEADER_CHARACTERS]
+    value = record.value
+    if value is not None and len(value) > MAX_DEAD_LETTER_VALUE_BYTES:
+        headers["dlq_value_truncated"] = str(len(value))
+        value = value[:MAX_DEAD_LETTER_VALUE_BYTES]
+    return value, headers
+
+
 def _incoming(record: Any) -> IncomingRecord:
     return IncomingRecord(
         topic=record.topic,
@@ -791,7 +871,9 @@ def _incoming(record: Any) -> IncomingRecord:
         offset=record.offset,
         key=record.key,
         value=record.value,
-        headers=tuple(record.headers or ()),
+        headers=tuple(
+            (key, value if value is not None else b"") for key, value in record.headers or ()
+        ),
     )
 
 

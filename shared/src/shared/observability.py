@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
-import re
 import sys
 import uuid
 from contextvars import ContextVar
@@ -24,12 +23,12 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.events.bounds import is_sane_correlation_id
+
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 """The correlation id of the request or message being handled, if any."""
 
 CORRELATION_ID_HEADER = "X-Correlation-ID"
-
-_SANE_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 _STANDARD_RECORD_ATTRIBUTES = frozenset(
     logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__
@@ -51,7 +50,7 @@ def is_valid_correlation_id(value: str) -> bool:
     containing characters outside ``[A-Za-z0-9._:-]`` (log injection, header splitting) is
     refused and replaced rather than sanitised.
     """
-    return _SANE_CORRELATION_ID.fullmatch(value) is not None
+    return is_sane_correlation_id(value)
 
 
 class CorrelationIdFilter(logging.Filter):

@@ -11,6 +11,12 @@ Several relay replicas may run at once: each batch is taken under a transaction-
 advisory lock, so one relay publishes at a time (the others wait and take over instantly
 when it dies) and the order of events per aggregate is the order they were written in.
 While Kafka is down, rows simply wait; nothing is lost.
+
+A row the broker refuses for good (a record over its size limit) would stop every event of
+the service behind it. Such a row is *parked*: its record goes, cut to fit, to the dead-letter
+topic of its topic with the reason (``dlq_kind=unpublishable``), the row is marked published
+with ``last_error`` saying it was parked, the relay counts it (``outbox_parked_total``), and
+the rows behind it flow on.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import asyncpg
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -54,6 +61,7 @@ from sqlalchemy.orm import Session
 
 from shared.events.envelope import Envelope, Event
 from shared.events.money import utc_now
+from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
 from shared.observability import correlation_id as correlation_id_var
 
 log = logging.getLogger(__name__)
@@ -241,6 +249,12 @@ class RelayStats:
     last_error: str | None = None
     published_by_type: dict[str, int] = field(default_factory=dict)
     """Events published since start, by CloudEvents type (e.g. ``BookingConfirmed.v1``)."""
+    parked: int = 0
+    """Rows the broker refused for good, sent to the dead-letter topic instead."""
+
+
+UNPUBLISHABLE: tuple[type[BaseException], ...] = (MessageSizeTooLargeError, RecordTooLargeError)
+"""Errors that say a record can never be published as it is (not that Kafka is away)."""
 
 
 @dataclass
@@ -267,7 +281,8 @@ class OutboxRelay:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows it published (0: none, or not our turn)."""
+        """Publish one batch; returns how many rows it is done with, published or parked (0:
+        none, or not our turn)."""
         t = self.table
         async with self.session_factory() as session, session.begin():
             got_lock = await session.scalar(select(func.pg_try_advisory_xact_lock(_lock_key(t))))
@@ -289,19 +304,51 @@ class OutboxRelay:
                 OutboundRecord(topic=topic, key=key, value=payload.encode(), headers=headers)
                 for _, topic, key, payload, headers in rows
             ]
-            await self.publisher.send_batch(records)
+            try:
+                await self.publisher.send_batch(records)
+                parked: dict[int, str] = {}
+            except UNPUBLISHABLE:
+                parked = await self._one_by_one([row.id for row in rows], records)
             await session.execute(
                 update(t)
                 .where(t.c.id.in_([r.id for r in rows]))
                 .values(published_at=func.now(), attempts=t.c.attempts + 1, last_error=None)
             )
-        self.stats.published += len(rows)
+            for row_id, reason in parked.items():
+                await session.execute(
+                    update(t).where(t.c.id == row_id).values(last_error=f"parked: {reason}"[:2000])
+                )
+        self.stats.parked += len(parked)
+        self.stats.published += len(rows) - len(parked)
         self.stats.batches += 1
         by_type = self.stats.published_by_type
         for record in records:
             event_type = record.headers.get("ce_type", "unknown")
             by_type[event_type] = by_type.get(event_type, 0) + 1
         return len(rows)
+
+    async def _one_by_one(
+        self, row_ids: Sequence[int], records: Sequence[OutboundRecord]
+    ) -> dict[int, str]:
+        """Publish ``records`` one at a time, in order, after their batch was refused for a
+        record that can never be published; such records are parked. Returns the parked rows
+        and why. Records the batch got out already go again: their event ids make that safe."""
+        parked: dict[int, str] = {}
+        for row_id, record in zip(row_ids, records, strict=True):
+            try:
+                await self.publisher.send_batch([record])
+            except UNPUBLISHABLE as exc:
+                reason = f"{type(exc).__name__}: {exc}"[:2000]
+                log.error(
+                    "outbox relay: row %d (%s) can never be published (%s); parked in %s",
+                    row_id,
+                    record.headers.get("ce_type", "?"),
+                    reason,
+                    dead_letter_topic(record.topic),
+                )
+                await self.publisher.send_batch([_parked(record, row_id, reason)])
+                parked[row_id] = reason
+        return parked
 
     async def record_failure(self, error: BaseException) -> None:
         """Count a failed attempt on the rows that are waiting (visible to operators)."""
@@ -431,6 +478,25 @@ class OutboxRelay:
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
+
+
+def _parked(record: OutboundRecord, row_id: int, reason: str) -> OutboundRecord:
+    """The dead letter of an outbox row the broker refused: its record, cut to fit."""
+    headers = dict(record.headers) | {
+        "dlq_kind": "unpublishable",
+        "dlq_reason": reason,
+        "dlq_source": "outbox",
+        "dlq_outbox_row": str(row_id),
+        "dlq_original_topic": record.topic,
+        "dlq_failed_at": utc_now().isoformat(),
+    }
+    value = record.value
+    if len(value) > MAX_DEAD_LETTER_VALUE_BYTES:
+        headers["dlq_value_truncated"] = str(len(value))
+        value = value[:MAX_DEAD_LETTER_VALUE_BYTES]
+    return OutboundRecord(
+        topic=dead_letter_topic(record.topic), key=record.key, value=value, headers=headers
+    )
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

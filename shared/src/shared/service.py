@@ -118,6 +118,11 @@ class ServiceRuntime:
         self._backlog_age = self.metrics.gauge(
             "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
         )
+        self._parked = self.metrics.counter(
+            "outbox_parked",
+            "Outbox rows the broker refused for good, sent to the dead-letter topic instead",
+        )
+        self._parked_exported = 0
         self.lag_monitor = ConsumerLagMonitor(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id=f"{settings.service_name}-lag",
@@ -285,6 +290,9 @@ class ServiceRuntime:
                 self._published.labels(type=event_type).inc(new)
                 self._published_exported[event_type] = count
         self._backlog_age.set(stats.oldest_pending_age_s)
+        if stats.parked > self._parked_exported:
+            self._parked.inc(stats.parked - self._parked_exported)
+            self._parked_exported = stats.parked
 
     def checks(self) -> dict[str, Check]:
         """What readiness depends on: an API-only process needs its database alone."""

@@ -252,3 +252,43 @@ async def test_rows_wait_while_publishing_fails_and_the_failure_is_recorded(
     assert await relay(db, publisher).publish_pending() == 1
     assert len(await read_topic(kafka_bootstrap, topic, at_least=1)) == 1
     assert (await failing.refresh_stats()).backlog == 0
+
+
+async def test_a_row_the_broker_refuses_for_good_is_parked_and_the_rows_behind_it_flow_on(
+    db: Db, publisher: KafkaPublisher, kafka_bootstrap: str, topic: str
+) -> None:
+    order = uuid.uuid4()
+    [before] = await write(db, "before", order_id=order)
+    async with db.sessions() as session, session.begin():  # over the broker's 1 MiB limit
+        [envelope] = await db.outbox.add(
+            session, KernelTestEvent(order_id=order, note="x" * 1_300_000)
+        )
+    huge = envelope.id
+    [after] = await write(db, "after", order_id=order)  # same key: it waited behind the huge one
+    r = relay(db, publisher)
+
+    done = await r.publish_pending()
+    again = await r.publish_pending()
+    records = await read_topic(kafka_bootstrap, topic, at_least=2, settle_s=0.5)
+    [dead] = await read_topic(kafka_bootstrap, f"{topic}.dlq", at_least=1, settle_s=0.5)
+    async with db.sessions() as session:
+        parked_error = await session.scalar(
+            select(outbox.c.last_error).where(outbox.c.event_id == huge)
+        )
+
+    assert (done, again) == (3, 0)  # every row is done: two published, one parked
+    assert (r.stats.published, r.stats.parked) == (2, 1)
+    ids = [json.loads(record.value)["id"] for record in records]
+    assert ids[0] == str(before)
+    assert ids[-1] == str(after)
+    assert str(huge) not in ids
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert headers["dlq_kind"] == "unpublishable"
+    assert "MessageSizeTooLarge" in headers["dlq_reason"]
+    assert headers["ce_id"] == str(huge)
+    assert int(headers["dlq_value_truncated"]) > 1_300_000
+    assert dead.value is not None
+    assert len(dead.value) == 512 * 1024
+    assert parked_error is not None
+    assert parked_error.startswith("parked: MessageSizeTooLarge")
+    assert await pending(db) == 0

@@ -12,7 +12,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from shared.events import Event
 from shared.events.catalogue import PaymentFailed, PaymentSucceeded
-from shared.messaging import EventConsumer, RetryPolicy, is_outage
+from shared.messaging import (
+    MAX_DEAD_LETTER_VALUE_BYTES,
+    EventConsumer,
+    IncomingRecord,
+    RetryPolicy,
+    bounded_dead_letter,
+    is_bad_data,
+    is_outage,
+)
 from shared.outbox import outbox_table
 
 
@@ -569,3 +577,95 @@ def test_replies_and_handlers_name_their_cause_and_keep_its_correlation() -> Non
         assert (correlation_id.get(), causation_id_var.get()) == ("outer", None)
     finally:
         correlation_id.reset(outer)
+
+
+def _postgres_error(sqlstate: str) -> asyncpg.exceptions.PostgresError:
+    error_class = asyncpg.exceptions.PostgresError.get_message_class_for_sqlstate(sqlstate)
+    error = error_class(f"raised with {sqlstate}")
+    error.sqlstate = sqlstate
+    return error
+
+
+def _as_sqlalchemy_raises_it(error: BaseException) -> DBAPIError:
+    wrapped = DBAPIError("update bookings", {}, Dummy("wrapped"))
+    wrapped.orig.__cause__ = error  # type: ignore[union-attr]
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "what"),
+    [
+        ("53300", "too many connections"),
+        ("53100", "disk full"),
+        ("40001", "serialization failure"),
+        ("40P01", "deadlock"),
+        ("25006", "read-only transaction during a failover"),
+        ("57P01", "administrator shutdown"),
+        ("57P03", "cannot connect now"),
+        ("08006", "connection failure"),
+    ],
+)
+def test_trouble_that_passes_is_an_outage_by_its_sqlstate(sqlstate: str, what: str) -> None:
+    error = _postgres_error(sqlstate)
+
+    assert is_outage(error), what
+    assert is_outage(_as_sqlalchemy_raises_it(error)), what
+    assert not is_bad_data(error)
+
+
+@pytest.mark.parametrize("sqlstate", ["22003", "22P02", "22001"])
+def test_data_exceptions_are_bad_data_not_outages(sqlstate: str) -> None:
+    error = _as_sqlalchemy_raises_it(_postgres_error(sqlstate))
+
+    assert is_bad_data(error)
+    assert not is_outage(error)
+
+
+def test_a_value_the_client_cannot_encode_is_bad_data_though_asyncpg_calls_it_interface_error() -> (
+    None
+):
+    encoding = asyncpg.exceptions._base.DataError(
+        "invalid input for query argument $1: 3000000000 (value out of int32 range)"
+    )
+
+    assert isinstance(encoding, asyncpg.exceptions.InterfaceError)
+    assert not is_outage(_as_sqlalchemy_raises_it(encoding))
+    assert is_bad_data(_as_sqlalchemy_raises_it(encoding))
+    assert not is_bad_data(IntegrityError("insert", {}, Dummy("duplicate key")))
+
+
+def test_a_dead_letter_is_bounded_to_fit_the_broker() -> None:
+    big = IncomingRecord(
+        topic="payments.events",
+        partition=0,
+        offset=7,
+        key=b"k",
+        value=b"x" * (2 * 1024 * 1024),
+        headers=[("ce_type", b"PaymentSucceeded.v1"), ("note", b"n" * 5000), ("null", None)]
+        + [(f"h{i}", b"v") for i in range(100)],  # type: ignore[list-item]
+    )
+
+    value, headers = bounded_dead_letter(big)
+
+    assert value is not None
+    assert len(value) == MAX_DEAD_LETTER_VALUE_BYTES
+    assert headers["dlq_value_truncated"] == str(2 * 1024 * 1024)
+    assert headers["ce_type"] == "PaymentSucceeded.v1"
+    assert headers["null"] == ""
+    assert len(headers["note"]) == 1024
+    assert len(headers) <= 33
+    small = IncomingRecord(topic="t", partition=0, offset=0, key=None, value=b"{}")
+    assert bounded_dead_letter(small) == (b"{}", {})
+
+
+def test_a_header_with_a_null_value_counts_as_absent() -> None:
+    record = IncomingRecord(
+        topic="t",
+        partition=0,
+        offset=0,
+        key=None,
+        value=b"",
+        headers=[("ce_type", None)],  # type: ignore[list-item]
+    )
+
+    assert record.header("ce_type") is None

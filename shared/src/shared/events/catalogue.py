@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from shared.events import topics
+from shared.events.bounds import Count, Identifier, Label, Note, ZoneName
 from shared.events.envelope import Event, EventCatalogue
 from shared.events.money import Money, UtcDatetime
 
@@ -42,10 +43,10 @@ class SlotStatus(enum.StrEnum):
 
 class RoomSnapshot(_Frozen):
     room_id: UUID
-    name: str
+    name: Label
     room_type: RoomType
-    capacity: int = Field(ge=1)
-    time_zone: str
+    capacity: Count
+    time_zone: ZoneName
     hourly_rate: Money
     active: bool
 
@@ -58,9 +59,9 @@ class SlotSnapshot(_Frozen):
     starts_at: UtcDatetime
     ends_at: UtcDatetime
     price: Money
-    max_bookings: int = Field(ge=1)
+    max_bookings: Count
     status: SlotStatus
-    revision: int = Field(ge=1)
+    revision: Count
 
 
 class _RoomEvent(Event):
@@ -130,7 +131,7 @@ class BookingCreated(_BookingEvent):
     """A place is held for a user until ``hold_expires_at``: what the payment service charges."""
 
     name: ClassVar[str] = "BookingCreated"
-    user_id: str
+    user_id: Identifier
     slot_id: UUID
     room_id: UUID
     starts_at: UtcDatetime
@@ -144,26 +145,26 @@ class BookingConfirmed(_BookingEvent):
     """Paid and confirmed: what the reminder service needs to remind."""
 
     name: ClassVar[str] = "BookingConfirmed"
-    user_id: str
+    user_id: Identifier
     slot_id: UUID
     room_id: UUID
-    room_name: str
-    room_time_zone: str
+    room_name: Label
+    room_time_zone: ZoneName
     starts_at: UtcDatetime
     ends_at: UtcDatetime
     contact: Contact
-    payment_id: str
+    payment_id: Identifier
     price: Money
 
 
 @_event
 class BookingCancelled(_BookingEvent):
     name: ClassVar[str] = "BookingCancelled"
-    user_id: str
+    user_id: Identifier
     slot_id: UUID
     room_id: UUID
     cancelled_by: Actor
-    reason: str | None = None
+    reason: Note | None = None
     refund: Money | None = None
 
 
@@ -173,22 +174,22 @@ class RefundRequested(_BookingEvent):
 
     name: ClassVar[str] = "RefundRequested"
     refund_id: UUID
-    payment_id: str
+    payment_id: Identifier
     amount: Money
-    reason: str
+    reason: Note
 
 
 @_event
 class BookingRescheduled(_BookingEvent):
     name: ClassVar[str] = "BookingRescheduled"
-    user_id: str
+    user_id: Identifier
     room_id: UUID
     old_slot_id: UUID
     new_slot_id: UUID
     old_starts_at: UtcDatetime
     new_starts_at: UtcDatetime
     new_ends_at: UtcDatetime
-    room_time_zone: str
+    room_time_zone: ZoneName
     price_difference: Money
 
 
@@ -211,7 +212,7 @@ class BookingExpired(_BookingEvent):
     """The hold ran out unpaid; the place is free again."""
 
     name: ClassVar[str] = "BookingExpired"
-    user_id: str
+    user_id: Identifier
     slot_id: UUID
     room_id: UUID
 
@@ -222,7 +223,7 @@ class BookingExpired(_BookingEvent):
 class _PaymentEvent(Event):
     topic: ClassVar[str] = topics.PAYMENT_EVENTS
     booking_id: UUID
-    payment_id: str
+    payment_id: Identifier
 
     def aggregate_id(self) -> str:
         return str(self.booking_id)
@@ -237,7 +238,7 @@ class PaymentSucceeded(_PaymentEvent):
 @_event
 class PaymentFailed(_PaymentEvent):
     name: ClassVar[str] = "PaymentFailed"
-    reason: str
+    reason: Note
 
 
 class _RefundOutcome(_PaymentEvent):
@@ -259,7 +260,7 @@ class RefundFailed(_RefundOutcome):
     """The payment service could not return the money; ``reason`` says why."""
 
     name: ClassVar[str] = "RefundFailed"
-    reason: str
+    reason: Note
 
 
 # --- reminders -------------------------------------------------------------------------
@@ -300,11 +301,11 @@ class _ReminderOutcome(Event):
 class ReminderSent(_ReminderOutcome):
     name: ClassVar[str] = "ReminderSent"
     sent_at: UtcDatetime
-    message_id: str
+    message_id: Identifier
 
 
 @_event
 class ReminderFailed(_ReminderOutcome):
     name: ClassVar[str] = "ReminderFailed"
-    attempts: int = Field(ge=1)
-    error: str
+    attempts: Count
+    error: Note

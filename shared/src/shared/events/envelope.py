@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.events.bounds import CorrelationId
 from shared.events.money import UtcDatetime, utc_now
 
 SPEC_VERSION = "1.0"
@@ -52,13 +53,13 @@ class Envelope(BaseModel):
 
     specversion: Literal["1.0"] = "1.0"
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    source: str = Field(min_length=1)
-    type: str = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=255)
+    type: str = Field(min_length=1, max_length=100)
     time: UtcDatetime = Field(default_factory=utc_now)
-    subject: str | None = None
+    subject: str | None = Field(default=None, max_length=255)
     datacontenttype: Literal["application/json"] = "application/json"
-    correlationid: str | None = None
-    causationid: str | None = None
+    correlationid: CorrelationId = None
+    causationid: CorrelationId = None
     data: dict[str, Any]
 
     @classmethod
@@ -136,7 +137,19 @@ def decode(raw: bytes | None) -> tuple[Envelope, Event]:
 
     Raises :class:`MalformedEvent` or :class:`UnknownEventType` with a reason a person can
     act on; both mean the record can never be processed and belongs in the dead-letter topic.
+    Whatever else goes wrong while decoding (a number too long for Python, JSON nested past
+    the recursion limit, a bug in a validator) is a :class:`MalformedEvent` too: no record is
+    lost or retried forever because of the way it is broken.
     """
+    try:
+        return _decode(raw)
+    except EventDecodeError:
+        raise
+    except Exception as exc:
+        raise MalformedEvent(f"cannot be decoded: {_short(exc)}") from exc
+
+
+def _decode(raw: bytes | None) -> tuple[Envelope, Event]:
     if not raw:
         raise MalformedEvent("empty record value")
     try:
@@ -155,7 +168,15 @@ def decode(raw: bytes | None) -> tuple[Envelope, Event]:
     return envelope, event
 
 
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    text = text if len(text) <= 300 else text[:299] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _summary(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    summary = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'][:8]) or '<root>'}: {err['msg']}"
+        for err in exc.errors()[:10]
     )
+    return summary if len(summary) <= 2000 else summary[:1999] + "…"

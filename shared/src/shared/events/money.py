@@ -77,7 +77,20 @@ ExactDecimal = Annotated[
 ]
 """A Decimal read only from a bounded decimal string and serialised as one."""
 
-CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR", "USD"])]
+
+def _upper_case(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) and len(value) == 3 else value
+
+
+CurrencyCode = Annotated[
+    str,
+    BeforeValidator(_upper_case),
+    Field(
+        pattern=r"^[A-Z]{3}$",
+        examples=["EUR", "USD"],
+        description="ISO 4217; read in any case (payment providers send 'eur'), kept upper case",
+    ),
+]
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -130,6 +143,14 @@ MAX_PRICE = Decimal(10) ** 12
 """Prices are below a trillion units: anything larger is a typo (and overflows storage)."""
 
 
+def _upper_case_currency(value: Any) -> Any:
+    """A price in a request names its currency as the document says: upper case."""
+    currency = value.get("currency") if isinstance(value, dict) else None
+    if isinstance(currency, str) and not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ValueError(f"currency {currency[:10]!r} is not an ISO 4217 code in upper case")
+    return value
+
+
 def _is_price(value: Money) -> Money:
     if value.amount < 0:
         raise ValueError(f"a price must not be negative, not {value}")
@@ -169,5 +190,10 @@ def _price_schema() -> dict[str, Any]:
     }
 
 
-Price = Annotated[Money, AfterValidator(_is_price), WithJsonSchema(_price_schema())]
+Price = Annotated[
+    Money,
+    BeforeValidator(_upper_case_currency),
+    AfterValidator(_is_price),
+    WithJsonSchema(_price_schema()),
+]
 """Money that can be a price: not negative and below ``MAX_PRICE`` (for request bodies)."""

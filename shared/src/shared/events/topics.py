@@ -31,6 +31,11 @@ ALL_TOPICS: tuple[str, ...] = (
 )
 
 
+MAX_DEAD_LETTER_VALUE_BYTES = 512 * 1024
+"""A dead letter's value is cut to this (and says so in ``dlq_value_truncated``), so that a
+dead letter always fits the broker's record limit (1 MiB by default) with its headers."""
+
+
 def dead_letter_topic(topic: str) -> str:
     """The dead-letter topic of ``topic``."""
     return topic + DLQ_SUFFIX

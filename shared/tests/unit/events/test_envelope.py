@@ -9,10 +9,18 @@ from decimal import Decimal
 from typing import ClassVar
 
 import pytest
+from pydantic import ValidationError
 
 from shared.events import Envelope, Event, EventCatalogue, MalformedEvent, Money, UnknownEventType
 from shared.events import decode as decode_event
-from shared.events.catalogue import BookingCreated, Contact, PaymentSucceeded
+from shared.events.bounds import MAX_NOTE_CHARACTERS
+from shared.events.catalogue import (
+    BookingCreated,
+    Contact,
+    PaymentFailed,
+    PaymentSucceeded,
+    SlotSnapshot,
+)
 from shared.events.topics import ALL_TOPICS, BOOKING_EVENTS, dead_letter_topic
 
 
@@ -137,3 +145,88 @@ def test_contacts_validate_email_and_international_phone() -> None:
         Contact(email="not-an-email")
     with pytest.raises(ValueError, match="phone"):
         Contact(email="a@example.com", phone="0151 123")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"n": ' + b"9" * 5000 + b"}", "cannot be decoded: ValueError"),  # over 4,300 digits
+        (b"[" * 100_000 + b"]" * 100_000, "cannot be decoded: RecursionError"),
+    ],
+)
+def test_whatever_breaks_decoding_is_a_malformed_event(raw: bytes, reason: str) -> None:
+    with pytest.raises(MalformedEvent, match=reason) as refused:
+        decode_event(raw)
+
+    assert len(str(refused.value)) < 1000
+
+
+def _payment(**envelope: object) -> bytes:
+    data = {
+        "booking_id": str(uuid.uuid4()),
+        "payment_id": "pay-1",
+        "amount": {"amount": "10.00", "currency": "EUR"},
+    }
+    document = {"source": "/payments", "type": "PaymentSucceeded.v1", "data": data} | envelope
+    return json.dumps(document).encode()
+
+
+def test_an_insane_correlation_id_is_dropped_and_a_sane_one_kept() -> None:
+    huge, _ = decode_event(_payment(correlationid="c" * 600_000, causationid="a\nb"))
+    sane, _ = decode_event(_payment(correlationid="order-42:step.1"))
+
+    assert huge.correlationid is None
+    assert huge.causationid is None
+    assert sane.correlationid == "order-42:step.1"
+
+
+def test_envelope_strings_are_bounded() -> None:
+    with pytest.raises(MalformedEvent, match="source"):
+        decode_event(_payment(source="s" * 256))
+    with pytest.raises(MalformedEvent, match="subject"):
+        decode_event(_payment(subject="s" * 256))
+
+
+def test_free_text_from_outside_is_cut_and_ids_and_counts_are_bounded() -> None:
+    booking = str(uuid.uuid4())
+    failed = Envelope(
+        source="/payments",
+        type="PaymentFailed.v1",
+        data={"booking_id": booking, "payment_id": "p", "reason": "r" * 600_000},
+    ).to_json_bytes()
+    long_id = Envelope(
+        source="/payments",
+        type="PaymentFailed.v1",
+        data={"booking_id": booking, "payment_id": "p" * 256, "reason": "declined"},
+    ).to_json_bytes()
+
+    _, event = decode_event(failed)
+
+    assert isinstance(event, PaymentFailed)
+    assert len(event.reason) == MAX_NOTE_CHARACTERS
+    assert event.reason.endswith("…")
+    with pytest.raises(MalformedEvent, match="payment_id"):
+        decode_event(long_id)
+    with pytest.raises(ValidationError, match="less than or equal"):
+        SlotSnapshot.model_validate(
+            {
+                "slot_id": str(uuid.uuid4()),
+                "room_id": str(uuid.uuid4()),
+                "starts_at": "2027-01-01T09:00:00Z",
+                "ends_at": "2027-01-01T10:00:00Z",
+                "price": {"amount": "1.00", "currency": "EUR"},
+                "max_bookings": 2**31,
+                "status": "open",
+                "revision": 1,
+            }
+        )
+
+
+def test_a_lower_case_currency_from_a_payment_provider_is_read() -> None:
+    raw = json.loads(_payment())
+    raw["data"]["amount"]["currency"] = "eur"
+
+    _, event = decode_event(json.dumps(raw).encode())
+
+    assert isinstance(event, PaymentSucceeded)
+    assert event.amount == Money.of("10.00", "EUR")

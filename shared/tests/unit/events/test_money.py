@@ -45,7 +45,13 @@ def test_more_decimals_than_the_currency_has_are_refused() -> None:
     assert Money.model_validate({"amount": "1.005", "currency": "KWD"}).amount == Decimal("1.005")
 
 
-@pytest.mark.parametrize("code", ["eur", "EURO", "E1R", ""])
+def test_a_currency_is_read_in_any_case_and_kept_upper_case() -> None:
+    assert Money.model_validate({"amount": "1.00", "currency": "eur"}).currency == "EUR"
+    with pytest.raises(ValidationError, match="upper case"):
+        TypeAdapter(Price).validate_python({"amount": "1.00", "currency": "eur"})
+
+
+@pytest.mark.parametrize("code", ["EURO", "E1R", "", "eu"])
 def test_currency_must_be_an_iso_4217_code(code: str) -> None:
     with pytest.raises(ValidationError):
         Money.model_validate({"amount": "1", "currency": code})
