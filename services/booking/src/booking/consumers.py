@@ -3,10 +3,16 @@ the payment service.
 
 Each handler runs in the consumer's transaction, after the event id was claimed in the inbox,
 so a redelivered event has no second effect. Payments that succeeded are applied a batch at a
-time (one statement for the many bookings they confirm). Events that can never apply (a
-payment for an unknown booking, or of the wrong amount; a refund outcome for an unknown
-booking or refund) raise a ``BookingError``, which the consumer is told is permanent: they go
-to the dead-letter topic with the reason and the partition moves on.
+time (one statement for the many bookings they confirm).
+
+Money is never kept: a payment no booking takes (for an unknown booking, or of another amount
+or currency than the booking's price) is recorded as a stray payment and returned in full
+(``RefundRequested``, once per payment id), logged at WARNING and counted in
+``payments_unapplied_total{cause}`` once the transaction commits; the outcome of that refund
+settles the stray payment. Events that can never apply (a refund outcome for an unknown
+booking or refund; a payment that returns nothing, or that contradicts the payment applied
+to its booking) raise a ``BookingError``, which the consumer is told is permanent: they go to
+the dead-letter topic with the reason and the partition moves on.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from booking import handlers, store
 from shared.events.catalogue import (
@@ -28,7 +36,7 @@ from shared.events.catalogue import (
     SlotsGenerated,
 )
 from shared.events.envelope import Envelope
-from shared.messaging import EventConsumer, EventContext
+from shared.messaging import ConsumerMetrics, EventConsumer, EventContext
 from shared.outbox import Outbox
 
 INVENTORY_CONSUMER = "booking-inventory"
@@ -54,13 +62,34 @@ def register_inventory(consumer: EventConsumer) -> None:
 
 
 def register_payments(
-    consumer: EventConsumer, outbox: Outbox, clock: Callable[[], datetime]
+    consumer: EventConsumer,
+    outbox: Outbox,
+    clock: Callable[[], datetime],
+    metrics: ConsumerMetrics | None = None,
 ) -> None:
+    unapplied = None
+    if metrics is not None:
+        unapplied = metrics.counter(
+            "payments_unapplied",
+            "Payments no booking took, recorded and returned in full, by cause",
+            ["cause"],
+        )
+        for cause in handlers.UnappliedCause:
+            unapplied.labels(cause.value)  # each cause is reported from 0 on
+
     @consumer.on_many(PaymentSucceeded)
     async def payments_succeeded(
         session: AsyncSession, payments: list[tuple[Envelope, PaymentSucceeded]]
     ) -> None:
-        await handlers.payments_succeeded(session, outbox, payments)
+        returned = await handlers.payments_succeeded(session, outbox, payments)
+        if returned and unapplied is not None:
+            counter = unapplied
+
+            def count(_: Session) -> None:  # once committed: a batch applied again counts once
+                for payment in returned:
+                    counter.labels(payment.cause.value).inc()
+
+            orm_event.listen(session.sync_session, "after_commit", count, once=True)
 
     @consumer.on(PaymentFailed)
     async def payment_failed(event: PaymentFailed, ctx: EventContext) -> None:

@@ -7,8 +7,10 @@ same booking at once take turns, and each sees what the previous one did.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -49,6 +51,8 @@ from shared.events.envelope import Envelope, Event
 from shared.events.money import Money
 from shared.messaging import BatchItemError, caused_by
 from shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,21 +587,70 @@ async def expire_holds(session: AsyncSession, outbox: Outbox, *, now: datetime, 
 
 
 class PaymentMismatch(domain.BookingError):
-    """A payment whose amount or currency is not the booking's price."""
+    """A payment that can neither be applied nor returned: another amount than the booking's
+    price that is not positive (nothing to return), or a report of the booking's own payment
+    with another amount than the one applied."""
+
+
+class UnappliedCause(enum.StrEnum):
+    """Why no booking took a payment (a label of the ``payments_unapplied`` metric)."""
+
+    UNKNOWN_BOOKING = "unknown_booking"
+    WRONG_AMOUNT = "wrong_amount"
+
+
+@dataclass(frozen=True, slots=True)
+class Unapplied:
+    """A payment no booking took: recorded as a stray payment and returned in full."""
+
+    payment_id: str
+    cause: UnappliedCause
+    recorded: bool
+    """False if this payment was recorded (and its refund asked for) before: a redelivery."""
 
 
 async def payment_succeeded(
     session: AsyncSession, outbox: Outbox, event: PaymentSucceeded
-) -> store.Booking:
-    """Confirm the pending booking; a payment that came too late or twice is refunded."""
-    booking = await store.get_booking(session, event.booking_id, lock=True)
-    if event.amount != booking.price:
-        raise PaymentMismatch(
-            f"payment {event.payment_id} of {event.amount} does not match the price "
-            f"{booking.price} of booking {booking.id}"
+) -> store.Booking | Unapplied:
+    """Confirm the pending booking; a payment that came too late or twice is refunded.
+
+    A payment no booking can take (its booking does not exist, or it pays another amount or
+    currency than the booking's price) is never kept: it is recorded as a stray payment and
+    returned in full (:func:`_return_stray_payment`), the booking untouched.
+    """
+    try:
+        booking = await store.get_booking(session, event.booking_id, lock=True)
+    except domain.BookingNotFound:
+        if event.amount.amount <= 0:
+            raise  # nothing was paid: nothing to return
+        return await _return_stray_payment(
+            session,
+            outbox,
+            event,
+            cause=UnappliedCause.UNKNOWN_BOOKING,
+            reason=f"payment for booking {event.booking_id}, which does not exist",
         )
     if booking.payment_id == event.payment_id:
+        if event.amount != booking.price:  # the applied payment, reported otherwise: never
+            raise PaymentMismatch(  # returned by this service, as it confirmed the booking
+                f"payment {event.payment_id} of {event.amount} contradicts the same payment "
+                f"of {booking.price} applied to booking {booking.id}"
+            )
         return booking  # this payment was applied already (redelivered with a new event id)
+    if event.amount != booking.price:
+        if event.amount.amount <= 0:
+            raise PaymentMismatch(
+                f"payment {event.payment_id} of {event.amount} does not match the price "
+                f"{booking.price} of booking {booking.id}, and returns nothing"
+            )
+        return await _return_stray_payment(
+            session,
+            outbox,
+            event,
+            cause=UnappliedCause.WRONG_AMOUNT,
+            reason=f"payment of {event.amount} does not match the price {booking.price} "
+            f"of the booking",
+        )
     if booking.status is not BookingStatus.PENDING or booking.payment_id is not None:
         return await _refund_unwanted_payment(session, outbox, booking, event)
     domain.transition(booking.status, Action.CONFIRM)
@@ -618,7 +671,7 @@ async def payment_succeeded(
 
 async def payments_succeeded(
     session: AsyncSession, outbox: Outbox, payments: Sequence[tuple[Envelope, PaymentSucceeded]]
-) -> None:
+) -> list[Unapplied]:
     """:func:`payment_succeeded` for many payments, in their order, set-based.
 
     The bookings are locked in id order and read in one statement; each payment that
@@ -627,11 +680,15 @@ async def payments_succeeded(
     amount, a booking paid, cancelled or expired, or a second payment of a booking of this
     batch) first writes the confirmations gathered so far and is then applied by
     :func:`payment_succeeded` on its own, so the end state is the one of applying the
-    payments one by one. A payment that cannot be applied raises :class:`BatchItemError`.
+    payments one by one: a payment no booking takes is recorded and returned in full. A
+    payment that can neither be applied nor returned raises :class:`BatchItemError`.
+
+    Returns the payments this call recorded as stray (not those recorded before).
     """
     booked = await store.lock_bookings(session, [event.booking_id for _, event in payments])
     rooms = await store.get_rooms(session, [b.room_id for b in booked.values()])
     confirms: list[tuple[Envelope, PaymentSucceeded, store.Booking]] = []
+    returned: list[Unapplied] = []
     seen: set[UUID] = set()
     for index, (envelope, event) in enumerate(payments):
         booking = booked.get(event.booking_id)
@@ -642,11 +699,14 @@ async def payments_succeeded(
             confirms = []
             try:
                 with caused_by(envelope):
-                    await payment_succeeded(session, outbox, event)
+                    outcome = await payment_succeeded(session, outbox, event)
             except Exception as exc:
                 raise BatchItemError(index, exc) from exc
+            if isinstance(outcome, Unapplied) and outcome.recorded:
+                returned.append(outcome)
         seen.add(event.booking_id)
     await _confirm_all(session, outbox, confirms, rooms)
+    return returned
 
 
 def _plain_confirm(booking: store.Booking, event: PaymentSucceeded) -> bool:
@@ -724,6 +784,49 @@ async def _refund_unwanted_payment(
     return refunded
 
 
+async def _return_stray_payment(
+    session: AsyncSession,
+    outbox: Outbox,
+    event: PaymentSucceeded,
+    *,
+    cause: UnappliedCause,
+    reason: str,
+) -> Unapplied:
+    """Record a payment no booking takes and ask for all of it back (``RefundRequested``,
+    naming the booking the payment named), once per payment id: the same payment delivered
+    again, with any event id, finds it recorded and asks for nothing more."""
+    refund_id = uuid.uuid5(event.booking_id, f"stray:{event.payment_id}")
+    stray = await store.record_stray_payment(
+        session,
+        payment_id=event.payment_id,
+        booking_id=event.booking_id,
+        amount=event.amount,
+        reason=reason,
+        refund_id=refund_id,
+    )
+    if stray is None:
+        return Unapplied(event.payment_id, cause, recorded=False)
+    log.warning(
+        "payment %s of %s not applied (%s: %s); refund %s of it requested",
+        event.payment_id,
+        event.amount,
+        cause.value,
+        reason,
+        refund_id,
+    )
+    await outbox.add(
+        session,
+        RefundRequested(
+            booking_id=event.booking_id,
+            refund_id=refund_id,
+            payment_id=event.payment_id,
+            amount=event.amount,
+            reason=reason,
+        ),
+    )
+    return Unapplied(event.payment_id, cause, recorded=True)
+
+
 async def payment_failed(
     session: AsyncSession, outbox: Outbox, event: PaymentFailed, *, now: datetime
 ) -> store.Booking:
@@ -752,14 +855,18 @@ class UnknownRefund(domain.BookingError):
 
 async def refund_settled(
     session: AsyncSession, event: RefundSucceeded | RefundFailed, *, now: datetime
-) -> store.Booking:
+) -> store.Booking | store.StrayPayment:
     """Record what the payment service made of a refund; the booking's payment status follows
-    (``refunded`` once every refund succeeded, ``refund_failed`` with the reason).
+    (``refunded`` once every refund succeeded, ``refund_failed`` with the reason). The refund
+    of a stray payment settles that payment's refund status (no booking involved).
 
     The same outcome again, or any outcome of a refund that succeeded, changes nothing. An
     outcome for an unknown booking or refund, or that names another payment or amount than
     was asked for, raises (it can never apply).
     """
+    stray = await store.lock_stray_refund(session, event.refund_id)
+    if stray is not None and stray.booking_id == event.booking_id:
+        return await _settle_stray_refund(session, stray, event, now=now)
     booking = await store.get_booking(session, event.booking_id, lock=True)
     refund = await store.get_refund(session, event.refund_id)
     if refund is None or refund.booking_id != booking.id:
@@ -771,11 +878,41 @@ async def refund_settled(
             f"refund {refund.id} was asked as {refund.amount} of payment {refund.payment_id}, "
             f"not {event.amount} of payment {event.payment_id}"
         )
-    failure = event.reason if isinstance(event, RefundFailed) else None
-    outcome = RefundStatus.SUCCEEDED if failure is None else RefundStatus.FAILED
+    failure, outcome = _outcome_of(event)
     status = domain.settle_refund(refund.status, outcome)
     if status is None:
         return booking
     return await store.settle_refund(
         session, refund, status=status, failure_reason=failure, now=now
+    )
+
+
+def _outcome_of(event: RefundSucceeded | RefundFailed) -> tuple[str | None, RefundStatus]:
+    """The failure reason (None: none) and the refund status an outcome reports."""
+    failure = event.reason if isinstance(event, RefundFailed) else None
+    return failure, RefundStatus.SUCCEEDED if failure is None else RefundStatus.FAILED
+
+
+async def _settle_stray_refund(
+    session: AsyncSession,
+    stray: store.StrayPayment,
+    event: RefundSucceeded | RefundFailed,
+    *,
+    now: datetime,
+) -> store.StrayPayment:
+    if (stray.payment_id, stray.amount) != (event.payment_id, event.amount):
+        raise UnknownRefund(
+            f"refund {stray.refund_id} was asked as {stray.amount} of payment "
+            f"{stray.payment_id}, not {event.amount} of payment {event.payment_id}"
+        )
+    failure, outcome = _outcome_of(event)
+    status = domain.settle_refund(stray.refund_status, outcome)
+    if status is None:
+        return stray
+    if failure is not None:
+        log.warning(
+            "refund %s of stray payment %s failed: %s", stray.refund_id, stray.payment_id, failure
+        )
+    return await store.settle_stray_refund(
+        session, stray, status=status, failure_reason=failure, now=now
     )

@@ -54,6 +54,7 @@ def create_runtime(settings: BookingSettings, *, clock: Clock = utc_now) -> Serv
         runtime.consumer(consumers.PAYMENTS_CONSUMER, permanent_errors=(domain.BookingError,)),
         runtime.outbox,
         clock,
+        runtime.metrics,
     )
 
     async def expire_holds(stop: asyncio.Event) -> None:

@@ -14,6 +14,9 @@ The database enforces what must never be wrong, whoever writes:
   notice to) never changes once set (a trigger);
 * a refund id is asked for once (the primary key of ``refunds``), and a refund settles only
   as ``domain.REFUND_SETTLEMENTS`` allows (a trigger);
+* a payment no booking took is recorded, and its refund asked for, once (the primary key of
+  ``stray_payments`` is the payment id; its refund id is unique); that refund settles only as
+  ``domain.REFUND_SETTLEMENTS`` allows (a trigger, migration 0005);
 * statuses, payment statuses and amounts are within their domains.
 """
 
@@ -30,6 +33,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     text,
 )
@@ -186,6 +190,32 @@ refunds = Table(
 """Every refund asked of the payment service (``RefundRequested``) and what became of it
 (``RefundSucceeded`` / ``RefundFailed``). The id is the refund id of the events, derived
 from what is refunded, so the same refund is never asked for twice."""
+
+stray_payments = Table(
+    "stray_payments",
+    metadata,
+    Column("payment_id", String(255), primary_key=True),
+    Column("booking_id", Uuid, nullable=False),
+    Column("amount", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("refund_id", Uuid, nullable=False),
+    Column("refund_status", String(16), nullable=False),
+    Column("failure_reason", Text, nullable=True),
+    timestamp_column("received_at"),
+    timestamp_column("settled_at", nullable=True),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint(one_of("refund_status", tuple(RefundStatus)), name="refund_status_known"),
+    CheckConstraint(
+        "(refund_status = 'failed') = (failure_reason IS NOT NULL)", name="failure_has_reason"
+    ),
+    UniqueConstraint("refund_id"),
+    Index("ix_stray_payments_booking_id", "booking_id"),
+)
+"""Payments no booking took (a booking that does not exist, or an amount or currency other
+than the booking's price), each returned in full: one ``RefundRequested`` per payment id,
+whatever redelivers it. ``booking_id`` is the one the payment named (no foreign key: it may
+name no booking); the refund's outcome settles ``refund_status`` as for ``refunds``."""
 
 
 def allowed_status_pairs() -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking import domain
 from booking.domain import PAYMENT_STATUS_OF_REFUNDS, BookingStatus, PaymentStatus, RefundStatus
-from booking.models import bookings, refunds, rooms, slots
+from booking.models import bookings, refunds, rooms, slots, stray_payments
 from shared.db import reported_detail, violated_constraint
 from shared.events.catalogue import Actor, Contact, RoomSnapshot, SlotSnapshot
 from shared.events.money import Money
@@ -769,3 +769,99 @@ async def _sum_up_refunds(session: AsyncSession, booking_id: UUID) -> Booking:
         .returning(*bookings.c)
     )
     return Booking.of((await session.execute(statement)).one())
+
+
+# --- stray payments --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StrayPayment:
+    """A payment no booking took, and the refund that returns it in full."""
+
+    payment_id: str
+    booking_id: UUID
+    """The booking the payment named (which may not exist)."""
+    amount: Money
+    reason: str
+    refund_id: UUID
+    refund_status: RefundStatus
+    failure_reason: str | None
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> StrayPayment:
+        v = row._mapping
+        return cls(
+            payment_id=v["payment_id"],
+            booking_id=v["booking_id"],
+            amount=Money.of(v["amount"], v["currency"]),
+            reason=v["reason"],
+            refund_id=v["refund_id"],
+            refund_status=RefundStatus(v["refund_status"]),
+            failure_reason=v["failure_reason"],
+        )
+
+
+async def record_stray_payment(
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    booking_id: UUID,
+    amount: Money,
+    reason: str,
+    refund_id: UUID,
+) -> StrayPayment | None:
+    """Record a payment no booking took, its refund ``requested``; None, and nothing changes,
+    if this payment was recorded already (the primary key is the payment id: a payment
+    delivered again waits here for the transaction that recorded it, then finds it)."""
+    statement = (
+        pg_insert(stray_payments)
+        .values(
+            payment_id=payment_id,
+            booking_id=booking_id,
+            amount=amount.amount,
+            currency=amount.currency,
+            reason=reason,
+            refund_id=refund_id,
+            refund_status=RefundStatus.REQUESTED.value,
+        )
+        .on_conflict_do_nothing(index_elements=[stray_payments.c.payment_id])
+        .returning(*stray_payments.c)
+    )
+    row = (await session.execute(statement)).first()
+    return StrayPayment.of(row) if row is not None else None
+
+
+async def lock_stray_refund(session: AsyncSession, refund_id: UUID) -> StrayPayment | None:
+    """The stray payment that ``refund_id`` returns, locked until this transaction ends."""
+    statement = (
+        select(stray_payments).where(stray_payments.c.refund_id == refund_id).with_for_update()
+    )
+    row = (await session.execute(statement)).first()
+    return StrayPayment.of(row) if row is not None else None
+
+
+async def settle_stray_refund(
+    session: AsyncSession,
+    stray: StrayPayment,
+    *,
+    status: RefundStatus,
+    failure_reason: str | None,
+    now: datetime,
+) -> StrayPayment:
+    """Move the stray payment's refund from the status it was read with to ``status``."""
+    statement = (
+        update(stray_payments)
+        .where(
+            stray_payments.c.payment_id == stray.payment_id,
+            stray_payments.c.refund_status == stray.refund_status.value,
+        )
+        .values(refund_status=status.value, failure_reason=failure_reason, settled_at=now)
+        .returning(*stray_payments.c)
+    )
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise RuntimeError(
+            f"the refund of stray payment {stray.payment_id} is no longer "
+            f"{stray.refund_status.value}"
+        )
+    return StrayPayment.of(row)

@@ -383,6 +383,28 @@ async def test_the_database_refuses_other_refund_settlements_and_a_new_paid_star
         )
 
 
+async def test_the_database_records_a_stray_payment_once_and_settles_its_refund_forward(
+    service: Service,
+) -> None:
+    payment_id = f"pay-stray-{uuid.uuid4()}"
+    insert = (
+        "INSERT INTO stray_payments (payment_id, booking_id, amount, currency, reason, "
+        "refund_id, refund_status) VALUES ($1, $2, 1.00, 'EUR', 'probe', $3, $4)"
+    )
+    settle = (
+        "UPDATE stray_payments SET refund_status = $2, settled_at = now() WHERE payment_id = $1"
+    )
+
+    with pytest.raises(asyncpg.CheckViolationError, match="starts requested"):
+        await service.db.execute(insert, payment_id, uuid.uuid4(), uuid.uuid4(), "succeeded")
+    await service.db.execute(insert, payment_id, uuid.uuid4(), uuid.uuid4(), "requested")
+    with pytest.raises(asyncpg.UniqueViolationError):  # the same payment, recorded again
+        await service.db.execute(insert, payment_id, uuid.uuid4(), uuid.uuid4(), "requested")
+    await service.db.execute(settle, payment_id, "succeeded")
+    with pytest.raises(asyncpg.CheckViolationError, match="from succeeded to requested"):
+        await service.db.execute(settle, payment_id, "requested")
+
+
 # --- 8. opposite moves take turns ------------------------------------------------------
 
 

@@ -28,10 +28,12 @@ def payment(
     return Envelope.wrap(event, source="/payments", correlation_id=f"order-{booking['id']}"), event
 
 
-async def apply(service: Service, payments: list[tuple[Envelope, PaymentSucceeded]]) -> None:
+async def apply(
+    service: Service, payments: list[tuple[Envelope, PaymentSucceeded]]
+) -> list[handlers.Unapplied]:
     runtime = service.app.state.runtime
     async with runtime.sessions.begin() as session:
-        await handlers.payments_succeeded(session, runtime.outbox, payments)
+        return await handlers.payments_succeeded(session, runtime.outbox, payments)
 
 
 async def test_a_batch_confirms_each_booking_and_answers_each_payment_on_its_own(
@@ -79,13 +81,73 @@ async def test_a_payment_that_cannot_apply_is_named_and_nothing_of_the_batch_is_
     service: Service,
 ) -> None:
     room = await service.room()
-    good, wrong = [await service.booking(slot, "batch-x") for slot in await service.slots(room, 2)]
+    good, paid = [await service.booking(slot, "batch-x") for slot in await service.slots(room, 2)]
+    await service.pay(paid)
+    await service.status(paid["id"], "confirmed")
 
-    with pytest.raises(BatchItemError) as raised:
-        await apply(service, [payment(good), payment(wrong, amount="0.01")])
+    with pytest.raises(BatchItemError) as raised:  # its own payment, reported as another amount
+        await apply(service, [payment(good), payment(paid, amount="0.01")])
 
     assert raised.value.index == 1
     assert isinstance(raised.value.error, domain.BookingError)
-    assert "does not match the price" in str(raised.value.error)
+    assert "contradicts the same payment" in str(raised.value.error)
     row = await service.row("SELECT status FROM bookings WHERE id = $1", uuid.UUID(good["id"]))
     assert row == {"status": "pending"}
+
+
+async def test_a_batch_returns_the_payments_no_booking_takes_once_and_confirms_the_rest(
+    service: Service,
+) -> None:
+    room = await service.room()
+    good, wrong = [await service.booking(slot, "batch-y") for slot in await service.slots(room, 2)]
+    ghost: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "price": {"amount": "5.00", "currency": "EUR"},
+    }
+    batch = [payment(wrong, amount="0.50"), payment(good), payment(ghost)]
+
+    returned = await apply(service, batch)
+    again = await apply(service, batch)  # the same payments, delivered again
+
+    assert [(u.payment_id, u.cause) for u in returned] == [
+        (f"pay-{wrong['id']}", handlers.UnappliedCause.WRONG_AMOUNT),
+        (f"pay-{ghost['id']}", handlers.UnappliedCause.UNKNOWN_BOOKING),
+    ]
+    assert again == []
+    await service.status(good["id"], "confirmed")
+    await service.status(wrong["id"], "pending")
+    strays = await service.db.fetch(
+        "SELECT payment_id, amount FROM stray_payments WHERE payment_id = ANY($1) ORDER BY amount",
+        [f"pay-{wrong['id']}", f"pay-{ghost['id']}"],
+    )
+    assert [(r["payment_id"], str(r["amount"])) for r in strays] == [
+        (f"pay-{wrong['id']}", "0.5000"),
+        (f"pay-{ghost['id']}", "5.0000"),
+    ]
+
+
+@pytest.mark.parametrize("amount", ["0.00", "-5.00"])
+async def test_a_payment_of_nothing_that_no_booking_takes_is_named_not_returned(
+    service: Service, amount: str
+) -> None:
+    room = await service.room()
+    (slot,) = await service.slots(room)
+    booking = await service.booking(slot, "batch-z")
+    ghost: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "price": {"amount": "5.00", "currency": "EUR"},
+    }
+
+    with pytest.raises(BatchItemError) as wrong:
+        await apply(service, [payment(booking, amount=amount)])
+    with pytest.raises(BatchItemError) as unknown:
+        await apply(service, [payment(ghost, amount=amount)])
+
+    assert isinstance(wrong.value.error, handlers.PaymentMismatch)
+    assert "returns nothing" in str(wrong.value.error)
+    assert isinstance(unknown.value.error, domain.BookingNotFound)
+    strays = await service.db.fetchval(
+        "SELECT count(*) FROM stray_payments WHERE booking_id = ANY($1)",
+        [uuid.UUID(booking["id"]), uuid.UUID(ghost["id"])],
+    )
+    assert strays == 0

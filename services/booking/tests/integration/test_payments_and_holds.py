@@ -1,16 +1,21 @@
-"""Payment events confirm, refund or cancel; unpaid holds expire; all of it exactly once."""
+"""Payment events confirm, refund or cancel; a payment no booking takes is returned in full;
+unpaid holds expire; all of it exactly once."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
 from booking import handlers
 from shared.events import topics
-from shared.events.catalogue import PaymentSucceeded
+from shared.events.catalogue import PaymentSucceeded, RefundRequested, RefundSucceeded
+from shared.events.envelope import Envelope
 from shared.events.money import Money
 from tests.support.kafka import read_topic
+from tests.support.standins import REFUND_FAILURE, decide_refund
 
 from .conftest import START, Service, types, user
 
@@ -112,43 +117,139 @@ async def test_a_second_payment_of_a_paid_booking_is_refunded(service: Service) 
     assert "already paid" in events[-1]["data"]["reason"]
 
 
-async def test_a_payment_of_the_wrong_amount_is_dead_lettered_and_the_next_applied(
+async def _applied(service: Service, envelope: Envelope) -> None:
+    """Wait until the booking service has handled the event (its id is in the inbox)."""
+    await service.until(
+        lambda: service.row("SELECT 1 AS done FROM inbox WHERE event_id = $1", envelope.id)
+    )
+
+
+async def _dead_letters(service: Service, *envelopes: Envelope) -> list[Any]:
+    """The records of these events on the payments' dead-letter topic (none, we hope)."""
+    ids = [str(envelope.id).encode() for envelope in envelopes]
+    return await read_topic(
+        service.kafka,
+        topics.dead_letter_topic(topics.PAYMENT_EVENTS),
+        at_least=0,
+        timeout_s=5.0,
+        settle_s=1.0,
+        where=lambda record: any(i in (record.value or b"") for i in ids),
+    )
+
+
+async def _stray(service: Service, payment_id: str, refund_status: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        row = await service.row("SELECT * FROM stray_payments WHERE payment_id = $1", payment_id)
+        return row if row and row["refund_status"] == refund_status else None
+
+    return await service.until(probe)
+
+
+def _unapplied(service: Service, cause: str) -> float:
+    """Payments no booking took, as ``payments_unapplied_total`` counts them."""
+    registry = service.app.state.runtime.metrics.registry
+    return registry.get_sample_value("payments_unapplied_total", {"cause": cause}) or 0.0
+
+
+async def _answer(service: Service, refund: dict[str, Any], *, failed: bool = False) -> Envelope:
+    """The payment stand-in's answer to a ``RefundRequested`` (its ``data``), published."""
+    requested = RefundRequested.model_validate(refund)
+    user_id = "unrefundable-x" if failed else None
+    (envelope,) = await service.publish(decide_refund(requested, user_id), source="/payments")
+    await _applied(service, envelope)
+    return envelope
+
+
+async def test_a_payment_of_the_wrong_amount_is_returned_in_full_and_the_next_applied(
     service: Service,
 ) -> None:
     room = await service.room()
     first, second = await service.slots(room, 2)
     wrong = await service.booking(first)
     right = await service.booking(second)
+    counted = _unapplied(service, "wrong_amount")
 
-    poison = await service.pay(wrong, amount="0.01")
+    stray = await service.pay(wrong, amount="0.01")
     await service.pay(right)
     await service.status(right["id"], "confirmed")
+    events = await service.events(wrong["id"], at_least=2)
+    again = await service.pay(wrong, amount="0.01")  # the same payment, a new event id
+    await service.publish_raw(topics.PAYMENT_EVENTS, stray)  # the very same record again
+    await _applied(service, again)
+    after = await service.events(wrong["id"], at_least=2, settle_s=1.5)
+    row = await service.row(
+        "SELECT status, payment_status, payment_id FROM bookings WHERE id = $1",
+        uuid.UUID(wrong["id"]),
+    )
+    recorded = await _stray(service, f"pay-{wrong['id']}", "requested")
+    await _answer(service, events[1]["data"])
+    settled = await _stray(service, f"pay-{wrong['id']}", "succeeded")
+
+    assert types(events) == ["BookingCreated.v1", "RefundRequested.v1"]
+    refund = events[1]["data"]
+    assert refund["booking_id"] == wrong["id"]
+    assert refund["payment_id"] == f"pay-{wrong['id']}"
+    assert refund["amount"] == {"amount": "0.01", "currency": "EUR"}
+    assert "does not match the price 20.00 EUR" in refund["reason"]
+    assert types(after) == ["BookingCreated.v1", "RefundRequested.v1"]
+    assert row == {"status": "pending", "payment_status": "pending", "payment_id": None}
+    assert await _dead_letters(service, stray, again) == []
+    assert recorded["refund_id"] == uuid.UUID(refund["refund_id"])
+    assert recorded["booking_id"] == uuid.UUID(wrong["id"])
+    assert (recorded["amount"], recorded["currency"]) == (Decimal("0.01"), "EUR")
+    assert recorded["reason"] == refund["reason"]
+    assert settled["settled_at"] is not None
+    assert settled["failure_reason"] is None
+    assert _unapplied(service, "wrong_amount") == counted + 1
+
+
+async def test_a_payment_for_an_unknown_booking_is_returned_in_full(service: Service) -> None:
+    ghost: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "price": {"amount": "15.00", "currency": "EUR"},
+    }
+    counted = _unapplied(service, "unknown_booking")
+
+    stray = await service.pay(ghost)
+    (refund,) = [e["data"] for e in await service.events(ghost["id"], at_least=1)]
+    again = await service.pay(ghost)  # the same payment, a new event id
+    await _applied(service, again)
+    after = await service.events(ghost["id"], at_least=1, settle_s=1.5)
+    await _answer(service, refund, failed=True)
+    failed = await _stray(service, f"pay-{ghost['id']}", "failed")
+    (other,) = await service.publish(
+        RefundSucceeded(
+            booking_id=refund["booking_id"],
+            payment_id=refund["payment_id"],
+            refund_id=refund["refund_id"],
+            amount=Money.of("1.00", "EUR"),
+        ),
+        source="/payments",
+    )
     dead = await read_topic(
         service.kafka,
         topics.dead_letter_topic(topics.PAYMENT_EVENTS),
         at_least=1,
-        where=lambda record: str(poison.id).encode() in (record.value or b""),
+        where=lambda record: str(other.id).encode() in (record.value or b""),
     )
-    row = await service.row("SELECT status FROM bookings WHERE id = $1", uuid.UUID(wrong["id"]))
+    await _answer(service, refund)  # the payment service retried it, and it went through
+    settled = await _stray(service, f"pay-{ghost['id']}", "succeeded")
+    await _answer(service, refund, failed=True)  # a late failure after success: no change
+    still = await _stray(service, f"pay-{ghost['id']}", "succeeded")
 
-    assert row == {"status": "pending"}
-    headers = dict(dead[0].headers)
-    assert headers["dlq_kind"] == b"rejected"
-    assert b"does not match the price" in headers["dlq_reason"]
-
-
-async def test_a_payment_for_an_unknown_booking_is_dead_lettered(service: Service) -> None:
-    ghost = {"id": str(uuid.uuid4()), "price": {"amount": "1.00", "currency": "EUR"}}
-
-    poison = await service.pay(ghost)
-    dead = await read_topic(
-        service.kafka,
-        topics.dead_letter_topic(topics.PAYMENT_EVENTS),
-        at_least=1,
-        where=lambda record: str(poison.id).encode() in (record.value or b""),
+    assert refund["booking_id"] == ghost["id"]
+    assert refund["amount"] == {"amount": "15.00", "currency": "EUR"}
+    assert "does not exist" in refund["reason"]
+    assert len(after) == 1
+    assert await _dead_letters(service, stray, again) == []
+    assert failed["failure_reason"] == REFUND_FAILURE
+    assert b"not 1.00 EUR" in dict(dead[0].headers)["dlq_reason"]
+    assert settled["failure_reason"] is None
+    assert still == settled
+    assert _unapplied(service, "unknown_booking") == counted + 1
+    assert (
+        await service.row("SELECT id FROM bookings WHERE id = $1", uuid.UUID(ghost["id"])) is None
     )
-
-    assert b"does not exist" in dict(dead[0].headers)["dlq_reason"]
 
 
 async def test_a_failed_payment_cancels_the_pending_booking_and_frees_its_place(
