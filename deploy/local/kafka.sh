@@ -18,6 +18,18 @@
 #   PLATFORM_CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/booking-platform   jar cache
 #   PLATFORM_STATE_DIR=<repo>/.run                                        config, data, log, pid
 #
+# A broker that lets in only clients with TLS and a SCRAM-SHA-512 login, as production runs
+# (the tests start one of their own this way, on other ports with another state directory):
+#   KAFKA_LISTENER_SECURITY=PLAINTEXT   or SASL_SSL: the client listener on KAFKA_PORT takes TLS
+#                                       and SASL SCRAM-SHA-512 only (the controller listener
+#                                       stays PLAINTEXT, on 127.0.0.1)
+#   KAFKA_TLS_KEYSTORE_PEM=             SASL_SSL: PEM file holding the broker's unencrypted PKCS#8
+#                                       private key and its certificate chain (for 127.0.0.1)
+#   KAFKA_TLS_CA_PEM=                   SASL_SSL: PEM file of the authority that signed it
+#   KAFKA_SCRAM_USERNAME=platform       SASL_SSL: the SCRAM user, created when the storage is
+#   KAFKA_SCRAM_PASSWORD=               formatted (the first `up` of a state directory only);
+#                                       the broker logs in to itself with it too
+#
 # Only Maven Central is reachable from CI (no apache.org tarballs), so instead of the Kafka
 # distribution the script generates a pom depending on org.apache.kafka:kafka_2.13 and lets
 # Maven copy its runtime classpath into a cache directory outside the repo. The broker is
@@ -40,6 +52,11 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m}
 KAFKA_OPTS=${KAFKA_OPTS:-}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
+KAFKA_LISTENER_SECURITY=${KAFKA_LISTENER_SECURITY:-PLAINTEXT}
+KAFKA_TLS_KEYSTORE_PEM=${KAFKA_TLS_KEYSTORE_PEM:-}
+KAFKA_TLS_CA_PEM=${KAFKA_TLS_CA_PEM:-}
+KAFKA_SCRAM_USERNAME=${KAFKA_SCRAM_USERNAME:-platform}
+KAFKA_SCRAM_PASSWORD=${KAFKA_SCRAM_PASSWORD:-}
 KAFKA_STOP_TIMEOUT=20
 
 KAFKA_CACHE=$CACHE_DIR/kafka-$KAFKA_VERSION
@@ -74,6 +91,34 @@ kafka_answers() {
         head -c 10 <&3 | od -An -tx1 | tr -d " \n"
     ' "$KAFKA_HOST" "$KAFKA_PORT" 2>/dev/null) || return 1
     [ "${reply:8:12}" = 000000010000 ]
+}
+
+# broker_answers — true if the client listener answers: an ApiVersions request on PLAINTEXT;
+# on SASL_SSL (bash has no TLS client) a TCP connection, checked once the broker logged its start.
+broker_answers() {
+    if [ "$KAFKA_LISTENER_SECURITY" = SASL_SSL ]; then
+        port_open "$KAFKA_HOST" "$KAFKA_PORT"
+    else
+        kafka_answers
+    fi
+}
+
+# check_security_settings — die, saying what is missing, unless the SASL_SSL settings are whole.
+check_security_settings() {
+    case "$KAFKA_LISTENER_SECURITY" in
+        PLAINTEXT) return 0 ;;
+        SASL_SSL) ;;
+        *) die "KAFKA_LISTENER_SECURITY must be PLAINTEXT or SASL_SSL, not $KAFKA_LISTENER_SECURITY" ;;
+    esac
+    [ -r "$KAFKA_TLS_KEYSTORE_PEM" ] || die "SASL_SSL needs KAFKA_TLS_KEYSTORE_PEM (a readable PEM file)"
+    [ -r "$KAFKA_TLS_CA_PEM" ] || die "SASL_SSL needs KAFKA_TLS_CA_PEM (a readable PEM file)"
+    [ -n "$KAFKA_SCRAM_PASSWORD" ] || die "SASL_SSL needs KAFKA_SCRAM_PASSWORD"
+    # The credentials go into a JAAS line and a --add-scram argument: keep them to safe characters.
+    local credential
+    for credential in "$KAFKA_SCRAM_USERNAME" "$KAFKA_SCRAM_PASSWORD"; do
+        [[ $credential =~ ^[A-Za-z0-9._~+/-]+$ ]] ||
+            die "KAFKA_SCRAM_USERNAME and KAFKA_SCRAM_PASSWORD may hold letters, digits and ._~+/- only"
+    done
 }
 
 # our_pid — print the pid of the broker this script started, if it is still running.
@@ -150,11 +195,33 @@ render_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+EOF
+    if [ "$KAFKA_LISTENER_SECURITY" = SASL_SSL ]; then
+        cat <<EOF
+listeners=SASL_SSL://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://$KAFKA_HOST:$KAFKA_PORT
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=SASL_SSL
+# Clients log in with SCRAM-SHA-512 over TLS; the broker's own connections do the same.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_SCRAM_USERNAME" password="$KAFKA_SCRAM_PASSWORD";
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_TLS_KEYSTORE_PEM
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS_CA_PEM
+ssl.client.auth=none
+EOF
+    else
+        cat <<EOF
 listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
-controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+EOF
+    fi
+    cat <<EOF
 log.dirs=$KAFKA_DATA
 num.partitions=3
 # One broker: every internal topic has a single replica. A single partition for the
@@ -191,8 +258,14 @@ format_storage_once() {
     fi
     log "formatting storage in $KAFKA_DATA (cluster id $cluster_id)"
     mkdir -p "$KAFKA_DATA"
+    local scram=()
+    if [ "$KAFKA_LISTENER_SECURITY" = SASL_SSL ]; then
+        # SCRAM credentials live in the cluster metadata; writing them at format time lets the
+        # broker (and the first client) log in from its very start.
+        scram=(--add-scram "SCRAM-SHA-512=[name=$KAFKA_SCRAM_USERNAME,password=$KAFKA_SCRAM_PASSWORD]")
+    fi
     if ! "$JAVA_BIN" -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format \
-        -t "$cluster_id" -c "$KAFKA_CONF" >"$KAFKA_STATE/format.log" 2>&1; then
+        -t "$cluster_id" -c "$KAFKA_CONF" "${scram[@]}" >"$KAFKA_STATE/format.log" 2>&1; then
         cat "$KAFKA_STATE/format.log" >&2
         die "formatting the storage failed"
     fi
@@ -240,7 +313,7 @@ wait_ready() {
             rm -f "$KAFKA_PIDFILE"
             die "the broker exited during start-up (log: $KAFKA_LOG)"
         fi
-        if grep -qF "$STARTED_LINE" "$KAFKA_LOG" 2>/dev/null && kafka_answers; then
+        if grep -qF "$STARTED_LINE" "$KAFKA_LOG" 2>/dev/null && broker_answers; then
             return 0
         fi
         sleep 0.3
@@ -278,7 +351,7 @@ cmd_up() {
         if config_changed; then
             log "the broker (pid $pid) runs with other ports; restarting it"
             stop_pid "$pid"
-        elif kafka_answers; then
+        elif broker_answers; then
             log "already running at $KAFKA_HOST:$KAFKA_PORT (pid $pid)"
             return 0
         else
@@ -289,7 +362,7 @@ cmd_up() {
             return 0
         fi
     fi
-    if kafka_answers; then
+    if broker_answers; then
         log "a broker not started by this script already answers at $KAFKA_HOST:$KAFKA_PORT; using it"
         return 0
     fi
@@ -300,9 +373,11 @@ cmd_up() {
         fi
     done
 
+    check_security_settings
     ensure_java
     resolve_classpath
-    render_config >"$KAFKA_CONF"
+    (umask 077 && render_config >"$KAFKA_CONF") # it may hold the SCRAM password
+    chmod 600 "$KAFKA_CONF"
     format_storage_once
     start_broker
     pid=$(cat "$KAFKA_PIDFILE")
@@ -325,14 +400,14 @@ cmd_down() {
 cmd_status() {
     local pid
     if pid=$(our_pid); then
-        if kafka_answers; then
+        if broker_answers; then
             log "running at $KAFKA_HOST:$KAFKA_PORT (pid $pid)"
             return 0
         fi
         log "process $pid is running but the broker does not answer at $KAFKA_HOST:$KAFKA_PORT"
         return 1
     fi
-    if kafka_answers; then
+    if broker_answers; then
         log "a broker not started by this script answers at $KAFKA_HOST:$KAFKA_PORT"
         return 0
     fi

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from tests.support.broker import PrivateBroker, PrivatePostgres, private_broker, private_postgres
 from tests.support.platform import Platform, free_port
 from tests.support.standins import MailSink, PaymentStandIn
@@ -56,6 +57,27 @@ async def payments(broker: PrivateBroker) -> AsyncIterator[PaymentStandIn]:
     await standin.stop()
 
 
+def platform_on(
+    database: PrivatePostgres,
+    bootstrap: str,
+    mail: MailSink,
+    logs: Path,
+    *,
+    kafka_security: KafkaSecurity = PLAINTEXT,
+) -> Platform:
+    """The three services (not started yet) on ``database`` and the broker at ``bootstrap``,
+    sending their mail to ``mail``."""
+    settings = {k: dict(v) for k, v in SETTINGS.items()}
+    settings["reminders"] |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail.port)}
+    return Platform(
+        postgres_dsn=database.dsn,
+        kafka=bootstrap,
+        logs=logs,
+        settings=settings,
+        kafka_security=kafka_security,
+    )
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def platform(
     request: pytest.FixtureRequest,
@@ -65,13 +87,8 @@ async def platform(
     payments: PaymentStandIn,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
-    settings = {k: dict(v) for k, v in SETTINGS.items()}
-    settings["reminders"] |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail.port)}
-    running = Platform(
-        postgres_dsn=database.dsn,
-        kafka=broker.bootstrap,
-        logs=Path(tmp_path_factory.mktemp("e2e-logs")),
-        settings=settings,
+    running = platform_on(
+        database, broker.bootstrap, mail, Path(tmp_path_factory.mktemp("e2e-logs"))
     )
     try:
         await running.start(replicas=getattr(request.module, "REPLICAS", 1))

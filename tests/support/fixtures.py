@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support import infra
+from tests.support.broker import SecureBroker, secure_broker
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +77,15 @@ def unique() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A broker of its own (own ports and state directory) that lets in only clients with TLS
+    and the right SCRAM-SHA-512 login; started on first use, stopped when the session ends."""
+    broker = secure_broker(tmp_path_factory.mktemp("secure-kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.db import asyncpg_dsn
 from shared.events import topics as event_topics
+from shared.kafka_security import PLAINTEXT, KafkaSecurity, SecurityProtocol
 from shared.lag import consumer_lag
 from shared.migrations import upgrade
 
@@ -198,6 +199,8 @@ class Platform:
     logs: Path
     settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Per service: extra settings without the prefix (``{"booking": {"HOLD_MINUTES": "1"}}``)."""
+    kafka_security: KafkaSecurity = PLAINTEXT
+    """How the services (and :func:`quiet`) connect to ``kafka``."""
     databases: dict[str, str] = field(default_factory=dict)
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
 
@@ -232,6 +235,7 @@ class Platform:
             "DATABASE_URL": self.databases[service],
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
         }
+        values |= security_settings(self.kafka_security)
         values |= DEVELOPMENT | dict(self.settings.get(service, {}))
         clean = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
         return clean | {prefix + k: v for k, v in values.items()}
@@ -309,10 +313,28 @@ class Platform:
                 replica.terminate()
 
 
-async def group_lag(kafka: str, group: str, topic: str) -> int:
+def security_settings(security: KafkaSecurity) -> dict[str, str]:
+    """The ``KAFKA_*`` settings (without a service's prefix) that give a service ``security``."""
+    if security.protocol is SecurityProtocol.PLAINTEXT:
+        return {}
+    values = {
+        "KAFKA_SECURITY_PROTOCOL": str(security.protocol),
+        "KAFKA_SASL_MECHANISM": str(security.sasl_mechanism),
+        "KAFKA_SASL_USERNAME": security.username,
+        "KAFKA_SASL_PASSWORD": security.password.get_secret_value() if security.password else None,
+        "KAFKA_SSL_CA_FILE": security.ssl_ca_file,
+        "KAFKA_SSL_CERT_FILE": security.ssl_cert_file,
+        "KAFKA_SSL_KEY_FILE": security.ssl_key_file,
+    }
+    return {name: value for name, value in values.items() if value}
+
+
+async def group_lag(
+    kafka: str, group: str, topic: str, *, security: KafkaSecurity = PLAINTEXT
+) -> int:
     """Records of ``topic`` the group has not committed yet (the services' own measure)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
-    offsets = AIOKafkaConsumer(bootstrap_servers=kafka)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, **security.client_options())
+    offsets = AIOKafkaConsumer(bootstrap_servers=kafka, **security.client_options())
     try:
         await admin.start()
         await offsets.start()
@@ -339,7 +361,7 @@ async def _relayed(platform: Platform) -> bool:
 async def _caught_up(platform: Platform) -> bool:
     for group, topics in CONSUMER_GROUPS.items():
         for topic in topics:
-            if await group_lag(platform.kafka, group, topic):
+            if await group_lag(platform.kafka, group, topic, security=platform.kafka_security):
                 return False
     return True
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 import sys
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from shared.db import asyncpg_dsn
 from shared.http.auth import issue_token
+from shared.service import ServiceRuntime
 from shared.settings import DEV_JWT_SECRET
 
 
@@ -67,3 +74,44 @@ def check_cli_prints_openapi(
     document = json.loads(capsys.readouterr().out)
     assert document["info"]["title"] == title
     assert {"/health/live", "/health/ready"} <= set(document["paths"])
+
+
+async def check_worker_purges_old_inbox_rows(app: FastAPI, database_url: str) -> None:
+    """A migrated service's worker deletes the inbox rows of its consumer groups that are
+    older than the retention, keeps the newer ones and counts what it deleted."""
+    runtime: ServiceRuntime = app.state.runtime
+    consumers = [consumer.name for consumer in runtime.consumers]
+    retention = timedelta(days=runtime.settings.inbox_retention_days)
+    now = datetime.now(UTC)
+    old = {uuid.uuid4(): consumer for consumer in consumers}
+    recent = {uuid.uuid4(): consumer for consumer in consumers}
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.executemany(
+            "INSERT INTO inbox (consumer, event_id, event_type, processed_at) "
+            "VALUES ($1, $2, 'Test.v1', $3)",
+            [(c, i, now - retention - timedelta(hours=1)) for i, c in old.items()]
+            + [(c, i, now - retention + timedelta(hours=1)) for i, c in recent.items()],
+        )
+
+        async def left() -> set[uuid.UUID]:
+            rows = await connection.fetch(
+                "SELECT event_id FROM inbox WHERE event_id = ANY($1::uuid[])", [*old, *recent]
+            )
+            return {row["event_id"] for row in rows}
+
+        purged = f'inbox_rows_purged_total{{table="inbox"}} {float(len(old))}'
+        async with running(app) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                metrics = (await client.get("/metrics")).text
+                if purged in metrics or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+        kept = await left()
+    finally:
+        await connection.close()
+
+    assert consumers
+    assert purged in metrics
+    assert kept == set(recent)

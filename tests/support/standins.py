@@ -3,7 +3,9 @@ mail server. Used by the end-to-end tests, the end-to-end benchmark and ``make u
 booking made by hand gets paid and its reminders land somewhere you can read them).
 
 ``python -m tests.support.standins --kafka HOST:PORT --smtp-port 2525 --mail-dir DIR`` runs
-both until SIGINT or SIGTERM.
+both until SIGINT or SIGTERM; its Kafka clients connect as the services' do, from
+``STANDIN_KAFKA_SECURITY_PROTOCOL``, ``STANDIN_KAFKA_SASL_USERNAME`` and the other
+``STANDIN_KAFKA_*`` security settings (:mod:`shared.kafka_security`; default ``PLAINTEXT``).
 
 The payment stand-in behaves as the real payment service does on the wire: it consumes
 ``BookingCreated`` from ``booking.events`` (consumer group ``payment-standin``, offsets
@@ -43,6 +45,7 @@ from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer
 from aiosmtpd.controller import Controller
+from pydantic_settings import SettingsConfigDict
 
 from shared.events import topics
 from shared.events.catalogue import (
@@ -55,7 +58,9 @@ from shared.events.catalogue import (
 )
 from shared.events.envelope import Envelope, Event, EventDecodeError, decode
 from shared.kafka import KafkaPublisher, ensure_topics
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.outbox import OutboundRecord
+from shared.settings import ServiceSettings
 
 log = logging.getLogger("standins")
 
@@ -111,6 +116,8 @@ class PaymentStandIn:
 
     bootstrap: str
     group: str = GROUP
+    security: KafkaSecurity = PLAINTEXT
+    """TLS and login of its Kafka clients, as a service's (:mod:`shared.kafka_security`)."""
     decide: Callable[[BookingCreated], Event | None] = decide
     decide_refund: Callable[[RefundRequested, str | None], Event] = decide_refund
     answered: dict[UUID, Envelope] = field(default_factory=dict)
@@ -123,7 +130,9 @@ class PaymentStandIn:
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        await ensure_topics(self.bootstrap, [topics.BOOKING_EVENTS, topics.PAYMENT_EVENTS])
+        await ensure_topics(
+            self.bootstrap, [topics.BOOKING_EVENTS, topics.PAYMENT_EVENTS], security=self.security
+        )
         self._task = asyncio.create_task(self._run(), name="payment-standin")
         ready = asyncio.create_task(self._ready.wait())
         done, _ = await asyncio.wait(
@@ -160,7 +169,9 @@ class PaymentStandIn:
                 await asyncio.sleep(1)
 
     async def _consume(self) -> None:
-        publisher = KafkaPublisher(self.bootstrap, client_id="payment-standin")
+        publisher = KafkaPublisher(
+            self.bootstrap, client_id="payment-standin", security=self.security
+        )
         consumer = AIOKafkaConsumer(
             topics.BOOKING_EVENTS,
             bootstrap_servers=self.bootstrap,
@@ -168,6 +179,7 @@ class PaymentStandIn:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
+            **self.security.client_options(),
         )
         try:
             await asyncio.wait_for(consumer.start(), KAFKA_CALL_S)
@@ -292,10 +304,16 @@ class MailSink:
 # --- as a process ----------------------------------------------------------------------
 
 
+class StandInSettings(ServiceSettings):
+    """The stand-ins' own settings: only the ``STANDIN_KAFKA_*`` security ones are used."""
+
+    model_config = SettingsConfigDict(env_prefix="STANDIN_", extra="ignore", env_file=None)
+
+
 async def _serve(kafka: str, smtp_port: int, mail_dir: Path | None) -> None:
     mail = MailSink(port=smtp_port, directory=mail_dir)
     mail.start()
-    payments = PaymentStandIn(kafka)
+    payments = PaymentStandIn(kafka, security=StandInSettings().kafka_security())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -1,5 +1,6 @@
 """The console entry point every service shares: ``<service> serve | migrate | openapi |
-asyncapi``, plus whatever operator commands the service adds (:class:`Command`).
+asyncapi | dead-letters``, plus whatever operator commands the service adds
+(:class:`Command`).
 
 ``serve --role api --workers N`` runs the HTTP API alone in N uvicorn worker processes
 (each builds its app from the service's ``create_app`` factory, reading the same
@@ -24,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI
 
-from shared import asyncapi, migrations
+from shared import asyncapi, deadletters, migrations
 from shared.http.metrics import MULTIPROCESS_DIR_ENV
 from shared.observability import configure_logging
 from shared.settings import InsecureSettings, Role, ServiceSettings
@@ -50,6 +51,16 @@ class Command(Generic[S]):
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[S, argparse.Namespace], int]
+
+
+DEAD_LETTERS = Command[ServiceSettings](
+    name="dead-letters",
+    help="list the dead letters of a topic, or replay them to it (see shared.deadletters)",
+    configure=deadletters.configure,
+    run=deadletters.run,
+)
+KERNEL_COMMANDS: tuple[Command[ServiceSettings], ...] = (DEAD_LETTERS,)
+"""Operator commands every service has, after its own."""
 
 
 def service_main(
@@ -83,8 +94,9 @@ def service_main(
     migrate.add_argument("revision", nargs="?", default="head")
     subparsers.add_parser("openapi", help="print the OpenAPI document")
     subparsers.add_parser("asyncapi", help="print the AsyncAPI document (events in and out)")
-    own: dict[str, tuple[Command[S], argparse.ArgumentParser]] = {}
-    for command in commands:
+    own: dict[str, tuple[Command[Any], argparse.ArgumentParser]] = {}
+    everything: list[Command[Any]] = [*commands, *KERNEL_COMMANDS]
+    for command in everything:
         subparser = subparsers.add_parser(command.name, help=command.help)
         command.configure(subparser)
         own[command.name] = (command, subparser)
@@ -94,7 +106,8 @@ def service_main(
     if args.command in own:
         command, subparser = own[args.command]
         try:
-            return command.run(settings, args)
+            code: int = command.run(settings, args)
+            return code
         except UsageError as exc:
             subparser.error(str(exc))  # exits with 2
     if args.command == "migrate":

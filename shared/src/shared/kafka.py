@@ -14,14 +14,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
 from shared.events.topics import dead_letter_topic
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.outbox import OutboundRecord
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ def make_broker(
     *,
     client_id: str,
     request_timeout_ms: int = 15_000,
+    security: KafkaSecurity = PLAINTEXT,
     **options: Any,
 ) -> KafkaBroker:
     """A FastStream broker whose ping is the service's Kafka readiness check (its own
@@ -48,8 +51,59 @@ def make_broker(
         request_timeout_ms=request_timeout_ms,
         graceful_timeout=10.0,
         log_level=logging.DEBUG,  # one line per message is for debugging, not production
+        security=security.faststream(),
         **options,
     )
+
+
+def make_admin(
+    bootstrap_servers: str,
+    *,
+    client_id: str | None = None,
+    request_timeout_ms: int = 15_000,
+    security: KafkaSecurity = PLAINTEXT,
+) -> AIOKafkaAdminClient:
+    """An admin client: lists, describes and creates topics, reads group offsets."""
+    named = {"client_id": client_id} if client_id else {}
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=request_timeout_ms,
+        **named,
+        **security.client_options(),
+    )
+
+
+def make_reader(
+    bootstrap_servers: str,
+    *,
+    client_id: str,
+    request_timeout_ms: int = 15_000,
+    security: KafkaSecurity = PLAINTEXT,
+    **options: Any,
+) -> AIOKafkaConsumer:
+    """A consumer outside any consumer group: it reads the partitions it is assigned, from
+    where it is told, and commits nothing (offset look-ups, dead-letter listings). Consumer
+    groups run on :class:`shared.messaging.EventConsumer`."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=request_timeout_ms,
+        **security.client_options(),
+        **options,
+    )
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """A record to publish byte for byte: key and value as they are (either may be absent),
+    headers in their order."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 class KafkaPublisher:
@@ -69,9 +123,11 @@ class KafkaPublisher:
         client_id: str,
         timeout_s: float = 30.0,
         request_timeout_ms: int = 15_000,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
+        self.security = security
         self.timeout_s = timeout_s
         self.request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
@@ -86,6 +142,7 @@ class KafkaPublisher:
                     enable_idempotence=True,  # implies acks="all"
                     request_timeout_ms=self.request_timeout_ms,
                     linger_ms=1,
+                    **self.security.client_options(),
                 )
                 try:
                     await asyncio.wait_for(producer.start(), self.timeout_s)
@@ -120,6 +177,19 @@ class KafkaPublisher:
             await self._discard()
             raise
 
+    async def send_records(self, records: Sequence[KafkaRecord]) -> None:
+        """Publish ``records`` byte for byte, in order; return once every one is acked."""
+        producer = await self._ensure()
+        try:
+            futures = [
+                await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+                for r in records
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
+        except BaseException:
+            await self._discard()
+            raise
+
     async def send(
         self, topic: str, *, key: bytes | None, value: bytes | None, headers: dict[str, str]
     ) -> None:
@@ -145,6 +215,7 @@ async def ensure_topics(
     replication_factor: int = 1,
     with_dead_letters: bool = True,
     work_queues: Mapping[str, int] | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create missing topics (and their ``.dlq`` twins); returns the names it created.
 
@@ -158,7 +229,7 @@ async def ensure_topics(
         wanted.add(topic)
         if with_dead_letters:
             wanted.add(dead_letter_topic(topic))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

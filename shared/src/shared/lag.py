@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.kafka import make_admin, make_reader
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
+
 if TYPE_CHECKING:
     from prometheus_client import Gauge
 
@@ -88,8 +91,10 @@ class ConsumerLagMonitor:
         gauge: Gauge,
         interval_s: float,
         request_timeout_ms: int = 15_000,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security
         self.client_id = client_id
         self.groups = groups
         self.gauge = gauge
@@ -136,17 +141,17 @@ class ConsumerLagMonitor:
 
     async def _connect(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._clients is None:
-            admin = AIOKafkaAdminClient(
-                bootstrap_servers=self.bootstrap_servers,
+            admin = make_admin(
+                self.bootstrap_servers,
                 client_id=self.client_id,
                 request_timeout_ms=self.request_timeout_ms,
+                security=self.security,
             )
-            offsets = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers,
+            offsets = make_reader(
+                self.bootstrap_servers,
                 client_id=self.client_id,
-                group_id=None,
-                enable_auto_commit=False,
                 request_timeout_ms=self.request_timeout_ms,
+                security=self.security,
             )
             try:
                 await admin.start()

@@ -78,6 +78,7 @@ from shared.events.envelope import (
 )
 from shared.events.money import utc_now
 from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.observability import correlation_id as correlation_id_var
 from shared.outbox import causation_id_var, reply_ids
 
@@ -309,6 +310,8 @@ class EventConsumer:
     permanent_errors: tuple[type[BaseException], ...] = ()
     metrics: ConsumerMetrics | None = None
     bootstrap_servers: str = "127.0.0.1:9092"
+    security: KafkaSecurity = PLAINTEXT
+    """TLS and login of the consumer's Kafka client (see :mod:`shared.kafka_security`)."""
     fetch_max_wait_ms: int = 50
     max_records: int = 500
     """Most records taken by one poll (one batch per partition)."""
@@ -440,6 +443,7 @@ class EventConsumer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+            **self.security.client_options(),
         )
         consumer.subscribe(self.topics, listener=_HandOver(self))
         stopper = asyncio.create_task(self._stop_on(stop))

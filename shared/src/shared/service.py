@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -22,6 +23,7 @@ from shared.http.app import create_service_app
 from shared.http.auth import JwtConfig, JwtVerifier
 from shared.http.health import Check, database_check, kafka_check
 from shared.http.metrics import Metrics
+from shared.inbox import InboxPurger
 from shared.kafka import KafkaPublisher, ensure_topics, make_broker
 from shared.lag import ConsumerLagMonitor
 from shared.messaging import EventConsumer, RetryPolicy, is_outage
@@ -76,15 +78,18 @@ class ServiceRuntime:
         self.inbox_table = metadata.tables["inbox"]
         self.outbox = Outbox(self.outbox_table, source=source)
         self.metrics = Metrics()
+        self.kafka_security = settings.kafka_security()
         self.broker = make_broker(
             settings.kafka_bootstrap_servers,
             client_id=settings.service_name,
             request_timeout_ms=settings.kafka_request_timeout_ms,
+            security=self.kafka_security,
         )
         self.publisher = KafkaPublisher(
             settings.kafka_bootstrap_servers,
             client_id=f"{settings.service_name}-publisher",
             request_timeout_ms=settings.kafka_request_timeout_ms,
+            security=self.kafka_security,
         )
         self.produces = tuple(produces)
         self.run_relay = run_relay
@@ -134,6 +139,21 @@ class ServiceRuntime:
             ),
             interval_s=settings.metrics_lag_interval_s,
             request_timeout_ms=settings.kafka_request_timeout_ms,
+            security=self.kafka_security,
+        )
+        self.inbox_purger = InboxPurger(
+            session_factory=self.sessions,
+            tables=[self.inbox_table],
+            retention=timedelta(days=settings.inbox_retention_days),
+            batch_size=settings.inbox_purge_batch_size,
+            interval_s=settings.inbox_purge_interval_s,
+            purged=self.metrics.counter(
+                "inbox_rows_purged_total",
+                "Inbox rows deleted once older than the retention",
+                ["table"],
+            )
+            if self.runs_background
+            else None,
         )
 
     @property
@@ -182,6 +202,7 @@ class ServiceRuntime:
             permanent_errors=permanent_errors,
             metrics=self.metrics,
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            security=self.kafka_security,
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             max_records=self.settings.consumer_batch_max_records,
             lanes=self.settings.consumer_lanes,
@@ -220,6 +241,7 @@ class ServiceRuntime:
             partitions=self.settings.kafka_topic_partitions,
             replication_factor=self.settings.kafka_replication_factor,
             work_queues=self.work_queues,
+            security=self.kafka_security,
         )
         await self.broker.start()  # for the readiness check (consumers have their own clients)
         loops = list(self._loops)
@@ -227,6 +249,7 @@ class ServiceRuntime:
             loops.insert(0, ("outbox-relay", self.relay.run))
         if self.consumers:
             loops.append(("kafka-consumer-lag", self.lag_monitor.run))
+        loops.append(("inbox-purge", self.inbox_purger.run))
         self._tasks = [
             asyncio.create_task(
                 self._supervise(
@@ -243,6 +266,13 @@ class ServiceRuntime:
         the public development secret outside development; say so loudly when development
         allows it."""
         self.settings.check_serving()
+        if self.runs_background:
+            self.settings.check_kafka_security()
+            log.info(
+                "%s connects to Kafka with %s",
+                self.settings.service_name,
+                self.kafka_security.describe(),
+            )
         if self.serves_api and self.settings.uses_dev_jwt_secret:
             log.warning(
                 "%s accepts tokens signed with the public development JWT secret "

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
 """HS256 secret used when none is configured. It is public (it is in this repository), so a
@@ -52,6 +54,19 @@ class ServiceSettings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=0)
     kafka_request_timeout_ms: int = Field(default=15_000, ge=1_000)
+    kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    """``PLAINTEXT`` (no TLS, no login: development and tests), ``SSL``, ``SASL_SSL`` (TLS and
+    a SCRAM login: production) or ``SASL_PLAINTEXT`` (refused outside ``development``)."""
+    kafka_sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    """Never logged; with ``SASL_SSL`` or ``SASL_PLAINTEXT`` only."""
+    kafka_ssl_ca_file: str | None = None
+    """PEM file of the authorities that sign the broker's certificate; unset: the system's."""
+    kafka_ssl_cert_file: str | None = None
+    """PEM certificate of this client, for a broker that asks for one (mutual TLS)."""
+    kafka_ssl_key_file: str | None = None
+    """Unencrypted PEM private key of ``kafka_ssl_cert_file``."""
 
     development: bool = False
     """A development machine or a test run: the API may accept tokens signed with the public
@@ -96,6 +111,15 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)
     metrics_lag_interval_s: float = Field(default=15.0, gt=0)
+    inbox_retention_days: int = Field(default=30, ge=1)
+    """How long a consumer group remembers an event it applied (its inbox row): longer than
+    an event can come again from its topic, a replay of its dead letter included (28 days
+    with the broker's default ``retention.ms`` and ``segment.ms``, see :mod:`shared.inbox`).
+    Raise it with the topics' retention."""
+    inbox_purge_interval_s: float = Field(default=600.0, gt=0)
+    """How often a worker process purges the inbox rows older than the retention."""
+    inbox_purge_batch_size: int = Field(default=1000, ge=1)
+    """Inbox rows deleted per transaction (short transactions hold no lock for long)."""
 
     @field_validator("log_level")
     @classmethod
@@ -108,6 +132,48 @@ class ServiceSettings(BaseSettings):
         """``<PREFIX>JWT_SECRET=`` (an unset variable passed on by docker compose) counts as
         not set, so it meets the same refusal as no secret at all."""
         return DEV_JWT_SECRET if value == "" else value
+
+    @field_validator(
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_ca_file",
+        "kafka_ssl_cert_file",
+        "kafka_ssl_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable (passed on unset by docker compose) counts as not set."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _kafka_security_fits(self) -> ServiceSettings:
+        self.kafka_security()  # raises KafkaSecurityError (a ValueError) saying what to change
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        """What every Kafka client of the service is given (see :mod:`shared.kafka_security`)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            ssl_ca_file=self.kafka_ssl_ca_file,
+            ssl_cert_file=self.kafka_ssl_cert_file,
+            ssl_key_file=self.kafka_ssl_key_file,
+        )
+
+    def check_kafka_security(self) -> None:
+        """Raise :class:`InsecureSettings` for a SASL login without TLS outside development:
+        the records (prices, e-mail addresses) would cross the network in the clear."""
+        if self.development or self.kafka_security_protocol is not SecurityProtocol.SASL_PLAINTEXT:
+            return
+        prefix = str(self.model_config.get("env_prefix", ""))
+        raise InsecureSettings(
+            f"{self.service_name} refuses to start: {prefix}KAFKA_SECURITY_PROTOCOL="
+            "SASL_PLAINTEXT sends every record unencrypted; use SASL_SSL (with "
+            f"{prefix}KAFKA_SSL_CA_FILE), or {prefix}DEVELOPMENT=true on a development machine"
+        )
 
     @property
     def uses_dev_jwt_secret(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import DEV_JWT_SECRET, InsecureSettings, Role, ServiceSettings
@@ -83,3 +83,16 @@ def test_the_development_secret_is_the_default_and_development_is_off() -> None:
     assert settings.jwt_secret is not None
     assert settings.jwt_secret.get_secret_value() == DEV_JWT_SECRET
     assert settings.development is False
+
+
+def test_the_inbox_is_kept_30_days_unless_the_service_is_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert SvcSettings().inbox_retention_days == 30
+
+    monkeypatch.setenv("SVC_INBOX_RETENTION_DAYS", "45")
+    assert SvcSettings().inbox_retention_days == 45
+
+    monkeypatch.setenv("SVC_INBOX_RETENTION_DAYS", "0")
+    with pytest.raises(ValidationError, match="inbox_retention_days"):
+        SvcSettings()

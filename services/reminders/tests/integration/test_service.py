@@ -10,9 +10,10 @@ from reminders.main import create_app
 from reminders.models import metadata
 from reminders.settings import RemindersSettings
 from shared.migrations import upgrade
+from shared.settings import Role
 from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
-from tests.support.service import check_service_starts_ready
+from tests.support.service import check_service_starts_ready, check_worker_purges_old_inbox_rows
 
 
 async def test_migration_history_upgrades_downgrades_and_matches_the_models(
@@ -35,3 +36,18 @@ async def test_a_migrated_service_is_ready_and_reports_metrics(
             )
         )
     )
+
+
+async def test_the_worker_purges_inbox_rows_older_than_the_retention(
+    create_database: CreateDatabase, kafka_bootstrap: str
+) -> None:
+    url = await create_database("reminders")
+    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    settings = RemindersSettings(
+        database_url=url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        role=Role.WORKER,
+        inbox_purge_interval_s=0.1,
+    )
+
+    await check_worker_purges_old_inbox_rows(create_app(settings), url)

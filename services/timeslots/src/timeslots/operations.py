@@ -19,6 +19,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import progress
 from shared.db import make_engine, make_session_factory
 from shared.events.money import Money
 from shared.outbox import Outbox
@@ -123,13 +124,9 @@ class Progress(Protocol):
 
 
 class ProgressBar:
-    """Rooms done of all and slots created so far, on a terminal redrawn in place.
-
-    When the stream is not a terminal (CI, a log file) nothing is redrawn: one plain line
-    every ``log_interval_s`` seconds and a final line, no control characters.
-    """
-
-    WIDTH = 30
+    """Rooms done of all and slots created so far: the kernel's progress line
+    (:class:`shared.progress.ProgressBar`), redrawn in place on a terminal, a plain line every
+    ``log_interval_s`` seconds and a final one anywhere else."""
 
     def __init__(
         self,
@@ -140,64 +137,43 @@ class ProgressBar:
         redraw_interval_s: float = 0.1,
         log_interval_s: float = 30.0,
     ) -> None:
-        self.stream = stream
-        self.interactive = stream.isatty() if interactive is None else interactive
-        self.clock = clock
-        self.redraw_interval_s = redraw_interval_s
-        self.log_interval_s = log_interval_s
+        self._bar = progress.ProgressBar(
+            stream,
+            label="generate rooms",
+            interactive=interactive,
+            clock=clock,
+            redraw_interval_s=redraw_interval_s,
+            log_interval_s=log_interval_s,
+        )
         self.total = 0
         self.done = 0
         self.created = 0
         self.failed = 0
-        self._started = clock()
-        self._last_output = self._started
+
+    @property
+    def interactive(self) -> bool:
+        return self._bar.interactive
 
     def start(self, total: int) -> None:
         self.total = total
-        self._started = self._last_output = self.clock()
-        if self.interactive:
-            self._draw()
+        self._bar.update(0, total, self._detail())
 
     def advance(self, result: RoomResult) -> None:
         self.done += 1
         self.created += result.created
         self.failed += 0 if result.ok else 1
-        now = self.clock()
-        if self.interactive:
-            if now - self._last_output >= self.redraw_interval_s or self.done == self.total:
-                self._draw()
-        elif now - self._last_output >= self.log_interval_s:
-            self._write_line()
+        self._bar.update(self.done, self.total, self._detail())
 
     def close(self) -> None:
-        if self.interactive:
-            self._draw()
-            self.stream.write("\n")
-        else:
-            self._write_line()
-        self.stream.flush()
+        self._bar.close()
 
     def line(self) -> str:
         """The progress as text, without any control character."""
-        elapsed = self.clock() - self._started
-        failed = f", {self.failed} failed" if self.failed else ""
-        return (
-            f"rooms {self.done}/{self.total}{failed}, {self.created} slots created, {elapsed:.1f}s"
-        )
+        return self._bar.line()
 
-    def bar(self) -> str:
-        filled = self.WIDTH * self.done // self.total if self.total else self.WIDTH
-        percent = 100 * self.done // self.total if self.total else 100
-        return f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {percent:3d}%"
-
-    def _draw(self) -> None:
-        self.stream.write(f"\r{self.bar()} {self.line()}  ")
-        self.stream.flush()
-        self._last_output = self.clock()
-
-    def _write_line(self) -> None:
-        self.stream.write(f"generate: {self.line()}\n")
-        self._last_output = self.clock()
+    def _detail(self) -> str:
+        failed = f"{self.failed} failed, " if self.failed else ""
+        return f"{failed}{self.created} slots created"
 
 
 # --- generation ------------------------------------------------------------------------

@@ -131,7 +131,7 @@ async def test_generate_fills_a_room_once_and_announces_the_slots(
     assert summary["slots_per_second"] > 0
     assert "\r" not in captured.err
     assert "\x1b" not in captured.err
-    assert captured.err.startswith(f"generate: rooms 1/1, {SLOTS_A_WEEK} slots created, ")
+    assert captured.err.startswith(f"generate rooms: 1/1, {SLOTS_A_WEEK} slots created, ")
     slots = await slots_of(engine, room)
     assert slots == [(Decimal("15.0000"), "EUR")] * SLOTS_A_WEEK  # half an hour at 30.00/h
     events = await announced(engine, room)

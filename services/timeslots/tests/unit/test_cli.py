@@ -154,7 +154,7 @@ def test_generate_reports_a_room_it_cannot_reach_as_failed(
         {"room_id": ROOM, "reason": summary["failed"][0]["reason"]},
     ]
     assert summary["failed"][0]["reason"].startswith("ConnectionRefusedError: ")
-    assert captured.err.startswith("generate: rooms 1/1, 1 failed, 0 slots created, ")
+    assert captured.err.startswith("generate rooms: 1/1, 1 failed, 0 slots created, ")
     assert captured.err.count("\n") == 1
     assert "\r" not in captured.err
 
@@ -242,8 +242,8 @@ def test_progress_off_a_terminal_writes_plain_lines_only_now_and_then() -> None:
     bar.close()
 
     assert stream.getvalue() == (
-        "generate: rooms 2/3, 1 failed, 10 slots created, 31.0s\n"
-        "generate: rooms 3/3, 1 failed, 15 slots created, 31.0s\n"
+        "generate rooms: 2/3, 1 failed, 10 slots created, 31.0s\n"
+        "generate rooms: 3/3, 1 failed, 15 slots created, 31.0s\n"
     )
 
 
@@ -256,15 +256,19 @@ def test_progress_on_a_terminal_redraws_one_line_at_most_every_interval() -> Non
     clock.now += 0.5
     bar.advance(RoomResult(uuid.uuid4(), created=2))
     bar.advance(RoomResult(uuid.uuid4(), created=3))  # too soon again
-    bar.advance(RoomResult(uuid.uuid4(), created=4))  # the last room is always drawn
+    bar.advance(RoomResult(uuid.uuid4(), created=4))  # too soon: the close draws the last
     bar.close()
 
     output = stream.getvalue()
-    frames = output.split("\r")[1:]
-    assert len(frames) == 4  # start, the second room, the last room, close
-    assert frames[0].startswith("[" + "." * 30 + "]   0% rooms 0/4, 0 slots created")
-    assert frames[1].startswith("[" + "#" * 15 + "." * 15 + "]  50% rooms 2/4, 3 slots created")
-    assert frames[-1].startswith("[" + "#" * 30 + "] 100% rooms 4/4, 10 slots created, 0.5s")
+    frames = [frame.removeprefix("\x1b[K") for frame in output.split("\r")[1:]]
+    assert len(frames) == 3  # start, the second room, close
+    assert frames[0].startswith("[" + "." * 30 + "]   0% generate rooms: 0/4, 0 slots created")
+    assert frames[1].startswith(
+        "[" + "#" * 15 + "." * 15 + "]  50% generate rooms: 2/4, 3 slots created"
+    )
+    assert frames[-1].startswith(
+        "[" + "#" * 30 + "] 100% generate rooms: 4/4, 10 slots created, 0.5s"
+    )
     assert output.endswith("\n")
     assert output.count("\n") == 1
 
@@ -274,7 +278,7 @@ def test_progress_of_no_rooms_is_complete() -> None:
     bar = ProgressBar(stream, interactive=True, clock=Clock())
     bar.start(0)
     bar.close()
-    assert "] 100% rooms 0/0" in stream.getvalue()
+    assert "] 100% generate rooms: 0/0" in stream.getvalue()
 
 
 def test_a_price_override_is_taken_in_the_room_currency_but_never_rounded() -> None:

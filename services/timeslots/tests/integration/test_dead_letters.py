@@ -1,0 +1,132 @@
+"""An operator lists what the timeslots service dead-lettered and, once the cause is fixed,
+replays it with ``timeslots dead-letters``: the booking holds its place once, however often
+it is replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import asyncpg
+import pytest
+
+from shared.db import asyncpg_dsn
+from shared.events import topics
+from shared.events.catalogue import BookingCreated
+from shared.events.envelope import Envelope
+from shared.events.money import Money
+from tests.support.kafka import produce, read_topic
+from timeslots.cli import main
+
+from .conftest import ADMIN, Service
+
+T = TypeVar("T")
+
+DUPLICATES = re.compile(
+    r'^events_consumed_total\{consumer="timeslots-booking-counts",'
+    r'event_type="BookingCreated.v1",outcome="duplicate"\} (\S+)$',
+    re.M,
+)
+
+
+async def duplicates(service: Service) -> float:
+    found = DUPLICATES.search((await service.http.get("/metrics")).text)
+    return float(found[1]) if found else 0.0
+
+
+async def booked(service: Service, slot_id: uuid.UUID) -> int:
+    response = await service.http.get(f"/slots/{slot_id}", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    count: int = response.json()["booked_count"]
+    return count
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 20.0
+) -> T:
+    deadline = time.monotonic() + timeout_s
+    value = await probe()
+    while not done(value) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        value = await probe()
+    return value
+
+
+@pytest.mark.usefixtures("root_logger")
+async def test_a_dead_lettered_booking_replayed_after_the_fix_holds_its_place_once(
+    service: Service, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIMESLOTS_KAFKA_BOOTSTRAP_SERVERS", service.kafka)
+    room = await service.room()
+    await service.generate(room["id"], "2030-03-05", "2030-03-05")
+    slot = (await service.slots(room["id"], date="2030-03-05"))[0]
+    unknown = uuid.uuid4()  # a slot this service does not know (yet)
+    starts = datetime.fromisoformat(slot["starts_at"])
+    booking = Envelope.wrap(
+        BookingCreated(
+            booking_id=uuid.uuid4(),
+            user_id="user-1",
+            slot_id=unknown,
+            room_id=room["id"],
+            starts_at=starts,
+            ends_at=starts + timedelta(minutes=30),
+            price=Money.of("15.00", "EUR"),
+            hold_expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        ),
+        source="/booking",
+    )
+    await produce(
+        service.kafka,
+        topics.BOOKING_EVENTS,
+        [booking.to_json_bytes()],
+        key=str(booking.subject).encode(),
+        headers=[(k, v.encode()) for k, v in booking.headers().items()],
+    )
+    [dead] = await read_topic(
+        service.kafka,
+        topics.dead_letter_topic(topics.BOOKING_EVENTS),
+        at_least=1,
+        where=lambda record: dict(record.headers).get("ce_id") == str(booking.id).encode(),
+    )
+    position = f"{dead.partition}:{dead.offset}"
+
+    async def timeslots(*argv: str) -> tuple[int, str, str]:
+        def run() -> int:
+            with pytest.raises(SystemExit) as exit_info:
+                main(["dead-letters", *argv])
+            return int(str(exit_info.value.code))
+
+        code = await asyncio.to_thread(run)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    listed = await timeslots("list", topics.BOOKING_EVENTS, "--offset", position)
+    # The fix: the slot the booking names is known now.
+    connection = await asyncpg.connect(asyncpg_dsn(service.database_url))
+    try:
+        await connection.execute(
+            "UPDATE timeslots SET id = $1 WHERE id = $2", unknown, uuid.UUID(slot["id"])
+        )
+    finally:
+        await connection.close()
+    before = await duplicates(service)
+    first = await timeslots("replay", topics.BOOKING_EVENTS, "--offset", position)
+    await eventually(lambda: booked(service, unknown), lambda count: count == 1)
+    second = await timeslots("replay", topics.BOOKING_EVENTS, "--offset", position)
+    await eventually(lambda: duplicates(service), lambda count: count > before)
+
+    assert listed[0] == 0, listed[2]
+    assert position in listed[1]
+    assert "rejected" in listed[1]
+    assert "timeslots-booking-counts" in listed[1]
+    assert "BookingCreated.v1" in listed[1]
+    assert f"{unknown} is not a slot of this service" in listed[1]
+    assert first[0] == second[0] == 0, first[2] + second[2]
+    replayed = f"replayed 1 dead letter of booking.events.dlq to booking.events ({position})"
+    assert replayed in first[1]
+    assert await booked(service, unknown) == 1
