@@ -325,7 +325,7 @@ async def snapshot(world: World) -> dict[str, list[tuple[Any, ...]]]:
     return found
 
 
-async def test_poison_goes_to_the_dead_letter_topics_and_the_consumers_carry_on(
+async def test_poison_goes_to_the_dead_letter_topics_money_goes_back_and_the_consumers_carry_on(
     world: World,
 ) -> None:
     unknown_booking = uuid.uuid4()
@@ -375,7 +375,7 @@ async def test_poison_goes_to_the_dead_letter_topics_and_the_consumers_carry_on(
 
     expected = {  # topic -> consumer groups that must dead-letter each poison record there
         topics.TIMESLOTS_EVENTS: {"booking-inventory": 2},
-        topics.PAYMENT_EVENTS: {"booking-payments": 3},
+        topics.PAYMENT_EVENTS: {"booking-payments": 2},  # the payment is returned, not kept
         topics.REMINDER_JOBS: {"reminders-delivery": 2},
         topics.BOOKING_EVENTS: {"timeslots-booking-counts": 3, "reminders-bookings": 3},
     }
@@ -395,6 +395,25 @@ async def test_poison_goes_to_the_dead_letter_topics_and_the_consumers_carry_on(
     for record in await read_all(world.kafka, topics.dead_letter_topic(topics.PAYMENT_EVENTS)):
         if record.key == b"poison":
             assert _header(record, "dlq_reason")
+
+    async def returned() -> list[dict[str, Any]] | None:
+        refunds = [
+            envelope
+            for record in await read_all(world.kafka, topics.BOOKING_EVENTS)
+            if record.key == str(unknown_booking).encode()
+            and record.value is not None
+            and (envelope := json.loads(record.value))["type"] == "RefundRequested.v1"
+            and envelope["data"]["payment_id"] == "pay-x"
+        ]
+        return refunds or None
+
+    # the payment for a booking that does not exist is asked back in full, once (the payment
+    # stand-in also charges the poison BookingCreated: that payment is returned the same way)
+    await until(returned, timeout_s=30, what="the unknown booking's payment returned")
+    await asyncio.sleep(1)  # a second request, were there one, has the time to show up
+    refunds = await returned() or []
+    [refund] = list({r["id"]: r for r in refunds}.values())  # one event (at least once on Kafka)
+    assert refund["data"]["amount"] == {"amount": "1.00", "currency": "EUR"}
 
     # nobody is stuck: a new user books, pays, is confirmed and gets a reminder
     users = await stream(world, 2, during=_nothing, after=2)
