@@ -17,7 +17,7 @@ COVERAGE_MIN := 95
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: sync
 sync: ## install the Python dependencies (uv workspace, locked)
@@ -28,7 +28,7 @@ infra-up: ## start Kafka and PostgreSQL (natively, or with Docker where an engin
 	deploy/local/infra.sh up
 infra-down: ## stop Kafka and PostgreSQL
 	deploy/local/infra.sh down
-infra-status:
+infra-status: ## is the infrastructure up?
 	deploy/local/infra.sh status
 
 .PHONY: up down status
@@ -60,7 +60,7 @@ schemas: ## regenerate the event schemas (docs/events), AsyncAPI (docs/asyncapi)
 .PHONY: test test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
 test: sync infra-up lint test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e ## every test, against real Kafka and PostgreSQL, with coverage
 
-test-shared:
+test-shared: ## the kernel's tests (shared/), with coverage
 	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/shared $(PYTEST) shared/tests \
 		--cov=shared --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)
 
