@@ -46,11 +46,15 @@ PAYMENTS_CONSUMER = "booking-payments"
 def register_inventory(consumer: EventConsumer) -> None:
     @consumer.on(RoomUpserted)
     async def room_upserted(event: RoomUpserted, ctx: EventContext) -> None:
-        await store.upsert_room(ctx.session, event.room, as_of=ctx.envelope.time)
+        await store.upsert_room(
+            ctx.session, event.room, version=event.room_version or 0, as_of=ctx.envelope.time
+        )
 
     @consumer.on(RoomDeactivated)
     async def room_deactivated(event: RoomDeactivated, ctx: EventContext) -> None:
-        await store.deactivate_room(ctx.session, event.room_id, as_of=ctx.envelope.time)
+        await store.deactivate_room(
+            ctx.session, event.room_id, version=event.room_version or 0, as_of=ctx.envelope.time
+        )
 
     @consumer.on(SlotsGenerated)
     async def slots_generated(event: SlotsGenerated, ctx: EventContext) -> None:

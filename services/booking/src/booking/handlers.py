@@ -178,6 +178,7 @@ def _created_event(booking: store.Booking) -> BookingCreated:
         ends_at=booking.ends_at,
         price=booking.price,
         hold_expires_at=booking.hold_expires_at,
+        booking_version=booking.version,
     )
 
 
@@ -415,6 +416,7 @@ async def _cancel(
             cancelled_by=by,
             reason=reason,
             refund=refund,
+            booking_version=cancelled.version,
         )
     ]
     if refund is not None and quote is not None and booking.payment_id is not None:
@@ -461,6 +463,7 @@ async def _request_refund(
         payment_id=payment_id,
         amount=amount,
         reason=reason,
+        booking_version=booking.version,
     )
 
 
@@ -510,6 +513,7 @@ async def reschedule(
             )
     except IntegrityError as exc:
         raise domain.SlotUnavailable(f"you already hold a place in slot {slot.id}") from exc
+    version = moved.version  # the move's; a refund request below is a change of its own
     events: list[Event] = []
     if refund.amount > 0 and booking.payment_id is not None:
         requested = await _request_refund(
@@ -539,6 +543,7 @@ async def reschedule(
             new_ends_at=slot.ends_at,
             room_time_zone=room.time_zone if room else "UTC",
             price_difference=domain.price_difference(booking.price, slot.price),
+            booking_version=version,
         ),
         *events,
     )
@@ -555,7 +560,12 @@ async def finish(
     event_type = BookingCompleted if action is Action.COMPLETE else BookingNoShow
     await outbox.add(
         session,
-        event_type(booking_id=booking.id, slot_id=booking.slot_id, room_id=booking.room_id),
+        event_type(
+            booking_id=booking.id,
+            slot_id=booking.slot_id,
+            room_id=booking.room_id,
+            booking_version=finished.version,
+        ),
     )
     return finished
 
@@ -576,7 +586,13 @@ async def expire_holds(session: AsyncSession, outbox: Outbox, *, now: datetime, 
     await outbox.add(
         session,
         *(
-            BookingExpired(booking_id=b.id, user_id=b.user_id, slot_id=b.slot_id, room_id=b.room_id)
+            BookingExpired(
+                booking_id=b.id,
+                user_id=b.user_id,
+                slot_id=b.slot_id,
+                room_id=b.room_id,
+                booking_version=b.version,
+            )
             for b in expired
         ),
     )
@@ -665,7 +681,7 @@ async def payment_succeeded(
         },
     )
     room = await store.get_room(session, booking.room_id)
-    await outbox.add(session, _confirmed(booking, event.payment_id, room))
+    await outbox.add(session, _confirmed(booking, event.payment_id, room, confirmed.version))
     return confirmed
 
 
@@ -734,15 +750,19 @@ async def _confirm_all(
     await outbox.add_replies(
         session,
         [
-            (envelope, _confirmed(booking, event.payment_id, rooms.get(booking.room_id)))
+            (
+                envelope,
+                _confirmed(booking, event.payment_id, rooms.get(booking.room_id), done[booking.id]),
+            )
             for envelope, event, booking in confirms
         ],
     )
 
 
 def _confirmed(
-    booking: store.Booking, payment_id: str, room: store.Room | None
+    booking: store.Booking, payment_id: str, room: store.Room | None, version: int
 ) -> BookingConfirmed:
+    """``booking`` as it was before the confirmation; ``version``: its version after."""
     return BookingConfirmed(
         booking_id=booking.id,
         user_id=booking.user_id,
@@ -755,6 +775,7 @@ def _confirmed(
         contact=booking.contact,
         payment_id=payment_id,
         price=booking.price,
+        booking_version=version,
     )
 
 

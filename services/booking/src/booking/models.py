@@ -62,12 +62,16 @@ rooms = Table(
     Column("time_zone", String(64), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("active_as_of", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False, server_default=text("0")),
     timestamp_column("updated_at"),
 )
 """The booking service's copy of the rooms, fed by ``RoomUpserted`` / ``RoomDeactivated``.
 
-``active_as_of`` is the time of the event that set ``active``: an older event arriving late
-never turns a deactivated room back on.
+``version`` is the room's version in the newest event applied (0: an event that had none)
+and ``active_as_of`` that event's envelope time. An event is applied only when its
+``(version, time)`` is above the row's: an older event arriving late (a replayed dead letter)
+never undoes a newer one, and the clocks of the timeslot replicas decide nothing between
+versioned events (migration 0007).
 """
 
 slots = Table(
@@ -118,6 +122,7 @@ bookings = Table(
     Column("contact_email", String(320), nullable=False),
     Column("contact_phone", String(16), nullable=True),
     Column("hold_expires_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False, server_default=text("1")),
     timestamp_column("created_at"),
     timestamp_column("updated_at"),
     timestamp_column("cancelled_at", nullable=True),

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     ARRAY,
+    ColumnElement,
     DateTime,
     Integer,
     Numeric,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     text,
     tuple_,
@@ -44,46 +46,66 @@ from shared.events.money import Money
 # --- inventory -------------------------------------------------------------------------
 
 
-async def upsert_room(session: AsyncSession, room: RoomSnapshot, *, as_of: datetime) -> None:
-    """Name and zone always follow the latest snapshot; ``active`` only a newer event."""
+async def upsert_room(
+    session: AsyncSession, room: RoomSnapshot, *, version: int, as_of: datetime
+) -> None:
+    """Apply a room's snapshot (``version`` 0: an event that had none) if it is newer than the
+    copy: name, zone and ``active`` follow the newest event (see :data:`models.rooms`). A
+    placeholder left by a deactivation seen first takes the name and zone of any snapshot."""
     statement = pg_insert(rooms).values(
         id=room.room_id,
         name=room.name,
         time_zone=room.time_zone,
         active=room.active,
         active_as_of=as_of,
+        version=version,
     )
+    new = statement.excluded
+    newer = _room_is_older(new)
+    named = or_(newer, rooms.c.name == "")
     statement = statement.on_conflict_do_update(
         index_elements=[rooms.c.id],
         set_={
-            "name": statement.excluded.name,
-            "time_zone": statement.excluded.time_zone,
-            "active": case(
-                (rooms.c.active_as_of < statement.excluded.active_as_of, statement.excluded.active),
-                else_=rooms.c.active,
-            ),
-            "active_as_of": func.greatest(rooms.c.active_as_of, statement.excluded.active_as_of),
+            "name": case((named, new.name), else_=rooms.c.name),
+            "time_zone": case((named, new.time_zone), else_=rooms.c.time_zone),
+            "active": case((newer, new.active), else_=rooms.c.active),
+            "active_as_of": case((newer, new.active_as_of), else_=rooms.c.active_as_of),
+            "version": case((newer, new.version), else_=rooms.c.version),
             "updated_at": func.now(),
         },
     )
     await session.execute(statement)
 
 
-async def deactivate_room(session: AsyncSession, room_id: UUID, *, as_of: datetime) -> None:
+async def deactivate_room(
+    session: AsyncSession, room_id: UUID, *, version: int, as_of: datetime
+) -> None:
     """Mark the room inactive unless a newer event already set its state.
 
     A deactivation seen before the room itself leaves a placeholder row (no name yet) that
     the room's snapshot fills in later.
     """
     statement = pg_insert(rooms).values(
-        id=room_id, name="", time_zone="UTC", active=False, active_as_of=as_of
+        id=room_id, name="", time_zone="UTC", active=False, active_as_of=as_of, version=version
     )
+    new = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=[rooms.c.id],
-        set_={"active": False, "active_as_of": as_of, "updated_at": func.now()},
-        where=rooms.c.active_as_of < as_of,
+        set_={
+            "active": False,
+            "active_as_of": new.active_as_of,
+            "version": new.version,
+            "updated_at": func.now(),
+        },
+        where=_room_is_older(new),
     )
     await session.execute(statement)
+
+
+def _room_is_older(new: Any) -> ColumnElement[bool]:
+    """The copy's ``(version, time)`` is below the event's: versions decide, and the envelope
+    time only between events that had no version (0)."""
+    return tuple_(rooms.c.version, rooms.c.active_as_of) < tuple_(new.version, new.active_as_of)
 
 
 _UPSERT_SLOTS = text(
@@ -344,6 +366,9 @@ class Booking:
     cancelled_by: Actor | None
     idempotency_key: str | None
     request_fingerprint: str | None
+    version: int
+    """1 when made, one more after every update (counted by the database: migration 0007);
+    every event about the booking carries the version after its change."""
 
     @classmethod
     def of(cls, row: Row[Any]) -> Booking:
@@ -377,6 +402,7 @@ class Booking:
             cancelled_by=Actor(v["cancelled_by"]) if v["cancelled_by"] else None,
             idempotency_key=v["idempotency_key"],
             request_fingerprint=v["request_fingerprint"],
+            version=v["version"],
         )
 
 
@@ -547,7 +573,7 @@ _CONFIRM_PAID = text(
         refund_basis_starts_at = b.starts_at, updated_at = now()
     FROM unnest(:ids, :payment_ids) AS p(id, payment_id)
     WHERE b.id = p.id AND b.status = :pending AND b.payment_id IS NULL
-    RETURNING b.id
+    RETURNING b.id, b.version
     """
 ).bindparams(
     bindparam("ids", type_=ARRAY(Uuid)),
@@ -558,17 +584,17 @@ _CONFIRM_PAID = text(
 )
 
 
-async def confirm_paid(session: AsyncSession, payments: Mapping[UUID, str]) -> set[UUID]:
+async def confirm_paid(session: AsyncSession, payments: Mapping[UUID, str]) -> dict[UUID, int]:
     """Confirm pending, unpaid bookings as paid by ``payments[booking_id]`` (their start
     becomes the start they were paid for), in one statement (the caller holds their locks);
-    returns the ids it confirmed."""
+    returns the ids it confirmed, each with the booking's new version."""
     if not payments:
-        return set()
+        return {}
     ids = list(payments)
     result = await session.execute(
         _CONFIRM_PAID, {"ids": ids, "payment_ids": [payments[i] for i in ids]}
     )
-    return set(result.scalars())
+    return {row.id: row.version for row in result}
 
 
 async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Booking | None:

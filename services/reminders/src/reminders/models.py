@@ -105,6 +105,7 @@ booking_states = Table(
     Column("booking_id", Uuid, primary_key=True),
     Column("final", Boolean, nullable=False),
     Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False, server_default=text("0")),
     Column("user_id", String(255), nullable=True),
     Column("contact_email", String(320), nullable=True),
     Column("contact_phone", String(16), nullable=True),
@@ -121,6 +122,9 @@ booking_states = Table(
 """What this service knows of each booking: its latest facts and whether it is over.
 
 ``final`` (cancelled, completed, no-show, expired) is never undone, so a cancellation seen
-before the confirmation, or a late duplicate confirmation, schedules nothing. ``as_of`` is
-the time of the event that set the facts; an older reschedule arriving late changes nothing.
+before the confirmation, or a late duplicate confirmation, schedules nothing. ``version``
+(the booking's version in that event; 0: an event written before versions existed) and
+``as_of`` (its envelope time) are the order key of the event that set the facts, compared as
+the pair ``(version, as_of)`` (see :mod:`reminders.store`): an older reschedule arriving late
+changes nothing.
 """

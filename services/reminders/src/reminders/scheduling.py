@@ -7,7 +7,12 @@ consecutive confirmations are remembered in one statement and the reminders of t
 this service are inserted in another, with the same result as applying them one by one. What
 a booking's reminders are follows from the *time of the event* (its envelope's ``time``), not
 from when it is read, so an event read late has the same result as one read at once;
-``booking_states`` makes duplicates and events out of order harmless. Events with impossible
+``booking_states`` makes duplicates and events out of order harmless. Which of two events of
+a booking is the newer is decided by the booking's version in each (``booking_version``,
+counted by the booking service's database; not the class's schema ``version``), not by their
+envelope times, which the clocks of different booking replicas wrote: only events written
+before versions existed (no ``booking_version``, taken as 0) are ordered by their times,
+below every versioned one (the order rule: :mod:`reminders.store`). Events with impossible
 facts (an unknown time zone, an end before the start) raise
 :class:`~reminders.domain.ImpossibleBooking` (in a run of confirmations: as the
 :class:`~shared.messaging.BatchItemError` of that event): the consumer dead-letters them with
@@ -67,6 +72,7 @@ def register(consumer: EventConsumer, schedule: Schedule, scheduled: Counter) ->
             starts_at=event.new_starts_at,
             ends_at=event.new_ends_at,
             room_time_zone=event.room_time_zone,
+            version=event.booking_version or 0,
             as_of=as_of,
         )
         if facts is None:
@@ -81,7 +87,12 @@ def register(consumer: EventConsumer, schedule: Schedule, scheduled: Counter) ->
         event: BookingCancelled | BookingCompleted | BookingNoShow | BookingExpired,
         ctx: EventContext,
     ) -> None:
-        await store.end_booking(ctx.session, event.booking_id, as_of=ctx.envelope.time)
+        await store.end_booking(
+            ctx.session,
+            event.booking_id,
+            version=event.booking_version or 0,
+            as_of=ctx.envelope.time,
+        )
         await store.cancel_live(ctx.session, event.booking_id)
 
     consumer.on(BookingCancelled)(ended)
@@ -118,7 +129,11 @@ async def confirm_bookings(
     new = await store.remember_bookings(
         session,
         [
-            store.Confirmation(facts[booking_id], as_of=confirmations[i][0].time)
+            store.Confirmation(
+                facts[booking_id],
+                version=confirmations[i][1].booking_version or 0,
+                as_of=confirmations[i][0].time,
+            )
             for booking_id, i in firsts.items()
         ],
     )

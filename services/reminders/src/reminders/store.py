@@ -11,6 +11,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     ARRAY,
+    ColumnElement,
     DateTime,
     Integer,
     Interval,
@@ -20,10 +21,13 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    case,
     func,
+    literal,
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,6 +37,22 @@ from reminders.domain import LIVE, Channel, Reminder, Status
 from reminders.models import LIVE_CONDITION, booking_states, reminders
 
 # --- bookings --------------------------------------------------------------------------
+#
+# The order of a booking's events. Each event has an order key ``(version, as_of)``: the
+# booking's version after the change it reports (1 when made, higher after every change,
+# counted by the booking service's database; 0 for an event written before versions
+# existed) and its envelope time (written by the clock of the booking replica that wrote
+# it), compared as a pair, the time counting only between unversioned events:
+#
+# * a versioned event is newer than any unversioned one, whatever their times;
+# * between versioned events only the version counts: a replica whose clock is behind, or a
+#   reschedule replayed late, cannot make an older change win; two events of the same version
+#   report the same change, so the second is not newer and changes nothing;
+# * two unversioned events fall back to their times (the behaviour before versions existed,
+#   only for events written then).
+#
+# ``booking_states`` keeps the key of the event that set a booking's facts (``version`` 0:
+# an unversioned event, or a row written before versions existed).
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,28 +85,31 @@ class BookingFacts:
 
 @dataclass(frozen=True, slots=True)
 class Confirmation:
-    """A confirmed booking to remember, as known at ``as_of`` (its event's time)."""
+    """A confirmed booking to remember, as its event reports it: the booking's ``version``
+    (0: unversioned) and ``as_of`` (the event's time), the event's order key."""
 
     facts: BookingFacts
+    version: int
     as_of: datetime
 
 
 _REMEMBER = text(
     """
     INSERT INTO booking_states AS b
-        (booking_id, final, as_of, user_id, contact_email, contact_phone, starts_at, ends_at,
-         room_name, room_time_zone)
-    SELECT v.booking_id, false, v.as_of, v.user_id, v.contact_email, v.contact_phone,
-        v.starts_at, v.ends_at, v.room_name, v.room_time_zone
-    FROM unnest(:booking_ids, :as_ofs, :user_ids, :emails, :phones, :starts, :ends, :rooms,
-        :zones)
-        AS v(booking_id, as_of, user_id, contact_email, contact_phone, starts_at, ends_at,
-             room_name, room_time_zone)
+        (booking_id, final, version, as_of, user_id, contact_email, contact_phone, starts_at,
+         ends_at, room_name, room_time_zone)
+    SELECT v.booking_id, false, v.version, v.as_of, v.user_id, v.contact_email,
+        v.contact_phone, v.starts_at, v.ends_at, v.room_name, v.room_time_zone
+    FROM unnest(:booking_ids, :versions, :as_ofs, :user_ids, :emails, :phones, :starts, :ends,
+        :rooms, :zones)
+        AS v(booking_id, version, as_of, user_id, contact_email, contact_phone, starts_at,
+             ends_at, room_name, room_time_zone)
     ON CONFLICT (booking_id) DO NOTHING
     RETURNING b.booking_id
     """
 ).bindparams(
     bindparam("booking_ids", type_=ARRAY(Uuid)),
+    bindparam("versions", type_=ARRAY(Integer)),
     bindparam("as_ofs", type_=ARRAY(DateTime(timezone=True))),
     bindparam("user_ids", type_=ARRAY(String)),
     bindparam("emails", type_=ARRAY(String)),
@@ -101,14 +124,22 @@ _REMEMBER = text(
 async def remember_bookings(
     session: AsyncSession, confirmations: Sequence[Confirmation]
 ) -> set[UUID]:
-    """Record newly confirmed bookings in one statement; returns the ids of those that were
-    not known yet (a booking known already, by a duplicate confirmation or because it
-    ended, is left as it is). The booking ids must be distinct."""
+    """Record newly confirmed bookings in one statement, each with its confirmation's order
+    key ``(version, as_of)``; returns the ids of those that were not known yet (a booking
+    known already, by a duplicate confirmation or because it ended, is left as it is,
+    whatever the order: a confirmation is a booking's first event). The booking ids must be
+    distinct.
+
+    Order rule: an event's key is ``(version or 0, envelope time)``, compared as a pair, the
+    time counting only between unversioned events: a versioned event is newer than any
+    unversioned one; between versioned events only the version counts; two unversioned
+    events (written before versions existed) fall back to their times."""
     ordered = sorted(confirmations, key=lambda c: c.facts.booking_id)  # a stable lock order
     result = await session.execute(
         _REMEMBER,
         {
             "booking_ids": [c.facts.booking_id for c in ordered],
+            "versions": [c.version for c in ordered],
             "as_ofs": [c.as_of for c in ordered],
             "user_ids": [c.facts.user_id for c in ordered],
             "emails": [c.facts.contact_email for c in ordered],
@@ -129,18 +160,31 @@ async def move_booking(
     starts_at: datetime,
     ends_at: datetime,
     room_time_zone: str,
+    version: int,
     as_of: datetime,
 ) -> BookingFacts | None:
-    """Apply a reschedule newer than what is known; None for an unknown or ended booking
-    and for a reschedule older than (or the same as) the facts already known."""
+    """Apply a reschedule newer than what is known and store its order key; None for an
+    unknown or ended booking and for a reschedule older than (or the same as) the facts
+    already known.
+
+    Order rule: an event's key is ``(version or 0, envelope time)``, compared as a pair, the
+    time counting only between unversioned events: a versioned event is newer than any
+    unversioned one; between versioned events only the version counts (a replica's clock
+    decides nothing; the same version is the same change, not a newer one); two unversioned
+    events (written before versions existed) fall back to their times."""
     b = booking_states
     statement = (
         update(b)
-        .where(b.c.booking_id == booking_id, b.c.final.is_(False), b.c.as_of < as_of)
+        .where(
+            b.c.booking_id == booking_id,
+            b.c.final.is_(False),
+            _older_than(version=version, as_of=as_of),
+        )
         .values(
             starts_at=starts_at,
             ends_at=ends_at,
             room_time_zone=room_time_zone,
+            version=version,
             as_of=as_of,
             updated_at=func.now(),
         )
@@ -150,14 +194,36 @@ async def move_booking(
     return BookingFacts.of(row) if row is not None else None
 
 
-async def end_booking(session: AsyncSession, booking_id: UUID, *, as_of: datetime) -> None:
-    """Mark the booking over for good (known or not yet)."""
-    statement = pg_insert(booking_states).values(booking_id=booking_id, final=True, as_of=as_of)
+def _older_than(*, version: int, as_of: datetime) -> ColumnElement[bool]:
+    """The rows of ``booking_states`` whose order key is below the event's
+    ``(version, as_of)``: for a versioned event, a lower version (an unversioned row's is 0);
+    for an unversioned one, an unversioned row of an earlier time."""
+    b = booking_states
+    if version:
+        return b.c.version < version
+    return tuple_(b.c.version, b.c.as_of) < tuple_(
+        literal(0, Integer), literal(as_of, DateTime(timezone=True))
+    )
+
+
+async def end_booking(
+    session: AsyncSession, booking_id: UUID, *, version: int, as_of: datetime
+) -> None:
+    """Mark the booking over for good (known or not yet), whatever the order: an ended
+    booking never comes back, so a confirmation or reschedule read after the end changes
+    nothing, even one with a higher order key. The row keeps the greatest order key
+    ``(version, as_of)`` it has seen, compared as a pair (an event written before versions
+    existed has version 0, below every versioned one)."""
+    b = booking_states
+    statement = pg_insert(b).values(booking_id=booking_id, final=True, version=version, as_of=as_of)
+    excluded = statement.excluded
+    newer = tuple_(b.c.version, b.c.as_of) < tuple_(excluded.version, excluded.as_of)
     statement = statement.on_conflict_do_update(
-        index_elements=[booking_states.c.booking_id],
+        index_elements=[b.c.booking_id],
         set_={
             "final": True,
-            "as_of": func.greatest(booking_states.c.as_of, statement.excluded.as_of),
+            "version": case((newer, excluded.version), else_=b.c.version),
+            "as_of": case((newer, excluded.as_of), else_=b.c.as_of),
             "updated_at": func.now(),
         },
     )

@@ -47,7 +47,9 @@ class Limits:
 
 async def create_room(session: AsyncSession, outbox: Outbox, body: schemas.RoomIn) -> store.Room:
     room = await store.insert_room(session, uuid.uuid4(), _fields(body, type(body).model_fields))
-    await outbox.add(session, RoomUpserted(room_id=room.id, room=room.snapshot()))
+    await outbox.add(
+        session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
+    )
     return room
 
 
@@ -61,7 +63,9 @@ async def update_room(
     room = await store.update_room(session, room_id, changes)
     if room is None:
         raise domain.RoomNotFound(f"room {room_id} does not exist")
-    await outbox.add(session, RoomUpserted(room_id=room.id, room=room.snapshot()))
+    await outbox.add(
+        session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
+    )
     return room
 
 
@@ -80,9 +84,11 @@ async def set_room_active(
     updated = await store.update_room(session, room_id, {"active": active})
     assert updated is not None  # locked above
     event = (
-        RoomUpserted(room_id=room_id, room=updated.snapshot())
+        RoomUpserted(room_id=room_id, room=updated.snapshot(), room_version=updated.version)
         if active
-        else RoomDeactivated(room_id=room_id, deactivated_at=updated.updated_at)
+        else RoomDeactivated(
+            room_id=room_id, deactivated_at=updated.updated_at, room_version=updated.version
+        )
     )
     await outbox.add(session, event)
     return updated

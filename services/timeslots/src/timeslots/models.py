@@ -63,6 +63,7 @@ rooms = Table(
     Column("time_zone", String(64), nullable=False),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("version", Integer, nullable=False, server_default=text("1")),
     timestamp_column("created_at"),
     timestamp_column("updated_at"),
     CheckConstraint("capacity >= 1", name="capacity_positive"),

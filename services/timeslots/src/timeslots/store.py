@@ -58,6 +58,8 @@ class Room:
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    version: int
+    """1 when created, one more after every update (counted by the database: migration 0004)."""
 
     @classmethod
     def of(cls, row: Row[Any]) -> Room:
@@ -74,6 +76,7 @@ class Room:
             attributes=values["attributes"],
             created_at=values["created_at"],
             updated_at=values["updated_at"],
+            version=values["version"],
         )
 
     def snapshot(self) -> RoomSnapshot:

@@ -486,6 +486,24 @@ async def test_a_deactivated_room_sells_nothing_and_takes_no_new_slots(service: 
     assert types[-2:] == ["RoomDeactivated.v1", "RoomUpserted.v1"]
 
 
+async def test_every_room_event_carries_the_rooms_version_counted_by_the_database(
+    service: Service,
+) -> None:
+    room = await service.room(name="Counted")
+
+    await service.http.patch(f"/rooms/{room['id']}", json={"name": "Renamed"}, headers=ADMIN)
+    await service.http.post(f"/rooms/{room['id']}/deactivate", headers=ADMIN)
+    await service.http.post(f"/rooms/{room['id']}/activate", headers=ADMIN)
+    events = await service.events(room["id"], at_least=4)
+
+    assert [(e["type"], e["data"]["room_version"]) for e in events] == [
+        ("RoomUpserted.v1", 1),
+        ("RoomUpserted.v1", 2),
+        ("RoomDeactivated.v1", 3),
+        ("RoomUpserted.v1", 4),
+    ]
+
+
 async def test_rooms_are_listed_by_type_a_page_at_a_time(service: Service) -> None:
     made = {(await service.room(room_type="treatment"))["id"] for _ in range(3)}
 

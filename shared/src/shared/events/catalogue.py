@@ -64,6 +64,26 @@ class SlotSnapshot(_Frozen):
     revision: Count
 
 
+ROOM_VERSION = (
+    "The room's version after this change: 1 when it was created, higher after every change "
+    "(counted by the timeslot service's database, never by a clock). Keep the event with the "
+    "highest version. Absent in events written before versions existed."
+)
+BOOKING_VERSION = (
+    "The booking's version after the change this event reports: 1 when it was made, higher "
+    "after every change (counted by the booking service's database, never by a clock). Keep "
+    "the event with the highest version. Absent in a refund request for a payment no booking "
+    "took, and in events written before versions existed."
+)
+# Events of one room, and events of one booking, carry the version of their aggregate after
+# the change they report: it starts at 1 and every change adds at least one, counted by the
+# database of the service that owns the aggregate (a trigger), never by a clock. A reader that
+# keeps a copy applies an event only when its version is higher than the one it holds, so an
+# event that arrives late (a dead letter replayed days later) never undoes a newer one, however
+# far apart the clocks of the replicas that wrote them are. Events written before versions
+# existed have none; readers order those by their envelope time, below every versioned one.
+
+
 class _RoomEvent(Event):
     topic: ClassVar[str] = topics.TIMESLOTS_EVENTS
     room_id: UUID
@@ -78,6 +98,7 @@ class RoomUpserted(_RoomEvent):
 
     name: ClassVar[str] = "RoomUpserted"
     room: RoomSnapshot
+    room_version: Count | None = Field(default=None, description=ROOM_VERSION)
 
 
 @_event
@@ -86,6 +107,7 @@ class RoomDeactivated(_RoomEvent):
 
     name: ClassVar[str] = "RoomDeactivated"
     deactivated_at: UtcDatetime
+    room_version: Count | None = Field(default=None, description=ROOM_VERSION)
 
 
 @_event
@@ -121,6 +143,7 @@ class Actor(enum.StrEnum):
 class _BookingEvent(Event):
     topic: ClassVar[str] = topics.BOOKING_EVENTS
     booking_id: UUID
+    booking_version: Count | None = Field(default=None, description=BOOKING_VERSION)
 
     def aggregate_id(self) -> str:
         return str(self.booking_id)
