@@ -141,7 +141,11 @@ class KafkaPublisher:
                     client_id=self.client_id,
                     enable_idempotence=True,  # implies acks="all"
                     request_timeout_ms=self.request_timeout_ms,
-                    linger_ms=1,
+                    # No linger: every send of a batch is appended before the sender task
+                    # runs (``send`` does not yield once the topic's metadata is known), so a
+                    # batch still leaves in one request per partition, and a lone record
+                    # leaves at once (a 1 ms linger made a lone send 1.4 ms slower).
+                    linger_ms=0,
                     **self.security.client_options(),
                 )
                 try:

@@ -284,14 +284,16 @@ class OutboxRelay:
         """Publish one batch; returns how many rows it is done with, published or parked (0:
         none, or not our turn)."""
         t = self.table
+        # One round trip: the lock that makes this relay the only one publishing from the
+        # table and the oldest pending rows. The lock is an uncorrelated subquery, so
+        # PostgreSQL takes it once, before the scan, and reads no row if another relay has it
+        # (a one-time filter in the plan).
+        got_lock = select(func.pg_try_advisory_xact_lock(_lock_key(t))).scalar_subquery()
         async with self.session_factory() as session, session.begin():
-            got_lock = await session.scalar(select(func.pg_try_advisory_xact_lock(_lock_key(t))))
-            if not got_lock:
-                return 0
             rows = (
                 await session.execute(
                     select(t.c.id, t.c.topic, t.c.key, cast(t.c.payload, Text), t.c.headers)
-                    .where(t.c.published_at.is_(None))
+                    .where(got_lock, t.c.published_at.is_(None))
                     .order_by(t.c.id)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)

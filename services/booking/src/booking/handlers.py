@@ -690,9 +690,9 @@ async def payments_succeeded(
 ) -> list[Unapplied]:
     """:func:`payment_succeeded` for many payments, in their order, set-based.
 
-    The bookings are locked in id order and read in one statement; each payment that
-    confirms a pending booking (the usual case) is written with the others in one
-    ``UPDATE`` and one outbox ``INSERT``. Any other payment (a booking not found, a wrong
+    The bookings are locked in id order and read with their rooms in one statement; each
+    payment that confirms a pending booking (the usual case) is written with the others in
+    one ``UPDATE`` and one outbox ``INSERT``. Any other payment (a booking not found, a wrong
     amount, a booking paid, cancelled or expired, or a second payment of a booking of this
     batch) first writes the confirmations gathered so far and is then applied by
     :func:`payment_succeeded` on its own, so the end state is the one of applying the
@@ -701,8 +701,7 @@ async def payments_succeeded(
 
     Returns the payments this call recorded as stray (not those recorded before).
     """
-    booked = await store.lock_bookings(session, [event.booking_id for _, event in payments])
-    rooms = await store.get_rooms(session, [b.room_id for b in booked.values()])
+    booked, rooms = await store.lock_bookings(session, [event.booking_id for _, event in payments])
     confirms: list[tuple[Envelope, PaymentSucceeded, store.Booking]] = []
     returned: list[Unapplied] = []
     seen: set[UUID] = set()

@@ -545,16 +545,34 @@ async def get_booking(session: AsyncSession, booking_id: UUID, *, lock: bool = F
     return Booking.of(row)
 
 
-async def lock_bookings(session: AsyncSession, booking_ids: Sequence[UUID]) -> dict[UUID, Booking]:
+async def lock_bookings(
+    session: AsyncSession, booking_ids: Sequence[UUID]
+) -> tuple[dict[UUID, Booking], dict[UUID, Room]]:
     """The bookings with these ids (those that exist), locked in id order (one lock order
-    for every writer of many bookings: no deadlocks), by id."""
+    for every writer of many bookings: no deadlocks), by id; and their rooms that are known
+    (not locked), by id. One statement."""
+    room = rooms.alias("room")
     statement = (
-        select(bookings)
+        select(
+            bookings,
+            room.c.name.label("room_name"),
+            room.c.time_zone.label("room_time_zone"),
+            room.c.active.label("room_active"),
+        )
+        .outerjoin(room, room.c.id == bookings.c.room_id)
         .where(bookings.c.id.in_(sorted(set(booking_ids))))
         .order_by(bookings.c.id)
-        .with_for_update()
+        .with_for_update(of=bookings)
     )
-    return {booking.id: booking for booking in map(Booking.of, await session.execute(statement))}
+    found: dict[UUID, Booking] = {}
+    known: dict[UUID, Room] = {}
+    for row in await session.execute(statement):
+        booking = found[row.id] = Booking.of(row)
+        if row.room_name is not None:
+            known[booking.room_id] = Room(
+                booking.room_id, row.room_name, row.room_time_zone, row.room_active
+            )
+    return found, known
 
 
 async def get_rooms(session: AsyncSession, room_ids: Sequence[UUID]) -> dict[UUID, Room]:
