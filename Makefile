@@ -42,6 +42,11 @@ down: ## stop everything `make up` started
 status: ## are the services ready?
 	deploy/local/services.sh status
 
+.PHONY: token
+token: ## print a development token the services of `make up` accept: make token SUB=alice [ROLE=admin]
+	@[ -n "$(SUB)" ] || { echo 'make token SUB=<user id> [ROLE=admin]: name the user (SUB)' >&2; exit 2; }
+	@BOOKING_DEVELOPMENT=$${BOOKING_DEVELOPMENT:-true} $(RUN) booking token '$(SUB)' $(foreach r,$(ROLE),--role '$(r)')
+
 .PHONY: lint
 lint: sync ## ruff, mypy and the freshness of the event schemas, AsyncAPI and OpenAPI documents
 	$(RUN) ruff check .

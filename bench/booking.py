@@ -84,9 +84,9 @@ from shared.events.catalogue import (
 )
 from shared.events.envelope import Envelope
 from shared.events.money import Money
-from shared.http.auth import issue_token
 from shared.migrations import upgrade
 from shared.settings import DEV_JWT_SECRET
+from shared.tokens import issue_token
 from tests.support.broker import private_broker
 
 BENCH = Path(__file__).resolve().parent

@@ -62,9 +62,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.reminders import environment, percentile
 from shared.db import asyncpg_dsn
 from shared.events import topics
-from shared.http.auth import issue_token
 from shared.lag import consumer_lag
 from shared.settings import DEV_JWT_SECRET
+from shared.tokens import issue_token
 from tests.e2e.api import Api, auth, connect
 from tests.support.broker import private_broker, private_postgres
 from tests.support.platform import CONSUMER_GROUPS, SERVICES, Platform, free_port

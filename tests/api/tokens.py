@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.http.auth import issue_token
 from shared.settings import DEV_JWT_SECRET
+from shared.tokens import issue_token
 from tests.e2e.api import token
 
 ANOTHER_SECRET = "a-secret-the-platform-never-heard-of-0123456789"

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from shared.http.auth import issue_token
 from shared.settings import DEV_JWT_SECRET
+from shared.tokens import issue_token
 
 T = TypeVar("T")
 Json = dict[str, Any]

@@ -8,7 +8,7 @@ import runpy
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -18,9 +18,9 @@ import pytest
 from fastapi import FastAPI
 
 from shared.db import asyncpg_dsn
-from shared.http.auth import issue_token
-from shared.service import ServiceRuntime
-from shared.settings import DEV_JWT_SECRET
+from shared.service import ServiceRuntime, jwt_verifier
+from shared.settings import DEV_JWT_SECRET, ServiceSettings
+from shared.tokens import issue_token
 
 
 @asynccontextmanager
@@ -74,6 +74,31 @@ def check_cli_prints_openapi(
     document = json.loads(capsys.readouterr().out)
     assert document["info"]["title"] == title
     assert {"/health/live", "/health/ready"} <= set(document["paths"])
+
+
+def check_cli_prints_a_token(
+    module: str,
+    settings_factory: Callable[[], ServiceSettings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``python -m <module> token alice --role admin`` prints a token the service accepts on a
+    development machine, and refuses (exit 2, no token) where development is off."""
+    prefix = str(settings_factory().model_config.get("env_prefix", ""))
+    monkeypatch.setenv(f"{prefix}DEVELOPMENT", "true")
+    monkeypatch.setattr(sys, "argv", [module, "token", "alice", "--role", "admin"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module(module, run_name="__main__")
+    principal = jwt_verifier(settings_factory()).verify(capsys.readouterr().out.strip())
+    monkeypatch.setenv(f"{prefix}DEVELOPMENT", "false")
+    with pytest.raises(SystemExit) as refused:
+        runpy.run_module(module, run_name="__main__")
+    out, err = capsys.readouterr()
+
+    assert exit_info.value.code == 0
+    assert (principal.subject, principal.is_admin) == ("alice", True)
+    assert (refused.value.code, out) == (2, "")
+    assert f"{prefix}DEVELOPMENT=true" in err
 
 
 async def check_worker_purges_old_inbox_rows(app: FastAPI, database_url: str) -> None:

@@ -1,6 +1,10 @@
 """The console entry point every service shares: ``<service> serve | migrate | openapi |
-asyncapi | dead-letters``, plus whatever operator commands the service adds
+asyncapi | dead-letters | token``, plus whatever operator commands the service adds
 (:class:`Command`).
+
+What a command needs is imported when it runs, so that a light command (``token``) does not
+load the web framework, the database driver and the Kafka client first: a service's own
+``cli`` module passes its app factory lazily too (see :func:`lazy_app_factory`).
 
 ``serve --role api --workers N`` runs the HTTP API alone in N uvicorn worker processes
 (each builds its app from the service's ``create_app`` factory, reading the same
@@ -21,14 +25,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from fastapi import FastAPI
-
-from shared import asyncapi, deadletters, migrations
-from shared.http.metrics import MULTIPROCESS_DIR_ENV
-from shared.observability import configure_logging
 from shared.settings import InsecureSettings, Role, ServiceSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 S = TypeVar("S", bound=ServiceSettings)
 log = logging.getLogger(__name__)
@@ -53,14 +55,60 @@ class Command(Generic[S]):
     run: Callable[[S, argparse.Namespace], int]
 
 
+def _dead_letters_configure(parser: argparse.ArgumentParser) -> None:
+    from shared import deadletters
+
+    deadletters.configure(parser)
+
+
+def _dead_letters_run(settings: ServiceSettings, args: argparse.Namespace) -> int:
+    from shared import deadletters
+
+    return deadletters.run(settings, args)
+
+
 DEAD_LETTERS = Command[ServiceSettings](
     name="dead-letters",
     help="list the dead letters of a topic, or replay them to it (see shared.deadletters)",
-    configure=deadletters.configure,
-    run=deadletters.run,
+    configure=_dead_letters_configure,
+    run=_dead_letters_run,
 )
-KERNEL_COMMANDS: tuple[Command[ServiceSettings], ...] = (DEAD_LETTERS,)
+
+
+def _token_configure(parser: argparse.ArgumentParser) -> None:
+    from shared import tokens
+
+    tokens.configure(parser)
+
+
+def _token_run(settings: ServiceSettings, args: argparse.Namespace) -> int:
+    from shared import tokens
+
+    return tokens.run(settings, args)
+
+
+TOKEN = Command[ServiceSettings](
+    name="token",
+    help="print a token this service accepts, on a development machine (see shared.tokens)",
+    configure=_token_configure,
+    run=_token_run,
+)
+KERNEL_COMMANDS: tuple[Command[ServiceSettings], ...] = (DEAD_LETTERS, TOKEN)
 """Operator commands every service has, after its own."""
+QUIET_COMMANDS = frozenset({TOKEN.name})
+"""Commands whose output is for a program (a token to capture): no logging set up."""
+
+
+def lazy_app_factory(module: str, name: str = "create_app") -> Callable[[S], FastAPI]:
+    """``module.name``, imported on first use (``serve``, ``openapi``, ``asyncapi``), not when
+    the command line is read."""
+
+    def create_app(settings: S) -> FastAPI:
+        factory: Callable[[S], FastAPI] = getattr(importlib.import_module(module), name)
+        return factory(settings)
+
+    create_app.target = f"{module}:{name}"  # type: ignore[attr-defined]
+    return create_app
 
 
 def service_main(
@@ -96,13 +144,19 @@ def service_main(
     subparsers.add_parser("asyncapi", help="print the AsyncAPI document (events in and out)")
     own: dict[str, tuple[Command[Any], argparse.ArgumentParser]] = {}
     everything: list[Command[Any]] = [*commands, *KERNEL_COMMANDS]
+    words = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((word for word in words if not word.startswith("-")), None)
     for command in everything:
         subparser = subparsers.add_parser(command.name, help=command.help)
-        command.configure(subparser)
+        if command.name == chosen:  # only the command that runs imports what it needs
+            command.configure(subparser)
         own[command.name] = (command, subparser)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
 
-    configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+    if args.command not in QUIET_COMMANDS:
+        from shared.observability import configure_logging
+
+        configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
     if args.command in own:
         command, subparser = own[args.command]
         try:
@@ -111,6 +165,8 @@ def service_main(
         except UsageError as exc:
             subparser.error(str(exc))  # exits with 2
     if args.command == "migrate":
+        from shared import migrations
+
         migrations.upgrade(alembic_ini, settings.database_url, args.revision)
         return 0
     if args.command == "serve":
@@ -120,6 +176,8 @@ def service_main(
         json.dump(app.openapi(), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return 0
+    from shared import asyncapi
+
     sys.stdout.write(asyncapi.render(asyncapi.document_of(app)))
     return 0
 
@@ -127,6 +185,7 @@ def service_main(
 def _serve(settings: S, app_factory: Callable[[S], FastAPI], args: argparse.Namespace) -> int:
     import uvicorn
 
+    from shared.http.metrics import MULTIPROCESS_DIR_ENV
     from shared.http.server import uvicorn_options
 
     if args.workers < 1:
@@ -149,7 +208,9 @@ def _serve(settings: S, app_factory: Callable[[S], FastAPI], args: argparse.Name
     # keep their metrics where any of them can add them all up for a scrape.
     prefix = str(settings.model_config.get("env_prefix", ""))
     os.environ[f"{prefix}ROLE"] = role.value
-    os.environ[_FACTORY_ENV] = f"{app_factory.__module__}:{app_factory.__qualname__}"
+    os.environ[_FACTORY_ENV] = getattr(
+        app_factory, "target", f"{app_factory.__module__}:{app_factory.__qualname__}"
+    )
     metrics_dir = tempfile.mkdtemp(prefix=f"{settings.service_name}-metrics-")
     os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
     try:
@@ -170,6 +231,8 @@ _FACTORY_ENV = "PLATFORM_APP_FACTORY"
 
 def worker_app() -> FastAPI:
     """The app of one uvicorn worker process of ``serve --workers N`` (with its logging)."""
+    from shared.observability import configure_logging
+
     module, _, name = os.environ[_FACTORY_ENV].partition(":")
     app: FastAPI = getattr(importlib.import_module(module), name)()
     settings: ServiceSettings = app.state.runtime.settings

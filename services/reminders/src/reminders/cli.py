@@ -1,4 +1,4 @@
-"""``reminders serve | migrate | openapi | asyncapi | worker``.
+"""``reminders serve | migrate | openapi | asyncapi | dead-letters | token | worker``.
 
 ``worker`` runs only the delivery workers (no scheduling, no dispatching) until SIGINT or
 SIGTERM, with the HTTP endpoints operators need (``/health/live``, ``/health/ready``,
@@ -14,9 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
-from reminders.main import create_app, create_runtime
 from reminders.settings import RemindersSettings
-from shared.cli import Command, service_main
+from shared.cli import Command, lazy_app_factory, service_main
 from shared.settings import Role
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
@@ -38,6 +37,8 @@ def worker_settings(settings: RemindersSettings) -> RemindersSettings:
 async def run_worker(settings: RemindersSettings, stop: asyncio.Event | None = None) -> None:
     """Deliver jobs in this process, without HTTP, until ``stop`` is set (by default: until
     SIGINT or SIGTERM)."""
+    from reminders.main import create_runtime
+
     runtime = create_runtime(worker_settings(settings))
     if stop is None:
         stop = asyncio.Event()
@@ -59,6 +60,7 @@ def _configure_worker(parser: argparse.ArgumentParser) -> None:
 def _worker(settings: RemindersSettings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from reminders.main import create_app
     from shared.http.server import uvicorn_options
 
     app = create_app(worker_settings(settings))
@@ -80,7 +82,7 @@ def main() -> None:
     sys.exit(
         service_main(
             settings_factory=RemindersSettings,
-            app_factory=create_app,
+            app_factory=lazy_app_factory("reminders.main"),
             alembic_ini=ALEMBIC_INI,
             commands=[WORKER],
         )

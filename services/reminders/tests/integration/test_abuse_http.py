@@ -8,8 +8,8 @@ import uuid
 from sqlalchemy import make_url
 
 from reminders.main import create_app
-from shared.http.auth import issue_token
 from shared.settings import DEV_JWT_SECRET, Role
+from shared.tokens import issue_token
 from tests.support.abuse import JSON, CountedBody, fetch_from, problem
 
 from .conftest import ADMIN, Service

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from tests.support.service import check_cli_prints_openapi
+from reminders.settings import RemindersSettings
+from tests.support.service import check_cli_prints_a_token, check_cli_prints_openapi
 
 
 @pytest.mark.usefixtures("root_logger")
@@ -27,3 +28,9 @@ def test_the_worker_command_is_listed(
 
     assert exit_info.value.code == 0
     assert "worker" in capsys.readouterr().out
+
+
+def test_token_prints_a_token_the_service_accepts_on_a_development_machine_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    check_cli_prints_a_token("reminders", RemindersSettings, monkeypatch, capsys)

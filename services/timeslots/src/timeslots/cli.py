@@ -1,4 +1,4 @@
-"""``timeslots serve | migrate | openapi | asyncapi | generate``.
+"""``timeslots serve | migrate | openapi | asyncapi | dead-letters | token | generate``.
 
 ``generate`` is the operator's bulk slot generation, straight on the database::
 
@@ -21,11 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 from uuid import UUID
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from shared.cli import Command, UsageError, service_main
-from timeslots import operations
-from timeslots.main import create_app, limits_of
+from shared.cli import Command, UsageError, lazy_app_factory, service_main
 from timeslots.settings import TimeslotsSettings
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
@@ -104,6 +100,11 @@ def run_generate(settings: TimeslotsSettings, args: argparse.Namespace) -> int:
         )
     if not 1 <= args.jobs <= 32:
         raise UsageError(f"--jobs must be 1 to 32, not {args.jobs}")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from timeslots import operations
+    from timeslots.main import limits_of
+
     room_ids = None if args.all_rooms else list(dict.fromkeys(args.rooms))
     try:
         report = asyncio.run(
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     sys.exit(
         service_main(
             settings_factory=TimeslotsSettings,
-            app_factory=create_app,
+            app_factory=lazy_app_factory("timeslots.main"),
             alembic_ini=ALEMBIC_INI,
             argv=argv,
             commands=[GENERATE],

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from shared.events.money import Money
-from tests.support.service import check_cli_prints_openapi
+from tests.support.service import check_cli_prints_a_token, check_cli_prints_openapi
 from timeslots import domain
 from timeslots.cli import main
 from timeslots.operations import (
@@ -20,6 +20,7 @@ from timeslots.operations import (
     RoomResult,
     override_price,
 )
+from timeslots.settings import TimeslotsSettings
 
 ROOM = "7b0c5a4e-3d1f-4a59-9f55-0e6c2f1f3a01"
 UNREACHABLE_DB = "postgresql+asyncpg://nobody:nothing@127.0.0.1:1/none"
@@ -286,3 +287,9 @@ def test_a_price_override_is_taken_in_the_room_currency_but_never_rounded() -> N
     assert override_price(Decimal("1200.00"), "JPY") == Money.of("1200", "JPY")
     with pytest.raises(domain.InvalidSlot, match="more decimal places than JPY allows"):
         override_price(Decimal("12.50"), "JPY")
+
+
+def test_token_prints_a_token_the_service_accepts_on_a_development_machine_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    check_cli_prints_a_token("timeslots", TimeslotsSettings, monkeypatch, capsys)

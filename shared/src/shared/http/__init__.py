@@ -10,7 +10,6 @@ from shared.http.auth import (
     Principal,
     current_principal,
     install_auth,
-    issue_token,
     require_admin,
 )
 from shared.http.health import Check, database_check, health_router, kafka_check
@@ -24,6 +23,7 @@ from shared.http.problems import (
     install_problem_handlers,
     problem_response,
 )
+from shared.tokens import issue_token  # kept here for callers of the HTTP kit
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 import jwt
@@ -218,40 +216,6 @@ def _is_email_address(text: str) -> bool:
     except ValidationError:
         return False
     return True
-
-
-def issue_token(
-    *,
-    secret_or_private_key: str,
-    algorithm: str = "HS256",
-    subject: str,
-    roles: Iterable[str] = (),
-    email: str | None = None,
-    ttl: timedelta = timedelta(hours=1),
-    issuer: str | None = None,
-    audience: str | None = None,
-    now: datetime | None = None,
-) -> str:
-    """Sign a token the way the identity provider would (tests, demo, benchmarks).
-
-    ``now`` (timezone-aware) pins ``iat``; ``exp`` is ``now + ttl``.
-    """
-    issued_at = datetime.now(UTC) if now is None else now
-    if issued_at.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    claims: dict[str, Any] = {
-        "sub": subject,
-        "roles": list(roles),
-        "iat": int(issued_at.timestamp()),
-        "exp": int((issued_at + ttl).timestamp()),
-    }
-    if email is not None:
-        claims["email"] = email
-    if issuer is not None:
-        claims["iss"] = issuer
-    if audience is not None:
-        claims["aud"] = audience
-    return jwt.encode(claims, secret_or_private_key, algorithm=algorithm)
 
 
 def install_auth(app: FastAPI, verifier: JwtVerifier) -> None:
