@@ -39,8 +39,13 @@ down: ## stop everything `make up` started
 	deploy/local/services.sh stop
 	deploy/local/infra.sh down
 
-status: ## are the services ready?
+status: ## are the services ready, how far behind is each consumer group, whose infrastructure is in use?
 	deploy/local/services.sh status
+
+.PHONY: reset
+reset: ## a clean slate: stop everything `make up` started and delete this checkout's Kafka and PostgreSQL data
+	deploy/local/services.sh stop
+	deploy/local/infra.sh reset
 
 .PHONY: token
 token: ## print a development token the services of `make up` accept: make token SUB=alice [ROLE=admin]

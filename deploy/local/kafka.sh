@@ -352,7 +352,7 @@ cmd_up() {
             log "the broker (pid $pid) runs with other ports; restarting it"
             stop_pid "$pid"
         elif broker_answers; then
-            log "already running at $KAFKA_HOST:$KAFKA_PORT (pid $pid)"
+            log "already running at $KAFKA_HOST:$KAFKA_PORT (pid $pid, this checkout's)"
             return 0
         else
             # Started by a concurrent `up` and still starting: give it the usual time.
@@ -363,7 +363,7 @@ cmd_up() {
         fi
     fi
     if broker_answers; then
-        log "a broker not started by this script already answers at $KAFKA_HOST:$KAFKA_PORT; using it"
+        foreign_notice "a Kafka broker" "$KAFKA_HOST:$KAFKA_PORT" "$(foreign_owner)" "$(foreign_detail)"
         return 0
     fi
     local port
@@ -379,17 +379,51 @@ cmd_up() {
     (umask 077 && render_config >"$KAFKA_CONF") # it may hold the SCRAM password
     chmod 600 "$KAFKA_CONF"
     format_storage_once
+    mark_state_dir "$STATE_DIR"
     start_broker
     pid=$(cat "$KAFKA_PIDFILE")
     wait_ready "$pid"
     log "ready at $KAFKA_HOST:$KAFKA_PORT (pid $pid, started in $((SECONDS - started))s)"
 }
 
+# foreign_owner — "CHECKOUT<TAB>STATE_DIR" of the broker answering at KAFKA_PORT (found from
+# the server.properties it runs with), empty if unknown.
+foreign_owner() {
+    local pid conf
+    pid=$(listener_pid "$KAFKA_PORT")
+    [ -n "$pid" ] || return 0
+    conf=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep 'server\.properties$' | head -n 1 || true)
+    [ -n "$conf" ] && owner_of "$(dirname "$(dirname "$conf")")"
+    return 0
+}
+
+# foreign_detail — what is known of the broker at KAFKA_PORT when its owner is not.
+foreign_detail() {
+    local pid
+    pid=$(listener_pid "$KAFKA_PORT")
+    if [ -n "$pid" ]; then
+        printf 'pid %s: %s' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-80)"
+    else
+        printf 'owner unknown'
+    fi
+}
+
+# foreign_whose — whose the broker at KAFKA_PORT is, in words.
+foreign_whose() {
+    local owner
+    owner=$(foreign_owner)
+    if [ -n "$owner" ]; then describe_owner "$owner"; else foreign_detail; fi
+}
+
 cmd_down() {
     local pid
     if ! pid=$(our_pid); then
         rm -f "$KAFKA_PIDFILE"
-        log "not running (no broker started by this script)"
+        if broker_answers; then
+            log "left running: the broker at $KAFKA_HOST:$KAFKA_PORT is not this checkout's ($(foreign_whose)); stop it from there"
+        else
+            log "not running (no broker started by this checkout)"
+        fi
         return 0
     fi
     log "stopping the broker (pid $pid)"
@@ -401,14 +435,14 @@ cmd_status() {
     local pid
     if pid=$(our_pid); then
         if broker_answers; then
-            log "running at $KAFKA_HOST:$KAFKA_PORT (pid $pid)"
+            log "running at $KAFKA_HOST:$KAFKA_PORT (pid $pid, this checkout's)"
             return 0
         fi
         log "process $pid is running but the broker does not answer at $KAFKA_HOST:$KAFKA_PORT"
         return 1
     fi
     if broker_answers; then
-        log "a broker not started by this script answers at $KAFKA_HOST:$KAFKA_PORT"
+        log "running at $KAFKA_HOST:$KAFKA_PORT, but not this checkout's: $(foreign_whose)"
         return 0
     fi
     log "not running"

@@ -162,3 +162,75 @@ is_local_host() {
         *) return 1 ;;
     esac
 }
+
+# ---------------------------------------------------------------------------------------------
+# Whose infrastructure is this?
+# ---------------------------------------------------------------------------------------------
+
+# mark_state_dir DIR — record in DIR which checkout (and which of its state directories) keeps
+# its server there, so that another checkout that finds the server running can say whose it is.
+mark_state_dir() {
+    mkdir -p "$1" && printf '%s\n%s\n' "$REPO_ROOT" "$STATE_DIR" >"$1/checkout" 2>/dev/null || true
+}
+
+# listener_pid PORT — the pid of the process listening on PORT on this machine (empty if
+# unknown: no `ss`, or the process belongs to another user).
+listener_pid() {
+    command -v ss >/dev/null 2>&1 || return 0
+    ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1
+}
+
+# owner_of DIR — "CHECKOUT<TAB>STATE_DIR" of the server whose files are in DIR: from the
+# marker mark_state_dir left there, or DIR itself when it is a checkout's default `.run`
+# (or a directory in one); empty when unknown.
+owner_of() {
+    local checkout="" state=""
+    if [ -r "$1/checkout" ]; then
+        checkout=$(sed -n 1p "$1/checkout")
+        state=$(sed -n 2p "$1/checkout")
+    elif [ "$(basename "$1")" = .run ]; then
+        checkout=$(dirname "$1") state=$1
+    elif [ "$(basename "$(dirname "$1")")" = .run ]; then
+        state=$(dirname "$1") checkout=$(dirname "$state")
+    fi
+    [ -n "$checkout" ] && printf '%s\t%s\n' "$checkout" "${state:-$checkout/.run}"
+    return 0
+}
+
+# describe_owner "CHECKOUT<TAB>STATE_DIR" — "the checkout in X" (and its state directory when
+# that is not X/.run).
+describe_owner() {
+    local checkout=${1%%$'\t'*} state=${1#*$'\t'}
+    if [ "$state" = "$checkout/.run" ]; then
+        printf 'the checkout in %s' "$checkout"
+    else
+        printf 'the checkout in %s, state in %s' "$checkout" "$state"
+    fi
+}
+
+# stop_command_of "CHECKOUT<TAB>STATE_DIR" — the command that stops that checkout's servers.
+stop_command_of() {
+    local checkout=${1%%$'\t'*} state=${1#*$'\t'}
+    if [ "$state" = "$checkout/.run" ]; then
+        printf "cd %s && make down" "$checkout"
+    else
+        printf "cd %s && PLATFORM_STATE_DIR=%s make down" "$checkout" "$state"
+    fi
+}
+
+# foreign_notice WHAT HOST:PORT OWNER DETAIL — the warning printed when this checkout finds
+# WHAT (a broker, a server) it did not start: whose it is (OWNER as owner_of prints it, or
+# empty: unknown, then DETAIL says what is known) and how to get a clean slate.
+foreign_notice() {
+    local what=$1 address=$2 owner=$3 detail=$4 whose stop
+    if [ -n "$owner" ]; then
+        whose=$(describe_owner "$owner")
+        stop="stop it with '$(stop_command_of "$owner")'"
+    else
+        whose=$detail
+        stop="stop it"
+    fi
+    log "WARNING: $what this checkout did not start answers at $address ($whose); using it as it is."
+    log "  It keeps what earlier runs left there: consumer groups resume where they stopped, and an old backlog holds new events back ('make status' shows how far behind each group is)."
+    log "  For a clean slate: $stop (or 'make reset' there, which also deletes its data), then 'make up' here; or leave it and give this checkout other ports (KAFKA_PORT, KAFKA_CONTROLLER_PORT, PG_PORT)."
+}

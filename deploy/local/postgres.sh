@@ -133,6 +133,38 @@ ensure_client() {
     PG_ISREADY=$(command -v pg_isready 2>/dev/null || printf '%s\n' "${bindir:-/nonexistent}/pg_isready")
 }
 
+# foreign_data — the data directory of the server answering at PG_PORT (empty if unknown).
+foreign_data() {
+    pg_query 'SHOW data_directory' 2>/dev/null || true
+}
+
+# foreign_owner — "CHECKOUT<TAB>STATE_DIR" of the server answering at PG_PORT: from the marker
+# in its cluster directory (the parent of its data directory), empty if unknown.
+foreign_owner() {
+    local data
+    data=$(foreign_data)
+    [ -n "$data" ] && owner_of "$(dirname "$data")"
+    return 0
+}
+
+# foreign_detail — what is known of the server at PG_PORT when its owner is not.
+foreign_detail() {
+    local data
+    data=$(foreign_data)
+    if [ -n "$data" ]; then
+        printf 'data directory %s' "$data"
+    else
+        printf 'pid %s' "$(listener_pid "$PG_PORT")"
+    fi
+}
+
+# foreign_whose — whose the server at PG_PORT is, in words.
+foreign_whose() {
+    local owner
+    owner=$(foreign_owner)
+    if [ -n "$owner" ]; then describe_owner "$owner"; else foreign_detail; fi
+}
+
 # pg_query SQL [DATABASE] — run SQL as $PG_USER over TCP; prints unaligned tuples only.
 pg_query() {
     PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 \
@@ -277,7 +309,7 @@ cmd_up() {
             log "already running at $PG_HOST:$PG_PORT ($PG_DATA)"
         else
             ensure_databases
-            log "using the server already answering at $PG_HOST:$PG_PORT (not started by this script)"
+            foreign_notice "a PostgreSQL server" "$PG_HOST:$PG_PORT" "$(foreign_owner)" "$(foreign_detail)"
         fi
         return 0
     fi
@@ -297,6 +329,7 @@ cmd_up() {
     ensure_pg_server
     [ -f "$PG_DATA/PG_VERSION" ] || choose_cluster_base
     init_cluster_once
+    mark_state_dir "$PG_BASE"
     write_config || true
     start_cluster
     wait_ready
@@ -307,7 +340,17 @@ cmd_up() {
 cmd_down() {
     set_cluster_paths
     if ! cluster_running; then
-        log "not running (no cluster started by this script)"
+        local bindir
+        PSQL=$(command -v psql 2>/dev/null || true) # never installs anything on the way down
+        if [ -z "$PSQL" ]; then
+            bindir=$(find_pg_bindir 2>/dev/null || true)
+            [ -n "$bindir" ] && PSQL=$bindir/psql
+        fi
+        if [ -n "$PSQL" ] && [ -x "$PSQL" ] && credentials_work; then
+            log "left running: the server at $PG_HOST:$PG_PORT is not this checkout's ($(foreign_whose)); stop it from there"
+        else
+            log "not running (no cluster started by this checkout)"
+        fi
         return 0
     fi
     log "stopping the cluster ($PG_DATA)"
@@ -334,9 +377,9 @@ cmd_status() {
     fi
     if credentials_work; then
         if cluster_serves_here; then
-            log "running at $PG_HOST:$PG_PORT ($PG_DATA)"
+            log "running at $PG_HOST:$PG_PORT (this checkout's cluster in $PG_DATA)"
         else
-            log "a server not started by this script answers at $PG_HOST:$PG_PORT"
+            log "running at $PG_HOST:$PG_PORT, but not this checkout's: $(foreign_whose)"
         fi
         return 0
     fi

@@ -37,6 +37,16 @@ SERVICES=(timeslots booking reminders)
 declare -A API_PORTS=([timeslots]=8001 [booking]=8002 [reminders]=8003)
 declare -A WORKER_PORTS=([timeslots]=8011 [booking]=8012 [reminders]=8013)
 ROLES=(api worker)
+# SERVICE_PORTS="booking-api=18002 booking-worker=18012 ..." moves any of them (other replicas
+# on one machine, tests).
+for entry in ${SERVICE_PORTS:-}; do
+    name=${entry%%=*} port=${entry#*=}
+    case "$name" in
+        *-api) API_PORTS[${name%-api}]=$port ;;
+        *-worker) WORKER_PORTS[${name%-worker}]=$port ;;
+        *) die "SERVICE_PORTS: '$entry' is not <service>-api=PORT or <service>-worker=PORT" ;;
+    esac
+done
 RUN_DIR=$STATE_DIR/services
 UV=${UV:-uv}
 STANDINS=${STANDINS:-1}
@@ -204,6 +214,29 @@ stop() {
     stop_process standins
 }
 
+# lag_of PORT — the consumer lag a worker measures itself (its kafka_consumer_lag gauge), one
+# line per consumer group: "group: N behind (topic: n, ...)"; nothing if it has no groups.
+lag_of() { python3 - "$1" <<'PY'
+import collections, re, sys, urllib.request
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=2) as r:
+        text = r.read().decode()
+except Exception:
+    sys.exit(0)
+lag = collections.defaultdict(dict)
+for m in re.finditer(r'^kafka_consumer_lag\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+    lag[labels.get("consumer", "?")][labels.get("topic", "?")] = int(float(m.group(2)))
+for group, topics in sorted(lag.items()):
+    each = ", ".join(f"{t}: {n:,}" for t, n in sorted(topics.items()))
+    behind = sum(topics.values())
+    print(f"    consumer group {group}: {behind:,} behind ({each})")
+    if behind >= 1000:
+        print("      (a backlog: new events wait behind it; if old runs left it on a broker you"
+              " reuse, 'make reset' in the checkout that owns the broker gives a clean slate)")
+PY
+}
+
 status() {
     local service role port ok=0
     for service in "${SERVICES[@]}"; do
@@ -211,12 +244,15 @@ status() {
             port=$(port_of "$service" "$role")
             if ready "$port"; then
                 echo "$service-$role (port $port): ready"
+                [ "$role" = worker ] && lag_of "$port"
             else
                 echo "$service-$role (port $port): not ready"
                 ok=1
             fi
         done
     done
+    echo "infrastructure:"
+    "$LOCAL_DIR/infra.sh" status 2>&1 | sed 's/^/    /' || true
     return $ok
 }
 

@@ -147,6 +147,16 @@ def main() -> None:
         asyncio.run(run())
     except httpx.TransportError as exc:
         raise SystemExit(f"cannot reach the platform ({exc}): run `make up` first") from exc
+    except TimeoutError as exc:
+        raise SystemExit(
+            f"\nThe demo stopped: {exc}.\n"
+            "Check `make status`: every service ready; the consumer groups close to 0 behind "
+            "(a backlog that old runs left on a broker holds new events back); whose "
+            "infrastructure is in use (a broker or database another checkout started keeps "
+            "its old data: `make reset` there, or `make down` there and `make up` here, gives a "
+            "clean slate); and the payment and mail stand-ins running (`make up` without "
+            "STANDINS=0). The services' logs are in .run/services/."
+        ) from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+"""What a checkout's ``make up``, ``make status`` and ``make down`` say when the Kafka broker
+or the PostgreSQL server on their ports belongs to another checkout, and how far behind the
+consumer groups are (``deploy/local``, run as a developer runs it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from tests.support.broker import KAFKA_SH, POSTGRES_SH, REPO, PrivateBroker, PrivatePostgres
+from tests.support.platform import Platform
+
+SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
+
+
+def _run(script: Path, action: str, state: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(script), action],
+        env=os.environ | {"PLATFORM_STATE_DIR": str(state)} | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_broker_another_checkout_started_is_named_reused_loudly_and_left_running(
+    broker: PrivateBroker, tmp_path: Path
+) -> None:
+    ports = {"KAFKA_PORT": str(broker.port), "KAFKA_CONTROLLER_PORT": str(broker.controller_port)}
+    owner = f"the checkout in {REPO}, state in {broker.state_dir}"
+
+    up = _run(KAFKA_SH, "up", tmp_path, **ports)
+    status = _run(KAFKA_SH, "status", tmp_path, **ports)
+    down = _run(KAFKA_SH, "down", tmp_path, **ports)
+    still = _run(KAFKA_SH, "status", broker.state_dir, **ports)
+
+    assert up.returncode == 0
+    assert f"WARNING: a Kafka broker this checkout did not start answers at {broker.bootstrap}" in (
+        up.stderr
+    )
+    assert owner in up.stderr
+    assert f"cd {REPO} && PLATFORM_STATE_DIR={broker.state_dir} make down" in up.stderr
+    assert "make status" in up.stderr
+    assert f"not this checkout's: {owner}" in status.stderr
+    assert "left running" in down.stderr
+    assert owner in down.stderr
+    assert still.returncode == 0
+    assert "this checkout's" in still.stderr  # its own checkout still has it
+
+
+def test_a_database_server_another_checkout_started_is_named_reused_loudly_and_left_running(
+    database: PrivatePostgres, tmp_path: Path
+) -> None:
+    port = {"PG_PORT": str(database.port)}
+    owner = f"the checkout in {REPO}, state in {database.state_dir}"
+
+    up = _run(POSTGRES_SH, "up", tmp_path, **port)
+    status = _run(POSTGRES_SH, "status", tmp_path, **port)
+    down = _run(POSTGRES_SH, "down", tmp_path, **port)
+
+    assert up.returncode == 0
+    assert "WARNING: a PostgreSQL server this checkout did not start answers at" in up.stderr
+    assert owner in up.stderr
+    assert f"not this checkout's: {owner}" in status.stderr
+    assert "left running" in down.stderr
+    assert not (tmp_path / "postgres" / "data").exists()  # no cluster of its own was made
+
+
+async def test_status_shows_how_far_behind_each_consumer_group_is(
+    platform: Platform, tmp_path: Path
+) -> None:
+    ports = " ".join(
+        f"{replica.service}-{replica.role}={replica.port}"
+        for replicas in platform.replicas.values()
+        for replica in replicas
+        if replica.role
+    )
+    expected = {
+        "timeslots-booking-counts": "booking.events",
+        "booking-inventory": "timeslots.events",
+        "booking-payments": "payments.events",
+        "reminders-bookings": "booking.events",
+    }
+    out = ""
+    for _ in range(60):  # each worker measures its groups' lag every few seconds
+        result = await asyncio.to_thread(_run, SERVICES_SH, "status", tmp_path, SERVICE_PORTS=ports)
+        out = result.stdout
+        if all(f"consumer group {group}:" in out for group in expected):
+            break
+        await asyncio.sleep(1)
+
+    for service in ("timeslots", "booking", "reminders"):
+        assert re.search(rf"^{service}-worker \(port \d+\): ready$", out, re.M), out
+    for group, topic in expected.items():
+        assert re.search(rf"consumer group {group}: [\d,]+ behind \({topic}: [\d,]+", out), out
+    assert "infrastructure:" in out
