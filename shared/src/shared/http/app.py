@@ -7,6 +7,8 @@ log line. Services then include their own routers on the returned app.
 
 ``/metrics`` and the API documentation (``/docs``, ``/redoc``, ``/openapi.json``) are served
 by default and can be switched off (``expose_metrics``, ``expose_docs``): they then answer 404.
+The documentation pages load their scripts from the service, not from a CDN
+(:mod:`shared.http.docs`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi import FastAPI
 from starlette.types import Lifespan
 
 from shared.http.auth import JwtVerifier, install_auth
+from shared.http.docs import install_offline_docs
 from shared.http.guards import RequestGuardMiddleware
 from shared.http.health import Check, health_router
 from shared.http.metrics import Metrics, install_metrics
@@ -57,9 +60,11 @@ def create_service_app(
         description=description or "",
         lifespan=lifespan,
         openapi_url="/openapi.json" if expose_docs else None,
-        docs_url="/docs" if expose_docs else None,
-        redoc_url="/redoc" if expose_docs else None,
+        docs_url=None,  # served with their assets below, not from a CDN
+        redoc_url=None,
     )
+    if expose_docs:
+        install_offline_docs(app)
     install_problem_handlers(app, mapping=problem_mapping, unavailable=unavailable)
     install_auth(app, verifier)
     app.include_router(health_router(checks, timeout_s=health_timeout_s))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from shared.http import (
 from shared.http.problems import UNEXPECTED_ERROR_DETAIL
 from shared.observability import configure_logging
 
-EXPOSABLE = ("/docs", "/redoc", "/openapi.json", "/metrics")
+EXPOSABLE = ("/docs", "/redoc", "/openapi.json", "/metrics", "/docs/assets/swagger-ui-bundle.js")
 
 
 class SlotTakenError(Exception):
@@ -139,7 +140,23 @@ async def test_docs_and_metrics_are_served_by_default(verifier: JwtVerifier, cli
     async with client(_service(verifier, Metrics())) as http:
         answers = [(await http.get(path)).status_code for path in EXPOSABLE]
 
-    assert answers == [200, 200, 200, 200]
+    assert answers == [200, 200, 200, 200, 200]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_the_documentation_pages_load_every_script_and_style_from_the_service(
+    verifier: JwtVerifier, client: Any, page: str
+) -> None:
+    async with client(_service(verifier, Metrics())) as http:
+        html = (await http.get(page)).text
+        local = re.findall(r'(?:src|href)="(/[^"]*)"', html)
+        assets = [await http.get(url) for url in local]
+
+    assert re.findall(r"https?://", html) == []  # nothing from a CDN or a font service
+    assert any(url.endswith(".js") for url in local)
+    assert [a.status_code for a in assets] == [200] * len(local)
+    assert all(len(a.content) > 1000 for a in assets)
+    assert "/openapi.json" in html
 
 
 async def test_docs_and_metrics_can_be_switched_off(verifier: JwtVerifier, client: Any) -> None:
@@ -150,7 +167,7 @@ async def test_docs_and_metrics_can_be_switched_off(verifier: JwtVerifier, clien
         answers = [(await http.get(path)).status_code for path in EXPOSABLE]
         live = await http.get("/health/live")
 
-    assert answers == [404, 404, 404, 404]
+    assert answers == [404, 404, 404, 404, 404]
     assert live.status_code == 200
     labels = {"method": "GET", "route": "/health/live", "status": "200"}
     assert metrics.registry.get_sample_value("http_requests_total", labels) == 1  # still counted

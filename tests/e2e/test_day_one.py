@@ -1,6 +1,7 @@
-"""What a checkout's ``make up``, ``make status`` and ``make down`` say when the Kafka broker
-or the PostgreSQL server on their ports belongs to another checkout, and how far behind the
-consumer groups are (``deploy/local``, run as a developer runs it)."""
+"""Day one: what a checkout's ``make up``, ``make status`` and ``make down`` say when the Kafka
+broker or the PostgreSQL server on their ports belongs to another checkout, how far behind the
+consumer groups are (``deploy/local``, run as a developer runs it), and API documentation that
+renders without internet access."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support.broker import KAFKA_SH, POSTGRES_SH, REPO, PrivateBroker, PrivatePostgres
+from tests.support.chromium import render
 from tests.support.platform import Platform
 
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
@@ -98,3 +100,18 @@ async def test_status_shows_how_far_behind_each_consumer_group_is(
     for group, topic in expected.items():
         assert re.search(rf"consumer group {group}: [\d,]+ behind \({topic}: [\d,]+", out), out
     assert "infrastructure:" in out
+
+
+def test_the_api_documentation_renders_the_operations_without_internet_access(
+    platform: Platform, tmp_path: Path
+) -> None:
+    shot = tmp_path / "docs.png"
+
+    dom = render(f"{platform.api_url('booking')}/docs", screenshot=shot)
+    redoc = render(f"{platform.api_url('booking')}/redoc", screenshot=tmp_path / "redoc.png")
+
+    operations = re.findall(r'class="opblock-summary-path"[^>]*data-path="([^"]+)"', dom)
+    assert {"/bookings", "/bookings/{booking_id}/cancel"} <= set(operations), dom[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    assert "POST /bookings" in redoc or "/bookings/{booking_id}/cancel" in redoc
