@@ -53,13 +53,16 @@ token: ## print a development token the services of `make up` accept: make token
 	@BOOKING_DEVELOPMENT=$${BOOKING_DEVELOPMENT:-true} $(RUN) booking token '$(SUB)' $(foreach r,$(ROLE),--role '$(r)')
 
 .PHONY: lint
-lint: sync ## ruff, mypy and the freshness of the event schemas, AsyncAPI and OpenAPI documents
+lint: sync ## ruff, mypy, the freshness of the event schemas, AsyncAPI and OpenAPI documents, the alert rules (promtool)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy shared/src $(foreach s,$(SERVICES),services/$(s)/src) tests/support tests/e2e tests/api bench
 	$(RUN) python -m shared.events.schema docs/events --check
 	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES) --check
 	$(RUN) python -m shared.openapi docs/openapi $(SERVICES) --check
+	command -v promtool >/dev/null 2>&1 || bash -c 'COMPONENT=lint; . deploy/local/lib.sh; apt_install prometheus'
+	promtool check config deploy/observability/prometheus.yml
+	promtool test rules deploy/observability/alerts.test.yml
 
 .PHONY: schemas
 schemas: ## regenerate the event schemas (docs/events), AsyncAPI (docs/asyncapi) and OpenAPI (docs/openapi)
