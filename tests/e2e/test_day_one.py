@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import smtplib
 import subprocess
 from pathlib import Path
 
 from tests.support.broker import KAFKA_SH, POSTGRES_SH, REPO, PrivateBroker, PrivatePostgres
 from tests.support.chromium import render
-from tests.support.platform import Platform
+from tests.support.platform import Platform, free_port
+from tests.support.standins import MailSink
 
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
 
@@ -115,3 +117,24 @@ def test_the_api_documentation_renders_the_operations_without_internet_access(
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
     assert "POST /bookings" in redoc or "/bookings/{booking_id}/cancel" in redoc
+
+
+def test_the_mail_stand_in_keeps_the_messages_of_earlier_runs_and_numbers_on(
+    tmp_path: Path,
+) -> None:
+    for number in (1, 2, 7):
+        (tmp_path / f"{number:05d}.eml").write_text(f"Subject: earlier {number}\n\nkept\n")
+    sink = MailSink(port=free_port(), directory=tmp_path)
+    sink.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:
+            for subject in ("first", "second"):
+                smtp.sendmail("a@example.com", ["b@example.com"], f"Subject: {subject}\n\nhi\n")
+    finally:
+        sink.stop()
+
+    files = {p.name: p.read_text() for p in sorted(tmp_path.glob("*.eml"))}
+    assert list(files) == ["00001.eml", "00002.eml", "00007.eml", "00008.eml", "00009.eml"]
+    assert "earlier 1" in files["00001.eml"]
+    assert "Subject: first" in files["00008.eml"]
+    assert "Subject: second" in files["00009.eml"]

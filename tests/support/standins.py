@@ -266,7 +266,7 @@ class Mail:
 @dataclass
 class MailSink:
     """An SMTP server that accepts every message and keeps it (and writes it to ``directory``
-    as ``.eml`` when given)."""
+    as ``NNNNN.eml`` when given, numbered on from the files already there)."""
 
     port: int
     host: str = "127.0.0.1"
@@ -274,6 +274,8 @@ class MailSink:
     received: list[Mail] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
+    _last: int | None = None
+    """The number of the last ``.eml`` file written (None: not looked up yet)."""
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -281,12 +283,23 @@ class MailSink:
         mail = Mail(time.time(), list(envelope.rcpt_tos), message)
         with self._lock:
             self.received.append(mail)
-            count = len(self.received)
+            number = self._next_number()
         if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            (self.directory / f"{count:05d}.eml").write_bytes(envelope.content)
+            (self.directory / f"{number:05d}.eml").write_bytes(envelope.content)
         log.info("mail to %s: %s", ", ".join(mail.recipients), message["Subject"])
         return "250 OK"
+
+    def _next_number(self) -> int:
+        """The number of the next ``.eml`` file: after the highest in ``directory`` (messages
+        of earlier runs are kept, never overwritten), or after the messages of this run."""
+        if self.directory is None:
+            return len(self.received)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self._last is None:
+            numbers = [int(p.stem) for p in self.directory.glob("*.eml") if p.stem.isdigit()]
+            self._last = max(numbers, default=0)
+        self._last += 1
+        return self._last
 
     def start(self) -> None:
         self._controller = Controller(self, hostname=self.host, port=self.port)
