@@ -47,6 +47,10 @@ reset: ## a clean slate: stop everything `make up` started and delete this check
 	deploy/local/services.sh stop
 	deploy/local/infra.sh reset
 
+.PHONY: seed
+seed: sync infra-up ## rooms in four time zones with schedules and a month of slots, to start from (run again: nothing new)
+	$(INFRA_ENV); $(RUN) timeslots seed
+
 .PHONY: token
 token: ## print a development token the services of `make up` accept: make token SUB=alice [ROLE=admin]
 	@[ -n "$(SUB)" ] || { echo 'make token SUB=<user id> [ROLE=admin]: name the user (SUB)' >&2; exit 2; }

@@ -1,4 +1,4 @@
-"""``timeslots serve | migrate | openapi | asyncapi | dead-letters | token | generate``.
+"""``timeslots serve | migrate | openapi | asyncapi | dead-letters | token | generate | seed``.
 
 ``generate`` is the operator's bulk slot generation, straight on the database::
 
@@ -15,7 +15,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn
@@ -137,6 +137,55 @@ GENERATE = Command[TimeslotsSettings](
 )
 
 
+def configure_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--days", type=int, default=30, help="days of slots from tomorrow (default: %(default)s)"
+    )
+
+
+def run_seed(settings: TimeslotsSettings, args: argparse.Namespace) -> int:
+    if not 1 <= args.days <= settings.generation_max_days:
+        raise UsageError(f"--days must be 1 to {settings.generation_max_days}, not {args.days}")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shared.db import make_engine, make_session_factory
+    from shared.outbox import Outbox
+    from timeslots import models
+    from timeslots.main import limits_of
+    from timeslots.operations import SOURCE
+    from timeslots.seed import seed
+
+    async def run() -> list[str]:
+        engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+        try:
+            seeded = await seed(
+                make_session_factory(engine),
+                Outbox(models.outbox, source=SOURCE),
+                today=datetime.now(UTC).date(),
+                days=args.days,
+                limits=limits_of(settings),
+            )
+        finally:
+            await engine.dispose()
+        return [room.line() for room in seeded]
+
+    try:
+        lines = asyncio.run(run())
+    except (OSError, SQLAlchemyError) as exc:
+        sys.stderr.write(f"{settings.service_name} seed: {type(exc).__name__}: {exc}\n")
+        return 1
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    return 0
+
+
+SEED = Command[TimeslotsSettings](
+    name="seed",
+    help="four rooms in four time zones with schedules and a month of slots (development)",
+    configure=configure_seed,
+    run=run_seed,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     sys.exit(
         service_main(
@@ -144,6 +193,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             app_factory=lazy_app_factory("timeslots.main"),
             alembic_ini=ALEMBIC_INI,
             argv=argv,
-            commands=[GENERATE],
+            commands=[GENERATE, SEED],
         )
     )
