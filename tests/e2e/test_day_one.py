@@ -138,3 +138,58 @@ def test_the_mail_stand_in_keeps_the_messages_of_earlier_runs_and_numbers_on(
     assert "earlier 1" in files["00001.eml"]
     assert "Subject: first" in files["00008.eml"]
     assert "Subject: second" in files["00009.eml"]
+
+
+README = REPO / "README.md"
+WALK_THROUGH = "## A walk through the API"
+MAKE_UP_URLS = "TS=http://127.0.0.1:8001 BK=http://127.0.0.1:8002 RM=http://127.0.0.1:8003"
+
+
+def _walk_through() -> tuple[str, list[str]]:
+    """The README's walk-through: its bash blocks as one script, and the outputs it shows
+    (the comment lines that start with ``{`` or ``[``; ``…`` stands for anything)."""
+    text = README.read_text()
+    section = text[text.index(WALK_THROUGH) :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    script = "\n".join(blocks)
+    shown = [
+        line.removeprefix("# ")
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith(("# {", "# ["))
+    ]
+    return script, shown
+
+
+async def test_the_readme_walk_through_runs_top_to_bottom_with_the_outputs_it_shows(
+    platform: Platform, tmp_path: Path
+) -> None:
+    script, shown = _walk_through()
+    assert MAKE_UP_URLS in script
+    urls = " ".join(
+        f"{name}={platform.api_url(service)}"
+        for name, service in (("TS", "timeslots"), ("BK", "booking"), ("RM", "reminders"))
+    )
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-euo", "pipefail", "-c", script.replace(MAKE_UP_URLS, urls)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    missing = [
+        expected
+        for expected in shown
+        if not any(
+            re.fullmatch(".*".join(map(re.escape, expected.split("…"))), line) for line in lines
+        )
+    ]
+    assert len(shown) >= 6
+    assert missing == [], result.stdout
