@@ -5,7 +5,7 @@ the three services as real processes (``REPLICAS`` of each, a module-level const
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -64,11 +64,14 @@ def platform_on(
     logs: Path,
     *,
     kafka_security: KafkaSecurity = PLAINTEXT,
+    extra: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Platform:
     """The three services (not started yet) on ``database`` and the broker at ``bootstrap``,
-    sending their mail to ``mail``."""
+    sending their mail to ``mail``; ``extra``: more settings per service."""
     settings = {k: dict(v) for k, v in SETTINGS.items()}
     settings["reminders"] |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail.port)}
+    for service, values in (extra or {}).items():
+        settings.setdefault(service, {}).update(values)
     return Platform(
         postgres_dsn=database.dsn,
         kafka=bootstrap,

@@ -244,8 +244,14 @@ class PaymentStandIn:
 
     @staticmethod
     def _reply(answer: Event, cause: Envelope) -> Envelope:
+        """The answer to ``cause``, in its conversation and its trace (as a payment provider
+        that passes the W3C trace context on would)."""
         return Envelope.wrap(
-            answer, source=SOURCE, correlation_id=cause.correlationid, causation_id=str(cause.id)
+            answer,
+            source=SOURCE,
+            correlation_id=cause.correlationid,
+            causation_id=str(cause.id),
+            traceparent=cause.traceparent,
         )
 
 

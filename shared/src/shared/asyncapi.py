@@ -238,6 +238,8 @@ def _schemas(models: list[type[Event]]) -> dict[str, Any]:
         envelope["description"] = f"CloudEvents 1.0 envelope of a {model.name} event."
         envelope["properties"]["type"] = {
             "const": model.type_name(),
+            "description": f"Always `{model.type_name()}`: `data` is a {model.name} event "
+            f"of version {model.version}.",
             "title": "Type",
             "type": "string",
         }

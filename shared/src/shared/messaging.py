@@ -67,7 +67,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import inbox
+from shared import inbox, tracing
 from shared.events.envelope import (
     Envelope,
     Event,
@@ -705,35 +705,42 @@ class EventConsumer:
         at: int | None = None
         result: Any = None
         try:
-            async with self.session_factory() as session, session.begin():
-                fresh = await inbox.claim_many(
-                    session,
-                    self.inbox_table,
-                    consumer=self.name,
-                    events={item.envelope.id: item.envelope.type for item in run},
-                )
-                new = _first_claims(run, fresh)
-                if self._batch is not None:
-                    items = [(run[i].envelope, run[i].event) for i in new]
-                    if items:
-                        result = await self._batch.apply(session, items)
-                else:
-                    for group in self._groups(run, new):
-                        at = group[0] if len(group) == 1 else None
-                        many = self._many.get(type(run[group[0]].event))
-                        if many is None:
-                            await self._handle_one(session, run[group[0]])
-                            continue
-                        blamed: BatchItemError | None = None
-                        try:
-                            await many(session, [(run[i].envelope, run[i].event) for i in group])
-                        except BatchItemError as exc:
-                            blamed = exc
-                        if blamed is not None:  # raised as it is: its causes tell an outage
-                            if 0 <= blamed.index < len(group):
-                                at = group[blamed.index]
-                            raise blamed.error
-                    at = None
+            with tracing.consuming(
+                [item.envelope for item in run],
+                consumer=self.name,
+                topic_of={str(item.envelope.id): item.record.topic for item in run},
+            ):
+                async with self.session_factory() as session, session.begin():
+                    fresh = await inbox.claim_many(
+                        session,
+                        self.inbox_table,
+                        consumer=self.name,
+                        events={item.envelope.id: item.envelope.type for item in run},
+                    )
+                    new = _first_claims(run, fresh)
+                    if self._batch is not None:
+                        items = [(run[i].envelope, run[i].event) for i in new]
+                        if items:
+                            result = await self._batch.apply(session, items)
+                    else:
+                        for group in self._groups(run, new):
+                            at = group[0] if len(group) == 1 else None
+                            many = self._many.get(type(run[group[0]].event))
+                            if many is None:
+                                await self._handle_one(session, run[group[0]])
+                                continue
+                            blamed: BatchItemError | None = None
+                            try:
+                                await many(
+                                    session, [(run[i].envelope, run[i].event) for i in group]
+                                )
+                            except BatchItemError as exc:
+                                blamed = exc
+                            if blamed is not None:  # raised as it is: its causes tell an outage
+                                if 0 <= blamed.index < len(group):
+                                    at = group[blamed.index]
+                                raise blamed.error
+                        at = None
         except Exception as exc:
             return _Failure(exc, at)
         share = (time.perf_counter() - started) / len(run)
@@ -765,7 +772,7 @@ class EventConsumer:
     async def _handle_one(self, session: AsyncSession, item: _Item) -> None:
         handler = self._handlers[type(item.event)]
         context = EventContext(session=session, envelope=item.envelope, record=item.record)
-        with caused_by(item.envelope):
+        with caused_by(item.envelope), tracing.handling(item.envelope):
             await handler(item.event, context)
 
     async def _dead_letter(
@@ -908,9 +915,11 @@ def caused_by(envelope: Envelope) -> Iterator[None]:
     correlation, causation = reply_ids(envelope)
     correlation_token = correlation_id_var.set(correlation)
     causation_token = causation_id_var.set(causation)
+    trace_token = tracing.inherited.set(envelope.traceparent)
     try:
         yield
     finally:
+        tracing.inherited.reset(trace_token)
         causation_id_var.reset(causation_token)
         correlation_id_var.reset(correlation_token)
 

@@ -59,6 +59,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from shared import tracing
 from shared.events.envelope import Envelope, Event
 from shared.events.money import utc_now
 from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
@@ -112,13 +113,29 @@ class Outbox:
         self.source = source
         self.on_commit = on_commit
 
-    async def add(self, session: AsyncSession, *events: Event) -> list[Envelope]:
-        """Record ``events`` to be published once the caller's transaction commits."""
+    async def add(
+        self,
+        session: AsyncSession,
+        *events: Event,
+        traceparents: Sequence[str | None] | None = None,
+    ) -> list[Envelope]:
+        """Record ``events`` to be published once the caller's transaction commits.
+
+        Each carries the trace context of the current span (:mod:`shared.tracing`), or of the
+        event being handled, unless ``traceparents`` gives one per event (events written for
+        several requests at once)."""
         causation = causation_id_var.get()
         correlation = correlation_id_var.get()
+        current = tracing.current_traceparent()
         envelopes = [
-            Envelope.wrap(e, source=self.source, correlation_id=correlation, causation_id=causation)
-            for e in events
+            Envelope.wrap(
+                e,
+                source=self.source,
+                correlation_id=correlation,
+                causation_id=causation,
+                traceparent=traceparents[i] if traceparents is not None else current,
+            )
+            for i, e in enumerate(events)
         ]
         return await self._write(session, events, envelopes)
 
@@ -134,7 +151,11 @@ class Outbox:
             correlation, causation = reply_ids(cause)
             envelopes.append(
                 Envelope.wrap(
-                    reply, source=self.source, correlation_id=correlation, causation_id=causation
+                    reply,
+                    source=self.source,
+                    correlation_id=correlation,
+                    causation_id=causation,
+                    traceparent=tracing.reply_traceparent(cause),
                 )
             )
         return await self._write(session, events, envelopes)
@@ -150,7 +171,7 @@ class Outbox:
                 "topic": event.topic,
                 "key": event.aggregate_id(),
                 "event_type": envelope.type,
-                "payload": envelope.model_dump(mode="json"),
+                "payload": envelope.as_json(),
                 "headers": envelope.headers(),
             }
             for event, envelope in zip(events, envelopes, strict=True)
@@ -181,9 +202,10 @@ class Outbox:
             subject=subject,
             correlationid=correlation_id_var.get(),
             causationid=causation_id_var.get(),
+            traceparent=tracing.current_traceparent(),
             data={},
         )
-        payload = envelope.model_dump(mode="json", exclude={"id", "data"})
+        payload = {k: v for k, v in envelope.as_json().items() if k not in ("id", "data")}
         headers = {k: v for k, v in envelope.headers().items() if k != "ce_id"}
         return EnvelopeTemplate(
             topic=event_type.topic, event_type=envelope.type, payload=payload, headers=headers
@@ -195,6 +217,9 @@ def reply_ids(cause: Envelope) -> tuple[str, str]:
     conversation's correlation id (``cause``'s own id if it started one) and ``cause``'s id."""
     return cause.correlationid or str(cause.id), str(cause.id)
 
+
+TRACEPARENT_HEADER = "ce_traceparent"
+"""The record header that carries an event's ``traceparent`` (see :mod:`shared.tracing`)."""
 
 _WAKE_ON_COMMIT = "shared.outbox.wake_on_commit"
 """Session ``info`` key: what to call once the session's transaction commits."""
@@ -307,7 +332,10 @@ class OutboxRelay:
                 for _, topic, key, payload, headers in rows
             ]
             try:
-                await self.publisher.send_batch(records)
+                with tracing.publishing(
+                    len(records), [r.headers.get(TRACEPARENT_HEADER) for r in records]
+                ):
+                    await self.publisher.send_batch(records)
                 parked: dict[int, str] = {}
             except UNPUBLISHABLE:
                 parked = await self._one_by_one([row.id for row in rows], records)

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData
 
+from shared import tracing
 from shared.db import asyncpg_dsn, make_engine, make_session_factory
 from shared.http.app import create_service_app
 from shared.http.auth import JwtConfig, JwtVerifier
@@ -67,12 +68,14 @@ class ServiceRuntime:
         self.settings = settings
         self.role = settings.role
         self.work_queues = dict(work_queues or {})
+        tracing.configure(settings)
         self.engine = make_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
             application_name=settings.service_name,
         )
+        tracing.instrument(self.engine)
         self.sessions = make_session_factory(self.engine)
         self.outbox_table = metadata.tables["outbox"]
         self.inbox_table = metadata.tables["inbox"]
@@ -364,6 +367,7 @@ class ServiceRuntime:
             max_body_bytes=self.settings.http_max_body_bytes,
             expose_docs=self.settings.http_docs_enabled,
             expose_metrics=self.settings.http_metrics_enabled,
+            traced=self.settings.tracing_enabled,
         )
         if self.serves_api:
             for router in routers:

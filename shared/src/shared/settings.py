@@ -98,6 +98,13 @@ class ServiceSettings(BaseSettings):
     """Serve ``/metrics`` (off: 404; the metrics are still counted)."""
     log_level: str = "INFO"
     log_json: bool = True
+    tracing_enabled: bool = False
+    """Record OpenTelemetry spans and carry the trace context in the events
+    (:mod:`shared.tracing`); off: no span is recorded."""
+    tracing_otlp_endpoint: str | None = None
+    """Where to send the spans, OTLP over HTTP (e.g. ``http://collector:4318/v1/traces``)."""
+    tracing_file: str | None = None
+    """Also append the spans to this file as JSON lines (a development machine, tests)."""
 
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi import FastAPI
@@ -18,7 +18,7 @@ from shared import asyncapi, openapi
 from shared.cli import service_main
 from shared.db import service_metadata
 from shared.events import topics
-from shared.events.catalogue import BookingCreated, RoomDeactivated
+from shared.events.catalogue import BookingCreated, ReminderSent, RoomDeactivated
 from shared.events.envelope import Envelope, EventCatalogue
 from shared.events.money import utc_now
 from shared.inbox import inbox_table
@@ -164,8 +164,15 @@ def test_a_service_that_only_publishes_has_no_dead_letters() -> None:
     assert "DeadLetter" not in document["components"]["messages"]
     reminder_events = [m.type_name() for m in EventCatalogue.all() if m.topic == "reminders.events"]
     assert sorted(document["components"]["messages"]) == reminder_events
-    # ReminderSent has no docstring of its own; its base classes' are not its summary.
-    assert "summary" not in document["components"]["messages"]["ReminderSent.v1"]
+    sent = document["components"]["messages"]["ReminderSent.v1"]
+    assert sent["summary"] == " ".join((ReminderSent.__doc__ or "").split())
+
+
+def test_a_base_class_docstring_is_never_a_message_summary() -> None:
+    class Undocumented(ReminderSent):
+        name: ClassVar[str] = "Undocumented"
+
+    assert "summary" not in asyncapi._message(Undocumented)
 
 
 def test_a_service_without_events_has_an_empty_document() -> None:

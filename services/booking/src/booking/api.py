@@ -128,6 +128,8 @@ async def list_bookings(
 
 @router.get("/bookings/{booking_id}")
 async def get_booking(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.BookingOut:
+    """One of the caller's bookings; admins see anyone's. Another user's booking is not found
+    (404), as one that does not exist."""
     async with ctx.transaction() as session:
         booking = await handlers.visible_booking(session, _caller(user), booking_id)
     return schemas.BookingOut.of(booking, for_admin=user.is_admin)
@@ -201,11 +203,18 @@ async def reschedule_booking(
 
 @router.post("/bookings/{booking_id}/complete")
 async def complete_booking(booking_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.BookingOut:
+    """Mark a confirmed booking whose slot has started as completed (admins).
+
+    Any other booking is refused with 409. Publishes `BookingCompleted`."""
     return await _finish(ctx, booking_id, Action.COMPLETE)
 
 
 @router.post("/bookings/{booking_id}/no-show")
 async def mark_no_show(booking_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.BookingOut:
+    """Mark a confirmed booking whose slot has started as a no-show (admins); nothing is
+    refunded.
+
+    Any other booking is refused with 409. Publishes `BookingNoShow`."""
     return await _finish(ctx, booking_id, Action.NO_SHOW)
 
 

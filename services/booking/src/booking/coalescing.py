@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from booking import handlers
+from shared import tracing
 from shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class _Waiting:
     request: handlers.NewBooking
     now: datetime
     outcome: asyncio.Future[handlers.Outcome]
+    traceparent: str | None = None
+    """The request's trace context (the batch is written in another task)."""
 
 
 @dataclass
@@ -55,7 +58,13 @@ class CreateCoalescer:
         self, caller: handlers.Caller, request: handlers.NewBooking, *, now: datetime
     ) -> handlers.Created:
         if self.max_batch > 1:
-            waiting = _Waiting(caller, request, now, asyncio.get_running_loop().create_future())
+            waiting = _Waiting(
+                caller,
+                request,
+                now,
+                asyncio.get_running_loop().create_future(),
+                tracing.current_traceparent(),
+            )
             self._queue.append(waiting)
             if self._writer is None:
                 self._writer = asyncio.create_task(self._write_while_waiting())
@@ -94,6 +103,7 @@ class CreateCoalescer:
                     requests,
                     now=max(w.now for w in batch),
                     rules=self.rules,
+                    traceparents=[w.traceparent for w in batch],
                 )
         except Exception:
             log.warning(

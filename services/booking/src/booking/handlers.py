@@ -193,6 +193,7 @@ async def create_many(
     *,
     now: datetime,
     rules: Rules,
+    traceparents: Sequence[str | None] | None = None,
 ) -> list[Outcome]:
     """``create`` for many requests in one transaction, each succeeding or failing on its own.
 
@@ -229,7 +230,13 @@ async def create_many(
             outcomes[i] = _already_holds(row["slot_id"])
     if refused:
         await store.release_places(session, refused)
-    await outbox.add(session, *(_created_event(b) for b in inserted.values()))
+    made = [(i, inserted[row["id"]]) for i, row in rows.items() if row["id"] in inserted]
+    await outbox.add(
+        session,
+        *(_created_event(booking) for _, booking in made),
+        # each BookingCreated continues the trace of its own request
+        traceparents=[traceparents[i] for i, _ in made] if traceparents is not None else None,
+    )
     return outcomes
 
 

@@ -49,6 +49,9 @@ def _room_out(room: store.Room) -> schemas.RoomOut:
 
 @router.post("/rooms", status_code=201, tags=["rooms"])
 async def create_room(body: schemas.RoomIn, ctx: Ctx, _: AdminUser) -> schemas.RoomOut:
+    """Create an active room (admins); it has no schedule and no slots yet.
+
+    Publishes `RoomUpserted`."""
     async with ctx.transaction() as session:
         room = await handlers.create_room(session, ctx.runtime.outbox, body)
     return _room_out(room)
@@ -63,6 +66,7 @@ async def list_rooms(
     limit: Limit = 50,
     cursor: IdCursor = None,
 ) -> schemas.RoomPage:
+    """Rooms in id order, of the type and active state if given; a page at a time."""
     after = decode_id(cursor)
     async with ctx.transaction() as session:
         found = await store.list_rooms(
@@ -75,6 +79,7 @@ async def list_rooms(
 
 @router.get("/rooms/{room_id}", tags=["rooms"])
 async def get_room(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.RoomOut:
+    """One room, active or not (404 if there is none of that id)."""
     async with ctx.transaction() as session:
         return _room_out(await store.get_room(session, room_id))
 
@@ -83,6 +88,10 @@ async def get_room(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.RoomOut:
 async def update_room(
     room_id: UUID, body: schemas.RoomPatch, ctx: Ctx, _: AdminUser
 ) -> schemas.RoomOut:
+    """Change the room's fields present in the body (admins); an empty body changes nothing.
+
+    Slots already generated keep their price and times; a new time zone or hourly rate
+    applies to slots generated afterwards. Publishes `RoomUpserted` when something changed."""
     async with ctx.transaction() as session:
         room = await handlers.update_room(session, ctx.runtime.outbox, room_id, body)
     return _room_out(room)
@@ -98,6 +107,8 @@ async def deactivate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.Room
 
 @router.post("/rooms/{room_id}/activate", tags=["rooms"])
 async def activate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.RoomOut:
+    """Reactivate a deactivated room (admins): it takes new bookings and slots again. An
+    active room stays as it is. Publishes `RoomUpserted` when the room was inactive."""
     async with ctx.transaction() as session:
         room = await handlers.set_room_active(session, ctx.runtime.outbox, room_id, active=True)
     return _room_out(room)
@@ -140,6 +151,7 @@ async def put_schedule(
 
 @router.get("/rooms/{room_id}/schedule", tags=["schedules"])
 async def get_schedule(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.ScheduleOut:
+    """The room's working hours, in its local time (409 while the room has no schedule)."""
     async with ctx.transaction() as session:
         schedule, time_zone = await handlers.get_schedule(session, room_id)
     return _schedule_out(schedule, time_zone)
@@ -231,6 +243,7 @@ async def list_slots(
 
 @router.get("/slots/{slot_id}", tags=["slots"])
 async def get_slot(slot_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.SlotOut:
+    """One slot, blocked and full ones too (404 if there is none of that id)."""
     async with ctx.transaction() as session:
         return _slot_out(await store.get_slot(session, slot_id))
 
@@ -243,6 +256,7 @@ async def block_slot(slot_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.SlotOut:
 
 @router.post("/slots/{slot_id}/unblock", tags=["slots"])
 async def unblock_slot(slot_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.SlotOut:
+    """Put a blocked slot on sale again (admins); an open slot stays as it is."""
     return await _set_status(ctx, slot_id, SlotStatus.OPEN)
 
 

@@ -63,3 +63,20 @@ CorrelationId = Annotated[
     Field(description="At most 128 characters of [A-Za-z0-9._:-]; any other value is dropped"),
 ]
 """A correlation or causation id: dropped (None) when it is not a sane one."""
+
+
+TRACEPARENT_PATTERN: Final = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+_TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
+
+
+def _traceparent_or_none(value: Any) -> Any:
+    if isinstance(value, str) and not _TRACEPARENT.fullmatch(value):
+        return None
+    return value
+
+
+Traceparent = Annotated[
+    Annotated[str, Field(pattern=TRACEPARENT_PATTERN)] | None,
+    BeforeValidator(_traceparent_or_none),
+]
+"""A W3C ``traceparent`` (version 00): dropped (None) when it is of any other form."""

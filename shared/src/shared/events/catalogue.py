@@ -2,6 +2,12 @@
 
 Producers and consumers import these models and nothing else of each other. A change that
 a consumer could not read is a new version (``version = 2``) published beside the old one.
+
+Every model and field is described where it is declared (class docstrings, and the docstring
+under each field): those texts are the ``description`` of the JSON Schemas in ``docs/events``
+that other teams build against. A field whose type already carries a generic description
+(free text, a correlation id) says what it means with ``Field(description=...)`` instead, as
+a docstring would not replace the type's.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ def _event(cls: type[Event]) -> type[Event]:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 # --- timeslots -------------------------------------------------------------------------
 
 
 class RoomType(enum.StrEnum):
+    """What a room is for: ``office``, ``consultation``, ``meeting`` or ``treatment``."""
+
     OFFICE = "office"
     CONSULTATION = "consultation"
     MEETING = "meeting"
@@ -37,31 +45,60 @@ class RoomType(enum.StrEnum):
 
 
 class SlotStatus(enum.StrEnum):
+    """Whether a slot is for sale: ``open`` takes bookings while it has places left;
+    ``blocked`` (taken out of sale by an admin, e.g. for maintenance) takes none, and the
+    bookings it already has stay."""
+
     OPEN = "open"
     BLOCKED = "blocked"
 
 
 class RoomSnapshot(_Frozen):
+    """A room as the timeslot service holds it after the change the event reports: the whole
+    room, not only what changed."""
+
     room_id: UUID
+    """The room's id (a UUID the timeslot service issued)."""
     name: Label
+    """The room's name as people see it (in reminder emails too); at most 200 characters."""
     room_type: RoomType
+    """What the room is for."""
     capacity: Count
+    """How many people the room holds."""
     time_zone: ZoneName
+    """The IANA name of the room's time zone (``Europe/Berlin``): the room's local dates and
+    times are in it. Timestamps in events are UTC all the same."""
     hourly_rate: Money
+    """The price of one hour in the room: a generated slot costs the rate times its length
+    (rounded half-up to the currency's minor unit) unless an admin gave it a price."""
     active: bool
+    """False once the room is deactivated: it takes no new bookings and gets no new slots;
+    the bookings it has stay."""
 
 
 class SlotSnapshot(_Frozen):
-    """A slot as the timeslot service holds it; ``revision`` grows with every change."""
+    """A slot as the timeslot service holds it after the change the event reports (the whole
+    slot); ``revision`` grows with every change."""
 
     slot_id: UUID
+    """The slot's id (a UUID the timeslot service issued)."""
     room_id: UUID
+    """The id of the room the slot belongs to."""
     starts_at: UtcDatetime
+    """When the slot starts: an ISO 8601 instant in UTC (``2030-01-07T08:00:00Z``); the room's
+    time zone gives its local time."""
     ends_at: UtcDatetime
+    """When the slot ends (the slot is the time from ``starts_at`` up to this instant): ISO
+    8601, UTC, after ``starts_at``."""
     price: Money
+    """What one booking of the slot costs."""
     max_bookings: Count
+    """How many bookings the slot takes at most (1: the room is booked whole)."""
     status: SlotStatus
+    """Whether the slot is for sale."""
     revision: Count
+    """The slot's revision: 1 when it was created, one higher after every change. Keep the
+    snapshot with the highest revision: an older one that arrives late changes nothing."""
 
 
 ROOM_VERSION = (
@@ -87,6 +124,7 @@ BOOKING_VERSION = (
 class _RoomEvent(Event):
     topic: ClassVar[str] = topics.TIMESLOTS_EVENTS
     room_id: UUID
+    """The room the event is about (a UUID the timeslot service issued)."""
 
     def aggregate_id(self) -> str:
         return str(self.room_id)
@@ -94,10 +132,11 @@ class _RoomEvent(Event):
 
 @_event
 class RoomUpserted(_RoomEvent):
-    """A room was created or its details changed."""
+    """A room was created, its details changed, or it was activated again."""
 
     name: ClassVar[str] = "RoomUpserted"
     room: RoomSnapshot
+    """The room after the change."""
     room_version: Count | None = Field(default=None, description=ROOM_VERSION)
 
 
@@ -107,6 +146,7 @@ class RoomDeactivated(_RoomEvent):
 
     name: ClassVar[str] = "RoomDeactivated"
     deactivated_at: UtcDatetime
+    """When the room was deactivated: an ISO 8601 instant in UTC."""
     room_version: Count | None = Field(default=None, description=ROOM_VERSION)
 
 
@@ -116,6 +156,7 @@ class SlotsGenerated(_RoomEvent):
 
     name: ClassVar[str] = "SlotsGenerated"
     slots: list[SlotSnapshot] = Field(min_length=1)
+    """The new slots of the room, at least one."""
 
 
 @_event
@@ -124,17 +165,27 @@ class SlotChanged(_RoomEvent):
 
     name: ClassVar[str] = "SlotChanged"
     slot: SlotSnapshot
+    """The slot after the change."""
 
 
 # --- booking ---------------------------------------------------------------------------
 
 
 class Contact(_Frozen):
+    """How to reach the person a booking is for: where its reminders go."""
+
     email: EmailStr
+    """The email address reminders are sent to."""
     phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
+    """A mobile number in E.164 form (``+4915112345678``) for SMS reminders; null when none was
+    given (then no SMS is sent)."""
 
 
 class Actor(enum.StrEnum):
+    """Who did something: ``user`` (the person the booking is for), ``admin`` (an
+    administrator, for them) or ``system`` (the platform itself, e.g. after a failed
+    payment)."""
+
     USER = "user"
     ADMIN = "admin"
     SYSTEM = "system"
@@ -143,6 +194,8 @@ class Actor(enum.StrEnum):
 class _BookingEvent(Event):
     topic: ClassVar[str] = topics.BOOKING_EVENTS
     booking_id: UUID
+    """The booking the event is about (a UUID the booking service issued); in a refund request
+    for a payment no booking took, the booking id that payment named."""
     booking_version: Count | None = Field(default=None, description=BOOKING_VERSION)
 
     def aggregate_id(self) -> str:
@@ -155,12 +208,20 @@ class BookingCreated(_BookingEvent):
 
     name: ClassVar[str] = "BookingCreated"
     user_id: Identifier
+    """The user the booking is for: the subject (``sub``) of their access token."""
     slot_id: UUID
+    """The slot the place is held in."""
     room_id: UUID
+    """The room of the slot."""
     starts_at: UtcDatetime
+    """When the slot starts: an ISO 8601 instant in UTC."""
     ends_at: UtcDatetime
+    """When the slot ends: an ISO 8601 instant in UTC, after ``starts_at``."""
     price: Money
+    """What the booking costs (the slot's price when it was booked): the amount to charge."""
     hold_expires_at: UtcDatetime
+    """Until when the place is held unpaid (ISO 8601, UTC): a booking not paid by then expires
+    (``BookingExpired``)."""
 
 
 @_event
@@ -169,26 +230,47 @@ class BookingConfirmed(_BookingEvent):
 
     name: ClassVar[str] = "BookingConfirmed"
     user_id: Identifier
+    """The user the booking is for: the subject (``sub``) of their access token."""
     slot_id: UUID
+    """The slot the booking holds a place in."""
     room_id: UUID
+    """The room of the slot."""
     room_name: Label
+    """The room's name when the booking was confirmed (for reminder texts)."""
     room_time_zone: ZoneName
+    """The IANA name of the room's time zone (``Europe/Berlin``): show the start and end to
+    people in it."""
     starts_at: UtcDatetime
+    """When the booked slot starts: an ISO 8601 instant in UTC."""
     ends_at: UtcDatetime
+    """When the booked slot ends: an ISO 8601 instant in UTC, after ``starts_at``."""
     contact: Contact
+    """Where the booking's reminders go."""
     payment_id: Identifier
+    """The payment service's id of the payment that paid the booking."""
     price: Money
+    """What was paid for the booking."""
 
 
 @_event
 class BookingCancelled(_BookingEvent):
+    """A pending or confirmed booking was cancelled and its place is free again; what a paid
+    one gets back by the refund policy is ``refund`` (a ``RefundRequested`` asks for it)."""
+
     name: ClassVar[str] = "BookingCancelled"
     user_id: Identifier
+    """The user the booking was for: the subject (``sub``) of their access token."""
     slot_id: UUID
+    """The slot whose place was freed."""
     room_id: UUID
+    """The room of the slot."""
     cancelled_by: Actor
+    """Who cancelled: the user, an admin, or the system (a failed payment)."""
     reason: Note | None = None
+    """Why, in the canceller's words (cut to 1000 characters); null when none was given."""
     refund: Money | None = None
+    """What is refunded, by the refund policy; null when nothing is (the booking was not paid,
+    or it was cancelled too late for a refund)."""
 
 
 @_event
@@ -197,37 +279,69 @@ class RefundRequested(_BookingEvent):
 
     name: ClassVar[str] = "RefundRequested"
     refund_id: UUID
+    """The refund's id, chosen by the booking service: a request repeated for the same refund
+    has the same id, so refund each id once. Its outcome names it."""
     payment_id: Identifier
+    """The payment service's id of the payment to refund from."""
     amount: Money
-    reason: Note
+    """How much to return, in the payment's currency; never more than was paid."""
+    reason: Note = Field(
+        description="Why the money is returned (the refund policy applied to a cancellation, "
+        "a move to a cheaper slot, or a payment no booking took), for people to read; cut to "
+        "1000 characters"
+    )
 
 
 @_event
 class BookingRescheduled(_BookingEvent):
+    """A confirmed booking moved to another slot of the same room before it started; the old
+    slot's place is free again. A cheaper slot's difference is refunded (``RefundRequested``)."""
+
     name: ClassVar[str] = "BookingRescheduled"
     user_id: Identifier
+    """The user the booking is for: the subject (``sub``) of their access token."""
     room_id: UUID
+    """The room of both slots."""
     old_slot_id: UUID
+    """The slot the booking left."""
     new_slot_id: UUID
+    """The slot the booking holds a place in now."""
     old_starts_at: UtcDatetime
+    """When the old slot starts: an ISO 8601 instant in UTC."""
     new_starts_at: UtcDatetime
+    """When the new slot starts: an ISO 8601 instant in UTC."""
     new_ends_at: UtcDatetime
+    """When the new slot ends: an ISO 8601 instant in UTC, after ``new_starts_at``."""
     room_time_zone: ZoneName
+    """The IANA name of the room's time zone (``Europe/Berlin``): show the times to people in
+    it."""
     price_difference: Money
+    """The new slot's price minus what the booking cost before the move, in the booking's
+    currency: zero, or negative when the new slot is cheaper (that much is refunded). A move
+    to a slot that costs more is refused."""
 
 
 @_event
 class BookingCompleted(_BookingEvent):
+    """An admin marked a confirmed booking whose slot has started as completed."""
+
     name: ClassVar[str] = "BookingCompleted"
     slot_id: UUID
+    """The booked slot."""
     room_id: UUID
+    """The room of the slot."""
 
 
 @_event
 class BookingNoShow(_BookingEvent):
+    """An admin marked a confirmed booking whose slot has started as a no-show: the person
+    did not come. Nothing is refunded."""
+
     name: ClassVar[str] = "BookingNoShow"
     slot_id: UUID
+    """The booked slot."""
     room_id: UUID
+    """The room of the slot."""
 
 
 @_event
@@ -236,8 +350,11 @@ class BookingExpired(_BookingEvent):
 
     name: ClassVar[str] = "BookingExpired"
     user_id: Identifier
+    """The user the booking was for: the subject (``sub``) of their access token."""
     slot_id: UUID
+    """The slot whose place was freed."""
     room_id: UUID
+    """The room of the slot."""
 
 
 # --- payments (published by the external payment service) ------------------------------
@@ -246,7 +363,9 @@ class BookingExpired(_BookingEvent):
 class _PaymentEvent(Event):
     topic: ClassVar[str] = topics.PAYMENT_EVENTS
     booking_id: UUID
+    """The booking the payment is for: the ``booking_id`` of its ``BookingCreated``."""
     payment_id: Identifier
+    """The payment service's id of the payment (a refund names it)."""
 
     def aggregate_id(self) -> str:
         return str(self.booking_id)
@@ -254,21 +373,34 @@ class _PaymentEvent(Event):
 
 @_event
 class PaymentSucceeded(_PaymentEvent):
+    """The payment service charged for a booking. A payment of the price of a pending booking
+    confirms it; any other (of another amount or currency, for a booking that does not exist,
+    too late, or a second one) is returned in full (``RefundRequested``)."""
+
     name: ClassVar[str] = "PaymentSucceeded"
     amount: Money
+    """What was charged."""
 
 
 @_event
 class PaymentFailed(_PaymentEvent):
+    """The payment service could not charge for a booking: the pending booking is cancelled
+    (by ``system``) and its place is free again."""
+
     name: ClassVar[str] = "PaymentFailed"
-    reason: Note
+    reason: Note = Field(
+        description="Why the payment failed, in the payment service's words, for people to "
+        "read; cut to 1000 characters"
+    )
 
 
 class _RefundOutcome(_PaymentEvent):
     """What became of a ``RefundRequested`` (same ``refund_id``, ``payment_id`` and amount)."""
 
     refund_id: UUID
+    """The ``refund_id`` of the ``RefundRequested`` this answers."""
     amount: Money
+    """The ``amount`` of that request."""
 
 
 @_event
@@ -283,13 +415,20 @@ class RefundFailed(_RefundOutcome):
     """The payment service could not return the money; ``reason`` says why."""
 
     name: ClassVar[str] = "RefundFailed"
-    reason: Note
+    reason: Note = Field(
+        description="Why the refund failed, in the payment service's words, for people to "
+        "read; cut to 1000 characters"
+    )
 
 
 # --- reminders -------------------------------------------------------------------------
 
 
 class ReminderChannel(enum.StrEnum):
+    """How, and so when, a booking is reminded: ``email_24h`` and ``email_1h`` are emails
+    (by default 24 hours and 1 hour before the start), ``sms`` a text message (only for a
+    contact with a phone number)."""
+
     EMAIL_24H = "email_24h"
     EMAIL_1H = "email_1h"
     SMS = "sms"
@@ -302,9 +441,13 @@ class ReminderDue(Event):
     name: ClassVar[str] = "ReminderDue"
     topic: ClassVar[str] = topics.REMINDER_JOBS
     reminder_id: UUID
+    """The reminder to deliver (a UUID the reminder service issued)."""
     booking_id: UUID
+    """The booking the reminder is for."""
     channel: ReminderChannel
+    """How to deliver it."""
     scheduled_for: UtcDatetime
+    """When the reminder is due: an ISO 8601 instant in UTC."""
 
     def aggregate_id(self) -> str:
         return str(self.reminder_id)
@@ -313,8 +456,11 @@ class ReminderDue(Event):
 class _ReminderOutcome(Event):
     topic: ClassVar[str] = topics.REMINDER_EVENTS
     reminder_id: UUID
+    """The reminder (a UUID the reminder service issued)."""
     booking_id: UUID
+    """The booking the reminder is for."""
     channel: ReminderChannel
+    """How it was to be delivered."""
 
     def aggregate_id(self) -> str:
         return str(self.booking_id)
@@ -322,13 +468,23 @@ class _ReminderOutcome(Event):
 
 @_event
 class ReminderSent(_ReminderOutcome):
+    """A reminder was delivered: the mail server or SMS gateway accepted it."""
+
     name: ClassVar[str] = "ReminderSent"
     sent_at: UtcDatetime
+    """When it was accepted: an ISO 8601 instant in UTC."""
     message_id: Identifier
+    """The id it was sent with (the email's ``Message-ID``, the SMS gateway's idempotency key):
+    the same for every attempt to deliver the reminder."""
 
 
 @_event
 class ReminderFailed(_ReminderOutcome):
+    """A reminder could not be delivered and is given up: no further attempt is made."""
+
     name: ClassVar[str] = "ReminderFailed"
     attempts: Count
-    error: Note
+    """How many times delivery was tried."""
+    error: Note = Field(
+        description="Why the last attempt failed, for people to read; cut to 1000 characters"
+    )

@@ -17,10 +17,14 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.events.bounds import CorrelationId
+from shared.events.bounds import CorrelationId, Traceparent
 from shared.events.money import UtcDatetime, utc_now
 
 SPEC_VERSION = "1.0"
+
+
+_UNSET_EXTENSIONS: set[str] = {"traceparent"}
+"""Extension attributes left out of the JSON when unset (events stay as they were before)."""
 
 
 class Event(BaseModel):
@@ -31,7 +35,7 @@ class Event(BaseModel):
     which becomes the Kafka key (order per aggregate) and the CloudEvents ``subject``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
@@ -47,20 +51,51 @@ class Event(BaseModel):
 
 
 class Envelope(BaseModel):
-    """CloudEvents 1.0 attributes around one event payload."""
+    """CloudEvents 1.0 attributes around one event payload (structured mode: the whole Kafka
+    record value is this JSON object)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     specversion: Literal["1.0"] = "1.0"
+    """The CloudEvents version: always ``1.0``."""
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    """The event's id (a UUID): unique per event, the same when the event is delivered again;
+    a consumer applies each id once."""
     source: str = Field(min_length=1, max_length=255)
+    """Who published the event, as a URI reference: ``/timeslots``, ``/booking`` or
+    ``/reminders`` for the services of the platform, the payment service names itself."""
     type: str = Field(min_length=1, max_length=100)
+    """The payload model and its version, ``<Name>.v<N>`` (``BookingCreated.v1``): ``data`` is
+    valid against the schema of that name."""
     time: UtcDatetime = Field(default_factory=utc_now)
+    """When the producer recorded the event, with the change it reports: an ISO 8601 instant
+    in UTC."""
     subject: str | None = Field(default=None, max_length=255)
+    """The id of the aggregate the event is about (a room, booking or reminder id), also the
+    Kafka record key: the events of one aggregate stay in order. Null when the producer names
+    none."""
     datacontenttype: Literal["application/json"] = "application/json"
-    correlationid: CorrelationId = None
-    causationid: CorrelationId = None
+    """The media type of ``data``: always ``application/json``."""
+    correlationid: CorrelationId = Field(
+        default=None,
+        description="The conversation the event belongs to: the X-Correlation-ID of the HTTP "
+        "request that started it, or the id of the event that did, passed on to every event "
+        "caused since; null when none. At most 128 characters of [A-Za-z0-9._:-]; any other "
+        "value is dropped (read as null)",
+    )
+    causationid: CorrelationId = Field(
+        default=None,
+        description="The id of the event whose handling wrote this one; null when a request or "
+        "the service itself (a timer) did. At most 128 characters of [A-Za-z0-9._:-]; any "
+        "other value is dropped (read as null)",
+    )
+    traceparent: Traceparent = None
+    """The W3C trace context (``00-<trace id>-<span id>-<flags>``) of the span that wrote the
+    event: the CloudEvents distributed-tracing extension. A consumer's span for the event is
+    its child, so one booking is one trace across the services. Absent when the writer traced
+    nothing; any other form is dropped (read as absent), not refused."""
     data: dict[str, Any]
+    """The event payload: a JSON object valid against the schema named by ``type``."""
 
     @classmethod
     def wrap(
@@ -71,6 +106,7 @@ class Envelope(BaseModel):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         event_id: uuid.UUID | None = None,
+        traceparent: str | None = None,
     ) -> Self:
         """Put ``event`` in a new envelope; the event id is new unless given."""
         return cls(
@@ -80,17 +116,28 @@ class Envelope(BaseModel):
             subject=event.aggregate_id(),
             correlationid=correlation_id,
             causationid=causation_id,
+            traceparent=traceparent,
             data=event.model_dump(mode="json"),
         )
 
     def to_json_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        unset = _UNSET_EXTENSIONS if not self.traceparent else None
+        return self.model_dump_json(exclude=unset).encode()
+
+    def as_json(self) -> dict[str, Any]:
+        """The envelope as JSON values; ``traceparent`` only when set (an envelope without one
+        is written as before the extension existed)."""
+        return self.model_dump(
+            mode="json", exclude=_UNSET_EXTENSIONS if not self.traceparent else None
+        )
 
     def headers(self) -> dict[str, str]:
         """Record headers mirroring the routing attributes (CloudEvents binary-mode names)."""
         headers = {"ce_id": str(self.id), "ce_type": self.type, "ce_source": self.source}
         if self.correlationid:
             headers["ce_correlationid"] = self.correlationid
+        if self.traceparent:
+            headers["ce_traceparent"] = self.traceparent
         return headers
 
 

@@ -110,11 +110,16 @@ def utc_now() -> datetime:
 
 
 class Money(BaseModel):
-    """An exact amount in one currency, rounded to the currency's minor unit."""
+    """An exact amount in one currency, rounded to the currency's minor unit: ``amount`` is a
+    decimal string (``"12.50"``, never a JSON number) and ``currency`` an ISO 4217 code."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     amount: ExactDecimal
+    """The amount as a decimal string: an optional minus, at most 15 digits, then at most 6
+    after a point (``"12.50"``), never an exponent; with no more decimal places than the
+    currency's minor unit has (2 for EUR, 0 for JPY, 3 for KWD). Read it as an exact decimal,
+    not a float."""
     currency: CurrencyCode
 
     @model_validator(mode="after")

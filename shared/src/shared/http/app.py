@@ -26,6 +26,7 @@ from shared.http.health import Check, health_router
 from shared.http.metrics import Metrics, install_metrics
 from shared.http.problems import install_problem_handlers
 from shared.observability import CorrelationIdMiddleware
+from shared.tracing import TracingMiddleware
 
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
 
@@ -45,6 +46,7 @@ def create_service_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     expose_docs: bool = True,
     expose_metrics: bool = True,
+    traced: bool = False,
 ) -> FastAPI:
     """A FastAPI app with the platform's HTTP kit installed.
 
@@ -53,6 +55,7 @@ def create_service_app(
     their route), the request guard (bodies over ``max_body_bytes`` and NUL in the URL are
     refused before any route runs), then the handler that turns unhandled exceptions into
     500 problems (503 for those ``unavailable`` accepts: a dependency is unreachable, retry).
+    ``traced``: a span for every request around all of it (:mod:`shared.tracing`).
     """
     app = FastAPI(
         title=title,
@@ -71,4 +74,6 @@ def create_service_app(
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=max_body_bytes)
     install_metrics(app, metrics, expose=expose_metrics)
     app.add_middleware(CorrelationIdMiddleware)
+    if traced:  # outermost: the span covers everything, and its context is the request's
+        app.add_middleware(TracingMiddleware)
     return app

@@ -68,6 +68,8 @@ def health_router(checks: Mapping[str, Check], *, timeout_s: float = 2.0) -> API
 
     @router.get("/live", response_model=LiveStatus, summary="Liveness probe")
     async def live() -> LiveStatus:
+        """Whether the process can serve at all: 200 whenever it answers. It touches no
+        dependency, so an outage of the database or the broker does not get it restarted."""
         return LiveStatus()
 
     @router.get(
@@ -77,6 +79,9 @@ def health_router(checks: Mapping[str, Check], *, timeout_s: float = 2.0) -> API
         responses={503: {"model": ReadyStatus, "description": "A dependency is unavailable"}},
     )
     async def ready() -> JSONResponse:
+        """Whether to send this instance traffic: 200 when every dependency check passes
+        (each bounded by a timeout), 503 otherwise. The body names each check and its state
+        (`ok`, `failed` or `timed_out`), never why it failed."""
         outcomes = await asyncio.gather(
             *(_run_check(name, check, timeout_s) for name, check in registered.items())
         )
