@@ -57,7 +57,7 @@ token: ## print a development token the services of `make up` accept: make token
 	@BOOKING_DEVELOPMENT=$${BOOKING_DEVELOPMENT:-true} $(RUN) booking token '$(SUB)' $(foreach r,$(ROLE),--role '$(r)')
 
 .PHONY: lint
-lint: sync ## ruff, mypy, the freshness of the event schemas, AsyncAPI and OpenAPI documents, the alert rules (promtool)
+lint: sync ## ruff, mypy, the freshness of the event schemas, AsyncAPI and OpenAPI documents, the AsyncAPI parser, the alert rules (promtool)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy shared/src $(foreach s,$(SERVICES),services/$(s)/src) tests/support tests/e2e tests/api bench
@@ -67,6 +67,8 @@ lint: sync ## ruff, mypy, the freshness of the event schemas, AsyncAPI and OpenA
 	command -v promtool >/dev/null 2>&1 || bash -c 'COMPONENT=lint; . deploy/local/lib.sh; apt_install prometheus'
 	promtool check config deploy/observability/prometheus.yml
 	promtool test rules deploy/observability/alerts.test.yml
+	command -v npm >/dev/null 2>&1 || bash -c 'COMPONENT=lint; . deploy/local/lib.sh; apt_install nodejs npm'
+	cd tools/asyncapi && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && node check.mjs ../../docs/asyncapi/*.json
 
 .PHONY: schemas
 schemas: ## regenerate the event schemas (docs/events), AsyncAPI (docs/asyncapi) and OpenAPI (docs/openapi)

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from shared.messaging import EventConsumer
     from shared.service import ServiceRuntime
 
-ASYNCAPI_VERSION = "3.0.0"
+ASYNCAPI_VERSION = "3.1.0"
 KAFKA_BINDING_VERSION = "0.5.0"
 DEAD_LETTER = "DeadLetter"
 

@@ -80,7 +80,7 @@ def resolve(document: dict[str, Any], ref: str) -> Any:
 def test_the_document_lists_channels_in_and_out_and_the_dead_letter_topic(
     document: dict[str, Any],
 ) -> None:
-    assert document["asyncapi"] == "3.0.0"
+    assert document["asyncapi"] == "3.1.0"
     assert document["info"] == {
         "title": "Svc",
         "version": "1.2.3",
