@@ -55,43 +55,29 @@ class Command(Generic[S]):
     run: Callable[[S, argparse.Namespace], int]
 
 
-def _dead_letters_configure(parser: argparse.ArgumentParser) -> None:
-    from shared import deadletters
+def _kernel_command(name: str, help: str, module: str) -> Command[ServiceSettings]:
+    """A command whose ``configure`` and ``run`` are those of ``module``, imported only when
+    the command is the one chosen (so a light command loads nothing heavy)."""
 
-    deadletters.configure(parser)
+    def configure(parser: argparse.ArgumentParser) -> None:
+        importlib.import_module(module).configure(parser)
+
+    def run(settings: ServiceSettings, args: argparse.Namespace) -> int:
+        code: int = importlib.import_module(module).run(settings, args)
+        return code
+
+    return Command[ServiceSettings](name=name, help=help, configure=configure, run=run)
 
 
-def _dead_letters_run(settings: ServiceSettings, args: argparse.Namespace) -> int:
-    from shared import deadletters
-
-    return deadletters.run(settings, args)
-
-
-DEAD_LETTERS = Command[ServiceSettings](
-    name="dead-letters",
-    help="list the dead letters of a topic, or replay them to it (see shared.deadletters)",
-    configure=_dead_letters_configure,
-    run=_dead_letters_run,
+DEAD_LETTERS = _kernel_command(
+    "dead-letters",
+    "list the dead letters of a topic, or replay them to it (see shared.deadletters)",
+    "shared.deadletters",
 )
-
-
-def _token_configure(parser: argparse.ArgumentParser) -> None:
-    from shared import tokens
-
-    tokens.configure(parser)
-
-
-def _token_run(settings: ServiceSettings, args: argparse.Namespace) -> int:
-    from shared import tokens
-
-    return tokens.run(settings, args)
-
-
-TOKEN = Command[ServiceSettings](
-    name="token",
-    help="print a token this service accepts, on a development machine (see shared.tokens)",
-    configure=_token_configure,
-    run=_token_run,
+TOKEN = _kernel_command(
+    "token",
+    "print a token this service accepts, on a development machine (see shared.tokens)",
+    "shared.tokens",
 )
 KERNEL_COMMANDS: tuple[Command[ServiceSettings], ...] = (DEAD_LETTERS, TOKEN)
 """Operator commands every service has, after its own."""
