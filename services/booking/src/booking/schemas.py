@@ -7,10 +7,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
 from booking import store
 from booking.domain import BookingStatus, PaymentStatus
+from shared.events.bounds import EmailAddress
 from shared.events.catalogue import Actor
 from shared.events.money import Money
 from shared.http.inputs import FreeFormObject, RequestModel
@@ -23,7 +24,7 @@ class _In(RequestModel):
 
 
 class ContactIn(_In):
-    email: EmailStr | None = Field(
+    email: EmailAddress | None = Field(
         default=None, description="Where reminders go; default: the email claim of the token"
     )
     phone: str | None = Field(

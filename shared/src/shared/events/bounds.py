@@ -10,10 +10,12 @@ A correlation id that is not a sane one is dropped: the event's own id then corr
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Final
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic.networks import validate_email
 
 MAX_INT32: Final = 2**31 - 1
 """The largest PostgreSQL ``integer``: counts beyond it cannot be stored."""
@@ -41,6 +43,18 @@ def _sane_or_none(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=8192)
+def _email_address(value: str) -> str:
+    # The check of EmailStr, cached: a booking's address is checked in the request, in its
+    # events and in its answer, and the check costs more than the rest of a small request.
+    # A refused address raises (pydantic's own error) and so is not cached.
+    return validate_email(value)[1]
+
+
+EmailAddress = Annotated[
+    str, AfterValidator(_email_address), WithJsonSchema({"format": "email", "type": "string"})
+]
+"""An e-mail address by the rules of pydantic's ``EmailStr`` (same errors, same schema)."""
 Count = Annotated[int, Field(ge=1, le=MAX_INT32)]
 """A positive count or version that fits a PostgreSQL ``integer``."""
 Identifier = Annotated[str, Field(min_length=1, max_length=255)]

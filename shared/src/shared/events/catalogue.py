@@ -16,10 +16,10 @@ import enum
 from typing import ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import topics
-from shared.events.bounds import Count, Identifier, Label, Note, ZoneName
+from shared.events.bounds import Count, EmailAddress, Identifier, Label, Note, ZoneName
 from shared.events.envelope import Event, EventCatalogue
 from shared.events.money import Money, UtcDatetime
 
@@ -174,7 +174,7 @@ class SlotChanged(_RoomEvent):
 class Contact(_Frozen):
     """How to reach the person a booking is for: where its reminders go."""
 
-    email: EmailStr
+    email: EmailAddress
     """The email address reminders are sent to."""
     phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
     """A mobile number in E.164 form (``+4915112345678``) for SMS reminders; null when none was

@@ -23,8 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import EmailStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
+
+from shared.events.bounds import EmailAddress
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -34,7 +36,7 @@ ADMIN_ROLE: Final = "admin"
 MAX_SUBJECT_CHARS: Final = 255
 MAX_EMAIL_CHARS: Final = 254
 """The longest address SMTP can carry (RFC 5321 §4.5.3.1.3 with its RFC 3696 erratum)."""
-_EMAIL: Final = TypeAdapter(EmailStr)
+_EMAIL: Final = TypeAdapter(EmailAddress)
 
 _VERIFIER_STATE_KEY: Final = "jwt_verifier"
 _BEARER_SCHEME: Final = HTTPBearer(
