@@ -212,7 +212,9 @@ async def create_many(
     todo = await _replay_many(session, requests, outcomes)
     if not todo:
         return outcomes
-    rows, unused = await _places_and_holds(session, requests, todo, now=now, rules=rules)
+    rows, unused = await _places_and_holds(
+        session, requests, todo, now=now, rules=rules, outcomes=outcomes
+    )
     ordered = sorted(rows.values(), key=lambda r: (r["user_id"], str(r["slot_id"])))
     inserted = (
         await store.insert_bookings(session, ordered, max_unpaid_holds=rules.max_unpaid_holds)
@@ -277,10 +279,15 @@ async def _places_and_holds(
     *,
     now: datetime,
     rules: Rules,
+    outcomes: list[Outcome],
 ) -> tuple[dict[int, dict[str, Any]], list[UUID]]:
     """The booking rows (by request index) of the requests that got a place and a hold
     under their user's cap, in the order they came; and the places taken for none (one slot
-    id per place, to give back). Places are locked before holds, as by every writer."""
+    id per place, to give back). Places are locked before holds, as by every writer.
+
+    A request whose user held as many unpaid bookings as the cap allows before the batch
+    (counted under the lock) is refused here, in ``outcomes``, as the database would refuse
+    it alone: asking again at the cap costs no transaction of its own."""
     wanted = Counter(requests[i][1].slot_id for i in todo)
     taken = await store.take_places(session, wanted, now=now)
     users = {requests[i][0].user_id for i in todo if requests[i][1].slot_id in taken}
@@ -290,8 +297,13 @@ async def _places_and_holds(
     for i in todo:
         caller, request = requests[i]
         slot, places = taken.get(request.slot_id, (None, 0))
-        if slot is None or places == 0 or holds_left[caller.user_id] <= 0:
-            continue  # alone: no place left, or the cap leaves its user no hold
+        if slot is None or places == 0:
+            continue  # alone: no place left (it learns why)
+        if (already := held.get(caller.user_id, 0)) >= rules.max_unpaid_holds:
+            outcomes[i] = domain.TooManyUnpaidHolds(held=already, most=rules.max_unpaid_holds)
+            continue
+        if holds_left[caller.user_id] <= 0:
+            continue  # alone: the batch's own requests used what the cap left its user
         taken[request.slot_id] = (slot, places - 1)
         holds_left[caller.user_id] -= 1
         rows[i] = _booking_row(caller, request, slot, now=now, rules=rules)

@@ -132,3 +132,26 @@ async def test_a_batch_that_fails_as_a_whole_makes_each_request_alone(service: S
     assert coalescer.batches == 0
     assert await service.booked(first.slot_id) == 1
     assert await service.booked(second.slot_id) == 1
+
+
+async def test_a_user_at_the_cap_is_refused_by_the_batch_itself(service: Service) -> None:
+    # Refused in the batch's own transaction (the user's holds are locked and counted there),
+    # not made alone afterwards: a user at the cap who keeps asking costs no transaction each.
+    rules = rules_of(service.settings)
+    room = await service.room()
+    slots = await service.slots(room, rules.max_unpaid_holds + 2)
+    for slot in slots[: rules.max_unpaid_holds]:
+        assert (await service.book(slot, "gil")).status_code == 201
+    runtime = service.app.state.runtime
+    batch = [ask("gil", slots[-2].slot_id), ask("hal", slots[-1].slot_id)]
+
+    async with runtime.sessions.begin() as session:
+        gil, hal = await handlers.create_many(
+            session, runtime.outbox, batch, now=START, rules=rules
+        )
+
+    assert isinstance(gil, domain.TooManyUnpaidHolds)
+    assert (gil.held, gil.most) == (rules.max_unpaid_holds, rules.max_unpaid_holds)
+    assert isinstance(hal, handlers.Created)
+    assert await service.booked(slots[-2].slot_id) == 0  # the place gil asked for went back
+    assert await service.booked(slots[-1].slot_id) == 1
