@@ -8,12 +8,14 @@ one commit. While a batch is being written the next requests queue up, so batche
 the load and a lone request is written at once, as before, with no waiting.
 
 Each request still succeeds or fails on its own: the batch reports an outcome per request,
-and a request it cannot settle (its slot had fewer places than the batch wanted, its user's
-cap on unpaid holds left it none, its key was used twice in the batch, an admin's) is made
-alone by ``handlers.create_idempotently``, in the request's own task, exactly as without
-coalescing. If the batch's transaction fails as a whole (e.g. a
-deadlock with another writer), nothing of it was committed and every request of it is made
-alone. Nothing is acknowledged to a client before its booking committed.
+refusals included where its locks make the reason certain (a full slot, a user at the cap
+on unpaid holds: after a sell-out, a refusal costs no transaction of its own), and a request
+it cannot settle (a slot it cannot explain, what the cap left its user used by the batch, its
+key used twice in the batch, an admin's) is made alone by ``handlers.create_idempotently``,
+in the request's own task, exactly as without coalescing. If the batch's transaction fails
+as a whole (e.g. a deadlock with another writer), nothing of it was committed and every
+request of it is made alone. Nothing is acknowledged to a client before its booking
+committed.
 """
 
 from __future__ import annotations

@@ -201,18 +201,24 @@ async def create_many(
     statement each; the places are taken in one ``UPDATE`` (a slot with fewer places left than the
     batch wants gives them to its first requests); the users' unpaid holds are locked and
     counted in one query (a user's requests get what the cap leaves, in the order they came);
-    the bookings are written in one ``INSERT`` and their events in another. A request that
-    got no place or no hold under its user's cap, whose key is used twice in the batch, that
-    a unique index refused (with a key), or an admin's (not capped, unlike the rest of the
-    batch), gets ``None``: made alone afterwards, it learns exactly why not (or takes a place
-    freed meanwhile). The database enforces the same invariants as for ``create`` (capacity,
-    one live booking per user and slot, one use of a key, the cap on unpaid holds).
+    the bookings are written in one ``INSERT`` and their events in another.
+
+    What the batch's locks make certain it answers itself, as ``create`` would: a slot that
+    takes bookings but has no place left for the request (full: unless a place of it goes
+    back in the batch), a user who held the most unpaid bookings already (429), a user who
+    holds the slot already, a replay or a reused key. A request for a slot the batch cannot
+    explain (unknown, closed, started, its room inactive), that got no hold because the
+    batch's own requests used what the cap left its user, whose key is used twice in the
+    batch, that a unique index refused (with a key), or an admin's (not capped, unlike the
+    rest of the batch), gets ``None``: made alone afterwards, it learns exactly why not. The
+    database enforces the same invariants as for ``create`` (capacity, one live booking per
+    user and slot, one use of a key, the cap on unpaid holds).
     """
     outcomes: list[Outcome] = [None] * len(requests)
     todo = await _replay_many(session, requests, outcomes)
     if not todo:
         return outcomes
-    rows, unused = await _places_and_holds(
+    rows, unused, full = await _places_and_holds(
         session, requests, todo, now=now, rules=rules, outcomes=outcomes
     )
     ordered = sorted(rows.values(), key=lambda r: (r["user_id"], str(r["slot_id"])))
@@ -232,6 +238,9 @@ async def create_many(
             outcomes[i] = _already_holds(row["slot_id"])
     if refused:
         await store.release_places(session, refused)
+    for i, (slot_id, places) in full.items():
+        if slot_id not in refused:  # else a place went back: alone, it may get it
+            outcomes[i] = store.slot_full(slot_id, places)
     made = [(i, inserted[row["id"]]) for i, row in rows.items() if row["id"] in inserted]
     await outbox.add(
         session,
@@ -280,25 +289,31 @@ async def _places_and_holds(
     now: datetime,
     rules: Rules,
     outcomes: list[Outcome],
-) -> tuple[dict[int, dict[str, Any]], list[UUID]]:
+) -> tuple[dict[int, dict[str, Any]], list[UUID], dict[int, tuple[UUID, int]]]:
     """The booking rows (by request index) of the requests that got a place and a hold
-    under their user's cap, in the order they came; and the places taken for none (one slot
-    id per place, to give back). Places are locked before holds, as by every writer.
+    under their user's cap, in the order they came; the places taken for none (one slot
+    id per place, to give back); and the requests for a slot that had no place left for
+    them (by index: the slot and its number of places), full unless a place goes back.
+    Places are locked before holds, as by every writer.
 
     A request whose user held as many unpaid bookings as the cap allows before the batch
     (counted under the lock) is refused here, in ``outcomes``, as the database would refuse
     it alone: asking again at the cap costs no transaction of its own."""
     wanted = Counter(requests[i][1].slot_id for i in todo)
-    taken = await store.take_places(session, wanted, now=now)
+    got = await store.take_places(session, wanted, now=now)
+    taken = got.places
     users = {requests[i][0].user_id for i in todo if requests[i][1].slot_id in taken}
     held = await store.lock_unpaid_holds(session, users) if users else {}
     holds_left = {user: rules.max_unpaid_holds - held.get(user, 0) for user in users}
     rows: dict[int, dict[str, Any]] = {}
+    full: dict[int, tuple[UUID, int]] = {}
     for i in todo:
         caller, request = requests[i]
         slot, places = taken.get(request.slot_id, (None, 0))
         if slot is None or places == 0:
-            continue  # alone: no place left (it learns why)
+            if request.slot_id in got.full:
+                full[i] = (request.slot_id, got.full[request.slot_id])
+            continue  # else alone: it learns why (unknown, closed, started, no room)
         if (already := held.get(caller.user_id, 0)) >= rules.max_unpaid_holds:
             outcomes[i] = domain.TooManyUnpaidHolds(held=already, most=rules.max_unpaid_holds)
             continue
@@ -308,7 +323,7 @@ async def _places_and_holds(
         holds_left[caller.user_id] -= 1
         rows[i] = _booking_row(caller, request, slot, now=now, rules=rules)
     unused = [slot_id for slot_id, (_, places) in taken.items() for _ in range(places)]
-    return rows, unused
+    return rows, unused, full
 
 
 def _replayed(earlier: store.Booking, request: NewBooking) -> Created | domain.BookingError:

@@ -229,8 +229,14 @@ async def _why_unavailable(session: AsyncSession, slot_id: UUID, now: datetime) 
     if slot.status != "open":
         return domain.SlotUnavailable(f"slot {slot_id} is {slot.status}")
     if slot.booked_count >= slot.max_bookings:
-        return domain.SlotUnavailable(f"slot {slot_id} is full ({slot.max_bookings} places)")
+        return slot_full(slot_id, slot.max_bookings)
     return None
+
+
+def slot_full(slot_id: UUID, places: int) -> domain.SlotUnavailable:
+    return domain.SlotUnavailable(
+        f"slot {slot_id} is full ({places} place{'' if places == 1 else 's'})"
+    )
 
 
 _TAKE_PLACES = text(
@@ -248,11 +254,19 @@ _TAKE_PLACES = text(
 )
 
 
-async def take_places(
-    session: AsyncSession, wanted: Mapping[UUID, int], *, now: datetime
-) -> dict[UUID, tuple[Slot, int]]:
-    """Take up to ``wanted[slot]`` places of each slot: as many as it has left. Returns, per
-    slot that gave any, the slot and how many places it gave.
+@dataclass(frozen=True)
+class Taken:
+    """What :func:`take_places` took."""
+
+    places: dict[UUID, tuple[Slot, int]]
+    """Per slot that gave any: the slot and how many places it gave."""
+    full: dict[UUID, int]
+    """Per slot that takes bookings but had fewer places left than wanted (locked, so this
+    is so until the transaction ends): its number of places."""
+
+
+async def take_places(session: AsyncSession, wanted: Mapping[UUID, int], *, now: datetime) -> Taken:
+    """Take up to ``wanted[slot]`` places of each slot: as many as it has left.
 
     Two statements: the slots are locked in id order (one lock order for every writer: no
     deadlocks) and read, then the places they can give are taken in one ``UPDATE`` under
@@ -274,18 +288,21 @@ async def take_places(
         .order_by(slots.c.id)
         .with_for_update(of=slots)
     )
-    grants = {
-        row.id: min(wanted[row.id], row.max_bookings - row.booked_count)
-        for row in locked
-        if row.max_bookings > row.booked_count
-    }
+    grants: dict[UUID, int] = {}
+    full: dict[UUID, int] = {}
+    for row in locked:
+        left = max(row.max_bookings - row.booked_count, 0)
+        if left > 0:
+            grants[row.id] = min(wanted[row.id], left)
+        if wanted[row.id] > left:
+            full[row.id] = row.max_bookings
     if not grants:
-        return {}
+        return Taken({}, full)
     granted = sorted(grants)
     rows = await session.execute(
         _TAKE_PLACES, {"ids": granted, "counts": [grants[i] for i in granted], "now": now}
     )
-    return {slot.id: (slot, grants[slot.id]) for slot in map(Slot.of, rows)}
+    return Taken({slot.id: (slot, grants[slot.id]) for slot in map(Slot.of, rows)}, full)
 
 
 async def release_place(session: AsyncSession, slot_id: UUID) -> None:

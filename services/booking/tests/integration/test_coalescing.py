@@ -38,7 +38,7 @@ async def test_one_batch_settles_each_request_on_its_own(service: Service) -> No
     runtime = service.app.state.runtime
     batch = [
         ask("ann", single.slot_id),  # the place
-        ask("bob", single.slot_id),  # no place left for him: made alone (learns why)
+        ask("bob", single.slot_id),  # no place left for him: full
         ask("cid", shared.slot_id, key="k1"),
         ask("cid", shared.slot_id, key="k1"),  # the key twice in a batch: alone, replays
         ask("dan", uuid.uuid4()),  # unknown slot: alone (learns why)
@@ -57,7 +57,9 @@ async def test_one_batch_settles_each_request_on_its_own(service: Service) -> No
     assert isinstance(ann, handlers.Created)
     assert not ann.replayed
     assert ann.booking.user_id == "ann"
-    assert (bob, cid_again, dan) == (None, None, None)
+    assert isinstance(bob, domain.SlotUnavailable)
+    assert str(bob) == f"slot {single.slot_id} is full (1 place)"
+    assert (cid_again, dan) == (None, None)
     assert isinstance(cid, handlers.Created)
     assert cid.booking.idempotency_key == "k1"
     assert isinstance(eve, handlers.Created)
@@ -155,3 +157,36 @@ async def test_a_user_at_the_cap_is_refused_by_the_batch_itself(service: Service
     assert isinstance(hal, handlers.Created)
     assert await service.booked(slots[-2].slot_id) == 0  # the place gil asked for went back
     assert await service.booked(slots[-1].slot_id) == 1
+
+
+async def test_a_full_slot_is_refused_by_the_batch_itself_unless_a_place_goes_back(
+    service: Service,
+) -> None:
+    # A sold-out slot's requests are refused in the batch (the slot is locked there): after a
+    # sell-out, each further request costs no transaction of its own. Where a place of the
+    # slot goes back in the batch (its taker already held the slot), a request the batch
+    # found no place for is made alone, and gets that place.
+    room = await service.room()
+    sold, one_left = await service.slots(room, 2, max_bookings=2)
+    for who in ("ivy", "jon"):
+        assert (await service.book(sold, who)).status_code == 201
+    assert (await service.book(one_left, "kim")).status_code == 201
+    runtime = service.app.state.runtime
+    batch = [
+        ask("lea", sold.slot_id),
+        ask("kim", one_left.slot_id),  # holds it already: the place goes back
+        ask("max", one_left.slot_id),  # no place in the batch, but one went back
+    ]
+
+    async with runtime.sessions.begin() as session:
+        lea, kim, max_ = await handlers.create_many(
+            session, runtime.outbox, batch, now=START, rules=rules_of(service.settings)
+        )
+
+    assert isinstance(lea, domain.SlotUnavailable)
+    assert str(lea) == f"slot {sold.slot_id} is full (2 places)"
+    assert isinstance(kim, domain.SlotUnavailable)
+    assert "already hold" in str(kim)
+    assert max_ is None  # made alone
+    assert await service.booked(sold.slot_id) == 2
+    assert await service.booked(one_left.slot_id) == 1
