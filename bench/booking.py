@@ -56,6 +56,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,6 +69,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import booking
+from bench.cpu import CpuMeter, listening_pid
 from bench.e2e import one_hop_s
 from bench.reminders import environment, free_port, percentile
 from booking.consumers import INVENTORY_CONSUMER, PAYMENTS_CONSUMER
@@ -633,9 +635,10 @@ class Runner:
         settle_after: bool = True,
         relayed: bool = True,
         books: bool = True,
+        meter: CpuMeter | None = None,
     ) -> dict[str, Any]:
         """A wrk run on lines of its own: ``slots`` given, or free distinct slots that no
-        earlier request asked for."""
+        earlier request asked for; with ``meter``, the CPU per process group during it."""
         if slots is None:
             slots = await self.free_slots(MAX_LINES)
         lines = self.work / f"{tag}.lines"
@@ -643,7 +646,11 @@ class Runner:
         await asyncio.to_thread(write_lines, lines, tag, slots)
         prepare_s = time.monotonic() - started
         load = os.getloadavg()[0]
+        if meter is not None:
+            meter.start()
         result = await wrk(url, lines, connections, duration_s)
+        if meter is not None:
+            result["cpu_by_process_group"] = meter.stop(bookings=result["created"])
         result["load_1m_at_start"] = round(load, 2)
         lines.unlink()
         result["tag"] = tag
@@ -1146,8 +1153,23 @@ async def measure(
     mark = time.monotonic()
     print(f"load: wrk, {DURATION_S}s per run")
     await runner.run("warm", f"{api_url}/bookings", 16, duration_s=WARMUP_S)
+
+    def servers() -> dict[str, Callable[[], list[int]]]:
+        return {
+            "postgresql": lambda: [p for p in [listening_pid(urlsplit(dsn).port or 5432)] if p],
+            "kafka": lambda: [p for p in [listening_pid(int(kafka.rsplit(":", 1)[1]))] if p],
+        }
+
+    service_cpu = CpuMeter(
+        {"api": lambda: [api.pid], "worker": lambda: [p.pid for p in service[1:]]} | servers()
+    )
     for clients in CLIENTS:
-        await runner.run(f"d{clients}", f"{api_url}/bookings", clients)
+        await runner.run(
+            f"d{clients}",
+            f"{api_url}/bookings",
+            clients,
+            meter=service_cpu if clients == max(CLIENTS) else None,
+        )
     hot_lines = [hot_slot] * MAX_LINES
     await runner.run("hot", f"{api_url}/bookings", HOT_CLIENTS, slots=hot_lines)
     durations["load_s"] = round(time.monotonic() - mark, 1)
@@ -1221,7 +1243,13 @@ async def measure(
     noop = await runner.run(
         "noop", f"{ceiling_url}/noop", 64, slots=tx_slots, settle_after=False, books=False
     )
-    tx = await runner.run("tx", f"{ceiling_url}/tx", 64, relayed=False)
+    tx = await runner.run(
+        "tx",
+        f"{ceiling_url}/tx",
+        64,
+        relayed=False,
+        meter=CpuMeter({"api": lambda: [ceiling.pid]} | servers()),
+    )
     ceiling_sampler.stop()
     ceiling.stop()
     ceiling_logs = log_summary([ceiling.log])
@@ -1341,6 +1369,10 @@ async def measure(
         "kafka_roundtrip_p50_ms": round(hop_p50, 2),
         "payment_to_confirmed_p50_in_kafka_roundtrips": round(paced["p50_ms"] / hop_p50, 1),
         "rss_mb": rss,
+        "cpu_ms_per_booking": {
+            "64": runner.runs["d64"]["cpu_by_process_group"]["ms_per_booking"],
+            "ceiling_transaction": tx["cpu_by_process_group"]["ms_per_booking"],
+        },
     }
     largest_rss = max(rss.values()) if rss else 0.0
     targets = {
@@ -1481,6 +1513,8 @@ def print_table(document: dict[str, Any]) -> None:
         print(f"{figure:60s} {_number(value)} {_number(reference)}  {verdict}")
     print("pgbench tps: " + ", ".join(f"{c}: {t:,.0f}" for c, t in d["pgbench_tps"].items()))
     print("peak RSS MB: " + ", ".join(f"{p}: {mb}" for p, mb in d["rss_mb"].items()))
+    for run, spent in d["cpu_ms_per_booking"].items():
+        print(f"CPU ms per booking ({run}): " + ", ".join(f"{g} {ms}" for g, ms in spent.items()))
     failed = [name for name, check in d["checks"].items() if not check["ok"]]
     print("checks: " + ("all passed" if not failed else "FAILED: " + ", ".join(failed)))
     log = d["service_log"]

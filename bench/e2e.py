@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,6 +59,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.cpu import CpuMeter, listening_pid
 from bench.reminders import environment, percentile
 from shared.db import asyncpg_dsn
 from shared.events import topics
@@ -605,6 +606,8 @@ class Bench:
     with_paced: bool
     sampler: LagSampler
     began: float
+    cpu_groups: dict[str, Callable[[], Iterable[int]]] = field(default_factory=dict)
+    """Process groups whose CPU per booking each phase reports (:mod:`bench.cpu`)."""
     lines: dict[str, Path] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     warmup: dict[str, Any] = field(default_factory=dict)
@@ -750,10 +753,13 @@ class Bench:
         started_at = time.time()
         self.sampler.reset(origin)
         sampling = asyncio.create_task(self.sampler.run(stop))
+        meter = CpuMeter(self.cpu_groups)
+        meter.start()
         try:
             result = await wrk(
                 self.platform.api_url("booking"), self.lines[tag], rate, self.phase_s
             )
+            cpu_by_group = meter.stop(bookings=result["created"])
             load_s = result["duration_s"]
             ended_at = started_at + load_s
             cpu_load = cpu_share(cpu) | {
@@ -821,8 +827,14 @@ class Bench:
             "wrk": result,
             "settled_before": settled,
             "machine": {"load_1m_at_start": round(load_1m, 2), "cpu_during_load": cpu_load},
+            "cpu_by_process_group": cpu_by_group,
         }
         self.runs.append(run)
+        spent = ", ".join(
+            f"{name} {ms:.2f}"
+            for name, ms in sorted(cpu_by_group["ms_per_booking"].items(), key=lambda kv: -kv[1])
+        )
+        print(f"  CPU ms per booking created: {spent}")
         others = {k: v for k, v in result["statuses"].items() if k != "201"}
         print(
             f"  {replicas} worker(s) {rate:5d}/s offered: sent {result['sent_per_s']:7.1f}/s, "
@@ -1008,7 +1020,16 @@ async def configuration(
             platform.api_url("reminders"),
         ) as api:
             bench = Bench(
-                platform, api, broker.bootstrap, work, seconds, replicas, with_paced, sampler, began
+                platform,
+                api,
+                broker.bootstrap,
+                work,
+                seconds,
+                replicas,
+                with_paced,
+                sampler,
+                began,
+                cpu_groups=cpu_groups(platform, standins, broker.port, database.port),
             )
             chunks = await bench.inventory()
             topic_partitions = await partitions(broker.bootstrap)
@@ -1055,6 +1076,31 @@ async def configuration(
         await asyncio.to_thread(database.remove)
         shutil.rmtree(root / "kafka", ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def cpu_groups(
+    platform: Platform, standins: StandIns, kafka_port: int, postgres_port: int
+) -> dict[str, Callable[[], Iterable[int]]]:
+    """The process groups of a configuration: each service's API and workers, the
+    stand-ins, PostgreSQL and Kafka (found by the port each listens on)."""
+
+    def role(service: str, api: bool) -> Callable[[], list[int]]:
+        return lambda: [
+            r.process.pid
+            for r in platform.replicas.get(service, [])
+            if r.process is not None and (r.role == "api") == api
+        ]
+
+    groups: dict[str, Callable[[], Iterable[int]]] = {}
+    for service in ("booking", "timeslots", "reminders"):
+        groups[f"{service} api"] = role(service, api=True)
+        groups[f"{service} workers"] = role(service, api=False)
+    groups["payment and mail stand-ins"] = lambda: (
+        [standins.process.pid] if standins.process is not None else []
+    )
+    groups["postgresql"] = lambda: [p for p in [listening_pid(postgres_port)] if p]
+    groups["kafka"] = lambda: [p for p in [listening_pid(kafka_port)] if p]
+    return groups
 
 
 def finite(value: Any) -> Any:
