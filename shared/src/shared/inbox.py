@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, delete, func, select, tuple_
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    delete,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -81,13 +95,31 @@ async def claim_many(
     if not events:
         return set()
     ids = sorted(events)
-    statement = (
+    parameters = {"consumer": consumer, "ids": ids, "types": [events[i] for i in ids]}
+    return set((await session.scalars(_claims(table), parameters)).all())
+
+
+@functools.cache
+def _claims(table: Table) -> Any:
+    # One statement for any number of claims (the rows come as two arrays), compiled once:
+    # a multi-row VALUES list is a new statement for every number of rows, compiled anew.
+    given = (
+        func.unnest(
+            bindparam("ids", type_=ARRAY(table.c.event_id.type)),
+            bindparam("types", type_=ARRAY(table.c.event_type.type)),
+        )
+        .table_valued("event_id", "event_type")
+        .render_derived(name="claimed")
+    )
+    rows = select(
+        bindparam("consumer", type_=table.c.consumer.type), given.c.event_id, given.c.event_type
+    )
+    return (
         insert(table)
-        .values([{"consumer": consumer, "event_id": i, "event_type": events[i]} for i in ids])
+        .from_select(["consumer", "event_id", "event_type"], rows)
         .on_conflict_do_nothing(index_elements=[table.c.consumer, table.c.event_id])
         .returning(table.c.event_id)
     )
-    return set((await session.scalars(statement)).all())
 
 
 async def purge(session: AsyncSession, table: Table, *, older_than: timedelta, limit: int) -> int:
