@@ -189,24 +189,27 @@ class Room:
     active: bool
 
 
+_TAKE_PLACE = (
+    update(slots)
+    .where(
+        slots.c.id == bindparam("take_slot_id", type_=Uuid),
+        slots.c.status == "open",
+        slots.c.booked_count < slots.c.max_bookings,
+        slots.c.starts_at > bindparam("take_now", type_=DateTime(timezone=True)),
+        exists().where(rooms.c.id == slots.c.room_id, rooms.c.active, rooms.c.name != ""),
+    )
+    .values(booked_count=slots.c.booked_count + 1, updated_at=func.now())
+    .returning(*slots.c)
+)
+"""Built once: a statement built per call costs its cache key on every call."""
+
+
 async def take_place(session: AsyncSession, slot_id: UUID, *, now: datetime) -> Slot:
     """Take one place of the slot, or raise why not. One conditional ``UPDATE``: concurrent
     requests queue on the slot's row and each sees the count the previous one left."""
-    room_active = exists().where(rooms.c.id == slots.c.room_id, rooms.c.active, rooms.c.name != "")
-    statement = (
-        update(slots)
-        .where(
-            slots.c.id == slot_id,
-            slots.c.status == "open",
-            slots.c.booked_count < slots.c.max_bookings,
-            slots.c.starts_at > now,
-            room_active,
-        )
-        .values(booked_count=slots.c.booked_count + 1, updated_at=func.now())
-        .returning(*slots.c)
-    )
     for _ in range(3):
-        row = (await session.execute(statement)).first()
+        given = {"take_slot_id": slot_id, "take_now": now}
+        row = (await session.execute(_TAKE_PLACE, given)).first()
         if row is not None:
             return Slot.of(row)
         reason = await _why_unavailable(session, slot_id, now)
@@ -429,9 +432,12 @@ async def insert_booking(
     """Insert a pending booking, unless its user already holds ``max_unpaid_holds`` unpaid
     bookings (``None``: no cap): then the database refuses it, ``domain.TooManyUnpaidHolds``."""
     await _cap_unpaid_holds(session, max_unpaid_holds)
-    statement = insert(bookings).values(**values).returning(*bookings.c)
     with _refused_over_the_cap(max_unpaid_holds):
-        return Booking.of((await session.execute(statement)).one())
+        return Booking.of((await session.execute(_INSERT_BOOKING, dict(values))).one())
+
+
+_INSERT_BOOKING = insert(bookings).returning(*bookings.c)
+"""The row's values come as parameters: compiled once per set of columns."""
 
 
 async def insert_bookings(
