@@ -82,11 +82,17 @@ def listening_pid(port: int) -> int | None:
     return None
 
 
-def _machine_busy_s() -> float:
+def cpu_times() -> tuple[float, float, float]:
+    """(busy, total, steal) jiffies of the machine since boot."""
     values = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0.0)
     steal = values[7] if len(values) > 7 else 0.0
-    return (sum(values[:8]) - idle - steal) / _TICKS
+    total = sum(values[:8])
+    return total - idle - steal, total, steal
+
+
+def _machine_busy_s() -> float:
+    return cpu_times()[0] / _TICKS
 
 
 @dataclass

@@ -59,7 +59,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.cpu import CpuMeter, listening_pid
+from bench.cpu import CpuMeter, cpu_times, listening_pid
 from bench.reminders import environment, percentile
 from shared.db import asyncpg_dsn
 from shared.events import topics
@@ -537,15 +537,6 @@ async def relayed(platform: Platform) -> bool:
         if rows:
             return False
     return True
-
-
-def cpu_times() -> tuple[float, float, float]:
-    """(busy, total, steal) jiffies of the machine since boot."""
-    values = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0.0)
-    steal = values[7] if len(values) > 7 else 0.0
-    total = sum(values[:8])
-    return total - idle - steal, total, steal
 
 
 def cpu_share(before: tuple[float, float, float]) -> dict[str, float]:

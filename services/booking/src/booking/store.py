@@ -207,8 +207,8 @@ _TAKE_PLACE = (
 async def take_place(session: AsyncSession, slot_id: UUID, *, now: datetime) -> Slot:
     """Take one place of the slot, or raise why not. One conditional ``UPDATE``: concurrent
     requests queue on the slot's row and each sees the count the previous one left."""
+    given = {"take_slot_id": slot_id, "take_now": now}
     for _ in range(3):
-        given = {"take_slot_id": slot_id, "take_now": now}
         row = (await session.execute(_TAKE_PLACE, given)).first()
         if row is not None:
             return Slot.of(row)

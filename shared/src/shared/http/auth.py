@@ -12,7 +12,6 @@ route a 403.
 
 from __future__ import annotations
 
-import functools
 import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
@@ -206,11 +205,10 @@ def _email(claims: dict[str, Any]) -> str | None:
     return claim
 
 
-@functools.lru_cache(maxsize=4096)
 def _is_email_address(text: str) -> bool:
-    """Whether ``text`` is an address by the rules of the contact in the events (cached: the
-    same callers come back with the same claim, and the check costs more than the rest of a
-    token's verification)."""
+    """Whether ``text`` is an address by the rules of the contact in the events
+    (``EmailAddress`` caches the addresses it accepted: the same callers come back with the
+    same claim, and the check costs more than the rest of a token's verification)."""
     if len(text) > MAX_EMAIL_CHARS:
         return False
     try:
