@@ -17,6 +17,7 @@ from tests.support.broker import KAFKA_SH, POSTGRES_SH, REPO, PrivateBroker, Pri
 from tests.support.chromium import render
 from tests.support.platform import Platform, free_port
 from tests.support.standins import MailSink
+from tests.support.threads import in_thread
 
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
 
@@ -93,7 +94,7 @@ async def test_status_shows_how_far_behind_each_consumer_group_is(
     out = ""
     deadline = time.monotonic() + 60  # each worker measures its groups' lag every 15 s
     while time.monotonic() < deadline:
-        result = await asyncio.to_thread(_run, SERVICES_SH, "status", tmp_path, SERVICE_PORTS=ports)
+        result = await in_thread(_run, SERVICES_SH, "status", tmp_path, SERVICE_PORTS=ports)
         out = result.stdout + result.stderr
         if all(f"consumer group {group}:" in out for group in expected):
             break
@@ -174,7 +175,7 @@ async def test_the_readme_walk_through_runs_top_to_bottom_with_the_outputs_it_sh
         for name, service in (("TS", "timeslots"), ("BK", "booking"), ("RM", "reminders"))
     )
 
-    result = await asyncio.to_thread(
+    result = await in_thread(
         subprocess.run,
         ["bash", "-euo", "pipefail", "-c", script.replace(MAKE_UP_URLS, urls)],
         cwd=REPO,

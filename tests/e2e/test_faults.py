@@ -37,6 +37,7 @@ from tests.support.broker import PrivateBroker, PrivatePostgres
 from tests.support.kafka import produce, read_all
 from tests.support.platform import CONSUMER_GROUPS, Platform, group_lag, quiet
 from tests.support.standins import MailSink, PaymentStandIn
+from tests.support.threads import in_thread
 
 from .api import Api, auth, connect, expect, next_minute, unique_user, until, utc_now
 
@@ -265,9 +266,9 @@ async def stream_through_an_outage(world: World, server: Server) -> None:
     """A stream of bookings while ``server`` is stopped for a few seconds and started again."""
 
     async def outage() -> None:
-        await asyncio.to_thread(server.stop)
+        await in_thread(server.stop)
         await asyncio.sleep(3)
-        await asyncio.to_thread(server.start)
+        await in_thread(server.start)
 
     await stream(world, PER_PHASE, during=outage, after=4)
     await world.platform.wait_ready()

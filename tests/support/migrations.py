@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from shared.db import make_engine
 from shared.migrations import downgrade, upgrade
+from tests.support.threads import in_thread
 
 
 def _diff(connection: Connection, metadata: MetaData) -> list[Any]:
@@ -28,13 +28,13 @@ def _tables(connection: Connection) -> set[str]:
 
 async def check_migration_history(url: str, alembic_ini: Path, metadata: MetaData) -> None:
     """Upgrade to head, downgrade to base, upgrade again; then no autogenerate diff remains."""
-    await asyncio.to_thread(upgrade, alembic_ini, url, "head")
-    await asyncio.to_thread(downgrade, alembic_ini, url, "base")
+    await in_thread(upgrade, alembic_ini, url, "head")
+    await in_thread(downgrade, alembic_ini, url, "base")
     engine = make_engine(url, pool_size=1)
     try:
         async with engine.connect() as conn:
             assert await conn.run_sync(_tables) <= {"alembic_version"}, "downgrade left tables"
-        await asyncio.to_thread(upgrade, alembic_ini, url, "head")
+        await in_thread(upgrade, alembic_ini, url, "head")
         async with engine.connect() as conn:
             assert set(metadata.tables) <= await conn.run_sync(_tables)
             diff = await conn.run_sync(_diff, metadata)

@@ -37,6 +37,7 @@ from shared.events import topics as event_topics
 from shared.kafka_security import PLAINTEXT, KafkaSecurity, SecurityProtocol
 from shared.lag import consumer_lag
 from shared.migrations import upgrade
+from tests.support.threads import in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("timeslots", "booking", "reminders")
@@ -218,7 +219,7 @@ class Platform:
         finally:
             await admin.close()
         for service in SERVICES:
-            await asyncio.to_thread(upgrade, alembic_ini(service), self.databases[service])
+            await in_thread(upgrade, alembic_ini(service), self.databases[service])
 
     async def drop_databases(self) -> None:
         admin = await asyncpg.connect(f"{self.postgres_dsn}/postgres")

@@ -5,7 +5,6 @@ applied once however often it is replayed."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import uuid
@@ -29,6 +28,7 @@ from shared.messaging import EventContext
 from shared.progress import ProgressBar
 from shared.settings import ServiceSettings
 from tests.support.kafka import produce, read_topic
+from tests.support.threads import in_thread
 
 from .conftest import Db, KernelTestEvent, effects
 from .helpers import Refused, consuming, effect_notes, eventually, new_consumer, outcome_count
@@ -353,7 +353,7 @@ async def test_every_service_has_the_command(
             argv=argv,
         )
 
-    code = await asyncio.to_thread(run, ["dead-letters", "list", topic])
+    code = await in_thread(run, ["dead-letters", "list", topic])
     with pytest.raises(SystemExit) as exit_info:
         run(["dead-letters", "replay", topic, "--offset", "seven"])
     err = capsys.readouterr().err

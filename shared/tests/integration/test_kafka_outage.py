@@ -15,6 +15,7 @@ from shared.kafka import KafkaPublisher, ensure_topics
 from shared.outbox import OutboxRelay
 from tests.support.broker import PrivateBroker, private_broker
 from tests.support.kafka import read_topic
+from tests.support.threads import in_thread
 
 from .conftest import Db, KernelTestEvent, effects, outbox
 
@@ -58,11 +59,11 @@ async def test_events_written_while_kafka_is_down_for_10s_are_all_published_once
     try:
         for i in range(20):
             await write_event(db, f"before-{i}")
-        await asyncio.to_thread(broker_under_test.stop)
+        await in_thread(broker_under_test.stop)
         for i in range(20):  # the service keeps taking requests meanwhile
             await write_event(db, f"during-{i}")
             await asyncio.sleep(0.5)
-        await asyncio.to_thread(broker_under_test.start)
+        await in_thread(broker_under_test.start)
         for i in range(20):
             await write_event(db, f"after-{i}")
         records = await read_topic(bootstrap, topic, at_least=60, timeout_s=60, settle_s=2.0)

@@ -21,6 +21,7 @@ from shared.settings import InsecureSettings, Role, ServiceSettings
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import read_topic
 from tests.support.service import bearer, running
+from tests.support.threads import in_thread
 
 from .conftest import KernelTestEvent, effects, metadata
 from .helpers import eventually
@@ -312,7 +313,7 @@ async def test_cli_migrate_upgrades_a_database_with_the_service_history(
     ini = make_alembic_project(tmp_path)
     settings = ServiceSettings(service_name="kernel-cli", database_url=url, log_json=False)
 
-    code = await asyncio.to_thread(
+    code = await in_thread(
         service_main,
         settings_factory=lambda: settings,
         app_factory=lambda s: None,  # type: ignore[arg-type,return-value]

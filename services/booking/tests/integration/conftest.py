@@ -43,6 +43,7 @@ from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import produce, read_topic
 from tests.support.service import bearer, running
+from tests.support.threads import in_thread
 
 T = TypeVar("T")
 
@@ -253,7 +254,7 @@ async def serve(
     """A booking service migrated on a database of its own, with ``overrides`` of the test
     settings (e.g. ``create_batch_max=1`` turns request coalescing off)."""
     url = await create_database("booking")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     values: dict[str, Any] = {
         "database_url": url,
         "kafka_bootstrap_servers": kafka_bootstrap,

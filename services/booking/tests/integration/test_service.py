@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from booking.cli import ALEMBIC_INI
@@ -14,6 +13,7 @@ from shared.settings import Role
 from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
 from tests.support.service import check_service_starts_ready, check_worker_purges_old_inbox_rows
+from tests.support.threads import in_thread
 
 
 async def test_migration_history_upgrades_downgrades_and_matches_the_models(
@@ -27,7 +27,7 @@ async def test_a_migrated_service_is_ready_and_reports_metrics(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
     url = await create_database("booking")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
 
     await check_service_starts_ready(
         create_app(
@@ -42,7 +42,7 @@ async def test_the_worker_purges_inbox_rows_older_than_the_retention(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
     url = await create_database("booking")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     settings = BookingSettings(
         database_url=url,
         kafka_bootstrap_servers=kafka_bootstrap,

@@ -41,6 +41,7 @@ from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import produce, read_topic
 from tests.support.service import bearer, running
+from tests.support.threads import in_thread
 
 from .fakes import SmsProvider, SmtpSink
 
@@ -266,7 +267,7 @@ async def service(
     create_database: CreateDatabase, kafka_bootstrap: str, smtp: SmtpSink, sms: SmsProvider
 ) -> AsyncIterator[Service]:
     url = await create_database("reminders")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     settings = settings_for(url, kafka_bootstrap, smtp, sms)
     clock = Clock()
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)

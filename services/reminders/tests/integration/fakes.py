@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.threads import in_thread
+
 
 def self_signed_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
     """A server TLS context for 127.0.0.1, and the certificate file a client must trust."""
@@ -158,7 +160,7 @@ class SmtpSink:
             Received(message, list(envelope.rcpt_tos), time.time(), envelope.content)
         )
         if self.stall_after is not None and len(self.received) > self.stall_after:
-            await asyncio.to_thread(self._released.wait)
+            await in_thread(self._released.wait)
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[Received]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from shared.settings import Role
 from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
 from tests.support.service import check_service_starts_ready, check_worker_purges_old_inbox_rows
+from tests.support.threads import in_thread
 
 
 async def test_migration_history_upgrades_downgrades_and_matches_the_models(
@@ -34,18 +34,18 @@ async def test_booking_states_written_before_versions_are_unversioned(
     (any versioned event is newer); its downgrade drops it."""
     url = await create_database("reminders")
     booking_id = uuid.uuid4()
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url, "0003")
+    await in_thread(upgrade, ALEMBIC_INI, url, "0003")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute(
             "INSERT INTO booking_states (booking_id, final, as_of) VALUES ($1, true, now())",
             booking_id,
         )
-        await asyncio.to_thread(upgrade, ALEMBIC_INI, url, "0004")
+        await in_thread(upgrade, ALEMBIC_INI, url, "0004")
         version = "SELECT version FROM booking_states WHERE booking_id = $1"
         assert await conn.fetchval(version, booking_id) == 0
 
-        await asyncio.to_thread(downgrade, ALEMBIC_INI, url, "0003")
+        await in_thread(downgrade, ALEMBIC_INI, url, "0003")
         columns = await conn.fetch(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'booking_states'"
         )
@@ -59,7 +59,7 @@ async def test_a_migrated_service_is_ready_and_reports_metrics(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
     url = await create_database("reminders")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
 
     await check_service_starts_ready(
         create_app(
@@ -74,7 +74,7 @@ async def test_the_worker_purges_inbox_rows_older_than_the_retention(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
     url = await create_database("reminders")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     settings = RemindersSettings(
         database_url=url,
         kafka_bootstrap_servers=kafka_bootstrap,

@@ -3,7 +3,6 @@ one that offers STARTTLS gets the login once the connection is encrypted."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from shared.db import asyncpg_dsn
 from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import running
+from tests.support.threads import in_thread
 
 from .conftest import Clock, Service, settings_for
 from .fakes import SmsProvider, SmtpSink, self_signed_tls
@@ -42,7 +42,7 @@ async def service(
     create_database: CreateDatabase, kafka_bootstrap: str, smtp: SmtpSink, sms: SmsProvider
 ) -> AsyncIterator[Service]:
     url = await create_database("reminders_login")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     settings = settings_for(
         url, kafka_bootstrap, smtp, sms, smtp_username="reminders", smtp_password="s3cret"
     )

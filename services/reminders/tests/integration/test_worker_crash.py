@@ -26,6 +26,7 @@ from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.platform import free_port
 from tests.support.service import running
+from tests.support.threads import in_thread
 
 from .conftest import Service, settings_for
 from .fakes import SmsProvider, SmtpSink
@@ -49,7 +50,7 @@ async def service(
 ) -> AsyncIterator[Service]:
     """Scheduler and dispatcher in this process on the real clock; workers elsewhere."""
     url = await create_database("reminders_crash")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     settings = settings_for(
         url,
         kafka_bootstrap,
@@ -139,7 +140,7 @@ async def test_a_worker_killed_mid_batch_leaves_nothing_undelivered(
             await service.until(sent_counted)
         assert ready.status_code == 200  # a worker process answers probes and is scraped
         worker.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(worker.wait, 10)
+        await in_thread(worker.wait, 10)
     finally:
         if worker.poll() is None:  # pragma: no cover - only when the test failed early
             worker.kill()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import read_topic
 from tests.support.service import bearer, running
+from tests.support.threads import in_thread
 from timeslots.cli import ALEMBIC_INI
 from timeslots.main import create_app
 from timeslots.settings import TimeslotsSettings
@@ -113,7 +113,7 @@ class Service:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> AsyncIterator[Service]:
     url = await create_database("timeslots")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     settings = TimeslotsSettings(
         database_url=url,
         kafka_bootstrap_servers=kafka_bootstrap,

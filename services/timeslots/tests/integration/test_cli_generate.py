@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from shared.events.money import Money
 from shared.migrations import upgrade
 from shared.outbox import Outbox
 from tests.support.fixtures import CreateDatabase
+from tests.support.threads import in_thread
 from timeslots import handlers, models, schemas
 from timeslots.cli import ALEMBIC_INI, main
 
@@ -33,7 +33,7 @@ SLOTS_A_WEEK = 30
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def database(create_database: CreateDatabase) -> AsyncIterator[tuple[str, AsyncEngine]]:
     url = await create_database("timeslots_cli")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     engine = make_engine(url, pool_size=2)
     yield url, engine
     await engine.dispose()
@@ -88,7 +88,7 @@ async def generate(*argv: str) -> int:
         assert isinstance(code, int)
         return code
 
-    return await asyncio.to_thread(run)
+    return await in_thread(run)
 
 
 async def slots_of(engine: AsyncEngine, room_id: UUID) -> list[tuple[Decimal, str]]:

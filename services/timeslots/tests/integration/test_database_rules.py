@@ -15,6 +15,7 @@ import pytest_asyncio
 from shared.db import asyncpg_dsn, make_engine, make_session_factory
 from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
+from tests.support.threads import in_thread
 from timeslots import domain, store
 from timeslots.cli import ALEMBIC_INI
 
@@ -31,7 +32,7 @@ VALUES ($1, $2::text::timestamptz, $3::text::timestamptz, 5, 'EUR')
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def database_url(create_database: CreateDatabase) -> str:
     url = await create_database("timeslots_rules")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     return url
 
 

@@ -21,6 +21,7 @@ from shared.events.catalogue import BookingCreated
 from shared.events.envelope import Envelope
 from shared.events.money import Money
 from tests.support.kafka import produce, read_topic
+from tests.support.threads import in_thread
 from timeslots.cli import main
 
 from .conftest import ADMIN, Service
@@ -101,7 +102,7 @@ async def test_a_dead_lettered_booking_replayed_after_the_fix_holds_its_place_on
                 main(["dead-letters", *argv])
             return int(str(exit_info.value.code))
 
-        code = await asyncio.to_thread(run)
+        code = await in_thread(run)
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import make_engine
 from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
+from tests.support.threads import in_thread
 from timeslots.cli import ALEMBIC_INI, main
 from timeslots.seed import ROOMS
 
@@ -21,7 +21,7 @@ from timeslots.seed import ROOMS
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def database(create_database: CreateDatabase) -> AsyncIterator[tuple[str, AsyncEngine]]:
     url = await create_database("timeslots_seed")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     engine = make_engine(url, pool_size=2)
     yield url, engine
     await engine.dispose()
@@ -42,8 +42,8 @@ async def test_seed_makes_rooms_in_four_zones_with_slots_in_their_local_hours_on
 ) -> None:
     url, engine = database
 
-    first = await asyncio.to_thread(seed, url, monkeypatch, capsys)
-    again = await asyncio.to_thread(seed, url, monkeypatch, capsys)
+    first = await in_thread(seed, url, monkeypatch, capsys)
+    again = await in_thread(seed, url, monkeypatch, capsys)
     async with engine.connect() as connection:
         rows = (
             await connection.execute(

@@ -3,7 +3,6 @@ the JWT secret it starts with."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
 from tests.support.platform import Replica
 from tests.support.service import check_service_starts_ready, check_worker_purges_old_inbox_rows
+from tests.support.threads import in_thread
 from timeslots.cli import ALEMBIC_INI
 from timeslots.main import create_app
 from timeslots.models import metadata
@@ -32,7 +32,7 @@ async def test_a_migrated_service_is_ready_and_reports_metrics(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
     url = await create_database("timeslots")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
 
     await check_service_starts_ready(
         create_app(
@@ -47,7 +47,7 @@ async def test_the_worker_purges_inbox_rows_older_than_the_retention(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
     url = await create_database("timeslots")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     settings = TimeslotsSettings(
         database_url=url,
         kafka_bootstrap_servers=kafka_bootstrap,
@@ -78,7 +78,7 @@ async def test_the_service_refuses_to_start_with_the_development_secret_and_says
     process.start()
     assert process.process is not None
     try:
-        code = await asyncio.to_thread(process.process.wait, 60)
+        code = await in_thread(process.process.wait, 60)
     finally:
         process.terminate()
 
@@ -98,7 +98,7 @@ async def test_the_service_starts_in_development_or_with_a_secret_of_its_own(
     create_database: CreateDatabase, tmp_path: Path, settings: dict[str, str]
 ) -> None:
     url = await create_database("timeslots")
-    await asyncio.to_thread(upgrade, ALEMBIC_INI, url)
+    await in_thread(upgrade, ALEMBIC_INI, url)
     process = api_process(tmp_path / "started.log", TIMESLOTS_DATABASE_URL=url, **settings)
     process.start()
     try:
