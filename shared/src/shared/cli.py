@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from shared.errors import KernelError
 from shared.settings import InsecureSettings, Role, ServiceSettings
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ S = TypeVar("S", bound=ServiceSettings)
 log = logging.getLogger(__name__)
 
 
-class UsageError(Exception):
+class UsageError(KernelError):
     """Raised by a command for arguments that parse but make no sense together (exit 2)."""
 
 

@@ -62,6 +62,7 @@ from typing import Any, Protocol, TextIO
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared.errors import KernelError, describe
 from shared.events.topics import DLQ_SUFFIX, dead_letter_topic
 from shared.kafka import KafkaPublisher, KafkaRecord, make_admin, make_reader
 from shared.progress import ProgressBar
@@ -85,7 +86,7 @@ class Exit(enum.IntEnum):
     NOTHING = 3
 
 
-class Refused(Exception):
+class Refused(KernelError):
     """Arguments that parse but do not fit what the broker holds (exit 2)."""
 
 
@@ -512,7 +513,7 @@ async def replay_letters(
         progress.close()
         not_done = f"from {batch[0].position} on" if batch else "the rest"
         err.write(
-            f"replay stopped: {_describe(exc)}. {_letters(len(replayed))} of {topic.name} "
+            f"replay stopped: {describe(exc)}. {_letters(len(replayed))} of {topic.name} "
             f"replayed to {topic.source}{_positions(replayed)}; {not_done} not, or only in "
             "part: the same replay again is safe (what was replayed is applied once)\n"
         )
@@ -554,11 +555,6 @@ def _positions(positions: Sequence[Position], most: int = 10) -> str:
 
 def _instant(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --- the command --------------------------------------------------------------------------
@@ -711,6 +707,6 @@ async def main(
     except (KafkaError, OSError, TimeoutError) as exc:
         err.write(
             f"{command}: cannot read {args.topic} from Kafka at "
-            f"{settings.kafka_bootstrap_servers}: {_describe(exc)}\n"
+            f"{settings.kafka_bootstrap_servers}: {describe(exc)}\n"
         )
         return Exit.FAILED

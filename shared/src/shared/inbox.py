@@ -23,7 +23,6 @@ come again. Whoever raises a topic's ``retention.ms`` or ``segment.ms`` raises i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Mapping, Sequence
@@ -49,6 +48,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.timing import sleep_unless
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -194,8 +195,7 @@ class InboxPurger:
                 failures = 0
                 if deleted:
                     log.info("purged %d inbox rows older than %s", deleted, _days(self.retention))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+            await sleep_unless(stop, self.interval_s)
 
 
 def _days(period: timedelta) -> str:

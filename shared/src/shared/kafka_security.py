@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from shared.errors import KernelError
+
 if TYPE_CHECKING:
     import ssl
 
@@ -53,7 +55,7 @@ class SaslMechanism(enum.StrEnum):
     SCRAM_SHA_256 = "SCRAM-SHA-256"
 
 
-class KafkaSecurityError(ValueError):
+class KafkaSecurityError(KernelError, ValueError):
     """Security settings that do not fit together; the message says what to change."""
 
 

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.errors import describe
 from shared.kafka import make_admin, make_reader
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
+from shared.timing import sleep_unless
 
 if TYPE_CHECKING:
     from prometheus_client import Gauge
@@ -116,15 +118,14 @@ class ConsumerLagMonitor:
                     log.warning(
                         "consumer lag not measured (%d failed rounds in a row): %s",
                         failures,
-                        _describe(exc),
+                        describe(exc),
                         exc_info=failures == 1,  # one traceback per outage, not one per round
                     )
                 else:
                     if failures:
                         log.info("consumer lag measured again after %d failed rounds", failures)
                     failures = 0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval_s)
+                await sleep_unless(stop, self.interval_s)
         finally:
             await self._disconnect()
 
@@ -194,10 +195,3 @@ async def _unless_stopped(stop: asyncio.Event, work: Awaitable[T], timeout_s: fl
         task.result()
     elif not stop.is_set():
         raise TimeoutError(f"no answer from Kafka within {timeout_s:g}s")
-
-
-def _describe(exc: BaseException) -> str:
-    name, text = type(exc).__name__, str(exc)
-    if not text:
-        return name
-    return text if text.startswith(name) else f"{name}: {text}"  # aiokafka names itself

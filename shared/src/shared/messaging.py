@@ -68,6 +68,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import inbox, tracing
+from shared.errors import KernelError, describe
 from shared.events.envelope import (
     Envelope,
     Event,
@@ -81,6 +82,7 @@ from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.observability import correlation_id as correlation_id_var
 from shared.outbox import causation_id_var, reply_ids
+from shared.timing import RetryPolicy, sleep_unless
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -98,18 +100,18 @@ TYPE_HEADER = "ce_type"
 """The record header naming the event type (see :meth:`Envelope.headers`)."""
 
 
-class PermanentEventError(Exception):
+class PermanentEventError(KernelError):
     """Raised by a handler for an event that can never be applied (dead-lettered at once)."""
 
 
-class BatchItemError(Exception):
+class BatchItemError(KernelError):
     """Raised by a batch handler (:meth:`EventConsumer.on_many`): applying its
     ``index``-th event failed with ``error``. The runtime treats ``error`` as that event's
     own, exactly as if a one-event handler had raised it; any other exception from a batch
     handler blames no event in particular (the batch is split until the culprit is alone)."""
 
     def __init__(self, index: int, error: Exception) -> None:
-        super().__init__(f"event {index} of the batch: {_describe(error)}")
+        super().__init__(f"event {index} of the batch: {describe(error)}")
         self.index = index
         self.error = error
 
@@ -157,17 +159,6 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"
     DEAD_LETTERED = "dead_lettered"
     ABANDONED = "abandoned"  # the consumer gave up in-flight work; the record is redelivered
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    initial_backoff_s: float = 0.2
-    max_backoff_s: float = 5.0
-
-    def backoff(self, attempt: int) -> float:
-        """Delay after the ``attempt``-th failure (1-based), doubling up to the cap."""
-        return float(min(self.initial_backoff_s * 2 ** (attempt - 1), self.max_backoff_s))
 
 
 class DeadLetterSink(Protocol):
@@ -507,8 +498,7 @@ class EventConsumer:
         return min(self.capacity(), self.max_records)
 
     async def _nap(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await sleep_unless(self._stopping, seconds)
 
     # --- one poll -------------------------------------------------------------------------
 
@@ -603,7 +593,7 @@ class EventConsumer:
                 size = 1
             elif is_outage(failure.error):
                 outage_waits += 1
-                delay = self.retry.backoff(min(outage_waits, 30))
+                delay = self.retry.backoff(min(outage_waits, 30)).total_seconds()
                 log.warning(
                     "%s: database unreachable while applying %d events, retrying in %.1fs",
                     self.name,
@@ -632,7 +622,7 @@ class EventConsumer:
             self.name,
             items[at].envelope.type,
             len(items),
-            _describe(failure.error),
+            describe(failure.error),
         )
         blame = failure if self._permanent(failure.error) else None
         runs = [_Run(items[at + 1 :], after_failure=True)] if at + 1 < len(items) else []
@@ -649,12 +639,12 @@ class EventConsumer:
             event_type = item.envelope.type
             if self._permanent(error):
                 outcome = await self._dead_letter(
-                    item.record, "rejected", _describe(error), event_type=event_type
+                    item.record, "rejected", describe(error), event_type=event_type
                 )
                 return outcome is not Outcome.ABANDONED
             if is_outage(error):
                 outage_waits += 1
-                delay = self.retry.backoff(min(outage_waits, 30))
+                delay = self.retry.backoff(min(outage_waits, 30)).total_seconds()
                 log.warning(
                     "%s: database unreachable while handling %s, retrying in %.1fs",
                     self.name,
@@ -672,12 +662,12 @@ class EventConsumer:
                         failures,
                         exc_info=error,
                     )
-                    reason = f"failed {failures} times, last error: {_describe(error)}"
+                    reason = f"failed {failures} times, last error: {describe(error)}"
                     outcome = await self._dead_letter(
                         item.record, "retries_exhausted", reason, event_type=event_type
                     )
                     return outcome is not Outcome.ABANDONED
-                delay = self.retry.backoff(failures)
+                delay = self.retry.backoff(failures).total_seconds()
                 log.warning(
                     "%s: handling %s failed (attempt %d), retrying in %.1fs",
                     self.name,
@@ -816,16 +806,14 @@ class EventConsumer:
                 log.warning(
                     "%s: dead-letter topic unavailable, retrying", self.name, exc_info=attempt == 1
                 )
-                if await self._interrupted(self.retry.backoff(min(attempt, 30))):
+                if await self._interrupted(self.retry.backoff(min(attempt, 30)).total_seconds()):
                     return Outcome.ABANDONED
         self._count(event_type, Outcome.DEAD_LETTERED)
         return Outcome.DEAD_LETTERED
 
     async def _interrupted(self, delay: float) -> bool:
         """Wait ``delay`` seconds; True if in-flight work is to be given up (now or then)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._give_up.wait(), delay)
-        return self._give_up.is_set()
+        return await sleep_unless(self._give_up, delay)
 
     def _expose_dead_letters(self, event_type: str) -> None:
         """Export the dead-letter count of ``event_type`` at 0 before the first one, so that
@@ -926,8 +914,3 @@ def caused_by(envelope: Envelope) -> Iterator[None]:
 
 async def _not_called(event: Event, ctx: EventContext) -> None:  # pragma: no cover
     raise AssertionError("batch consumers apply batches, not single events")
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

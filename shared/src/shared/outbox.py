@@ -64,6 +64,7 @@ from shared.events.envelope import Envelope, Event
 from shared.events.money import utc_now
 from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
 from shared.observability import correlation_id as correlation_id_var
+from shared.timing import sleep_unless
 
 log = logging.getLogger(__name__)
 
@@ -458,7 +459,7 @@ class OutboxRelay:
                 except Exception as exc:  # broker or database unavailable: retry later
                     log.warning("outbox relay: publishing failed, will retry", exc_info=True)
                     await self.record_failure(exc)
-                    await _sleep_unless(stop, backoff)
+                    await sleep_unless(stop, backoff)
                     backoff = min(backoff * 2, self.retry_backoff_max_s)
                     continue
                 if published:
@@ -480,7 +481,7 @@ class OutboxRelay:
                     len(published_at) == self.busy_batches
                     and loop.time() - published_at[0] < self.busy_window_s
                 ):
-                    await _sleep_unless(stop, self.coalesce_s)
+                    await sleep_unless(stop, self.coalesce_s)
         finally:
             if listener is not None:
                 listener.cancel()
@@ -498,13 +499,13 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(self.listen_dsn)
             except Exception:
-                await _sleep_unless(stop, 1.0)
+                await sleep_unless(stop, 1.0)
                 continue
             try:
                 await conn.add_listener(NOTIFY_CHANNEL, on_notify)
                 self._wake.set()  # rows may have arrived while we were not listening
                 while not stop.is_set() and not conn.is_closed():
-                    await _sleep_unless(stop, 1.0)
+                    await sleep_unless(stop, 1.0)
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
@@ -527,11 +528,6 @@ def _parked(record: OutboundRecord, row_id: int, reason: str) -> OutboundRecord:
     return OutboundRecord(
         topic=dead_letter_topic(record.topic), key=record.key, value=value, headers=headers
     )
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 @dataclass
@@ -558,7 +554,7 @@ class OutboxNotifier:
                 conn = await asyncpg.connect(self.dsn)
             except Exception:
                 log.warning("outbox notifier: database unreachable", exc_info=True)
-                await _sleep_unless(stop, 1.0)
+                await sleep_unless(stop, 1.0)
                 continue
             try:
                 while not stop.is_set():
@@ -568,7 +564,7 @@ class OutboxNotifier:
                     self._pending.clear()
                     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
                     self.sent += 1
-                    await _sleep_unless(stop, self.interval_s)
+                    await sleep_unless(stop, self.interval_s)
             except Exception:
                 log.warning("outbox notifier: NOTIFY failed, reconnecting", exc_info=True)
             finally:

@@ -27,9 +27,10 @@ from shared.http.metrics import Metrics
 from shared.inbox import InboxPurger
 from shared.kafka import KafkaPublisher, ensure_topics, make_broker
 from shared.lag import ConsumerLagMonitor
-from shared.messaging import EventConsumer, RetryPolicy, is_outage
+from shared.messaging import EventConsumer, is_outage
 from shared.outbox import Outbox, OutboxNotifier, OutboxRelay, RelayStats
 from shared.settings import Role, ServiceSettings
+from shared.timing import RetryPolicy, sleep_unless
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,8 @@ class ServiceRuntime:
     def _retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
             max_attempts=self.settings.consumer_max_attempts,
-            initial_backoff_s=self.settings.consumer_backoff_initial_s,
-            max_backoff_s=self.settings.consumer_backoff_max_s,
+            initial=timedelta(seconds=self.settings.consumer_backoff_initial_s),
+            maximum=timedelta(seconds=self.settings.consumer_backoff_max_s),
         )
 
     def batch_consumer(self, name: str, *, capacity: Callable[[], int]) -> EventConsumer:
@@ -310,8 +311,7 @@ class ServiceRuntime:
                 await loop(stop)
             except Exception:
                 log.exception("background loop %s crashed; restarting in 1s", name)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                await sleep_unless(stop, 1.0)
             else:
                 return
 

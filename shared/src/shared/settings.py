@@ -12,6 +12,7 @@ import enum
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.errors import KernelError
 from shared.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
@@ -20,7 +21,7 @@ process that serves the API refuses to start with it unless ``<PREFIX>DEVELOPMEN
 (:meth:`ServiceSettings.check_serving`), and warns in its log when it starts with it."""
 
 
-class InsecureSettings(Exception):
+class InsecureSettings(KernelError):
     """Settings fit for a development machine only, in a process that is not told it runs on
     one; the message says what to set."""
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import jwt
 
+from shared.errors import KernelError
 from shared.settings import DEV_JWT_SECRET, ServiceSettings
 
 
@@ -58,7 +59,7 @@ def issue_token(
     return jwt.encode(claims, secret_or_private_key, algorithm=algorithm)
 
 
-class NotForDevelopment(Exception):
+class NotForDevelopment(KernelError):
     """The service's settings do not allow signing development tokens (the message says why
     and what to set)."""
 

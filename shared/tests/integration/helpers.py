@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TypeVar
 
 from aiokafka import AIOKafkaProducer
@@ -13,7 +14,8 @@ from sqlalchemy import insert, select
 
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher, ensure_topics
-from shared.messaging import EventConsumer, EventContext, RetryPolicy
+from shared.messaging import EventConsumer, EventContext
+from shared.timing import RetryPolicy
 
 from .conftest import Db, KernelTestEvent, effects, inbox
 
@@ -119,7 +121,11 @@ def new_consumer(
         session_factory=db.sessions,
         inbox_table=inbox,
         dead_letters=dead_letters,
-        retry=RetryPolicy(max_attempts=max_attempts, initial_backoff_s=0.01, max_backoff_s=0.05),
+        retry=RetryPolicy(
+            max_attempts=max_attempts,
+            initial=timedelta(seconds=0.01),
+            maximum=timedelta(seconds=0.05),
+        ),
         permanent_errors=(Refused,),
         metrics=metrics,
         bootstrap_servers=bootstrap,

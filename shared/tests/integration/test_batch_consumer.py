@@ -6,13 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.envelope import Envelope
 from shared.kafka import KafkaPublisher
-from shared.messaging import BatchItem, EventConsumer, RetryPolicy
+from shared.messaging import BatchItem, EventConsumer
+from shared.timing import RetryPolicy
 from tests.support.kafka import produce, read_topic
 
 from .conftest import Db, KernelTestEvent, effects, inbox
@@ -37,7 +39,9 @@ async def running_batches(
         session_factory=db.sessions,
         inbox_table=inbox,
         dead_letters=dead_letters,
-        retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05),
+        retry=RetryPolicy(
+            max_attempts=3, initial=timedelta(seconds=0.01), maximum=timedelta(seconds=0.05)
+        ),
         bootstrap_servers=bootstrap,
         capacity=lambda: capacity,
     )

@@ -313,13 +313,15 @@ async def test_cli_migrate_upgrades_a_database_with_the_service_history(
     ini = make_alembic_project(tmp_path)
     settings = ServiceSettings(service_name="kernel-cli", database_url=url, log_json=False)
 
-    code = await in_thread(
-        service_main,
-        settings_factory=lambda: settings,
-        app_factory=lambda s: None,  # type: ignore[arg-type,return-value]
-        alembic_ini=ini,
-        argv=["migrate"],
-    )
+    def migrate() -> int:
+        return service_main(
+            settings_factory=lambda: settings,
+            app_factory=lambda s: None,  # type: ignore[arg-type,return-value]
+            alembic_ini=ini,
+            argv=["migrate"],
+        )
+
+    code = await in_thread(migrate)
 
     assert code == 0
     import asyncpg

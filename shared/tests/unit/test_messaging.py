@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import asyncpg
@@ -16,21 +17,16 @@ from shared.messaging import (
     MAX_DEAD_LETTER_VALUE_BYTES,
     EventConsumer,
     IncomingRecord,
-    RetryPolicy,
     bounded_dead_letter,
     is_bad_data,
     is_outage,
 )
 from shared.outbox import outbox_table
+from shared.timing import RetryPolicy
 
 
 class Dummy(Exception):
     pass
-
-
-def test_backoff_doubles_up_to_the_cap() -> None:
-    policy = RetryPolicy(max_attempts=5, initial_backoff_s=0.5, max_backoff_s=3.0)
-    assert [policy.backoff(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
 @pytest.mark.parametrize(
@@ -111,7 +107,7 @@ def make_consumer(sink: CollectingSink) -> EventConsumer:
         session_factory=None,
         inbox_table=outbox_table(MetaData()),  # type: ignore[arg-type]
         dead_letters=sink,
-        retry=RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.001),
+        retry=RetryPolicy(initial=timedelta(seconds=0.001), maximum=timedelta(seconds=0.001)),
     )
 
     @consumer.on(PaymentSucceeded)
@@ -181,7 +177,7 @@ async def test_both_consumer_kinds_export_their_dead_letters_from_zero() -> None
     options = {
         "session_factory": None,
         "inbox_table": outbox_table(MetaData()),
-        "retry": RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.001),
+        "retry": RetryPolicy(initial=timedelta(seconds=0.001), maximum=timedelta(seconds=0.001)),
         "metrics": metrics,
     }
     single = EventConsumer(name="single", dead_letters=CollectingSink(), **options)  # type: ignore[arg-type]
@@ -261,7 +257,9 @@ def _payment_consumer(sink: CollectingSink | None = None) -> EventConsumer:
         session_factory=None,  # type: ignore[arg-type]
         inbox_table=outbox_table(MetaData()),
         dead_letters=sink or CollectingSink(),
-        retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.001, max_backoff_s=0.001),
+        retry=RetryPolicy(
+            max_attempts=2, initial=timedelta(seconds=0.001), maximum=timedelta(seconds=0.001)
+        ),
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
+from importlib.metadata import version
 
 from fastapi import FastAPI
 
@@ -15,13 +15,14 @@ from booking.coalescing import CreateCoalescer
 from booking.settings import BookingSettings
 from shared.events import topics
 from shared.events.money import utc_now
-from shared.http.context import Clock
 from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
+from shared.timing import Clock, sleep_unless
 
 log = logging.getLogger(__name__)
 
-VERSION = "0.2.0"
+VERSION = version("booking-service")
+"""The service's version, from its package metadata (its ``pyproject.toml``)."""
 
 PROBLEM_STATUSES: dict[type[Exception], int] = {
     domain.InvalidTransition: 409,
@@ -67,8 +68,7 @@ def create_runtime(settings: BookingSettings, *, clock: Clock = utc_now) -> Serv
             if expired:
                 log.info("expired %d unpaid holds", expired)
             if expired < settings.expiry_batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), settings.expiry_interval_s)
+                await sleep_unless(stop, settings.expiry_interval_s)
 
     runtime.background("hold-expiry", expire_holds)
     return runtime

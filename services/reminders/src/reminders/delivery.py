@@ -42,12 +42,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reminders import domain, store
-from reminders.domain import Channel, RetryPolicy
+from reminders.domain import Channel
 from reminders.senders import DeliveryError, SmsConfig, SmsSender, SmtpConfig, SmtpConnection
+from shared.errors import describe
 from shared.events.catalogue import ReminderDue, ReminderFailed, ReminderSent
 from shared.events.envelope import Event
 from shared.messaging import BatchItem
 from shared.outbox import Outbox
+from shared.timing import RetryPolicy, sleep_unless
 
 if TYPE_CHECKING:
     from shared.http.metrics import Metrics
@@ -183,8 +185,7 @@ class Delivery:
             now = self.clock()
             wait_s = (self._waiting[0][0] - now).total_seconds()
             if wait_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(wait_s, TICK_S))
+                await sleep_unless(self._wake, min(wait_s, TICK_S))
                 continue
             due: list[store.Lease] = []
             while self._waiting and self._waiting[0][0] <= now:
@@ -288,7 +289,7 @@ class Delivery:
                     self._envelope_from, reminder.contact_email, written or self._email(reminder)
                 )
         except Exception as exc:
-            error = _describe(exc)
+            error = describe(exc)
             gives_up = self.policy.gives_up(lease.attempt)
             retry_at = None if gives_up else self.clock() + self.policy.backoff(lease.attempt)
             log.warning(
@@ -368,8 +369,3 @@ class Delivery:
                     else:
                         self._outcomes.labels(row.kind, "retry").inc()
             await self.outbox.add(session, *events)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

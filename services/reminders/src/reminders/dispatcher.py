@@ -17,7 +17,6 @@ when its lease runs out. A reminder whose booking has already started is not sen
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from reminders import store
 from shared.events.catalogue import ReminderDue
 from shared.outbox import Outbox
+from shared.timing import sleep_unless
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -114,5 +114,4 @@ class Dispatcher:
         while not stop.is_set():
             result = await self.run_once()
             if result.picked < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval_s)
+                await sleep_unless(stop, self.interval_s)

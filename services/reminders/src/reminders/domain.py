@@ -85,24 +85,6 @@ def zone(name: str) -> ZoneInfo:
         raise ImpossibleBooking(f"unknown time zone {name!r}") from None
 
 
-# --- retries ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    initial: timedelta = timedelta(seconds=30)
-    maximum: timedelta = timedelta(hours=1)
-
-    def backoff(self, attempt: int) -> timedelta:
-        """Delay after the ``attempt``-th failed send (1-based), doubling up to the cap."""
-        delay: timedelta = self.initial * 2 ** (attempt - 1)
-        return min(delay, self.maximum)
-
-    def gives_up(self, attempt: int) -> bool:
-        return attempt >= self.max_attempts
-
-
 # --- messages --------------------------------------------------------------------------
 
 

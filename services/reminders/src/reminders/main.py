@@ -7,8 +7,8 @@ One process may run any of the three parts (settings ``scheduler_enabled``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
+from importlib.metadata import version
 
 from fastapi import FastAPI
 
@@ -20,10 +20,11 @@ from shared.events import topics
 from shared.events.catalogue import ReminderDue
 from shared.events.money import utc_now
 from shared.service import ServiceRuntime
+from shared.timing import Clock
 
-VERSION = "0.2.0"
+VERSION = version("reminders-service")
+"""The service's version, from its package metadata (its ``pyproject.toml``)."""
 
-Clock = Callable[[], datetime]
 
 PROBLEM_STATUSES: dict[type[Exception], int] = {api.BookingNotFound: 404}
 

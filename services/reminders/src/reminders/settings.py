@@ -8,8 +8,9 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from reminders.domain import Channel, RetryPolicy, Schedule
+from reminders.domain import Channel, Schedule
 from shared.settings import ServiceSettings
+from shared.timing import RetryPolicy
 
 
 class RemindersSettings(ServiceSettings):

@@ -12,8 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from reminders import domain
-from reminders.domain import Channel, Reminder, RetryPolicy, Schedule
+from reminders.domain import Channel, Reminder, Schedule
 from reminders.settings import RemindersSettings
+from shared.timing import RetryPolicy
 
 START = datetime(2030, 3, 5, 9, 0, tzinfo=UTC)  # Tuesday, 10:00 in Berlin
 HOUR = timedelta(hours=1)
@@ -66,13 +67,6 @@ def test_impossible_booking_facts_are_refused_with_the_reason() -> None:
         domain.check_booking(starts_at=START, ends_at=START, time_zone="UTC")
     with pytest.raises(domain.ImpossibleBooking):
         domain.zone("../etc/passwd")
-
-
-def test_backoff_doubles_up_to_the_cap_and_gives_up_at_the_last_attempt() -> None:
-    policy = RetryPolicy(4, initial=timedelta(seconds=30), maximum=timedelta(minutes=1))
-
-    assert [policy.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 60, 60]
-    assert [policy.gives_up(n) for n in (1, 3, 4)] == [False, False, True]
 
 
 def test_the_message_id_is_stable_per_reminder_and_time_and_new_when_it_moves() -> None:

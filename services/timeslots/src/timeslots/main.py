@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from fastapi import FastAPI
 
 from shared.events import topics
 from shared.events.money import utc_now
-from shared.http.context import Clock
 from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
+from shared.timing import Clock
 from timeslots import consumers, domain, handlers, models
 from timeslots.api import router
 from timeslots.settings import TimeslotsSettings
 
-VERSION = "0.2.0"
+VERSION = version("timeslots-service")
+"""The service's version, from its package metadata (its ``pyproject.toml``)."""
 
 PROBLEM_STATUSES: dict[type[Exception], int] = {
     domain.InvalidSchedule: 422,

@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
+from shared.errors import KernelError
 from shared.events.bounds import EmailAddress
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
@@ -46,7 +47,7 @@ _BEARER_SCHEME: Final = HTTPBearer(
 """Only declares the security scheme in OpenAPI; the 401 answers are ours."""
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(KernelError):
     """A token could not be trusted; ``reason`` says why in a few words, safe to show."""
 
     def __init__(self, reason: str) -> None:

@@ -11,18 +11,18 @@ import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.timing import Clock
 
 if TYPE_CHECKING:
     from shared.service import ServiceRuntime
 
 C = TypeVar("C")
 
-Clock = Callable[[], datetime]
 """The service's notion of now (tests pass a clock they move)."""
 
 

@@ -22,6 +22,8 @@ from uuid import UUID
 
 from fastapi import Query
 
+from shared.errors import KernelError
+
 TIME_AND_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{32}$"
 ID_PATTERN: Final = r"^[A-Za-z0-9_-]{22}$"
 
@@ -46,7 +48,7 @@ IdCursor = Annotated[
 ]
 
 
-class InvalidCursor(ValueError):
+class InvalidCursor(KernelError, ValueError):
     """A pagination cursor of another shape (a 422 for the client)."""
 
 

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.errors import KernelError
 from shared.observability import correlation_id
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
@@ -64,7 +65,7 @@ class ValidationProblemDetails(ProblemDetails):
     errors: list[ValidationIssue]
 
 
-class ProblemError(Exception):
+class ProblemError(KernelError):
     """An error raised by HTTP-facing code that knows its own status.
 
     Subclass it and set ``status`` (and optionally ``title`` and ``type_``); ``title``
