@@ -7,10 +7,12 @@ SHELL := bash
 .DEFAULT_GOAL := help
 export UV_PYTHON_DOWNLOADS := never
 
-UV := $(shell deploy/local/bootstrap.sh)
-export UV
-RUN := $(UV) run --frozen
-PYTEST := $(RUN) pytest -p no:cacheprovider
+# uv is looked for (and installed when missing) the first time a recipe needs it, not each
+# time make reads this file: `make help` installs nothing. Processes started by `uv run` find
+# it in their UV variable (uv sets it); scripts run straight from a recipe are given it.
+UV = $(eval UV := $$(shell deploy/local/bootstrap.sh))$(UV)
+RUN = $(UV) run --frozen
+PYTEST = $(RUN) pytest -p no:cacheprovider
 INFRA_ENV := eval "$$(deploy/local/infra.sh env)"
 SERVICES := timeslots booking reminders
 COVERAGE_MIN := 95
@@ -33,7 +35,7 @@ infra-status: ## is the infrastructure up?
 
 .PHONY: up down status
 up: sync infra-up ## run the platform: infrastructure, migrations, the three services (development mode)
-	deploy/local/services.sh start
+	UV="$(UV)" deploy/local/services.sh start
 
 down: ## stop everything `make up` started
 	deploy/local/services.sh stop
