@@ -78,8 +78,11 @@ schemas: ## regenerate the event schemas (docs/events), AsyncAPI (docs/asyncapi)
 	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES)
 	$(RUN) python -m shared.openapi docs/openapi $(SERVICES)
 
-.PHONY: test test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
+.PHONY: test test-fast test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
 test: sync infra-up lint test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e ## every test, against real Kafka and PostgreSQL, with coverage
+
+test-fast: sync ## the unit tests of every package: no Kafka, no PostgreSQL, well under a minute
+	$(PYTEST) -q shared/tests/unit $(foreach s,$(SERVICES),services/$(s)/tests/unit)
 
 test-shared: ## the kernel's tests (shared/), with coverage
 	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/shared $(PYTEST) shared/tests \
