@@ -62,7 +62,7 @@ token: ## print a development token the services of `make up` accept: make token
 lint: sync ## ruff, mypy, the freshness of the event schemas, AsyncAPI and OpenAPI documents, the AsyncAPI parser, the alert rules (promtool)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy shared/src $(foreach s,$(SERVICES),services/$(s)/src) tests/support tests/e2e tests/api bench
+	$(RUN) mypy  # the paths: [tool.mypy] files in pyproject.toml
 	$(RUN) python -m shared.events.schema docs/events --check
 	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES) --check
 	$(RUN) python -m shared.openapi docs/openapi $(SERVICES) --check
