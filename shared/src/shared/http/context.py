@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 C = TypeVar("C")
 
-"""The service's notion of now (tests pass a clock they move)."""
-
 
 @dataclass(frozen=True)
 class RequestContext(Generic[C]):
