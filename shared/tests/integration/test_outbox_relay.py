@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TypedDict, Unpack
 
 import asyncpg
 import pytest
@@ -14,7 +15,14 @@ from sqlalchemy import func, insert, select
 
 from shared.db import asyncpg_dsn
 from shared.kafka import KafkaPublisher, ensure_topics
-from shared.outbox import NOTIFY_CHANNEL, OutboundRecord, Outbox, OutboxNotifier, OutboxRelay
+from shared.outbox import (
+    NOTIFY_CHANNEL,
+    OutboundRecord,
+    Outbox,
+    OutboxNotifier,
+    OutboxRelay,
+    Publisher,
+)
 from tests.support.kafka import read_topic
 
 from .conftest import Db, KernelTestEvent, effects, outbox
@@ -33,13 +41,17 @@ async def write(db: Db, *notes: str, order_id: uuid.UUID | None = None) -> list[
     return ids
 
 
-def relay(db: Db, publisher: KafkaPublisher | object, **options: object) -> OutboxRelay:
-    return OutboxRelay(
-        session_factory=db.sessions,
-        table=outbox,
-        publisher=publisher,  # type: ignore[arg-type]
-        **options,
-    )  # type: ignore[arg-type]
+class RelayOptions(TypedDict, total=False):
+    """The settings of :class:`OutboxRelay` these tests change; the rest keep its defaults."""
+
+    listen_dsn: str
+    batch_size: int
+    poll_interval_s: float
+    retry_backoff_max_s: float
+
+
+def relay(db: Db, publisher: Publisher, **options: Unpack[RelayOptions]) -> OutboxRelay:
+    return OutboxRelay(session_factory=db.sessions, table=outbox, publisher=publisher, **options)
 
 
 async def pending(db: Db) -> int:

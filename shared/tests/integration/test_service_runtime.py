@@ -137,7 +137,8 @@ async def test_an_api_process_and_a_worker_process_share_the_work_of_one_service
         await conn.run_sync(metadata.create_all)
     await engine.dispose()
     topic = f"kernel-roles-{uuid.uuid4().hex[:8]}"
-    runtimes, apps, loop_runs = {}, {}, {}
+    runtimes, apps = {}, {}
+    loop_runs: dict[Role, list[str]] = {}
     for role in (Role.API, Role.WORKER):
         settings = ServiceSettings(
             service_name="kernel-roles",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import DateTime
+
 from shared.db import one_of, timestamp_column
 
 
@@ -12,6 +14,7 @@ def test_one_of_is_an_in_list_condition() -> None:
 def test_a_required_timestamp_defaults_to_now_and_an_optional_one_to_nothing() -> None:
     required, optional = timestamp_column("created_at"), timestamp_column("gone_at", nullable=True)
 
+    assert isinstance(required.type, DateTime)
     assert required.type.timezone is True
     assert required.nullable is False
     assert required.server_default is not None

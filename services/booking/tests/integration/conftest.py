@@ -205,7 +205,8 @@ class Service:
         """Envelopes published on the booking topic about ``booking_id``, in order."""
 
         def about(record: ConsumerRecord[bytes, bytes]) -> bool:
-            return record.key == booking_id.encode()
+            key: bytes | None = record.key
+            return key == booking_id.encode()
 
         records = await read_topic(
             self.kafka, topics.BOOKING_EVENTS, at_least=at_least, where=about, settle_s=settle_s

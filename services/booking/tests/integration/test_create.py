@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -138,7 +139,7 @@ async def test_a_slot_whose_room_is_not_known_yet_is_409_and_an_unknown_slot_404
     ],
 )
 async def test_invalid_input_is_422_and_holds_nothing(
-    service: Service, body: dict[str, object], reason: str
+    service: Service, body: dict[str, Any], reason: str
 ) -> None:
     room = await service.room()
     (slot,) = await service.slots(room)

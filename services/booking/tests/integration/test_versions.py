@@ -6,8 +6,8 @@ import uuid
 from datetime import timedelta
 
 from shared.events import topics
-from shared.events.catalogue import Event, RoomDeactivated
-from shared.events.envelope import Envelope
+from shared.events.catalogue import RoomDeactivated
+from shared.events.envelope import Envelope, Event
 
 from .conftest import START, Service, types, user
 

@@ -198,7 +198,8 @@ class Service:
         """Envelopes on ``reminders.events`` about the booking."""
 
         def about(record: ConsumerRecord[bytes, bytes]) -> bool:
-            return record.key == str(booking_id).encode()
+            key: bytes | None = record.key
+            return key == str(booking_id).encode()
 
         records = await read_topic(
             self.kafka, topics.REMINDER_EVENTS, at_least=at_least, where=about, settle_s=settle_s
@@ -207,7 +208,8 @@ class Service:
 
     async def jobs(self, reminder_id: uuid.UUID, *, at_least: int) -> list[Envelope]:
         def about(record: ConsumerRecord[bytes, bytes]) -> bool:
-            return record.key == str(reminder_id).encode()
+            key: bytes | None = record.key
+            return key == str(reminder_id).encode()
 
         records = await read_topic(self.kafka, topics.REMINDER_JOBS, at_least=at_least, where=about)
         return [Envelope.model_validate_json(r.value) for r in records]

@@ -7,6 +7,8 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 from email.message import EmailMessage
+from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -166,7 +168,7 @@ async def test_a_failing_smtp_server_that_recovers_gets_the_message_once(
 
     service.clock.set(start - HOUR - SECOND)
 
-    async def refused_once() -> dict[str, object] | None:
+    async def refused_once() -> dict[str, Any] | None:
         # waiting for its retry: pending, or already handed out ahead of the retry time
         row = (await service.by_kind(booking.booking_id))["email_1h"]
         return row if row["last_error"] and row["status"] in ("pending", "queued") else None
@@ -303,7 +305,7 @@ async def test_a_reminder_handed_out_ahead_waits_for_its_time_and_is_dropped_if_
 
     service.clock.set(start - HOUR - 3 * SECOND)  # due in 3 s, within the 10 s dispatched ahead
     for booking in (waiting, kept):
-        await service.until(lambda b=booking: _leased(service, b.booking_id))
+        await service.until(partial(_leased, service, booking.booking_id))
     await service.publish(service.cancelled(waiting))
     await service.statuses(waiting.booking_id, {"email_1h": "cancelled"})
     rows = await service.statuses(kept.booking_id, {"email_1h": "sent"})

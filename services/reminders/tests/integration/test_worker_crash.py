@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -123,7 +124,7 @@ async def test_a_worker_killed_mid_batch_leaves_nothing_undelivered(
         for booking in bookings:
             await service.publish(booking)
         for booking in bookings:
-            await service.until(lambda b=booking: service.known(b.booking_id))
+            await service.until(partial(service.known, booking.booking_id))
 
         # the sink takes STALL_AFTER messages, then receives but never answers: every
         # sender of the worker is stuck in the middle of a send
@@ -186,7 +187,7 @@ async def test_a_worker_stopping_gives_back_what_it_holds_for_later_and_it_goes_
         for booking in bookings:
             await service.publish(booking)
         for booking in bookings:
-            await service.until(lambda b=booking: _held(service, b.booking_id), timeout_s=30)
+            await service.until(partial(_held, service, booking.booking_id), timeout_s=30)
     finally:
         first_stop.set()
         await first

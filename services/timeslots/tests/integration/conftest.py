@@ -98,7 +98,8 @@ class Service:
         """The envelopes published on the timeslots topic about ``room_id``, in order."""
 
         def about_room(record: ConsumerRecord[bytes, bytes]) -> bool:
-            return record.key == room_id.encode()
+            key: bytes | None = record.key
+            return key == room_id.encode()
 
         records = await read_topic(
             self.kafka,

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
+from starlette.types import Message
 
 from shared.http import CurrentUser, JwtVerifier, Metrics, create_service_app
 from shared.http.guards import RequestGuardMiddleware
@@ -222,10 +223,13 @@ async def test_what_is_not_an_http_request_passes_untouched() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["type"])
 
-    async def nothing() -> Any:
+    async def nothing() -> Message:
         raise AssertionError("nothing is received")
 
-    await RequestGuardMiddleware(app, max_body_bytes=0)({"type": "lifespan"}, nothing, nothing)
+    async def send_nothing(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    await RequestGuardMiddleware(app, max_body_bytes=0)({"type": "lifespan"}, nothing, send_nothing)
 
     assert seen == ["lifespan"]
 
