@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +18,7 @@ import httpx
 
 from shared.settings import DEV_JWT_SECRET
 from shared.tokens import issue_token
+from tests.support.polling import until
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -43,20 +44,6 @@ def next_minute(after: datetime) -> datetime:
     """The first whole minute at or after ``after``."""
     floor = after.replace(second=0, microsecond=0)
     return floor if floor == after else floor + timedelta(minutes=1)
-
-
-async def until(
-    probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 30.0, what: str = "it"
-) -> T:
-    """Poll ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def expect(response: httpx.Response, status: int) -> Json:

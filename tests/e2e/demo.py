@@ -25,7 +25,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from .api import Api, connect, expect, next_minute, unique_user, until, utc_now
+from tests.support.polling import until
+
+from .api import Api, connect, expect, next_minute, unique_user, utc_now
 
 REPO = Path(__file__).resolve().parents[2]
 ZONE = "Europe/Berlin"

@@ -36,10 +36,11 @@ from shared.events.money import Money
 from tests.support.broker import PrivateBroker, PrivatePostgres
 from tests.support.kafka import produce, read_all
 from tests.support.platform import CONSUMER_GROUPS, Platform, group_lag, quiet
+from tests.support.polling import until
 from tests.support.standins import MailSink, PaymentStandIn
 from tests.support.threads import in_thread
 
-from .api import Api, auth, connect, expect, next_minute, unique_user, until, utc_now
+from .api import Api, auth, connect, expect, next_minute, unique_user, utc_now
 
 REPLICAS = 2
 PER_PHASE = 24

@@ -8,9 +8,10 @@ from decimal import Decimal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from tests.support.polling import until
 from tests.support.standins import MailSink, PaymentStandIn
 
-from .api import Api, Json, auth, expect, next_minute, unique_user, until, utc_now
+from .api import Api, Json, auth, expect, next_minute, unique_user, utc_now
 
 HOUR = timedelta(hours=1)
 

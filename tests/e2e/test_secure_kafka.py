@@ -18,9 +18,10 @@ import pytest_asyncio
 
 from tests.support.broker import PrivatePostgres, SecureBroker
 from tests.support.platform import Platform, quiet
+from tests.support.polling import until
 from tests.support.standins import MailSink, PaymentStandIn
 
-from .api import Api, expect, next_minute, unique_user, until, utc_now
+from .api import Api, expect, next_minute, unique_user, utc_now
 from .conftest import platform_on
 
 

@@ -15,9 +15,10 @@ import pytest_asyncio
 
 from tests.support.broker import PrivateBroker, PrivatePostgres
 from tests.support.platform import Platform
+from tests.support.polling import until
 from tests.support.standins import MailSink, PaymentStandIn
 
-from .api import connect, expect, next_minute, unique_user, until, utc_now
+from .api import connect, expect, next_minute, unique_user, utc_now
 from .conftest import platform_on
 
 

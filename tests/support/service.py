@@ -10,7 +10,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Generic, TypeVar
 
 import asyncpg
 import httpx
@@ -18,9 +21,31 @@ import pytest
 from fastapi import FastAPI
 
 from shared.db import asyncpg_dsn
+from shared.migrations import upgrade
 from shared.service import ServiceRuntime, jwt_verifier
-from shared.settings import DEV_JWT_SECRET, ServiceSettings
+from shared.settings import DEV_JWT_SECRET, Role, ServiceSettings
 from shared.tokens import issue_token
+from tests.support.fixtures import CreateDatabase
+from tests.support.threads import in_thread
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@dataclass(frozen=True)
+class ServiceKit(Generic[S]):
+    """What the checks every service passes need of it: its name, its migrations, how its
+    settings and its app are made."""
+
+    name: str
+    alembic_ini: Path
+    settings: Callable[..., S]
+    create_app: Callable[[S], FastAPI]
+
+    async def migrated(self, create_database: CreateDatabase) -> str:
+        """The URL of a new database of this service's, migrated to head."""
+        url = await create_database(self.name)
+        await in_thread(upgrade, self.alembic_ini, url)
+        return url
 
 
 @asynccontextmanager
@@ -140,3 +165,28 @@ async def check_worker_purges_old_inbox_rows(app: FastAPI, database_url: str) ->
     assert consumers
     assert purged in metrics
     assert kept == set(recent)
+
+
+async def check_a_migrated_service_is_ready(
+    kit: ServiceKit[S], create_database: CreateDatabase, kafka_bootstrap: str
+) -> None:
+    """``check_service_starts_ready`` for a service on a database migrated to head."""
+    url = await kit.migrated(create_database)
+    settings = kit.settings(
+        database_url=url, kafka_bootstrap_servers=kafka_bootstrap, development=True
+    )
+    await check_service_starts_ready(kit.create_app(settings))
+
+
+async def check_the_worker_purges_its_inbox(
+    kit: ServiceKit[S], create_database: CreateDatabase, kafka_bootstrap: str
+) -> None:
+    """``check_worker_purges_old_inbox_rows`` for the service's worker role."""
+    url = await kit.migrated(create_database)
+    settings = kit.settings(
+        database_url=url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        role=Role.WORKER,
+        inbox_purge_interval_s=0.1,
+    )
+    await check_worker_purges_old_inbox_rows(kit.create_app(settings), url)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TypeVar
@@ -20,22 +19,6 @@ from shared.timing import RetryPolicy
 from .conftest import Db, KernelTestEvent, effects, inbox
 
 T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    timeout_s: float = 20.0,
-    interval_s: float = 0.05,
-) -> T:
-    """Poll ``probe`` until ``done(value)``; return the last value either way."""
-    deadline = time.monotonic() + timeout_s
-    value = await probe()
-    while not done(value) and time.monotonic() < deadline:
-        await asyncio.sleep(interval_s)
-        value = await probe()
-    return value
 
 
 class Refused(Exception):

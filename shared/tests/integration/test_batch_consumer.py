@@ -16,9 +16,10 @@ from shared.kafka import KafkaPublisher
 from shared.messaging import BatchItem, EventConsumer
 from shared.timing import RetryPolicy
 from tests.support.kafka import produce, read_topic
+from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, effects, inbox
-from .helpers import consuming, effect_notes, eventually
+from .helpers import consuming, effect_notes
 
 
 def envelope_bytes(note: str) -> bytes:

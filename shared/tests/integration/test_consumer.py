@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 
 from shared.events.envelope import Envelope
 from tests.support.kafka import produce, read_topic
+from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, inbox
-from .helpers import effect_notes, eventually, running_consumer
+from .helpers import effect_notes, running_consumer
 
 
 def envelope_bytes(note: str, order_id: uuid.UUID | None = None) -> bytes:

@@ -21,9 +21,10 @@ from shared.messaging import BatchItemError, EventConsumer, EventContext, Perman
 from shared.observability import correlation_id as correlation_id_var
 from shared.outbox import Outbox, causation_id_var
 from tests.support.kafka import read_all
+from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, effects, outbox
-from .helpers import consuming, effect_notes, eventually, new_consumer, outcome_count, produce_to
+from .helpers import consuming, effect_notes, new_consumer, outcome_count, produce_to
 
 EVENT = KernelTestEvent.type_name()
 

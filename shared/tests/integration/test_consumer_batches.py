@@ -20,12 +20,12 @@ from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher
 from shared.messaging import EventContext, IncomingRecord
 from tests.support.kafka import read_all
+from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, effects
 from .helpers import (
     consuming,
     effect_notes,
-    eventually,
     new_consumer,
     outcome_count,
     produce_to,

@@ -22,10 +22,10 @@ from shared.service import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import produce
+from tests.support.polling import eventually
 from tests.support.service import running
 
 from .conftest import KernelTestEvent, metadata
-from .helpers import eventually
 
 
 @pytest_asyncio.fixture(loop_scope="session")

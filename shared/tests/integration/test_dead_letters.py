@@ -28,10 +28,11 @@ from shared.messaging import EventContext
 from shared.progress import ProgressBar
 from shared.settings import ServiceSettings
 from tests.support.kafka import produce, read_topic
+from tests.support.polling import eventually
 from tests.support.threads import in_thread
 
 from .conftest import Db, KernelTestEvent, effects
-from .helpers import Refused, consuming, effect_notes, eventually, new_consumer, outcome_count
+from .helpers import Refused, consuming, effect_notes, new_consumer, outcome_count
 
 TYPE = KernelTestEvent.type_name()
 

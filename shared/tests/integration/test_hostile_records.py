@@ -17,9 +17,10 @@ from shared.db import make_session_factory
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.messaging import EventContext
 from tests.support.kafka import produce, read_topic
+from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent
-from .helpers import consuming, effect_notes, eventually, new_consumer, running_consumer
+from .helpers import consuming, effect_notes, new_consumer, running_consumer
 from .test_consumer import envelope_bytes
 
 

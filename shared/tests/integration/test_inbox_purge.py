@@ -16,10 +16,10 @@ from shared.http.metrics import Metrics
 from shared.inbox import InboxPurger
 from shared.service import ServiceRuntime
 from shared.settings import Role, ServiceSettings
+from tests.support.polling import eventually
 from tests.support.service import running
 
 from .conftest import Db, inbox, metadata
-from .helpers import eventually
 
 RETENTION = timedelta(days=30)
 PURGED_3 = re.compile(r'^inbox_rows_purged_total\{table="inbox"\} 3\.0$', re.M)

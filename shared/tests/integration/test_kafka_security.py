@@ -26,10 +26,11 @@ from shared.service import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.support.broker import SecureBroker
 from tests.support.fixtures import CreateDatabase
+from tests.support.polling import eventually
 from tests.support.service import bearer, running
 
 from .conftest import Db, KernelTestEvent, effects, inbox, metadata
-from .helpers import consuming, effect_notes, eventually
+from .helpers import consuming, effect_notes
 
 REFUSED_WITHIN_S = 30
 

@@ -24,9 +24,10 @@ from shared.outbox import (
     Publisher,
 )
 from tests.support.kafka import read_topic
+from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, effects, outbox
-from .helpers import effect_notes, eventually, running_consumer
+from .helpers import effect_notes, running_consumer
 
 
 async def write(db: Db, *notes: str, order_id: uuid.UUID | None = None) -> list[uuid.UUID]:

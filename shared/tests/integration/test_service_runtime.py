@@ -20,11 +20,11 @@ from shared.service import ServiceRuntime
 from shared.settings import InsecureSettings, Role, ServiceSettings
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import read_topic
+from tests.support.polling import eventually
 from tests.support.service import bearer, running
 from tests.support.threads import in_thread
 
 from .conftest import KernelTestEvent, effects, metadata
-from .helpers import eventually
 
 
 def build(settings: ServiceSettings, topic: str, loop_runs: list[str]) -> ServiceRuntime:

@@ -6,11 +6,8 @@ payment events published to Kafka, and requests over HTTP with real tokens.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +16,6 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest_asyncio
-from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 
 from booking.cli import ALEMBIC_INI
@@ -40,8 +36,9 @@ from shared.events.catalogue import (
 from shared.events.envelope import Envelope, Event
 from shared.events.money import Money
 from shared.migrations import upgrade
+from tests.support.drivers import FixedClock, ServiceDriver
 from tests.support.fixtures import CreateDatabase
-from tests.support.kafka import produce, read_topic
+from tests.support.kafka import produce
 from tests.support.service import bearer, running
 from tests.support.threads import in_thread
 
@@ -56,19 +53,9 @@ def user(name: str) -> dict[str, str]:
 
 
 @dataclass
-class Clock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Service:
-    http: httpx.AsyncClient
+class Service(ServiceDriver):
     db: asyncpg.Pool
-    kafka: str
-    clock: Clock
+    clock: FixedClock
     settings: BookingSettings
     app: FastAPI
     _next_day: list[int] = field(default_factory=lambda: [0])
@@ -174,18 +161,6 @@ class Service:
         record = await self.db.fetchrow(query, *args)
         return dict(record) if record else None
 
-    async def until(
-        self, probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0
-    ) -> T:
-        """Poll ``probe`` until it returns something truthy."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = await probe()
-            if value:
-                return value
-            assert time.monotonic() < deadline, "timed out waiting"
-            await asyncio.sleep(0.05)
-
     async def status(self, booking_id: str, expected: str) -> dict[str, Any]:
         async def probe() -> dict[str, Any] | None:
             row = await self.row("SELECT * FROM bookings WHERE id = $1", uuid.UUID(booking_id))
@@ -203,15 +178,9 @@ class Service:
         self, booking_id: str, *, at_least: int, settle_s: float = 0.0
     ) -> list[dict[str, Any]]:
         """Envelopes published on the booking topic about ``booking_id``, in order."""
-
-        def about(record: ConsumerRecord[bytes, bytes]) -> bool:
-            key: bytes | None = record.key
-            return key == booking_id.encode()
-
-        records = await read_topic(
-            self.kafka, topics.BOOKING_EVENTS, at_least=at_least, where=about, settle_s=settle_s
+        return await self.envelopes_about(
+            topics.BOOKING_EVENTS, booking_id, at_least=at_least, settle_s=settle_s
         )
-        return [json.loads(record.value) for record in records]
 
     # --- http ---------------------------------------------------------------------------
 
@@ -267,7 +236,7 @@ async def serve(
         "development": True,
     }
     settings = BookingSettings(**(values | overrides))
-    clock = Clock()
+    clock = FixedClock(START)
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     try:
         app = create_app(settings, clock=clock)

@@ -8,11 +8,8 @@ reminder's time and watches it arrive.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +35,7 @@ from shared.events.catalogue import (
 from shared.events.envelope import Envelope, Event
 from shared.events.money import Money
 from shared.migrations import upgrade
+from tests.support.drivers import ServiceDriver, ShiftedClock
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import produce, read_topic
 from tests.support.service import bearer, running
@@ -53,25 +51,15 @@ BASE = datetime(2029, 3, 1, 8, 0, tzinfo=UTC)
 tests publish on the shared topic, in 2030, so their reminders never fall due here)."""
 
 
-@dataclass
-class Clock:
-    """Real time shifted to where the test wants it: time keeps passing."""
-
-    offset: timedelta = BASE - datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def set(self, moment: datetime) -> None:
-        self.offset = moment - datetime.now(UTC)
+def clock_at_base() -> ShiftedClock:
+    """Real time shifted to ``BASE``: time keeps passing; ``clock.set`` moves it."""
+    return ShiftedClock.starting_at(BASE)
 
 
 @dataclass
-class Service:
-    http: httpx.AsyncClient
+class Service(ServiceDriver):
     db: asyncpg.Pool
-    kafka: str
-    clock: Clock
+    clock: ShiftedClock
     smtp: SmtpSink
     sms: SmsProvider
     settings: RemindersSettings
@@ -181,30 +169,13 @@ class Service:
 
         return await self.until(probe, timeout_s=timeout_s)
 
-    async def until(
-        self, probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0
-    ) -> T:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = await probe()
-            if value:
-                return value
-            assert time.monotonic() < deadline, "timed out waiting"
-            await asyncio.sleep(0.05)
-
     async def events(
         self, booking_id: uuid.UUID, *, at_least: int, settle_s: float = 0.0
     ) -> list[dict[str, Any]]:
         """Envelopes on ``reminders.events`` about the booking."""
-
-        def about(record: ConsumerRecord[bytes, bytes]) -> bool:
-            key: bytes | None = record.key
-            return key == str(booking_id).encode()
-
-        records = await read_topic(
-            self.kafka, topics.REMINDER_EVENTS, at_least=at_least, where=about, settle_s=settle_s
+        return await self.envelopes_about(
+            topics.REMINDER_EVENTS, str(booking_id), at_least=at_least, settle_s=settle_s
         )
-        return [json.loads(r.value) for r in records]
 
     async def jobs(self, reminder_id: uuid.UUID, *, at_least: int) -> list[Envelope]:
         def about(record: ConsumerRecord[bytes, bytes]) -> bool:
@@ -271,7 +242,7 @@ async def service(
     url = await create_database("reminders")
     await in_thread(upgrade, ALEMBIC_INI, url)
     settings = settings_for(url, kafka_bootstrap, smtp, sms)
-    clock = Clock()
+    clock = clock_at_base()
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     try:
         async with running(create_app(settings, clock=clock)) as http:

@@ -13,11 +13,16 @@ from reminders.models import metadata
 from reminders.settings import RemindersSettings
 from shared.db import asyncpg_dsn
 from shared.migrations import downgrade, upgrade
-from shared.settings import Role
 from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
-from tests.support.service import check_service_starts_ready, check_worker_purges_old_inbox_rows
+from tests.support.service import (
+    ServiceKit,
+    check_a_migrated_service_is_ready,
+    check_the_worker_purges_its_inbox,
+)
 from tests.support.threads import in_thread
+
+KIT = ServiceKit("reminders", ALEMBIC_INI, RemindersSettings, create_app)
 
 
 async def test_migration_history_upgrades_downgrades_and_matches_the_models(
@@ -58,28 +63,10 @@ async def test_booking_states_written_before_versions_are_unversioned(
 async def test_a_migrated_service_is_ready_and_reports_metrics(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
-    url = await create_database("reminders")
-    await in_thread(upgrade, ALEMBIC_INI, url)
-
-    await check_service_starts_ready(
-        create_app(
-            RemindersSettings(
-                database_url=url, kafka_bootstrap_servers=kafka_bootstrap, development=True
-            )
-        )
-    )
+    await check_a_migrated_service_is_ready(KIT, create_database, kafka_bootstrap)
 
 
 async def test_the_worker_purges_inbox_rows_older_than_the_retention(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
-    url = await create_database("reminders")
-    await in_thread(upgrade, ALEMBIC_INI, url)
-    settings = RemindersSettings(
-        database_url=url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        role=Role.WORKER,
-        inbox_purge_interval_s=0.1,
-    )
-
-    await check_worker_purges_old_inbox_rows(create_app(settings), url)
+    await check_the_worker_purges_its_inbox(KIT, create_database, kafka_bootstrap)

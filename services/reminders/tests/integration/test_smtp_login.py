@@ -21,7 +21,7 @@ from tests.support.fixtures import CreateDatabase
 from tests.support.service import running
 from tests.support.threads import in_thread
 
-from .conftest import Clock, Service, settings_for
+from .conftest import Service, clock_at_base, settings_for
 from .fakes import SmsProvider, SmtpSink, self_signed_tls
 
 HOUR = timedelta(hours=1)
@@ -46,7 +46,7 @@ async def service(
     settings = settings_for(
         url, kafka_bootstrap, smtp, sms, smtp_username="reminders", smtp_password="s3cret"
     )
-    clock = Clock()
+    clock = clock_at_base()
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     try:
         async with running(create_app(settings, clock=clock)) as http:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest_asyncio
-from aiokafka import ConsumerRecord
 
 from shared.events import topics
 from shared.migrations import upgrade
+from tests.support.drivers import FixedClock, ServiceDriver
 from tests.support.fixtures import CreateDatabase
-from tests.support.kafka import read_topic
 from tests.support.service import bearer, running
 from tests.support.threads import in_thread
 from timeslots.cli import ALEMBIC_INI
@@ -26,22 +23,13 @@ ADMIN = bearer("admin-1", ["admin"])
 USER = bearer("user-1")
 
 
-@dataclass
-class Clock:
-    """The service's notion of now; tests move it."""
-
-    now: datetime = datetime(2030, 1, 7, 6, 0, tzinfo=UTC)  # a Monday
-
-    def __call__(self) -> datetime:
-        return self.now
+START = datetime(2030, 1, 7, 6, 0, tzinfo=UTC)  # a Monday
 
 
 @dataclass
-class Service:
-    http: httpx.AsyncClient
+class Service(ServiceDriver):
     database_url: str
-    kafka: str
-    clock: Clock
+    clock: FixedClock
     settings: TimeslotsSettings
     rooms: list[str] = field(default_factory=list)
 
@@ -96,19 +84,9 @@ class Service:
         self, room_id: str, *, at_least: int, settle_s: float = 0.0
     ) -> list[dict[str, Any]]:
         """The envelopes published on the timeslots topic about ``room_id``, in order."""
-
-        def about_room(record: ConsumerRecord[bytes, bytes]) -> bool:
-            key: bytes | None = record.key
-            return key == room_id.encode()
-
-        records = await read_topic(
-            self.kafka,
-            topics.TIMESLOTS_EVENTS,
-            at_least=at_least,
-            where=about_room,
-            settle_s=settle_s,
+        return await self.envelopes_about(
+            topics.TIMESLOTS_EVENTS, room_id, at_least=at_least, settle_s=settle_s
         )
-        return [json.loads(record.value) for record in records]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -125,7 +103,7 @@ async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> Asyn
         consumer_max_attempts=2,
         development=True,
     )
-    clock = Clock()
+    clock = FixedClock(START)
     async with running(create_app(settings, clock=clock)) as http:
         yield Service(
             http=http, database_url=url, kafka=kafka_bootstrap, clock=clock, settings=settings

@@ -4,11 +4,8 @@ it is replayed."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -21,6 +18,7 @@ from shared.events.catalogue import BookingCreated
 from shared.events.envelope import Envelope
 from shared.events.money import Money
 from tests.support.kafka import produce, read_topic
+from tests.support.polling import eventually
 from tests.support.threads import in_thread
 from timeslots.cli import main
 
@@ -45,17 +43,6 @@ async def booked(service: Service, slot_id: uuid.UUID) -> int:
     assert response.status_code == 200, response.text
     count: int = response.json()["booked_count"]
     return count
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 20.0
-) -> T:
-    deadline = time.monotonic() + timeout_s
-    value = await probe()
-    while not done(value) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-        value = await probe()
-    return value
 
 
 @pytest.mark.usefixtures("root_logger")

@@ -9,16 +9,21 @@ from pathlib import Path
 import pytest
 
 from shared.migrations import upgrade
-from shared.settings import Role
 from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
 from tests.support.platform import Replica
-from tests.support.service import check_service_starts_ready, check_worker_purges_old_inbox_rows
+from tests.support.service import (
+    ServiceKit,
+    check_a_migrated_service_is_ready,
+    check_the_worker_purges_its_inbox,
+)
 from tests.support.threads import in_thread
 from timeslots.cli import ALEMBIC_INI
 from timeslots.main import create_app
 from timeslots.models import metadata
 from timeslots.settings import TimeslotsSettings
+
+KIT = ServiceKit("timeslots", ALEMBIC_INI, TimeslotsSettings, create_app)
 
 
 async def test_migration_history_upgrades_downgrades_and_matches_the_models(
@@ -31,31 +36,13 @@ async def test_migration_history_upgrades_downgrades_and_matches_the_models(
 async def test_a_migrated_service_is_ready_and_reports_metrics(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
-    url = await create_database("timeslots")
-    await in_thread(upgrade, ALEMBIC_INI, url)
-
-    await check_service_starts_ready(
-        create_app(
-            TimeslotsSettings(
-                database_url=url, kafka_bootstrap_servers=kafka_bootstrap, development=True
-            )
-        )
-    )
+    await check_a_migrated_service_is_ready(KIT, create_database, kafka_bootstrap)
 
 
 async def test_the_worker_purges_inbox_rows_older_than_the_retention(
     create_database: CreateDatabase, kafka_bootstrap: str
 ) -> None:
-    url = await create_database("timeslots")
-    await in_thread(upgrade, ALEMBIC_INI, url)
-    settings = TimeslotsSettings(
-        database_url=url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        role=Role.WORKER,
-        inbox_purge_interval_s=0.1,
-    )
-
-    await check_worker_purges_old_inbox_rows(create_app(settings), url)
+    await check_the_worker_purges_its_inbox(KIT, create_database, kafka_bootstrap)
 
 
 REFUSAL = (
