@@ -73,8 +73,8 @@ from bench.cpu import CpuMeter, listening_pid
 from bench.e2e import one_hop_s
 from bench.reminders import environment, free_port, percentile
 from booking.consumers import INVENTORY_CONSUMER, PAYMENTS_CONSUMER
-from shared.events import topics
-from shared.events.catalogue import (
+from booking_contracts import topics
+from booking_contracts.catalogue import (
     BookingConfirmed,
     BookingCreated,
     PaymentFailed,
@@ -84,8 +84,8 @@ from shared.events.catalogue import (
     SlotChanged,
     SlotsGenerated,
 )
-from shared.events.envelope import Envelope
-from shared.events.money import Money
+from booking_contracts.envelope import Envelope
+from booking_contracts.money import Money
 from shared.migrations import upgrade
 from shared.settings import DEV_JWT_SECRET
 from shared.tokens import issue_token

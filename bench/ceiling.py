@@ -31,7 +31,7 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
 from booking.settings import BookingSettings
-from shared.events import topics
+from booking_contracts import topics
 from shared.http.auth import CurrentUser, install_auth
 from shared.service import jwt_verifier
 

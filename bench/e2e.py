@@ -61,8 +61,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.cpu import CpuMeter, cpu_times, listening_pid
 from bench.reminders import environment, percentile
+from booking_contracts import topics
 from shared.db import asyncpg_dsn
-from shared.events import topics
 from shared.lag import consumer_lag
 from shared.settings import DEV_JWT_SECRET
 from shared.tokens import issue_token

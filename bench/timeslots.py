@@ -45,10 +45,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 import timeslots
+from booking_contracts.catalogue import RoomType, SlotsGenerated
+from booking_contracts.envelope import Envelope
+from booking_contracts.money import Money
 from shared.db import make_engine, make_session_factory
-from shared.events.catalogue import RoomType, SlotsGenerated
-from shared.events.envelope import Envelope
-from shared.events.money import Money
 from shared.migrations import upgrade
 from shared.outbox import Outbox
 from timeslots import domain, handlers, models, operations, schemas, store

@@ -28,11 +28,11 @@ import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
 
+from booking_contracts import topics
+from booking_contracts.catalogue import BookingConfirmed, BookingCreated, Contact, PaymentSucceeded
+from booking_contracts.envelope import Envelope
+from booking_contracts.money import Money
 from shared.db import asyncpg_dsn
-from shared.events import topics
-from shared.events.catalogue import BookingConfirmed, BookingCreated, Contact, PaymentSucceeded
-from shared.events.envelope import Envelope
-from shared.events.money import Money
 from tests.support.broker import PrivateBroker, PrivatePostgres
 from tests.support.kafka import produce, read_all
 from tests.support.platform import CONSUMER_GROUPS, Platform, group_lag, quiet

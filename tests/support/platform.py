@@ -32,8 +32,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from booking_contracts import topics as event_topics
 from shared.db import asyncpg_dsn
-from shared.events import topics as event_topics
 from shared.kafka_security import PLAINTEXT, KafkaSecurity, SecurityProtocol
 from shared.lag import consumer_lag
 from shared.migrations import upgrade

@@ -47,8 +47,8 @@ from aiokafka import AIOKafkaConsumer
 from aiosmtpd.controller import Controller
 from pydantic_settings import SettingsConfigDict
 
-from shared.events import topics
-from shared.events.catalogue import (
+from booking_contracts import topics
+from booking_contracts.catalogue import (
     BookingCreated,
     PaymentFailed,
     PaymentSucceeded,
@@ -56,7 +56,7 @@ from shared.events.catalogue import (
     RefundRequested,
     RefundSucceeded,
 )
-from shared.events.envelope import Envelope, Event, EventDecodeError, decode
+from booking_contracts.envelope import Envelope, Event, EventDecodeError, decode
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.outbox import OutboundRecord

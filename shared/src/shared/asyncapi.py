@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.events import catalogue  # noqa: F401  (registers every payload model)
-from shared.events.envelope import Envelope, Event, EventCatalogue
-from shared.events.topics import dead_letter_topic
+from booking_contracts import catalogue  # noqa: F401  (registers every payload model)
+from booking_contracts.envelope import Envelope, Event, EventCatalogue
+from booking_contracts.topics import dead_letter_topic
 from shared.generated import services_main
 
 if TYPE_CHECKING:

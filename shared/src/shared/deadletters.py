@@ -62,8 +62,8 @@ from typing import Any, Protocol, TextIO
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from booking_contracts.topics import DLQ_SUFFIX, dead_letter_topic
 from shared.errors import KernelError, describe
-from shared.events.topics import DLQ_SUFFIX, dead_letter_topic
 from shared.kafka import KafkaPublisher, KafkaRecord, make_admin, make_reader
 from shared.progress import ProgressBar
 from shared.settings import ServiceSettings

@@ -18,7 +18,7 @@ caller can tell "the kernel refused" from a bug or a driver's error::
 
 (modules under ``shared``.)
 
-The event catalogue's decoding errors (``shared.events.envelope.EventDecodeError``,
+The event catalogue's decoding errors (``booking_contracts.envelope.EventDecodeError``,
 ``MalformedEvent``, ``UnknownEventType``) are ``ValueError``\\ s outside this tree on purpose:
 the catalogue imports nothing of the runtime, so that other teams can use it alone.
 """

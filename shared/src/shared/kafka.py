@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
-from shared.events.topics import dead_letter_topic
+from booking_contracts.topics import dead_letter_topic
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.outbox import OutboundRecord
 

@@ -67,9 +67,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import inbox, tracing
-from shared.errors import KernelError, describe
-from shared.events.envelope import (
+from booking_contracts.envelope import (
     Envelope,
     Event,
     EventCatalogue,
@@ -77,8 +75,10 @@ from shared.events.envelope import (
     UnknownEventType,
     decode,
 )
-from shared.events.money import utc_now
-from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
+from booking_contracts.money import utc_now
+from booking_contracts.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
+from shared import inbox, tracing
+from shared.errors import KernelError, describe
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.observability import correlation_id as correlation_id_var
 from shared.outbox import causation_id_var, reply_ids

@@ -23,7 +23,7 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.events.bounds import is_sane_correlation_id
+from booking_contracts.bounds import is_sane_correlation_id
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 """The correlation id of the request or message being handled, if any."""

@@ -59,10 +59,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from booking_contracts.envelope import Envelope, Event
+from booking_contracts.money import utc_now
+from booking_contracts.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
 from shared import tracing
-from shared.events.envelope import Envelope, Event
-from shared.events.money import utc_now
-from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
 from shared.observability import correlation_id as correlation_id_var
 from shared.timing import sleep_unless
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 Clock = Callable[[], datetime]
-"""What a service asks for the time: aware UTC (``shared.events.money.utc_now`` in
+"""What a service asks for the time: aware UTC (``booking_contracts.money.utc_now`` in
 production; a fixed or stepped clock in tests)."""
 
 

@@ -40,12 +40,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.events.bounds import TRACEPARENT_PATTERN
+from booking_contracts.bounds import TRACEPARENT_PATTERN
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from shared.events.envelope import Envelope
+    from booking_contracts.envelope import Envelope
     from shared.settings import ServiceSettings
 
 TRACEPARENT: Final = "traceparent"

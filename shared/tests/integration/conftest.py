@@ -11,8 +11,8 @@ import pytest_asyncio
 from sqlalchemy import Column, Integer, String, Table, Uuid
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from booking_contracts.envelope import Event, EventCatalogue
 from shared.db import make_engine, make_session_factory, service_metadata
-from shared.events.envelope import Event, EventCatalogue
 from shared.inbox import inbox_table
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.outbox import Outbox, outbox_table

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.envelope import Envelope
+from booking_contracts.envelope import Envelope
 from shared.kafka import KafkaPublisher
 from shared.messaging import BatchItem, EventConsumer
 from shared.timing import RetryPolicy

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from shared.events.envelope import Envelope
+from booking_contracts.envelope import Envelope
 from tests.support.kafka import produce, read_topic
 from tests.support.polling import eventually
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.envelope import Envelope, EventCatalogue
+from booking_contracts.envelope import Envelope, EventCatalogue
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher
 from shared.messaging import BatchItemError, EventConsumer, EventContext, PermanentEventError

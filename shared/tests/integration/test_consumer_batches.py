@@ -14,8 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.events.catalogue import PaymentSucceeded
-from shared.events.envelope import Envelope
+from booking_contracts.catalogue import PaymentSucceeded
+from booking_contracts.envelope import Envelope
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher
 from shared.messaging import EventContext, IncomingRecord

@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import OffsetAndMetadata
 
+from booking_contracts.envelope import Envelope
 from shared.db import make_engine
-from shared.events.envelope import Envelope
 from shared.kafka import ensure_topics
 from shared.lag import consumer_lag
 from shared.messaging import EventContext

@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import insert
 
+from booking_contracts.envelope import Envelope
 from shared import deadletters
 from shared.cli import service_main
 from shared.deadletters import DeadLetter, Exit
-from shared.events.envelope import Envelope
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher, KafkaRecord, ensure_topics
 from shared.messaging import EventContext

@@ -14,8 +14,8 @@ import pytest
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 from sqlalchemy import insert, select
 
+from booking_contracts.envelope import Envelope
 from shared.db import make_engine
-from shared.events.envelope import Envelope
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.kafka_security import KafkaSecurity, SecurityProtocol

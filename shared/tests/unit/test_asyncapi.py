@@ -14,13 +14,13 @@ from typing import Any, ClassVar
 import pytest
 from fastapi import FastAPI
 
+from booking_contracts import topics
+from booking_contracts.catalogue import BookingCreated, ReminderSent, RoomDeactivated
+from booking_contracts.envelope import Envelope, EventCatalogue
+from booking_contracts.money import utc_now
 from shared import asyncapi, openapi
 from shared.cli import service_main
 from shared.db import service_metadata
-from shared.events import topics
-from shared.events.catalogue import BookingCreated, ReminderSent, RoomDeactivated
-from shared.events.envelope import Envelope, EventCatalogue
-from shared.events.money import utc_now
 from shared.inbox import inbox_table
 from shared.messaging import EventContext
 from shared.outbox import outbox_table
@@ -208,7 +208,7 @@ def test_the_cli_prints_the_document(capsys: pytest.CaptureFixture[str]) -> None
 
 FAKE_SERVICE = """
 from shared.db import service_metadata
-from shared.events import topics
+from booking_contracts import topics
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 from shared.service import ServiceRuntime

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from shared.events import Event
-from shared.events.catalogue import PaymentFailed, PaymentSucceeded
-from shared.events.topics import MAX_DEAD_LETTER_VALUE_BYTES
+from booking_contracts import Event
+from booking_contracts.catalogue import PaymentFailed, PaymentSucceeded
+from booking_contracts.topics import MAX_DEAD_LETTER_VALUE_BYTES
 from shared.messaging import (
     EventConsumer,
     IncomingRecord,
@@ -120,7 +120,7 @@ def make_consumer(sink: CollectingSink) -> EventConsumer:
 async def test_events_nobody_handles_are_acknowledged_without_touching_the_database() -> None:
     import uuid
 
-    from shared.events import Envelope
+    from booking_contracts import Envelope
     from shared.messaging import IncomingRecord
 
     sink = CollectingSink()
@@ -303,7 +303,7 @@ def _succeeded(payment_id: str) -> PaymentSucceeded:
     import uuid
     from decimal import Decimal
 
-    from shared.events import Money
+    from booking_contracts import Money
 
     amount = Money(amount=Decimal("10.00"), currency="EUR")
     return PaymentSucceeded(booking_id=uuid.uuid4(), payment_id=payment_id, amount=amount)
@@ -325,7 +325,7 @@ class _Chargeback(_Refund):
 
 
 def test_new_events_are_cut_into_runs_of_one_batch_handler_and_single_events() -> None:
-    from shared.events import Envelope
+    from booking_contracts import Envelope
     from shared.messaging import IncomingRecord, _Item
 
     consumer = _payment_consumer()
@@ -393,8 +393,8 @@ async def _run_batches(
     """``handle`` one partition of ``PaymentFailed`` events (payment ids ``payment_ids``)
     with the batch handler ``many``, on sessions that keep what committed; every event id
     is new to the inbox. Returns the offsets to commit, what committed and the dead letters."""
+    from booking_contracts import Envelope
     from shared import inbox
-    from shared.events import Envelope
     from shared.messaging import IncomingRecord
 
     async def all_new(session: object, table: object, *, consumer: str, events: Any) -> set[Any]:
@@ -554,7 +554,7 @@ def test_batch_item_error_names_the_event_and_keeps_its_error() -> None:
 
 
 def test_replies_and_handlers_name_their_cause_and_keep_its_correlation() -> None:
-    from shared.events import Envelope
+    from booking_contracts import Envelope
     from shared.messaging import caused_by
     from shared.observability import correlation_id
     from shared.outbox import causation_id_var, reply_ids

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from booking_contracts.catalogue import BookingExpired
+from booking_contracts.envelope import Envelope
 from shared import tracing
-from shared.events.catalogue import BookingExpired
-from shared.events.envelope import Envelope
 from shared.messaging import caused_by
 from shared.settings import ServiceSettings
 

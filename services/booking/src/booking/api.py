@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from booking import domain, handlers, schemas, store
 from booking.coalescing import CreateCoalescer
 from booking.domain import Action, BookingStatus, PaymentStatus
-from shared.events.catalogue import Contact
+from booking_contracts.catalogue import Contact
 from shared.http.auth import AdminUser, CurrentUser, Principal
 from shared.http.context import RequestContext, request_context
 from shared.http.inputs import Instant

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from booking import handlers, store
-from shared.events.catalogue import (
+from booking_contracts.catalogue import (
     PaymentFailed,
     PaymentSucceeded,
     RefundFailed,
@@ -35,7 +35,7 @@ from shared.events.catalogue import (
     SlotChanged,
     SlotsGenerated,
 )
-from shared.events.envelope import Envelope
+from booking_contracts.envelope import Envelope
 from shared.messaging import ConsumerMetrics, EventConsumer, EventContext
 from shared.outbox import Outbox
 

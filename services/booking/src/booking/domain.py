@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from shared.events.money import Money
+from booking_contracts.money import Money
 
 
 class BookingError(Exception):

@@ -31,7 +31,7 @@ from booking.domain import (
     RefundQuote,
     RefundStatus,
 )
-from shared.events.catalogue import (
+from booking_contracts.catalogue import (
     Actor,
     BookingCancelled,
     BookingCompleted,
@@ -47,8 +47,8 @@ from shared.events.catalogue import (
     RefundRequested,
     RefundSucceeded,
 )
-from shared.events.envelope import Envelope, Event
-from shared.events.money import Money
+from booking_contracts.envelope import Envelope, Event
+from booking_contracts.money import Money
 from shared.messaging import BatchItemError, caused_by
 from shared.outbox import Outbox
 

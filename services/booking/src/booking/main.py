@@ -13,8 +13,8 @@ from booking import consumers, domain, handlers, models
 from booking.api import router
 from booking.coalescing import CreateCoalescer
 from booking.settings import BookingSettings
-from shared.events import topics
-from shared.events.money import utc_now
+from booking_contracts import topics
+from booking_contracts.money import utc_now
 from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
 from shared.timing import Clock, sleep_unless

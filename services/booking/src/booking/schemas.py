@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field
 
 from booking import store
 from booking.domain import BookingStatus, PaymentStatus
-from shared.events.bounds import EmailAddress
-from shared.events.catalogue import Actor
-from shared.events.money import Money
+from booking_contracts.bounds import EmailAddress
+from booking_contracts.catalogue import Actor
+from booking_contracts.money import Money
 from shared.http.inputs import FreeFormObject, RequestModel
 
 PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"

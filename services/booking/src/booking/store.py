@@ -39,9 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from booking import domain
 from booking.domain import PAYMENT_STATUS_OF_REFUNDS, BookingStatus, PaymentStatus, RefundStatus
 from booking.models import bookings, refunds, rooms, slots, stray_payments
+from booking_contracts.catalogue import Actor, Contact, RoomSnapshot, SlotSnapshot
+from booking_contracts.money import Money
 from shared.db import reported_detail, violated_constraint
-from shared.events.catalogue import Actor, Contact, RoomSnapshot, SlotSnapshot
-from shared.events.money import Money
 
 # --- inventory -------------------------------------------------------------------------
 

@@ -21,9 +21,8 @@ from fastapi import FastAPI
 from booking.cli import ALEMBIC_INI
 from booking.main import create_app
 from booking.settings import BookingSettings
-from shared.db import asyncpg_dsn
-from shared.events import topics
-from shared.events.catalogue import (
+from booking_contracts import topics
+from booking_contracts.catalogue import (
     PaymentFailed,
     PaymentSucceeded,
     RoomSnapshot,
@@ -33,8 +32,9 @@ from shared.events.catalogue import (
     SlotSnapshot,
     SlotStatus,
 )
-from shared.events.envelope import Envelope, Event
-from shared.events.money import Money
+from booking_contracts.envelope import Envelope, Event
+from booking_contracts.money import Money
+from shared.db import asyncpg_dsn
 from shared.migrations import upgrade
 from tests.support.drivers import FixedClock, ServiceDriver
 from tests.support.fixtures import CreateDatabase

@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from booking import domain, handlers
 from booking.main import rules_of
-from shared.events.catalogue import Contact
+from booking_contracts.catalogue import Contact
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import bearer
 

@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from booking.models import allowed_refund_settlements
-from shared.events import topics
-from shared.events.catalogue import (
+from booking_contracts import topics
+from booking_contracts.catalogue import (
     PaymentSucceeded,
     RefundFailed,
     RefundSucceeded,
@@ -23,8 +23,8 @@ from shared.events.catalogue import (
     SlotSnapshot,
     SlotStatus,
 )
-from shared.events.envelope import Envelope
-from shared.events.money import Money
+from booking_contracts.envelope import Envelope
+from booking_contracts.money import Money
 from tests.support.kafka import read_topic
 
 from .conftest import ADMIN, START, Service, types, user

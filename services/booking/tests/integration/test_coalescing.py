@@ -10,7 +10,7 @@ from typing import Any
 from booking import domain, handlers
 from booking.coalescing import CreateCoalescer
 from booking.main import rules_of
-from shared.events.catalogue import Contact
+from booking_contracts.catalogue import Contact
 
 from .conftest import START, Service, types
 

@@ -13,7 +13,7 @@ import pytest
 
 from booking.domain import BookingStatus
 from booking.models import allowed_status_pairs
-from shared.events.catalogue import RoomDeactivated, SlotChanged, SlotStatus
+from booking_contracts.catalogue import RoomDeactivated, SlotChanged, SlotStatus
 
 from .conftest import START, Service, types, user
 

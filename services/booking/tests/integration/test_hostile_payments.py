@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from shared.events import topics
+from booking_contracts import topics
 from tests.support.kafka import produce, read_topic
 
 from .conftest import Service

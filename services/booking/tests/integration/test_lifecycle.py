@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.events import topics
-from shared.events.catalogue import RoomDeactivated, SlotChanged, SlotStatus
-from shared.events.envelope import Envelope
+from booking_contracts import topics
+from booking_contracts.catalogue import RoomDeactivated, SlotChanged, SlotStatus
+from booking_contracts.envelope import Envelope
 
 from .conftest import ADMIN, START, Service, types, user
 

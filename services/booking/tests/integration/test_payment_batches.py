@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from booking import domain, handlers
-from shared.events.catalogue import PaymentSucceeded
-from shared.events.envelope import Envelope
-from shared.events.money import Money
+from booking_contracts.catalogue import PaymentSucceeded
+from booking_contracts.envelope import Envelope
+from booking_contracts.money import Money
 from shared.messaging import BatchItemError
 
 from .conftest import Service, types, user

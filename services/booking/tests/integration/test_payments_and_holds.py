@@ -10,10 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 from booking import handlers
-from shared.events import topics
-from shared.events.catalogue import PaymentSucceeded, RefundRequested, RefundSucceeded
-from shared.events.envelope import Envelope
-from shared.events.money import Money
+from booking_contracts import topics
+from booking_contracts.catalogue import PaymentSucceeded, RefundRequested, RefundSucceeded
+from booking_contracts.envelope import Envelope
+from booking_contracts.money import Money
 from tests.support.kafka import read_topic
 from tests.support.standins import REFUND_FAILURE, decide_refund
 

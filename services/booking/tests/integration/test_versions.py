@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from shared.events import topics
-from shared.events.catalogue import RoomDeactivated
-from shared.events.envelope import Envelope, Event
+from booking_contracts import topics
+from booking_contracts.catalogue import RoomDeactivated
+from booking_contracts.envelope import Envelope, Event
 
 from .conftest import START, Service, types, user
 

@@ -23,7 +23,7 @@ from booking.domain import (
     settle_refund,
     transition,
 )
-from shared.events.money import Money
+from booking_contracts.money import Money
 
 START = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 PRICE = Money.of("40.00", "EUR")

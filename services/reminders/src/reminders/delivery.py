@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from booking_contracts.catalogue import ReminderDue, ReminderFailed, ReminderSent
+from booking_contracts.envelope import Event
 from reminders import domain, store
 from reminders.domain import Channel
 from reminders.senders import DeliveryError, SmsConfig, SmsSender, SmtpConfig, SmtpConnection
 from shared.errors import describe
-from shared.events.catalogue import ReminderDue, ReminderFailed, ReminderSent
-from shared.events.envelope import Event
 from shared.messaging import BatchItem
 from shared.outbox import Outbox
 from shared.timing import RetryPolicy, sleep_unless

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from booking_contracts.catalogue import ReminderDue
 from reminders import store
-from shared.events.catalogue import ReminderDue
 from shared.outbox import Outbox
 from shared.timing import sleep_unless
 

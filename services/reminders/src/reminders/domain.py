@@ -14,7 +14,7 @@ from string import Template
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.events.catalogue import ReminderChannel
+from booking_contracts.catalogue import ReminderChannel
 from shared.text import one_line
 
 Channel = ReminderChannel

@@ -12,13 +12,13 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
+from booking_contracts import topics
+from booking_contracts.catalogue import ReminderDue
+from booking_contracts.money import utc_now
 from reminders import api, delivery, domain, models, scheduling
 from reminders.dispatcher import Dispatcher
 from reminders.senders import SmsConfig, SmtpConfig
 from reminders.settings import RemindersSettings
-from shared.events import topics
-from shared.events.catalogue import ReminderDue
-from shared.events.money import utc_now
 from shared.service import ServiceRuntime
 from shared.timing import Clock
 

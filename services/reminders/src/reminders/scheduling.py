@@ -27,9 +27,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from reminders import store
-from reminders.domain import Channel, ImpossibleBooking, Schedule, check_booking
-from shared.events.catalogue import (
+from booking_contracts.catalogue import (
     BookingCancelled,
     BookingCompleted,
     BookingConfirmed,
@@ -37,7 +35,9 @@ from shared.events.catalogue import (
     BookingNoShow,
     BookingRescheduled,
 )
-from shared.events.envelope import Envelope
+from booking_contracts.envelope import Envelope
+from reminders import store
+from reminders.domain import Channel, ImpossibleBooking, Schedule, check_booking
 from shared.messaging import BatchItemError, EventConsumer, EventContext
 
 if TYPE_CHECKING:

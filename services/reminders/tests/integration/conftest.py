@@ -20,20 +20,20 @@ import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
 
-from reminders.cli import ALEMBIC_INI
-from reminders.main import create_app
-from reminders.settings import RemindersSettings
-from shared.db import asyncpg_dsn
-from shared.events import topics
-from shared.events.catalogue import (
+from booking_contracts import topics
+from booking_contracts.catalogue import (
     Actor,
     BookingCancelled,
     BookingConfirmed,
     BookingRescheduled,
     Contact,
 )
-from shared.events.envelope import Envelope, Event
-from shared.events.money import Money
+from booking_contracts.envelope import Envelope, Event
+from booking_contracts.money import Money
+from reminders.cli import ALEMBIC_INI
+from reminders.main import create_app
+from reminders.settings import RemindersSettings
+from shared.db import asyncpg_dsn
 from shared.migrations import upgrade
 from tests.support.drivers import ServiceDriver, ShiftedClock
 from tests.support.fixtures import CreateDatabase

@@ -16,12 +16,12 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry, Counter
 
+from booking_contracts import topics
+from booking_contracts.catalogue import BookingConfirmed
+from booking_contracts.envelope import Envelope
 from reminders import scheduling
 from reminders.domain import ImpossibleBooking
 from reminders.main import create_runtime
-from shared.events import topics
-from shared.events.catalogue import BookingConfirmed
-from shared.events.envelope import Envelope
 from shared.messaging import BatchItemError, EventConsumer, IncomingRecord
 from shared.service import ServiceRuntime
 

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.events.catalogue import ReminderChannel, ReminderDue
-from shared.events.envelope import Envelope
+from booking_contracts.catalogue import ReminderChannel, ReminderDue
+from booking_contracts.envelope import Envelope
 from tests.support.kafka import produce, read_topic
 
 from .conftest import Service

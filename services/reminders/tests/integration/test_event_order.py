@@ -14,9 +14,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from booking_contracts.catalogue import BookingConfirmed, BookingRescheduled
+from booking_contracts.envelope import Envelope, Event
 from reminders.scheduling import CONSUMER
-from shared.events.catalogue import BookingConfirmed, BookingRescheduled
-from shared.events.envelope import Envelope, Event
 
 from .conftest import Service
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.events import topics
-from shared.events.catalogue import BookingCompleted, BookingExpired, BookingNoShow
-from shared.events.envelope import Event
+from booking_contracts import topics
+from booking_contracts.catalogue import BookingCompleted, BookingExpired, BookingNoShow
+from booking_contracts.envelope import Event
 from tests.support.kafka import read_topic
 from tests.support.service import bearer
 

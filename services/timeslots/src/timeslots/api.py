@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.catalogue import RoomType, SlotStatus
+from booking_contracts.catalogue import RoomType, SlotStatus
 from shared.http.auth import AdminUser, CurrentUser
 from shared.http.context import RequestContext, built_on_the_loop, request_context
 from shared.http.inputs import CalendarDate

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.catalogue import (
+from booking_contracts.catalogue import (
     BookingCancelled,
     BookingCreated,
     BookingExpired,
     BookingRescheduled,
 )
-from shared.events.envelope import Envelope
+from booking_contracts.envelope import Envelope
 from shared.messaging import BatchItemError, EventConsumer, PermanentEventError
 from timeslots import store
 

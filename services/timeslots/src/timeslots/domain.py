@@ -50,7 +50,7 @@ from types import MappingProxyType
 from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.events.money import Money
+from booking_contracts.money import Money
 
 WEEKDAYS = frozenset(range(1, 8))
 """ISO weekdays: 1 is Monday, 7 is Sunday."""

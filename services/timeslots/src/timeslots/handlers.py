@@ -17,7 +17,7 @@ from uuid import UUID
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.catalogue import (
+from booking_contracts.catalogue import (
     RoomDeactivated,
     RoomUpserted,
     SlotChanged,
@@ -25,7 +25,7 @@ from shared.events.catalogue import (
     SlotSnapshot,
     SlotStatus,
 )
-from shared.events.money import Money, utc_now
+from booking_contracts.money import Money, utc_now
 from shared.outbox import Outbox
 from timeslots import domain, schemas, store
 

@@ -6,8 +6,8 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from shared.events import topics
-from shared.events.money import utc_now
+from booking_contracts import topics
+from booking_contracts.money import utc_now
 from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
 from shared.timing import Clock

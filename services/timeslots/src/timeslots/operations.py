@@ -19,9 +19,9 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from booking_contracts.money import Money
 from shared import progress
 from shared.db import make_engine, make_session_factory
-from shared.events.money import Money
 from shared.outbox import Outbox
 from timeslots import domain, handlers, models, store
 from timeslots.settings import TimeslotsSettings

@@ -10,8 +10,8 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 
-from shared.events.catalogue import RoomType, SlotStatus
-from shared.events.money import Money, Price
+from booking_contracts.catalogue import RoomType, SlotStatus
+from booking_contracts.money import Money, Price
 from shared.http.inputs import (
     CalendarDate,
     FreeFormObject,

@@ -35,9 +35,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from booking_contracts.catalogue import (
+    RoomSnapshot,
+    RoomType,
+    SlotsGenerated,
+    SlotSnapshot,
+    SlotStatus,
+)
+from booking_contracts.money import Money
 from shared.db import violated_constraint
-from shared.events.catalogue import RoomSnapshot, RoomType, SlotsGenerated, SlotSnapshot, SlotStatus
-from shared.events.money import Money
 from shared.outbox import Outbox
 from timeslots import domain
 from timeslots.models import rooms, schedules, slot_holds, timeslots

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from shared.events import topics
+from booking_contracts import topics
 from shared.migrations import upgrade
 from tests.support.drivers import FixedClock, ServiceDriver
 from tests.support.fixtures import CreateDatabase

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from booking_contracts import topics
+from booking_contracts.catalogue import SlotsGenerated
+from booking_contracts.envelope import decode
 from shared.db import asyncpg_dsn
-from shared.events import topics
-from shared.events.catalogue import SlotsGenerated
-from shared.events.envelope import decode
 from tests.support.kafka import read_topic
 
 from .conftest import ADMIN, USER, Service

@@ -16,17 +16,17 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import make_engine, make_session_factory
-from shared.events import topics
-from shared.events.catalogue import (
+from booking_contracts import topics
+from booking_contracts.catalogue import (
     Actor,
     BookingCancelled,
     BookingCreated,
     BookingExpired,
     BookingRescheduled,
 )
-from shared.events.envelope import Envelope, Event
-from shared.events.money import Money
+from booking_contracts.envelope import Envelope, Event
+from booking_contracts.money import Money
+from shared.db import make_engine, make_session_factory
 from shared.messaging import BatchItemError, PermanentEventError
 from tests.support.kafka import produce, read_topic
 from timeslots import consumers, store

@@ -14,9 +14,9 @@ import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from booking_contracts.catalogue import RoomType
+from booking_contracts.money import Money
 from shared.db import make_engine, make_session_factory
-from shared.events.catalogue import RoomType
-from shared.events.money import Money
 from shared.migrations import upgrade
 from shared.outbox import Outbox
 from tests.support.fixtures import CreateDatabase

@@ -12,11 +12,11 @@ from typing import TypeVar
 import asyncpg
 import pytest
 
+from booking_contracts import topics
+from booking_contracts.catalogue import BookingCreated
+from booking_contracts.envelope import Envelope
+from booking_contracts.money import Money
 from shared.db import asyncpg_dsn
-from shared.events import topics
-from shared.events.catalogue import BookingCreated
-from shared.events.envelope import Envelope
-from shared.events.money import Money
 from tests.support.kafka import produce, read_topic
 from tests.support.polling import eventually
 from tests.support.threads import in_thread

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from shared.events.money import Money
+from booking_contracts.money import Money
 from tests.support.service import check_cli_prints_a_token, check_cli_prints_openapi
 from timeslots import domain
 from timeslots.cli import main

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.events.money import Money
+from booking_contracts.money import Money
 from timeslots.domain import (
     Blackout,
     InvalidRange,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.events.money import Money
+from booking_contracts.money import Money
 from timeslots.domain import Blackout, Schedule, SlotSpec, WorkingInterval, expand
 
 ZONES = [

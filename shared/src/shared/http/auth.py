@@ -25,8 +25,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
+from booking_contracts.bounds import EmailAddress
 from shared.errors import KernelError
-from shared.events.bounds import EmailAddress
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})

@@ -39,7 +39,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.events.money import UtcDatetime
+from booking_contracts.money import UtcDatetime
 
 MAX_FREE_FORM_DEPTH: Final = 8
 """Levels of a free-form object: the object itself is one, each object or array in it one more."""

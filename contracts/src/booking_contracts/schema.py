@@ -1,7 +1,7 @@
 """JSON Schema of every event payload and of the envelope, exported for other teams.
 
-``python -m shared.events.schema DIR`` writes one ``<Type>.v<N>.json`` per payload model and
-``Envelope.json``; ``--check`` fails when the files in DIR differ from the code.
+:func:`schemas` gives one ``<Type>.v<N>.json`` per payload model and ``Envelope.json``
+(``python -m shared.event_schemas DIR`` writes them, ``--check`` compares).
 
 Each file declares its dialect (``$schema``: JSON Schema 2020-12) and its identity (``$id``:
 :data:`SCHEMA_ID_BASE` and the file's name without ``.json``, e.g.
@@ -13,15 +13,11 @@ files by it. The schema, every model it refers to (``$defs``) and every property
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from shared.events import catalogue  # noqa: F401  (registers every payload model)
-from shared.events.envelope import Envelope, EventCatalogue
-from shared.generated import write_or_check
+from booking_contracts import catalogue  # noqa: F401  (registers every payload model)
+from booking_contracts.envelope import Envelope, EventCatalogue
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 """The JSON Schema dialect every exported schema declares (Pydantic writes 2020-12)."""
@@ -47,23 +43,3 @@ def _identified(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("directory", type=Path)
-    parser.add_argument("--check", action="store_true", help="fail if DIR is not current")
-    args = parser.parse_args(argv)
-    directory: Path = args.directory
-    wanted = {name: render(schema) for name, schema in schemas().items()}
-    return write_or_check(
-        directory,
-        wanted,
-        check=args.check,
-        what="event schemas",
-        command=f"python -m shared.events.schema {directory}",
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

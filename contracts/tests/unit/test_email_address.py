@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from shared.events.bounds import EmailAddress
-from shared.events.catalogue import Contact
+from booking_contracts.bounds import EmailAddress
+from booking_contracts.catalogue import Contact
 
 OURS = TypeAdapter(EmailAddress)
 THEIRS = TypeAdapter(EmailStr)

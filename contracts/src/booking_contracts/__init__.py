@@ -1,7 +1,7 @@
 """The event contract: envelope, payload models, topics, exact money and time types."""
 
-from shared.events import catalogue, topics
-from shared.events.envelope import (
+from booking_contracts import catalogue, topics
+from booking_contracts.envelope import (
     Envelope,
     Event,
     EventCatalogue,
@@ -10,7 +10,7 @@ from shared.events.envelope import (
     UnknownEventType,
     decode,
 )
-from shared.events.money import CurrencyCode, ExactDecimal, Money, UtcDatetime, utc_now
+from booking_contracts.money import CurrencyCode, ExactDecimal, Money, UtcDatetime, utc_now
 
 __all__ = [
     "CurrencyCode",

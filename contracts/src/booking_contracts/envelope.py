@@ -17,8 +17,8 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.events.bounds import CorrelationId, Traceparent
-from shared.events.money import UtcDatetime, utc_now
+from booking_contracts.bounds import CorrelationId, Traceparent
+from booking_contracts.money import UtcDatetime, utc_now
 
 SPEC_VERSION = "1.0"
 

@@ -11,17 +11,24 @@ from typing import ClassVar
 import pytest
 from pydantic import ValidationError
 
-from shared.events import Envelope, Event, EventCatalogue, MalformedEvent, Money, UnknownEventType
-from shared.events import decode as decode_event
-from shared.events.bounds import MAX_NOTE_CHARACTERS
-from shared.events.catalogue import (
+from booking_contracts import (
+    Envelope,
+    Event,
+    EventCatalogue,
+    MalformedEvent,
+    Money,
+    UnknownEventType,
+)
+from booking_contracts import decode as decode_event
+from booking_contracts.bounds import MAX_NOTE_CHARACTERS
+from booking_contracts.catalogue import (
     BookingCreated,
     Contact,
     PaymentFailed,
     PaymentSucceeded,
     SlotSnapshot,
 )
-from shared.events.topics import ALL_TOPICS, BOOKING_EVENTS, dead_letter_topic
+from booking_contracts.topics import ALL_TOPICS, BOOKING_EVENTS, dead_letter_topic
 
 
 def booking_created() -> BookingCreated:
@@ -127,7 +134,7 @@ def test_a_type_cannot_be_defined_twice() -> None:
 
 def test_every_event_has_a_topic_of_the_platform() -> None:
     assert {
-        m.topic for m in EventCatalogue.all() if m.__module__ == "shared.events.catalogue"
+        m.topic for m in EventCatalogue.all() if m.__module__ == "booking_contracts.catalogue"
     } <= set(ALL_TOPICS)
     assert dead_letter_topic(BOOKING_EVENTS) == "booking.events.dlq"
 

@@ -9,7 +9,7 @@ import jsonschema_rs
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from shared.events.money import Money, Price, UtcDatetime, minor_unit_exponent, utc_now
+from booking_contracts.money import Money, Price, UtcDatetime, minor_unit_exponent, utc_now
 
 
 def test_money_travels_as_a_decimal_string_with_its_currency() -> None:

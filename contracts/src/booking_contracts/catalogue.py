@@ -18,10 +18,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import topics
-from shared.events.bounds import Count, EmailAddress, Identifier, Label, Note, ZoneName
-from shared.events.envelope import Event, EventCatalogue
-from shared.events.money import Money, UtcDatetime
+from booking_contracts import topics
+from booking_contracts.bounds import Count, EmailAddress, Identifier, Label, Note, ZoneName
+from booking_contracts.envelope import Event, EventCatalogue
+from booking_contracts.money import Money, UtcDatetime
 
 
 def _event(cls: type[Event]) -> type[Event]:
