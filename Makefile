@@ -59,10 +59,11 @@ token: ## print a development token the services of `make up` accept: make token
 	@BOOKING_DEVELOPMENT=$${BOOKING_DEVELOPMENT:-true} $(RUN) booking token '$(SUB)' $(foreach r,$(ROLE),--role '$(r)')
 
 .PHONY: lint
-lint: sync ## ruff, mypy, the freshness of the event schemas, AsyncAPI and OpenAPI documents, the AsyncAPI parser, the alert rules (promtool)
+lint: sync ## ruff, mypy, the import contracts, the freshness of the event schemas, AsyncAPI and OpenAPI documents, the AsyncAPI parser, the alert rules (promtool)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy  # the paths: [tool.mypy] files in pyproject.toml
+	$(RUN) lint-imports  # the import contracts: [tool.importlinter] in pyproject.toml
 	$(RUN) python -m shared.event_schemas docs/events --check
 	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES) --check
 	$(RUN) python -m shared.openapi docs/openapi $(SERVICES) --check
