@@ -64,30 +64,34 @@ lint: sync ## ruff, mypy, the import contracts, the freshness of the event schem
 	$(RUN) ruff format --check .
 	$(RUN) mypy  # the paths: [tool.mypy] files in pyproject.toml
 	$(RUN) lint-imports  # the import contracts: [tool.importlinter] in pyproject.toml
-	$(RUN) python -m shared.event_schemas docs/events --check
-	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES) --check
-	$(RUN) python -m shared.openapi docs/openapi $(SERVICES) --check
+	$(RUN) python -m platform_tooling.event_schemas docs/events --check
+	$(RUN) python -m platform_tooling.asyncapi docs/asyncapi $(SERVICES) --check
+	$(RUN) python -m platform_tooling.openapi docs/openapi $(SERVICES) --check
 	command -v promtool >/dev/null 2>&1 || bash -c 'COMPONENT=lint; . deploy/local/lib.sh; apt_install prometheus'
 	promtool check config deploy/observability/prometheus.yml
 	promtool test rules deploy/observability/alerts.test.yml
 	command -v npm >/dev/null 2>&1 || bash -c 'COMPONENT=lint; . deploy/local/lib.sh; apt_install nodejs npm'
-	cd tools/asyncapi && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && node check.mjs ../../docs/asyncapi/*.json
+	cd tooling/asyncapi-parser && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && node check.mjs ../../docs/asyncapi/*.json
 
 .PHONY: schemas
 schemas: ## regenerate the event schemas (docs/events), AsyncAPI (docs/asyncapi) and OpenAPI (docs/openapi)
-	$(RUN) python -m shared.event_schemas docs/events
-	$(RUN) python -m shared.asyncapi docs/asyncapi $(SERVICES)
-	$(RUN) python -m shared.openapi docs/openapi $(SERVICES)
+	$(RUN) python -m platform_tooling.event_schemas docs/events
+	$(RUN) python -m platform_tooling.asyncapi docs/asyncapi $(SERVICES)
+	$(RUN) python -m platform_tooling.openapi docs/openapi $(SERVICES)
 
-.PHONY: test test-fast test-contracts test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
-test: sync infra-up lint test-contracts test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e ## every test, against real Kafka and PostgreSQL, with coverage
+.PHONY: test test-fast test-contracts test-tooling test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
+test: sync infra-up lint test-contracts test-tooling test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e ## every test, against real Kafka and PostgreSQL, with coverage
 
 test-fast: sync ## the unit tests of every package: no Kafka, no PostgreSQL, well under a minute
-	$(PYTEST) -q contracts/tests/unit shared/tests/unit $(foreach s,$(SERVICES),services/$(s)/tests/unit)
+	$(PYTEST) -q contracts/tests/unit shared/tests/unit $(foreach s,$(SERVICES),services/$(s)/tests/unit) tooling/tests/unit
 
 test-contracts: ## the event contract's tests (contracts/), with coverage; no infrastructure
 	COVERAGE_FILE=.run/coverage/contracts $(PYTEST) contracts/tests \
 		--cov=booking_contracts --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)
+
+test-tooling: ## the tests of the document generators (tooling/), with coverage; no infrastructure
+	COVERAGE_FILE=.run/coverage/tooling $(PYTEST) tooling/tests \
+		--cov=platform_tooling --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)
 
 test-shared: ## the kernel's tests (shared/), with coverage
 	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/shared $(PYTEST) shared/tests \

@@ -62,6 +62,7 @@ COPY shared/pyproject.toml shared/pyproject.toml
 COPY services/booking/pyproject.toml services/booking/pyproject.toml
 COPY services/timeslots/pyproject.toml services/timeslots/pyproject.toml
 COPY services/reminders/pyproject.toml services/reminders/pyproject.toml
+COPY tooling/pyproject.toml tooling/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package "${SERVICE}-service"
 

@@ -1,7 +1,7 @@
 """JSON Schema of every event payload and of the envelope, exported for other teams.
 
 :func:`schemas` gives one ``<Type>.v<N>.json`` per payload model and ``Envelope.json``
-(``python -m shared.event_schemas DIR`` writes them, ``--check`` compares).
+(``python -m platform_tooling.event_schemas DIR`` writes them, ``--check`` compares).
 
 Each file declares its dialect (``$schema``: JSON Schema 2020-12) and its identity (``$id``:
 :data:`SCHEMA_ID_BASE` and the file's name without ``.json``, e.g.

@@ -16,15 +16,12 @@ FastStream's own generator is not used: it documents a subscriber by its handler
 signature (ours take the raw Kafka record, so every payload would be empty) and knows
 nothing of the topics a service publishes to through its outbox.
 
-``python -m shared.asyncapi DIR SERVICE...`` writes ``DIR/<service>.json`` for each service
-package, built from ``<service>.main.create_app()`` (which connects to nothing);
-``--check`` fails when a file in DIR differs from the code.
+``python -m platform_tooling.asyncapi DIR SERVICE...`` writes them to ``docs/asyncapi``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +30,6 @@ from pydantic.json_schema import models_json_schema
 from booking_contracts import catalogue  # noqa: F401  (registers every payload model)
 from booking_contracts.envelope import Envelope, Event, EventCatalogue
 from booking_contracts.topics import dead_letter_topic
-from shared.generated import services_main
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -246,17 +242,3 @@ def _schemas(models: list[type[Event]]) -> dict[str, Any]:
         envelope["properties"]["data"] = refs[(model, "serialization")]
         schemas[model.type_name()] = envelope
     return schemas
-
-
-def main(argv: list[str] | None = None) -> int:
-    return services_main(
-        argv,
-        module="shared.asyncapi",
-        what="AsyncAPI documents",
-        description=__doc__,
-        document=lambda app: render(document_of(app)),
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

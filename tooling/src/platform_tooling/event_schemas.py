@@ -1,8 +1,8 @@
 """Write the event contract's JSON Schemas to a folder, or check that it holds them.
 
-``python -m shared.event_schemas DIR`` writes one ``<Type>.v<N>.json`` per payload model and
-``Envelope.json`` (:func:`booking_contracts.schema.schemas`); ``--check`` fails when the
-files in DIR differ from the code.
+``python -m platform_tooling.event_schemas DIR`` writes one ``<Type>.v<N>.json`` per payload
+model and ``Envelope.json`` (:func:`booking_contracts.schema.schemas`); ``--check`` fails when
+the files in DIR differ from the code.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from booking_contracts.schema import render, schemas
-from shared.generated import write_or_check
+from platform_tooling.documents import write_or_check
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted,
         check=args.check,
         what="event schemas",
-        command=f"python -m shared.event_schemas {directory}",
+        command=f"python -m platform_tooling.event_schemas {directory}",
     )
 
 

@@ -1,6 +1,6 @@
 // The AsyncAPI documents of the services, read by the official parser: any diagnostic at all
 // (error, warning, information or hint) fails `make lint`.
-//   node tools/asyncapi/check.mjs docs/asyncapi/*.json
+//   node tooling/asyncapi-parser/check.mjs docs/asyncapi/*.json
 import { Parser, fromFile } from '@asyncapi/parser';
 
 const SEVERITY = ['error', 'warning', 'information', 'hint'];

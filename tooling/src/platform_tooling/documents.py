@@ -1,4 +1,5 @@
-"""Documents generated from the code and checked in (event schemas, AsyncAPI, OpenAPI)."""
+"""Documents generated from the code and checked in (event schemas, AsyncAPI, OpenAPI): how
+one is written or checked, and how a service's app is found by its package name."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""``python -m shared.event_schemas DIR``: the contract's JSON Schemas written and checked."""
+"""``python -m platform_tooling.event_schemas DIR``: the contract's schemas written, checked."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from shared.event_schemas import main
+from platform_tooling.event_schemas import main
 
 
 def test_export_then_check_passes_and_a_stale_file_fails(tmp_path: Path) -> None:
