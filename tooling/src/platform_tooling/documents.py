@@ -81,3 +81,16 @@ def services_main(
         complete=False,
         command=f"python -m {module} {directory} {' '.join(args.services)}",
     )
+
+
+def services_generator(
+    *, module: str, what: str, description: str | None, document: Callable[[FastAPI], str]
+) -> Callable[[list[str] | None], int]:
+    """The ``main`` of ``python -m <module> DIR SERVICE... [--check]`` (see ``services_main``)."""
+
+    def main(argv: list[str] | None = None) -> int:
+        return services_main(
+            argv, module=module, what=what, description=description, document=document
+        )
+
+    return main

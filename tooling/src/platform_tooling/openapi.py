@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import sys
 
-from platform_tooling.documents import services_main
+from platform_tooling.documents import services_generator
 from shared import openapi
 
-
-def main(argv: list[str] | None = None) -> int:
-    return services_main(
-        argv,
-        module="platform_tooling.openapi",
-        what="OpenAPI documents",
-        description=__doc__,
-        document=lambda app: openapi.render(openapi.document_of(app)),
-    )
+main = services_generator(
+    module="platform_tooling.openapi",
+    what="OpenAPI documents",
+    description=__doc__,
+    document=lambda app: openapi.render(openapi.document_of(app)),
+)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(main(None))

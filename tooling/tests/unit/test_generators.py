@@ -1,4 +1,5 @@
-"""The generators of the checked-in AsyncAPI and OpenAPI documents: written, checked, stale."""
+"""The generators of the checked-in AsyncAPI and OpenAPI documents: a service found by its
+package name; its documents written, checked, stale."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from types import ModuleType
 import pytest
 
 from platform_tooling import asyncapi, openapi
+from platform_tooling.documents import service_app
+from shared import openapi as openapi_document
 
 FAKE_SERVICE = """
-from shared.db import service_metadata
+from fastapi import APIRouter
+
 from booking_contracts import topics
+from shared.db import service_metadata
+from shared.http.auth import CurrentUser
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 from shared.service import ServiceRuntime
@@ -26,26 +32,36 @@ metadata = service_metadata()
 outbox_table(metadata)
 inbox_table(metadata)
 
+router = APIRouter()
+
+
+@router.get("/things/{thing_id}", tags=["things"])
+async def get_thing(thing_id: int, user: CurrentUser) -> dict[str, int]:
+    return {"id": thing_id}
+
 
 def create_app():
     runtime = ServiceRuntime(
         ServiceSettings(service_name="fake"),
         metadata=metadata,
         source="/fake",
-        produces=[topics.%s],
+        produces=[topics.BOOKING_EVENTS],
     )
-    return runtime.create_app(title="Fake service", version="0.0.1")
+    app = runtime.create_app(title="Fake service", version="0.0.1", description="Things.")
+    app.include_router(router)
+    return app
 """
 
 
 @pytest.fixture
 def fake_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A service package ``<name>`` on sys.path whose ``main.create_app()`` builds a runtime."""
+    """A service package ``<name>`` on sys.path whose ``main.create_app()`` serves things and
+    publishes booking events."""
     name = f"fake_service_{uuid.uuid4().hex[:8]}"
     package = tmp_path / "packages" / name
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    (package / "main.py").write_text(textwrap.dedent(FAKE_SERVICE % "BOOKING_EVENTS"))
+    (package / "main.py").write_text(textwrap.dedent(FAKE_SERVICE))
     monkeypatch.syspath_prepend(str(tmp_path / "packages"))
     yield name
     for module in [m for m in sys.modules if m.startswith(name)]:
@@ -84,3 +100,17 @@ def test_export_then_check_passes_and_a_stale_document_fails(
     assert (directory / "other-service.json").read_text() == "{}", "not ours to remove"
     assert generator.main([str(directory), fake_service, "--check"]) == 0
     assert generator.main([str(tmp_path / "empty"), fake_service, "--check"]) == 1
+
+
+def test_the_document_is_the_apps_own_with_its_routes_and_health(fake_service: str) -> None:
+    app = service_app(fake_service)
+    document = openapi_document.document_of(app)
+
+    assert document == app.openapi()
+    assert document["info"] == {
+        "title": "Fake service",
+        "version": "0.0.1",
+        "description": "Things.",
+    }
+    assert {"/things/{thing_id}", "/health/live", "/health/ready"} <= set(document["paths"])
+    assert "bearerAuth" in document["components"]["securitySchemes"]
