@@ -84,6 +84,9 @@ KERNEL_COMMANDS: tuple[Command[ServiceSettings], ...] = (DEAD_LETTERS, TOKEN)
 """Operator commands every service has, after its own."""
 QUIET_COMMANDS = frozenset({TOKEN.name})
 """Commands whose output is for a program (a token to capture): no logging set up."""
+PROCESS_COMMANDS = frozenset({"serve", "migrate"})
+"""Commands whose logs are their output (on stdout); every other command prints its result on
+stdout and logs on stderr, so ``<service> openapi > openapi.json`` holds the document alone."""
 
 
 def lazy_app_factory(module: str, name: str = "create_app") -> Callable[[S], FastAPI]:
@@ -143,7 +146,12 @@ def service_main(
     if args.command not in QUIET_COMMANDS:
         from shared.observability import configure_logging
 
-        configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+        configure_logging(
+            settings.service_name,
+            settings.log_level,
+            json=settings.log_json,
+            to_stderr=args.command not in PROCESS_COMMANDS,
+        )
     if args.command in own:
         command, subparser = own[args.command]
         try:

@@ -103,24 +103,33 @@ class JsonFormatter(logging.Formatter):
         return jsonlib.dumps(document, default=str, ensure_ascii=False)
 
 
-class _StdoutHandler(logging.Handler):
-    """Writes each record to whatever ``sys.stdout`` is *at emit time*.
+class _ProcessStreamHandler(logging.Handler):
+    """Writes each record to whatever ``sys.stdout`` (or ``sys.stderr``) is *at emit time*.
 
     A plain ``StreamHandler(sys.stdout)`` pins the stream object it was created with, which
     breaks as soon as stdout is swapped (test capture, tooling) and the old one is closed.
     """
 
+    def __init__(self, *, to_stderr: bool) -> None:
+        super().__init__()
+        self.to_stderr = to_stderr
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            stream = sys.stdout
+            stream = sys.stderr if self.to_stderr else sys.stdout
             stream.write(self.format(record) + "\n")
             stream.flush()
         except Exception:
             self.handleError(record)
 
 
-def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -> None:
+def configure_logging(
+    service: str, level: str = "INFO", *, json: bool = True, to_stderr: bool = False
+) -> None:
     """Send every log record of the process to stdout, as JSON lines by default.
+
+    ``to_stderr``: to stderr instead, for a command whose stdout is its result (a document, a
+    listing), so that redirecting it to a file keeps the logs out.
 
     Configures the root logger; calling it again replaces the handler it installed earlier
     instead of adding a second one (so records are never printed twice), and leaves handlers
@@ -130,10 +139,10 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if isinstance(handler, _StdoutHandler):
+        if isinstance(handler, _ProcessStreamHandler):
             root.removeHandler(handler)
             handler.close()
-    handler = _StdoutHandler()
+    handler = _ProcessStreamHandler(to_stderr=to_stderr)
     handler.addFilter(CorrelationIdFilter())
     handler.setFormatter(JsonFormatter(service) if json else logging.Formatter(_TEXT_FORMAT))
     root.setLevel(level.upper())

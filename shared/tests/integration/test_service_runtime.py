@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -292,6 +293,32 @@ def test_cli_prints_the_openapi_document(capsys: pytest.CaptureFixture[str]) -> 
     document = json.loads(capsys.readouterr().out)
     assert document["info"] == {"title": "Kernel CLI", "version": "9.9"}
     assert "/health/ready" in document["paths"]
+
+
+@pytest.mark.parametrize("command", ["openapi", "asyncapi"])
+def test_a_printed_document_is_only_the_document_the_logs_go_to_stderr(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``<service> openapi > openapi.json`` holds the document alone, whatever is logged
+    meanwhile (e.g. asyncio reporting a task of an earlier client that was never awaited)."""
+    settings = ServiceSettings(service_name="kernel-cli", log_json=False)
+
+    def app_factory(s: ServiceSettings) -> Any:
+        logging.getLogger("asyncio").error("Task was destroyed but it is pending!")
+        runtime = ServiceRuntime(s, metadata=metadata, source="/kernel-cli")
+        return runtime.create_app(title="Kernel CLI", version="9.9")
+
+    code = service_main(
+        settings_factory=lambda: settings,
+        app_factory=app_factory,
+        alembic_ini=Path("unused.ini"),
+        argv=[command],
+    )
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert json.loads(out)["info"]["title"] == "Kernel CLI"
+    assert "Task was destroyed but it is pending!" in err
 
 
 def test_cli_without_a_command_explains_its_usage(capsys: pytest.CaptureFixture[str]) -> None:
