@@ -42,6 +42,10 @@ class ImpossibleBooking(ValueError):
     """Booking facts no reminder can be written for (the event goes to the dead letters)."""
 
 
+class BookingNotFound(Exception):
+    """No reminder and no event of this booking is known here (404)."""
+
+
 # --- what gets scheduled ---------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from booking_contracts import topics
 from booking_contracts.catalogue import ReminderDue
 from booking_contracts.money import utc_now
-from reminders import api, delivery, domain, models, scheduling
+from reminders import api, consumers, delivery, domain, models
 from reminders.dispatcher import Dispatcher
 from reminders.senders import SmsConfig, SmtpConfig
 from reminders.settings import RemindersSettings
@@ -26,7 +26,7 @@ VERSION = version("reminders-service")
 """The service's version, from its package metadata (its ``pyproject.toml``)."""
 
 
-PROBLEM_STATUSES: dict[type[Exception], int] = {api.BookingNotFound: 404}
+PROBLEM_STATUSES: dict[type[Exception], int] = {domain.BookingNotFound: 404}
 
 
 def smtp_config(settings: RemindersSettings) -> SmtpConfig:
@@ -63,8 +63,8 @@ def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> Se
         work_queues={topics.REMINDER_JOBS: settings.jobs_partitions},
     )
     if settings.scheduler_enabled:
-        scheduling.register(
-            runtime.consumer(scheduling.CONSUMER, permanent_errors=(domain.ImpossibleBooking,)),
+        consumers.register(
+            runtime.consumer(consumers.CONSUMER, permanent_errors=(domain.ImpossibleBooking,)),
             settings.schedule(),
             runtime.metrics.counter(
                 "reminders_scheduled_total", "Reminders scheduled by channel", ["channel"]
@@ -117,6 +117,7 @@ def create_app(settings: RemindersSettings | None = None, *, clock: Clock = utc_
         ),
         problem_mapping=PROBLEM_STATUSES,
         routers=[api.router],
+        config=None,
         clock=clock,
     )
     return app

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 from booking_contracts import topics
 from booking_contracts.catalogue import BookingConfirmed
 from booking_contracts.envelope import Envelope
-from reminders import scheduling
+from reminders import consumers, handlers
 from reminders.domain import ImpossibleBooking
 from reminders.main import create_runtime
 from shared.messaging import BatchItemError, EventConsumer, IncomingRecord
@@ -72,7 +72,7 @@ async def apply(
 ) -> None:
     """One call of the batch handler, in one transaction."""
     async with runtime.sessions.begin() as session:
-        await scheduling.confirm_bookings(
+        await handlers.confirm_bookings(
             session, items, schedule=service.settings.schedule(), scheduled=scheduled.counter
         )
 
@@ -257,7 +257,7 @@ class DeadLetters:
 
 
 def bookings_consumer(runtime: ServiceRuntime) -> EventConsumer:
-    (consumer,) = [c for c in runtime.consumers if c.name == scheduling.CONSUMER]
+    (consumer,) = [c for c in runtime.consumers if c.name == consumers.CONSUMER]
     return consumer
 
 
@@ -293,14 +293,14 @@ async def test_through_the_consumer_an_impossible_confirmation_is_dead_lettered_
     dead = DeadLetters()
     monkeypatch.setattr(consumer, "dead_letters", dead)
     calls: list[list[uuid.UUID]] = []
-    confirm = scheduling.confirm_bookings
+    confirm = handlers.confirm_bookings
 
     def counting(session: Any, items: Sequence[Item], **kwargs: Any) -> Awaitable[None]:
         calls.append([envelope.id for envelope, _ in items])
         return confirm(session, items, **kwargs)
 
     spy: Callable[..., Awaitable[None]] = counting
-    monkeypatch.setattr(scheduling, "confirm_bookings", spy)
+    monkeypatch.setattr(handlers, "confirm_bookings", spy)
     before, after = service.confirmed(start, phone=phone), service.confirmed(start)
     backwards = service.confirmed(start, minutes=-30)
     later = [service.confirmed(start, phone=phone) for _ in range(3)]
@@ -325,7 +325,7 @@ async def test_through_the_consumer_an_impossible_confirmation_is_dead_lettered_
     ]
     headers = dead.sent[0][2]
     assert headers["dlq_kind"] == "rejected"
-    assert headers["dlq_consumer"] == scheduling.CONSUMER
+    assert headers["dlq_consumer"] == consumers.CONSUMER
     assert "before it starts" in headers["dlq_reason"]
     assert await state(service, backwards.booking_id) is None
     assert [r[0] for r in await shape(service, before.booking_id)] == [

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from booking_contracts.catalogue import BookingConfirmed, BookingRescheduled
 from booking_contracts.envelope import Envelope, Event
-from reminders.scheduling import CONSUMER
+from reminders.consumers import CONSUMER
 
 from .conftest import Service
 

@@ -1,0 +1,156 @@
+"""The reminders service's use cases: what booking events do to reminders, and an admin's view.
+
+Each runs in the caller's transaction: the consumer's, after the event id was claimed in the
+inbox (so a redelivered event has no second effect), or the request's. Confirmations, the bulk
+of the traffic, are applied a run at a time (:func:`confirm_bookings`): the bookings of a run
+of consecutive confirmations are remembered in one statement and the reminders of those new to
+this service are inserted in another, with the same result as applying them one by one. What a
+booking's reminders are follows from the *time of the event* (its envelope's ``time``), not
+from when it is read, so an event read late has the same result as one read at once;
+``booking_states`` makes duplicates and events out of order harmless. Which of two events of a
+booking is the newer is decided by the booking's version in each (``booking_version``, counted
+by the booking service's database; not the class's schema ``version``), not by their envelope
+times, which the clocks of different booking replicas wrote: only events written before
+versions existed (no ``booking_version``, taken as 0) are ordered by their times, below every
+versioned one (the order rule: :mod:`reminders.store`). Events with impossible facts (an
+unknown time zone, an end before the start) raise :class:`~reminders.domain.ImpossibleBooking`
+(in a run of confirmations: as the :class:`~shared.messaging.BatchItemError` of that event).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter as Tally
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from booking_contracts.catalogue import BookingConfirmed, BookingRescheduled
+from booking_contracts.envelope import Envelope
+from reminders import store
+from reminders.domain import (
+    BookingNotFound,
+    Channel,
+    ImpossibleBooking,
+    Schedule,
+    check_booking,
+)
+from shared.messaging import BatchItemError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from prometheus_client import Counter
+    from sqlalchemy import Row
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+log = logging.getLogger(__name__)
+
+
+async def confirm_bookings(
+    session: AsyncSession,
+    confirmations: Sequence[tuple[Envelope, BookingConfirmed]],
+    *,
+    schedule: Schedule,
+    scheduled: Counter,
+) -> None:
+    """Apply a run of confirmations (in offset order) set-based, as if one by one: each
+    booking not known yet is remembered and gets the reminders planned as of its event's
+    time; a booking known already (confirmed before, also earlier in the run, or ended)
+    gets nothing. At most two statements for the whole run.
+
+    The first confirmation with impossible facts raises :class:`BatchItemError` with its
+    index and the :class:`ImpossibleBooking` error, before anything is written.
+    """
+    firsts: dict[UUID, int] = {}  # booking id -> index of its first confirmation
+    for index, (_, event) in enumerate(confirmations):
+        try:
+            check_booking(
+                starts_at=event.starts_at, ends_at=event.ends_at, time_zone=event.room_time_zone
+            )
+        except ImpossibleBooking as exc:
+            raise BatchItemError(index, exc) from exc
+        firsts.setdefault(event.booking_id, index)  # a later one is a duplicate
+    facts = {booking_id: _facts(confirmations[i][1]) for booking_id, i in firsts.items()}
+    new = await store.remember_bookings(
+        session,
+        [
+            store.Confirmation(
+                facts[booking_id],
+                version=confirmations[i][1].booking_version or 0,
+                as_of=confirmations[i][0].time,
+            )
+            for booking_id, i in firsts.items()
+        ],
+    )
+    plans: list[tuple[store.BookingFacts, dict[Channel, datetime]]] = []
+    for index, (envelope, event) in enumerate(confirmations):
+        if event.booking_id not in new or firsts[event.booking_id] != index:
+            log.info("booking %s is known already: nothing to schedule", event.booking_id)
+            continue
+        planned = schedule.plan(
+            starts_at=event.starts_at,
+            has_phone=event.contact.phone is not None,
+            as_of=envelope.time,
+        )
+        plans.append((facts[event.booking_id], planned))
+    await store.add_reminders(session, plans)
+    counts = Tally(channel for _, planned in plans for channel in planned)
+    for channel, count in counts.items():
+        scheduled.labels(channel.value).inc(count)
+
+
+def _facts(event: BookingConfirmed) -> store.BookingFacts:
+    return store.BookingFacts(
+        booking_id=event.booking_id,
+        user_id=event.user_id,
+        contact_email=str(event.contact.email),
+        contact_phone=event.contact.phone,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        room_name=event.room_name,
+        room_time_zone=event.room_time_zone,
+    )
+
+
+async def reschedule(
+    session: AsyncSession, event: BookingRescheduled, *, as_of: datetime, schedule: Schedule
+) -> None:
+    """Move a live booking's reminders to its new time (those now past are dropped); a stale
+    event, or one for no live booking, changes nothing."""
+    check_booking(
+        starts_at=event.new_starts_at,
+        ends_at=event.new_ends_at,
+        time_zone=event.room_time_zone,
+    )
+    facts = await store.move_booking(
+        session,
+        event.booking_id,
+        starts_at=event.new_starts_at,
+        ends_at=event.new_ends_at,
+        room_time_zone=event.room_time_zone,
+        version=event.booking_version or 0,
+        as_of=as_of,
+    )
+    if facts is None:
+        log.info("reschedule of booking %s is stale or for no live booking", event.booking_id)
+        return
+    planned = schedule.plan(
+        starts_at=facts.starts_at, has_phone=facts.contact_phone is not None, as_of=as_of
+    )
+    await store.replan(session, facts, planned)
+
+
+async def end(session: AsyncSession, booking_id: UUID, *, version: int, as_of: datetime) -> None:
+    """A booking ended (cancelled, completed, no-show, expired): its live reminders go."""
+    await store.end_booking(session, booking_id, version=version, as_of=as_of)
+    await store.cancel_live(session, booking_id)
+
+
+async def booking_reminders(session: AsyncSession, booking_id: UUID) -> list[Row[Any]]:
+    """Every reminder of a booking, live or not, by scheduled time; ``BookingNotFound`` when
+    neither a reminder nor an event of it is known here."""
+    rows = await store.reminders_of(session, booking_id)
+    if not rows and not await store.booking_known(session, booking_id):
+        raise BookingNotFound(f"no reminders of booking {booking_id} are known")
+    return rows
