@@ -456,8 +456,8 @@ async def create_rooms(
                 hourly_rate=HOURLY_RATE,
                 time_zone=TIME_ZONE,
             )
-            room = await handlers.create_room(session, outbox, body)
-            await handlers.put_schedule(session, room.id, schedule)
+            room = await handlers.create_room(session, outbox, body.command())
+            await handlers.put_schedule(session, room.id, schedule.command())
             ids.append(room.id)
     return ids
 

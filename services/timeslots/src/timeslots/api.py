@@ -53,7 +53,7 @@ async def create_room(body: schemas.RoomIn, ctx: Ctx, _: AdminUser) -> schemas.R
 
     Publishes `RoomUpserted`."""
     async with ctx.transaction() as session:
-        room = await handlers.create_room(session, ctx.runtime.outbox, body)
+        room = await handlers.create_room(session, ctx.runtime.outbox, body.command())
     return _room_out(room)
 
 
@@ -93,7 +93,7 @@ async def update_room(
     Slots already generated keep their price and times; a new time zone or hourly rate
     applies to slots generated afterwards. Publishes `RoomUpserted` when something changed."""
     async with ctx.transaction() as session:
-        room = await handlers.update_room(session, ctx.runtime.outbox, room_id, body)
+        room = await handlers.update_room(session, ctx.runtime.outbox, room_id, body.command())
     return _room_out(room)
 
 
@@ -145,7 +145,7 @@ async def put_schedule(
     not overlap, each blackout ends after it starts, every open weekday has hours, and a slot
     plus its buffer fits a day; otherwise a 422 `urn:problem:invalid_schedule`."""
     async with ctx.transaction() as session:
-        schedule, time_zone = await handlers.put_schedule(session, room_id, body)
+        schedule, time_zone = await handlers.put_schedule(session, room_id, body.command())
     return _schedule_out(schedule, time_zone)
 
 
@@ -206,7 +206,12 @@ async def add_custom_slots(
     request. Otherwise a 422 `urn:problem:invalid_slot`."""
     async with ctx.transaction() as session:
         created = await handlers.add_custom_slots(
-            session, ctx.runtime.outbox, room_id, body.slots, now=ctx.clock(), limits=ctx.config
+            session,
+            ctx.runtime.outbox,
+            room_id,
+            [slot.command() for slot in body.slots],
+            now=ctx.clock(),
+            limits=ctx.config,
         )
     return [_slot_out(slot) for slot in created]
 

@@ -7,18 +7,18 @@ same transaction, so an event leaves the service if and only if its change commi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from itertools import islice
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import (
     RoomDeactivated,
+    RoomType,
     RoomUpserted,
     SlotChanged,
     SlotsGenerated,
@@ -27,7 +27,7 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.money import Money, utc_now
 from shared.outbox import Outbox
-from timeslots import domain, schemas, store
+from timeslots import domain, store
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +42,70 @@ class Limits:
     slots_per_event: int = 500
 
 
+# --- commands: what the use cases take (the API builds them from its request models) -----
+
+
+@dataclass(frozen=True, slots=True)
+class NewRoom:
+    """A room to create."""
+
+    name: str
+    capacity: int
+    room_type: RoomType
+    hourly_rate: Money
+    time_zone: str
+    description: str = ""
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChanges:
+    """The fields of a room to change; a field left ``None`` is kept."""
+
+    name: str | None = None
+    description: str | None = None
+    capacity: int | None = None
+    room_type: RoomType | None = None
+    hourly_rate: Money | None = None
+    time_zone: str | None = None
+    attributes: Mapping[str, Any] | None = None
+
+    def columns(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class NewSchedule:
+    """A room's weekly schedule: working hours per open ISO weekday, in the room's time zone."""
+
+    open_weekdays: Sequence[int]
+    weekday_hours: Mapping[int, Sequence[tuple[time, time]]]
+    slot_minutes: int
+    buffer_minutes: int
+    max_bookings: int
+    excluded_dates: Sequence[date] = ()
+    blackouts: Sequence[tuple[datetime, datetime]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NewSlot:
+    """An explicit slot; without a price it costs the room's hourly rate times its length."""
+
+    starts_at: datetime
+    ends_at: datetime
+    price: Money | None = None
+    max_bookings: int = 1
+
+
 # --- rooms -----------------------------------------------------------------------------
 
 
-async def create_room(session: AsyncSession, outbox: Outbox, body: schemas.RoomIn) -> store.Room:
-    room = await store.insert_room(session, uuid.uuid4(), _fields(body, type(body).model_fields))
+async def create_room(session: AsyncSession, outbox: Outbox, new: NewRoom) -> store.Room:
+    room = await store.insert_room(session, uuid.uuid4(), new.columns())
     await outbox.add(
         session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
     )
@@ -54,10 +113,10 @@ async def create_room(session: AsyncSession, outbox: Outbox, body: schemas.RoomI
 
 
 async def update_room(
-    session: AsyncSession, outbox: Outbox, room_id: UUID, patch: schemas.RoomPatch
+    session: AsyncSession, outbox: Outbox, room_id: UUID, patch: RoomChanges
 ) -> store.Room:
-    """Change the fields present in ``patch``; an empty patch changes nothing."""
-    changes = _fields(patch, patch.model_fields_set)
+    """Change the fields given in ``patch``; an empty patch changes nothing."""
+    changes = patch.columns()
     if not changes:
         return await store.get_room(session, room_id)
     room = await store.update_room(session, room_id, changes)
@@ -67,11 +126,6 @@ async def update_room(
         session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
     )
     return room
-
-
-def _fields(body: BaseModel, names: Iterable[str]) -> dict[str, Any]:
-    """The named fields as Python values (Money stays Money, enums stay enums)."""
-    return {name: getattr(body, name) for name in names}
 
 
 async def set_room_active(
@@ -98,12 +152,12 @@ async def set_room_active(
 
 
 async def put_schedule(
-    session: AsyncSession, room_id: UUID, body: schemas.ScheduleIn
+    session: AsyncSession, room_id: UUID, body: NewSchedule
 ) -> tuple[store.StoredSchedule, str]:
     """Replace the room's schedule (checked against the domain rules first)."""
     room = await store.get_room(session, room_id)
     weekdays = sorted(set(body.open_weekdays))
-    missing = [weekday for weekday in weekdays if not body.hours_of(weekday)]
+    missing = [weekday for weekday in weekdays if not body.weekday_hours.get(weekday)]
     if missing:
         raise domain.InvalidSchedule(
             f"open weekday {missing[0]} has no working hours; give `hours` or `weekday_hours`"
@@ -111,14 +165,12 @@ async def put_schedule(
     schedule = store.StoredSchedule(
         room_id=room_id,
         open_weekdays=tuple(weekdays),
-        weekday_hours={
-            weekday: [(i.start, i.end) for i in body.hours_of(weekday)] for weekday in weekdays
-        },
+        weekday_hours={weekday: list(body.weekday_hours[weekday]) for weekday in weekdays},
         slot_minutes=body.slot_minutes,
         buffer_minutes=body.buffer_minutes,
         max_bookings=body.max_bookings,
         excluded_dates=tuple(sorted(set(body.excluded_dates))),
-        blackouts=tuple((b.starts_at, b.ends_at) for b in body.blackouts),
+        blackouts=tuple(body.blackouts),
         updated_at=utc_now(),
     )
     schedule.to_domain(room.time_zone)  # raises InvalidSchedule
@@ -211,7 +263,7 @@ async def add_custom_slots(
     session: AsyncSession,
     outbox: Outbox,
     room_id: UUID,
-    slots: Sequence[schemas.CustomSlot],
+    slots: Sequence[NewSlot],
     *,
     now: datetime,
     limits: Limits = Limits(),
@@ -257,9 +309,7 @@ async def set_slot_status(
     return slot
 
 
-def _check_custom_start(
-    slot: schemas.CustomSlot, *, now: datetime, horizon: datetime, limits: Limits
-) -> None:
+def _check_custom_start(slot: NewSlot, *, now: datetime, horizon: datetime, limits: Limits) -> None:
     start = slot.starts_at.isoformat()
     if any(moment.second or moment.microsecond for moment in (slot.starts_at, slot.ends_at)):
         raise domain.InvalidSlot(f"slot starting {start} must start and end on whole minutes")

@@ -22,7 +22,7 @@ from shared.http.inputs import (
     WholeNumber,
 )
 from shared.text import LINE_BREAKS, refuse_control_characters, text_pattern
-from timeslots import domain
+from timeslots import domain, handlers
 
 TIME_ZONES = frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
 """The IANA time zone names of the tzdata package the platform ships with."""
@@ -108,6 +108,9 @@ class RoomIn(_In):
     time_zone: TimeZoneName
     attributes: FreeFormObject = Field(default_factory=dict)
 
+    def command(self) -> handlers.NewRoom:
+        return handlers.NewRoom(**{name: getattr(self, name) for name in type(self).model_fields})
+
 
 class RoomPatch(PatchModel):
     """Only the fields present change (none may be null); the time zone applies to slots
@@ -120,6 +123,9 @@ class RoomPatch(PatchModel):
     hourly_rate: Price | None = None
     time_zone: TimeZoneName | None = None
     attributes: FreeFormObject | None = None
+
+    def command(self) -> handlers.RoomChanges:
+        return handlers.RoomChanges(**{name: getattr(self, name) for name in self.model_fields_set})
 
 
 class RoomOut(BaseModel):
@@ -174,6 +180,20 @@ class ScheduleIn(_In):
     def hours_of(self, weekday: int) -> list[Interval]:
         return self.weekday_hours.get(weekday, self.hours)
 
+    def command(self) -> handlers.NewSchedule:
+        return handlers.NewSchedule(
+            open_weekdays=self.open_weekdays,
+            weekday_hours={
+                weekday: [(i.start, i.end) for i in self.hours_of(weekday)]
+                for weekday in set(self.open_weekdays)
+            },
+            slot_minutes=self.slot_minutes,
+            buffer_minutes=self.buffer_minutes,
+            max_bookings=self.max_bookings,
+            excluded_dates=self.excluded_dates,
+            blackouts=[(b.starts_at, b.ends_at) for b in self.blackouts],
+        )
+
 
 class ScheduleOut(BaseModel):
     room_id: UUID
@@ -212,6 +232,14 @@ class CustomSlot(_In):
     ends_at: Instant
     price: Price | None = Field(default=None, description="Default: hourly rate x length")
     max_bookings: WholeNumber = Field(default=1, ge=1, le=10_000)
+
+    def command(self) -> handlers.NewSlot:
+        return handlers.NewSlot(
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            price=self.price,
+            max_bookings=self.max_bookings,
+        )
 
 
 class CustomSlotsIn(_In):

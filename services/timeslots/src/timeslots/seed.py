@@ -129,8 +129,8 @@ async def seed(
             )
             created = room_id is None
             if room_id is None:
-                room_id = (await handlers.create_room(session, outbox, body)).id
-            await handlers.put_schedule(session, room_id, schedule)
+                room_id = (await handlers.create_room(session, outbox, body.command())).id
+            await handlers.put_schedule(session, room_id, schedule.command())
             generation = await handlers.generate(
                 session,
                 outbox,

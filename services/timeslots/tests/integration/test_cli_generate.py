@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import time
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -21,7 +22,7 @@ from shared.migrations import upgrade
 from shared.outbox import Outbox
 from tests.support.fixtures import CreateDatabase
 from tests.support.threads import in_thread
-from timeslots import handlers, models, schemas
+from timeslots import handlers, models
 from timeslots.cli import ALEMBIC_INI, main
 
 # 2030-01-07 is a Monday: a week of 09:00-12:00 on weekdays in 30-minute slots is 5 x 6.
@@ -59,7 +60,7 @@ async def add_room(
         room = await handlers.create_room(
             session,
             outbox,
-            schemas.RoomIn(
+            handlers.NewRoom(
                 name=f"Room {uuid.uuid4().hex[:6]}",
                 capacity=2,
                 room_type=RoomType.MEETING,
@@ -71,7 +72,13 @@ async def add_room(
             await handlers.put_schedule(
                 session,
                 room.id,
-                schemas.ScheduleIn.model_validate({"hours": [{"start": "09:00", "end": "12:00"}]}),
+                handlers.NewSchedule(
+                    open_weekdays=[1, 2, 3, 4, 5],
+                    weekday_hours={day: [(time(9), time(12))] for day in range(1, 6)},
+                    slot_minutes=30,
+                    buffer_minutes=0,
+                    max_bookings=1,
+                ),
             )
         if not active:
             await handlers.set_room_active(session, outbox, room.id, active=False)
