@@ -13,15 +13,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData
 
+from booking_contracts.money import utc_now
 from shared import tracing
 from shared.db import asyncpg_dsn, make_engine, make_session_factory
 from shared.http.app import create_service_app
 from shared.http.auth import JwtConfig, JwtVerifier
+from shared.http.context import RequestContext, install_context
 from shared.http.health import Check, database_check, kafka_check
 from shared.http.metrics import Metrics
 from shared.inbox import InboxPurger
@@ -30,7 +31,7 @@ from shared.lag import ConsumerLagMonitor
 from shared.messaging import EventConsumer, is_outage
 from shared.outbox import Outbox, OutboxNotifier, OutboxRelay, RelayStats
 from shared.settings import Role, ServiceSettings
-from shared.timing import RetryPolicy, sleep_unless
+from shared.timing import Clock, RetryPolicy, sleep_unless
 
 log = logging.getLogger(__name__)
 
@@ -350,10 +351,12 @@ class ServiceRuntime:
         description: str | None = None,
         problem_mapping: Mapping[type[Exception], int] | None = None,
         routers: Iterable[APIRouter] = (),
-        **extra_state: Any,
+        config: object = None,
+        clock: Clock = utc_now,
     ) -> FastAPI:
         """The service's app: ``routers`` are its API, left out of a ``worker`` process
-        (which serves health and metrics only)."""
+        (which serves health and metrics only); its routes get the runtime, ``config`` (the
+        service's rules) and ``clock`` through ``shared.http.context.request_context``."""
         app = create_service_app(
             title=title,
             version=version,
@@ -373,6 +376,5 @@ class ServiceRuntime:
             for router in routers:
                 app.include_router(router)
         app.state.runtime = self
-        for key, value in extra_state.items():
-            setattr(app.state, key, value)
+        install_context(app, RequestContext(runtime=self, config=config, clock=clock))
         return app

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select
 
 from shared.cli import service_main
 from shared.http.auth import CurrentUser
+from shared.http.context import context_of
 from shared.messaging import EventContext
 from shared.service import ServiceRuntime
 from shared.settings import InsecureSettings, Role, ServiceSettings
@@ -70,7 +71,7 @@ async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
     topic = f"kernel-runtime-{uuid.uuid4().hex[:8]}"
     loop_runs: list[str] = []
     runtime = build(settings, topic, loop_runs)
-    app = runtime.create_app(title="Kernel service", version="1", marker="here")
+    app = runtime.create_app(title="Kernel service", version="1", config="here")
 
     @app.post("/orders", status_code=201)
     async def place_order(user: CurrentUser) -> dict[str, Any]:
@@ -90,7 +91,8 @@ async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
         consumed = await eventually(notes, lambda n: "consumed:alice" in n)
         ready = await client.get("/health/ready")
         metrics = (await client.get("/metrics")).text
-        assert app.state.marker == "here"
+        assert context_of(app).config == "here"
+        assert context_of(app).runtime is runtime
         await eventually(lambda: _value(loop_runs), lambda n: n >= 2, timeout_s=5)
 
     assert refused.status_code == 401

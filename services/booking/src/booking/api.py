@@ -6,10 +6,11 @@ exist); admins see all and alone complete bookings or mark no-shows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from booking import domain, handlers, schemas, store
 from booking.coalescing import CreateCoalescer
@@ -23,15 +24,17 @@ from shared.http.problems import PROBLEM_RESPONSES
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["bookings"])
 
-Ctx = Annotated[RequestContext[handlers.Rules], Depends(request_context)]
+
+@dataclass(frozen=True)
+class Config:
+    """What the routes get besides the runtime and the clock: the rules, and the coalescer
+    that writes concurrent creates a batch at a time."""
+
+    rules: handlers.Rules
+    coalescer: CreateCoalescer
 
 
-async def _coalescer(request: Request) -> CreateCoalescer:  # async: no thread hand-off
-    coalescer: CreateCoalescer = request.app.state.coalescer
-    return coalescer
-
-
-Coalescer = Annotated[CreateCoalescer, Depends(_coalescer)]
+Ctx = Annotated[RequestContext[Config], Depends(request_context)]
 
 
 def _caller(principal: Principal) -> handlers.Caller:
@@ -54,7 +57,6 @@ async def create_booking(
     body: schemas.BookingIn,
     ctx: Ctx,
     user: CurrentUser,
-    coalescer: Coalescer,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -85,7 +87,7 @@ async def create_booking(
         attributes=body.attributes,
         idempotency_key=idempotency_key,
     )
-    created = await coalescer.create(_caller(user), request, now=ctx.clock())
+    created = await ctx.config.coalescer.create(_caller(user), request, now=ctx.clock())
     # The hot path: the answer is the model's JSON as it is (the model is the declared
     # response, so FastAPI's second validation and serialisation of it would add nothing).
     return Response(
@@ -150,7 +152,7 @@ async def refund_quote(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas
     now = ctx.clock()
     async with ctx.transaction() as session:
         booking, quote = await handlers.refund_quote(
-            session, _caller(user), booking_id, now=now, rules=ctx.config
+            session, _caller(user), booking_id, now=now, rules=ctx.config.rules
         )
     return schemas.RefundQuoteOut(
         booking_id=booking.id,
@@ -180,7 +182,7 @@ async def cancel_booking(
             booking_id,
             reason=body.reason if body else None,
             now=ctx.clock(),
-            rules=ctx.config,
+            rules=ctx.config.rules,
         )
     return schemas.BookingOut.of(booking, for_admin=user.is_admin)
 
@@ -228,7 +230,7 @@ async def mark_no_show(booking_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.Book
 
 
 async def _finish(
-    ctx: RequestContext[handlers.Rules], booking_id: UUID, action: Action
+    ctx: RequestContext[Config], booking_id: UUID, action: Action
 ) -> schemas.BookingOut:
     async with ctx.transaction() as session:
         booking = await handlers.finish(

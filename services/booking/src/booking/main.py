@@ -10,7 +10,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from booking import consumers, domain, handlers, models
-from booking.api import router
+from booking.api import Config, router
 from booking.coalescing import CreateCoalescer
 from booking.settings import BookingSettings
 from booking_contracts import topics
@@ -86,12 +86,14 @@ def create_app(settings: BookingSettings | None = None, *, clock: Clock = utc_no
         ),
         problem_mapping=PROBLEM_STATUSES,
         routers=[router],
-        config=rules_of(settings),
-        coalescer=CreateCoalescer(
-            runtime.sessions,
-            runtime.outbox,
-            rules_of(settings),
-            max_batch=settings.create_batch_max,
+        config=Config(
+            rules=rules_of(settings),
+            coalescer=CreateCoalescer(
+                runtime.sessions,
+                runtime.outbox,
+                rules_of(settings),
+                max_batch=settings.create_batch_max,
+            ),
         ),
         clock=clock,
     )

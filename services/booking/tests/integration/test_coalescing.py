@@ -11,6 +11,7 @@ from booking import domain, handlers
 from booking.coalescing import CreateCoalescer
 from booking.main import rules_of
 from booking_contracts.catalogue import Contact
+from shared.http.context import context_of
 
 from .conftest import START, Service, types
 
@@ -83,7 +84,7 @@ async def test_concurrent_requests_share_transactions_and_never_exceed_the_place
     room = await service.room()
     (hot,) = await service.slots(room, max_bookings=12)
     distinct = await service.slots(room, 20, starts_at=service.day())
-    coalescer: CreateCoalescer = service.app.state.coalescer
+    coalescer: CreateCoalescer = context_of(service.app).config.coalescer
     before = coalescer.batches
 
     crowd = [service.book(hot, f"crowd-{i}") for i in range(40)]

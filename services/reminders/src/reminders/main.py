@@ -117,7 +117,6 @@ def create_app(settings: RemindersSettings | None = None, *, clock: Clock = utc_
         ),
         problem_mapping=PROBLEM_STATUSES,
         routers=[api.router],
-        config=None,
         clock=clock,
     )
     return app

@@ -1,8 +1,10 @@
 """What a route needs besides the request: the service runtime, its rules and the clock.
 
-``create_app(..., config=..., clock=...)`` puts them on ``app.state``; a route takes
+``ServiceRuntime.create_app(..., config=..., clock=...)`` builds one :class:`RequestContext`
+and installs it on the app (:func:`install_context`); a route takes
 ``Ctx = Annotated[RequestContext[MyConfig], Depends(request_context)]`` and opens its one
-transaction with ``async with ctx.transaction() as session``.
+transaction with ``async with ctx.transaction() as session``. A service whose routes need more
+than its rules (booking's request coalescer) makes its config a dataclass that holds both.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.timing import Clock
@@ -35,13 +37,26 @@ class RequestContext(Generic[C]):
         return self.runtime.sessions.begin()
 
 
+_STATE_KEY = "request_context"
+
+
+def install_context(app: FastAPI, context: RequestContext[Any]) -> None:
+    """Make ``context`` what :func:`request_context` gives every route of ``app``."""
+    setattr(app.state, _STATE_KEY, context)
+
+
+def context_of(app: FastAPI) -> RequestContext[Any]:
+    """The context installed on ``app``."""
+    context: RequestContext[Any] = getattr(app.state, _STATE_KEY)
+    return context
+
+
 async def request_context(request: Request) -> RequestContext[Any]:
-    """FastAPI dependency: the context ``create_app`` stored on the app.
+    """FastAPI dependency: the context installed on the app (one object, built once).
 
     A coroutine function on purpose: FastAPI runs a plain ``def`` dependency in its thread
     pool, a thread hand-off on every request."""
-    state = request.app.state
-    return RequestContext(runtime=state.runtime, config=state.config, clock=state.clock)
+    return context_of(request.app)
 
 
 Q = TypeVar("Q")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import Depends, FastAPI
 
-from shared.http.context import RequestContext, request_context
+from shared.http.context import RequestContext, install_context, request_context
 
 NOW = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
 
@@ -21,9 +21,10 @@ class _Sessions:
 
 async def test_a_route_sees_the_config_clock_and_transactions_of_its_app() -> None:
     app = FastAPI()
-    app.state.runtime = SimpleNamespace(sessions=_Sessions())
-    app.state.config = {"hold_minutes": 15}
-    app.state.clock = lambda: NOW
+    runtime: Any = SimpleNamespace(sessions=_Sessions())
+    install_context(
+        app, RequestContext(runtime=runtime, config={"hold_minutes": 15}, clock=lambda: NOW)
+    )
 
     @app.get("/probe")
     async def probe(
