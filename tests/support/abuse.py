@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from shared.http.context import runtime_of
 from shared.http.problems import PROBLEM_MEDIA_TYPE
 
 TEN_MB = 10 * 1024 * 1024
@@ -68,4 +69,4 @@ async def fetch_from(app: FastAPI, *paths: str) -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
             return [await http.get(path) for path in paths]
     finally:
-        await app.state.runtime.engine.dispose()
+        await runtime_of(app).engine.dispose()

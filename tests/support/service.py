@@ -21,8 +21,9 @@ import pytest
 from fastapi import FastAPI
 
 from shared.db import asyncpg_dsn
+from shared.http.context import runtime_of
 from shared.migrations import upgrade
-from shared.service import ServiceRuntime, jwt_verifier
+from shared.service import jwt_verifier
 from shared.settings import DEV_JWT_SECRET, Role, ServiceSettings
 from shared.tokens import issue_token
 from tests.support.fixtures import CreateDatabase
@@ -129,7 +130,7 @@ def check_cli_prints_a_token(
 async def check_worker_purges_old_inbox_rows(app: FastAPI, database_url: str) -> None:
     """A migrated service's worker deletes the inbox rows of its consumer groups that are
     older than the retention, keeps the newer ones and counts what it deleted."""
-    runtime: ServiceRuntime = app.state.runtime
+    runtime = runtime_of(app)
     consumers = [consumer.name for consumer in runtime.consumers]
     retention = timedelta(days=runtime.settings.inbox_retention_days)
     now = datetime.now(UTC)

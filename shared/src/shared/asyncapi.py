@@ -30,6 +30,7 @@ from pydantic.json_schema import models_json_schema
 from booking_contracts import catalogue  # noqa: F401  (registers every payload model)
 from booking_contracts.envelope import Envelope, Event, EventCatalogue
 from booking_contracts.topics import dead_letter_topic
+from shared.http.context import runtime_of
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -141,7 +142,7 @@ def build(
 
 def document_of(app: FastAPI) -> dict[str, Any]:
     """The AsyncAPI document of a service app made by ``ServiceRuntime.create_app``."""
-    runtime: ServiceRuntime = app.state.runtime
+    runtime = runtime_of(app)
     return build(runtime, title=app.title, version=app.version, description=app.description)
 
 

@@ -226,10 +226,11 @@ _FACTORY_ENV = "PLATFORM_APP_FACTORY"
 
 def worker_app() -> FastAPI:
     """The app of one uvicorn worker process of ``serve --workers N`` (with its logging)."""
+    from shared.http.context import runtime_of
     from shared.observability import configure_logging
 
     module, _, name = os.environ[_FACTORY_ENV].partition(":")
     app: FastAPI = getattr(importlib.import_module(module), name)()
-    settings: ServiceSettings = app.state.runtime.settings
+    settings: ServiceSettings = runtime_of(app).settings
     configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
     return app

@@ -375,6 +375,5 @@ class ServiceRuntime:
         if self.serves_api:
             for router in routers:
                 app.include_router(router)
-        app.state.runtime = self
         install_context(app, RequestContext(runtime=self, config=config, clock=clock))
         return app

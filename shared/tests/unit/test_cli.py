@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from booking_contracts.money import utc_now
 from shared.cli import Command, UsageError, service_main, worker_app
+from shared.http.context import RequestContext, install_context, runtime_of
 from shared.settings import Role, ServiceSettings
 
 calls: list[tuple[str, int]] = []
@@ -86,7 +89,8 @@ class Served:
 def tiny_app(settings: ServiceSettings | None = None) -> FastAPI:
     """A factory as the services have: settings from the environment when none are given."""
     app = FastAPI()
-    app.state.runtime = argparse.Namespace(settings=settings or ServiceSettings())
+    runtime: Any = argparse.Namespace(settings=settings or ServiceSettings())
+    install_context(app, RequestContext(runtime=runtime, config=None, clock=utc_now))
     return app
 
 
@@ -110,7 +114,7 @@ def test_serve_with_one_worker_runs_the_app_of_the_chosen_role(
     assert serve(["serve", "--role", "worker", "--port", "9001"]) == 0
     [(app, options)] = served.calls
     assert isinstance(app, FastAPI)
-    assert app.state.runtime.settings.role is Role.WORKER
+    assert runtime_of(app).settings.role is Role.WORKER
     assert options["port"] == 9001
     assert "workers" not in options
     assert options["timeout_keep_alive"] == 75  # above load balancers' idle timeouts
@@ -138,7 +142,7 @@ def test_serve_with_several_workers_builds_each_app_from_the_factory_and_environ
     assert options["http"] == "shared.http.server:BoundedHeadHttpToolsProtocol"
 
     app = worker_app()  # what each worker process runs
-    assert app.state.runtime.settings.role is Role.API
+    assert runtime_of(app).settings.role is Role.API
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     assert metrics_dir  # where the worker processes added up their metrics
     assert not Path(metrics_dir).exists(), "removed when the server stopped"

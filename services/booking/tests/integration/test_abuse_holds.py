@@ -17,6 +17,7 @@ import pytest_asyncio
 from booking import domain, handlers
 from booking.main import rules_of
 from booking_contracts.catalogue import Contact
+from shared.http.context import runtime_of
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import bearer
 
@@ -185,7 +186,7 @@ async def test_a_batch_gives_a_user_no_more_holds_than_the_cap_and_makes_the_res
     who, other, admin = someone(), someone("neighbour"), someone("admin")
     for slot in slots[:3]:
         await capped.booking(slot, who)
-    runtime = capped.app.state.runtime
+    runtime = runtime_of(capped.app)
     rules = rules_of(capped.settings)
     batch = [
         ask(who, ids[3]),  # the fourth hold
@@ -233,7 +234,7 @@ async def test_after_the_cap_was_lowered_a_refusal_counts_every_hold_of_the_user
     who = someone()
     for slot in slots[:5]:
         await capped.booking(slot, who)
-    runtime = capped.app.state.runtime
+    runtime = runtime_of(capped.app)
     lowered = dataclasses.replace(rules_of(capped.settings), max_unpaid_holds=3)
 
     with pytest.raises(domain.TooManyUnpaidHolds) as refused:

@@ -11,7 +11,7 @@ from booking import domain, handlers
 from booking.coalescing import CreateCoalescer
 from booking.main import rules_of
 from booking_contracts.catalogue import Contact
-from shared.http.context import context_of
+from shared.http.context import context_of, runtime_of
 
 from .conftest import START, Service, types
 
@@ -36,7 +36,7 @@ async def test_one_batch_settles_each_request_on_its_own(service: Service) -> No
         other, "frank", headers={"Idempotency-Key": "k-old"}, notes="first"
     )
     assert earlier.status_code == 201
-    runtime = service.app.state.runtime
+    runtime = runtime_of(service.app)
     batch = [
         ask("ann", single.slot_id),  # the place
         ask("bob", single.slot_id),  # no place left for him: full
@@ -121,7 +121,7 @@ class FirstTransactionFails:
 async def test_a_batch_that_fails_as_a_whole_makes_each_request_alone(service: Service) -> None:
     room = await service.room()
     first, second = await service.slots(room, 2)
-    runtime = service.app.state.runtime
+    runtime = runtime_of(service.app)
     sessions = FirstTransactionFails(runtime.sessions)
     coalescer = CreateCoalescer(sessions, runtime.outbox, rules_of(service.settings))
 
@@ -145,7 +145,7 @@ async def test_a_user_at_the_cap_is_refused_by_the_batch_itself(service: Service
     slots = await service.slots(room, rules.max_unpaid_holds + 2)
     for slot in slots[: rules.max_unpaid_holds]:
         assert (await service.book(slot, "gil")).status_code == 201
-    runtime = service.app.state.runtime
+    runtime = runtime_of(service.app)
     batch = [ask("gil", slots[-2].slot_id), ask("hal", slots[-1].slot_id)]
 
     async with runtime.sessions.begin() as session:
@@ -172,7 +172,7 @@ async def test_a_full_slot_is_refused_by_the_batch_itself_unless_a_place_goes_ba
     for who in ("ivy", "jon"):
         assert (await service.book(sold, who)).status_code == 201
     assert (await service.book(one_left, "kim")).status_code == 201
-    runtime = service.app.state.runtime
+    runtime = runtime_of(service.app)
     batch = [
         ask("lea", sold.slot_id),
         ask("kim", one_left.slot_id),  # holds it already: the place goes back

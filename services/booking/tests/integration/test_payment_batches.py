@@ -11,6 +11,7 @@ from booking import domain, handlers
 from booking_contracts.catalogue import PaymentSucceeded
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
+from shared.http.context import runtime_of
 from shared.messaging import BatchItemError
 
 from .conftest import Service, types, user
@@ -31,7 +32,7 @@ def payment(
 async def apply(
     service: Service, payments: list[tuple[Envelope, PaymentSucceeded]]
 ) -> list[handlers.Unapplied]:
-    runtime = service.app.state.runtime
+    runtime = runtime_of(service.app)
     async with runtime.sessions.begin() as session:
         return await handlers.payments_succeeded(session, runtime.outbox, payments)
 

@@ -14,6 +14,7 @@ from booking_contracts import topics
 from booking_contracts.catalogue import PaymentSucceeded, RefundRequested, RefundSucceeded
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
+from shared.http.context import runtime_of
 from tests.support.kafka import read_topic
 from tests.support.standins import REFUND_FAILURE, decide_refund
 
@@ -147,7 +148,7 @@ async def _stray(service: Service, payment_id: str, refund_status: str) -> dict[
 
 def _unapplied(service: Service, cause: str) -> float:
     """Payments no booking took, as ``payments_unapplied_total`` counts them."""
-    registry = service.app.state.runtime.metrics.registry
+    registry = runtime_of(service.app).metrics.registry
     return registry.get_sample_value("payments_unapplied_total", {"cause": cause}) or 0.0
 
 
@@ -305,7 +306,7 @@ async def test_sweepers_running_at_once_expire_each_hold_once(service: Service) 
     room = await service.room()
     slots = await service.slots(room, 30)
     bookings = [await service.booking(slot, f"sweep-{i}") for i, slot in enumerate(slots)]
-    runtime = service.http._transport.app.state.runtime  # type: ignore[attr-defined]
+    runtime = runtime_of(service.app)
     later = START + timedelta(hours=1)
 
     async def sweep() -> int:

@@ -51,6 +51,11 @@ def context_of(app: FastAPI) -> RequestContext[Any]:
     return context
 
 
+def runtime_of(app: FastAPI) -> ServiceRuntime:
+    """The runtime of an app made by ``ServiceRuntime.create_app``."""
+    return context_of(app).runtime
+
+
 async def request_context(request: Request) -> RequestContext[Any]:
     """FastAPI dependency: the context installed on the app (one object, built once).
 
