@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, Numeric, func
+from sqlalchemy import Column, ColumnElement, DateTime, MetaData, Numeric, func, literal_column
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -88,9 +88,32 @@ MONEY = Numeric(19, 4)
 """Amounts are exact decimals; four places cover every ISO 4217 minor unit."""
 
 
+def sql_literal(value: str) -> str:
+    """``value`` (a status or another code constant, usually an enum member) as a quoted SQL
+    literal: ``'pending'``.
+
+    The SQL rule (``docs/architecture.md``): values are bound parameters, except a status a
+    statement filters or sets, which is written as a literal rendered from its enum with this
+    function, so that the statement and the partial indexes and checks whose predicates name
+    the same status agree (PostgreSQL uses a partial index only when the statement names its
+    predicate's literal; a bound status hides it from a generic plan)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def one_of(column: str, values: Iterable[str]) -> str:
-    """A CHECK condition: ``column IN ('a', 'b')``."""
-    return f"{column} IN (" + ", ".join(f"'{value}'" for value in values) + ")"
+    """A condition ``column IN ('a', 'b')`` (a CHECK, a partial index, a statement)."""
+    return f"{column} IN (" + ", ".join(sql_literal(value) for value in values) + ")"
+
+
+def status_in(column: ColumnElement[Any], values: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` with the statuses as literals (see :func:`sql_literal`)."""
+    return column.in_([literal_column(sql_literal(value)) for value in values])
+
+
+def status_is(column: ColumnElement[Any], value: str) -> ColumnElement[bool]:
+    """``column = 'value'`` with the status as a literal, for SQLAlchemy Core statements (see
+    :func:`sql_literal`)."""
+    return column == literal_column(sql_literal(value))
 
 
 def timestamp_column(name: str, *, nullable: bool = False) -> Column[Any]:

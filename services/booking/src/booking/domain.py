@@ -45,7 +45,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+from uuid import UUID
 
+from booking_contracts.catalogue import Actor, Contact
 from booking_contracts.money import Money
 
 
@@ -363,3 +366,59 @@ def price_difference(old: Money, new: Money) -> Money:
 def _hours(span: timedelta) -> str:
     hours = span.total_seconds() / 3600
     return f"{hours:g} h" if hours == int(hours) else f"{hours:.1f} h"
+
+
+# --- the aggregates, as the store hands them over ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    id: UUID
+    room_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    price: Money
+    max_bookings: int
+    booked_count: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: UUID
+    name: str
+    time_zone: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    id: UUID
+    user_id: str
+    room_id: UUID
+    slot_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: BookingStatus
+    booking_type: str
+    price: Money
+    payment_status: PaymentStatus
+    payment_id: str | None
+    refund: Money | None
+    refund_basis_starts_at: datetime | None
+    """The start the booking had when it was paid: what the refund policy counts notice to."""
+    refund_failure_reason: str | None
+    notes: str
+    attributes: dict[str, Any]
+    contact: Contact
+    hold_expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    cancelled_at: datetime | None
+    cancellation_reason: str | None
+    cancelled_by: Actor | None
+    idempotency_key: str | None
+    request_fingerprint: str | None
+    version: int
+    """1 when made, one more after every update (counted by the database: migration 0007);
+    every event about the booking carries the version after its change."""

@@ -26,7 +26,6 @@ from booking import domain, store
 from booking.domain import (
     Action,
     BookingStatus,
-    PaymentStatus,
     RefundPolicy,
     RefundQuote,
     RefundStatus,
@@ -72,7 +71,7 @@ class Caller:
     user_id: str
     is_admin: bool = False
 
-    def may_see(self, booking: store.Booking) -> bool:
+    def may_see(self, booking: domain.Booking) -> bool:
         return self.is_admin or booking.user_id == self.user_id
 
 
@@ -99,7 +98,7 @@ class NewBooking:
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    booking: store.Booking
+    booking: domain.Booking
     replayed: bool
     """True when an earlier request with the same ``Idempotency-Key`` made the booking."""
 
@@ -132,7 +131,7 @@ async def create(
     try:  # no savepoint: a refused INSERT ends the whole transaction, place included
         booking = await store.insert_booking(
             session,
-            _booking_row(caller, request, slot, now=now, rules=rules),
+            _pending(caller, request, slot, now=now, rules=rules),
             max_unpaid_holds=None if caller.is_admin else rules.max_unpaid_holds,
         )
     except IntegrityError as exc:
@@ -143,32 +142,24 @@ async def create(
     return Created(booking, replayed=False)
 
 
-def _booking_row(
-    caller: Caller, request: NewBooking, slot: store.Slot, *, now: datetime, rules: Rules
-) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4(),
-        "user_id": caller.user_id,
-        "room_id": slot.room_id,
-        "slot_id": slot.id,
-        "starts_at": slot.starts_at,
-        "ends_at": slot.ends_at,
-        "status": BookingStatus.PENDING.value,
-        "booking_type": request.booking_type,
-        "price": slot.price.amount,
-        "currency": slot.price.currency,
-        "payment_status": PaymentStatus.PENDING.value,
-        "notes": request.notes,
-        "attributes": request.attributes,
-        "contact_email": request.contact.email,
-        "contact_phone": request.contact.phone,
-        "hold_expires_at": min(now + rules.hold, slot.starts_at),
-        "idempotency_key": request.idempotency_key,
-        "request_fingerprint": request.fingerprint() if request.idempotency_key else None,
-    }
+def _pending(
+    caller: Caller, request: NewBooking, slot: domain.Slot, *, now: datetime, rules: Rules
+) -> store.PendingBooking:
+    return store.PendingBooking(
+        id=uuid.uuid4(),
+        user_id=caller.user_id,
+        slot=slot,
+        booking_type=request.booking_type,
+        notes=request.notes,
+        attributes=request.attributes,
+        contact=request.contact,
+        hold_expires_at=min(now + rules.hold, slot.starts_at),
+        idempotency_key=request.idempotency_key,
+        request_fingerprint=request.fingerprint() if request.idempotency_key else None,
+    )
 
 
-def _created_event(booking: store.Booking) -> BookingCreated:
+def _created_event(booking: domain.Booking) -> BookingCreated:
     return BookingCreated(
         booking_id=booking.id,
         user_id=booking.user_id,
@@ -221,7 +212,7 @@ async def create_many(
     rows, unused, full = await _places_and_holds(
         session, requests, todo, now=now, rules=rules, outcomes=outcomes
     )
-    ordered = sorted(rows.values(), key=lambda r: (r["user_id"], str(r["slot_id"])))
+    ordered = sorted(rows.values(), key=lambda r: (r.user_id, str(r.slot.id)))
     inserted = (
         await store.insert_bookings(session, ordered, max_unpaid_holds=rules.max_unpaid_holds)
         if ordered
@@ -229,19 +220,19 @@ async def create_many(
     )
     refused = list(unused)  # places taken for requests that are made alone go back
     for i, row in rows.items():
-        booking = inserted.get(row["id"])
+        booking = inserted.get(row.id)
         if booking is not None:
             outcomes[i] = Created(booking, replayed=False)
             continue
-        refused.append(row["slot_id"])  # its place goes back
-        if row["idempotency_key"] is None:
-            outcomes[i] = _already_holds(row["slot_id"])
+        refused.append(row.slot.id)  # its place goes back
+        if row.idempotency_key is None:
+            outcomes[i] = _already_holds(row.slot.id)
     if refused:
         await store.release_places(session, refused)
     for i, (slot_id, places) in full.items():
         if slot_id not in refused:  # else a place went back: alone, it may get it
             outcomes[i] = store.slot_full(slot_id, places)
-    made = [(i, inserted[row["id"]]) for i, row in rows.items() if row["id"] in inserted]
+    made = [(i, inserted[row.id]) for i, row in rows.items() if row.id in inserted]
     await outbox.add(
         session,
         *(_created_event(booking) for _, booking in made),
@@ -261,7 +252,7 @@ async def _replay_many(
     keys = sorted(
         {(requests[i][0].user_id, k) for i in in_batch if (k := requests[i][1].idempotency_key)}
     )
-    earlier: dict[tuple[str, str], store.Booking] = {}
+    earlier: dict[tuple[str, str], domain.Booking] = {}
     if keys:
         await store.lock_idempotency_keys(session, keys)
         earlier = await store.find_by_idempotency_keys(session, keys)
@@ -289,7 +280,7 @@ async def _places_and_holds(
     now: datetime,
     rules: Rules,
     outcomes: list[Outcome],
-) -> tuple[dict[int, dict[str, Any]], list[UUID], dict[int, tuple[UUID, int]]]:
+) -> tuple[dict[int, store.PendingBooking], list[UUID], dict[int, tuple[UUID, int]]]:
     """The booking rows (by request index) of the requests that got a place and a hold
     under their user's cap, in the order they came; the places taken for none (one slot
     id per place, to give back); and the requests for a slot that had no place left for
@@ -305,7 +296,7 @@ async def _places_and_holds(
     users = {requests[i][0].user_id for i in todo if requests[i][1].slot_id in taken}
     held = await store.lock_unpaid_holds(session, users) if users else {}
     holds_left = {user: rules.max_unpaid_holds - held.get(user, 0) for user in users}
-    rows: dict[int, dict[str, Any]] = {}
+    rows: dict[int, store.PendingBooking] = {}
     full: dict[int, tuple[UUID, int]] = {}
     for i in todo:
         caller, request = requests[i]
@@ -321,12 +312,12 @@ async def _places_and_holds(
             continue  # alone: the batch's own requests used what the cap left its user
         taken[request.slot_id] = (slot, places - 1)
         holds_left[caller.user_id] -= 1
-        rows[i] = _booking_row(caller, request, slot, now=now, rules=rules)
+        rows[i] = _pending(caller, request, slot, now=now, rules=rules)
     unused = [slot_id for slot_id, (_, places) in taken.items() for _ in range(places)]
     return rows, unused, full
 
 
-def _replayed(earlier: store.Booking, request: NewBooking) -> Created | domain.BookingError:
+def _replayed(earlier: domain.Booking, request: NewBooking) -> Created | domain.BookingError:
     if earlier.request_fingerprint != request.fingerprint():
         return _key_reused()
     return Created(earlier, replayed=True)
@@ -358,7 +349,7 @@ def _already_holds(slot_id: UUID) -> domain.SlotUnavailable:
 
 async def _replay(
     session: AsyncSession, caller: Caller, request: NewBooking
-) -> store.Booking | None:
+) -> domain.Booking | None:
     assert request.idempotency_key is not None
     earlier = await store.find_by_idempotency_key(session, caller.user_id, request.idempotency_key)
     if earlier is not None and earlier.request_fingerprint != request.fingerprint():
@@ -371,7 +362,7 @@ async def _replay(
 
 async def visible_booking(
     session: AsyncSession, caller: Caller, booking_id: UUID, *, lock: bool = False
-) -> store.Booking:
+) -> domain.Booking:
     """The booking if the caller may see it; anyone else learns nothing (not found)."""
     booking = await store.get_booking(session, booking_id, lock=lock)
     if not caller.may_see(booking):
@@ -381,14 +372,14 @@ async def visible_booking(
 
 async def refund_quote(
     session: AsyncSession, caller: Caller, booking_id: UUID, *, now: datetime, rules: Rules
-) -> tuple[store.Booking, RefundQuote]:
+) -> tuple[domain.Booking, RefundQuote]:
     """What cancelling now would refund (and whether cancelling is possible at all)."""
     booking = await visible_booking(session, caller, booking_id)
     domain.transition(booking.status, Action.CANCEL)
     return booking, _quote(booking, caller, now=now, rules=rules)
 
 
-def _quote(booking: store.Booking, caller: Caller, *, now: datetime, rules: Rules) -> RefundQuote:
+def _quote(booking: domain.Booking, caller: Caller, *, now: datetime, rules: Rules) -> RefundQuote:
     """The policy's refund of the booking's price, the notice counted to the start it was paid
     for (a cancellable booking has a payment id only once it is paid)."""
     return rules.refunds.quote(
@@ -413,7 +404,7 @@ async def cancel(
     reason: str | None,
     now: datetime,
     rules: Rules,
-) -> store.Booking:
+) -> domain.Booking:
     """Cancel a pending or confirmed booking, free its place and refund by the policy."""
     booking = await visible_booking(session, caller, booking_id, lock=True)
     domain.transition(booking.status, Action.CANCEL)
@@ -425,21 +416,15 @@ async def cancel(
 async def _cancel(
     session: AsyncSession,
     outbox: Outbox,
-    booking: store.Booking,
+    booking: domain.Booking,
     *,
     by: Actor,
     reason: str | None,
     quote: RefundQuote | None,
     now: datetime,
-) -> store.Booking:
+) -> domain.Booking:
     refund = quote.amount if quote is not None and quote.amount.amount > 0 else None
-    values: dict[str, Any] = {
-        "status": BookingStatus.CANCELLED.value,
-        "cancelled_at": now,
-        "cancelled_by": by.value,
-        "cancellation_reason": reason,
-    }
-    cancelled = await store.update_booking(session, booking.id, values)
+    cancelled = await store.cancel_booking(session, booking.id, by=by, reason=reason, at=now)
     await store.release_place(session, booking.slot_id)
     events: list[Event] = [
         BookingCancelled(
@@ -477,7 +462,7 @@ async def _request_refund(
     payment_id: str,
     amount: Money,
     reason: str,
-) -> tuple[store.Booking, RefundRequested] | None:
+) -> tuple[domain.Booking, RefundRequested] | None:
     """Record a refund (``refund_pending`` until the payment service answers) and the event
     that asks for it; None if a refund with this id was asked for already: the same refund
     is never asked for twice."""
@@ -512,7 +497,7 @@ async def reschedule(
     *,
     new_slot_id: UUID,
     now: datetime,
-) -> store.Booking:
+) -> domain.Booking:
     """Move a confirmed booking to another slot of its room: both places change or neither.
 
     The money follows :func:`domain.reprice`: a slot that costs more (or in another currency)
@@ -535,16 +520,7 @@ async def reschedule(
     await store.release_place(session, booking.slot_id)
     try:
         async with session.begin_nested():
-            moved = await store.update_booking(
-                session,
-                booking.id,
-                {
-                    "slot_id": slot.id,
-                    "starts_at": slot.starts_at,
-                    "ends_at": slot.ends_at,
-                    "price": slot.price.amount,
-                },
-            )
+            moved = await store.move_booking(session, booking.id, slot)
     except IntegrityError as exc:
         raise domain.SlotUnavailable(f"you already hold a place in slot {slot.id}") from exc
     version = moved.version  # the move's; a refund request below is a change of its own
@@ -586,11 +562,11 @@ async def reschedule(
 
 async def finish(
     session: AsyncSession, outbox: Outbox, booking_id: UUID, *, action: Action, now: datetime
-) -> store.Booking:
+) -> domain.Booking:
     """Admin: mark a confirmed booking whose slot has started completed or a no-show."""
     booking = await store.get_booking(session, booking_id, lock=True)
     status = domain.transition(booking.status, action, starts_at=booking.starts_at, now=now)
-    finished = await store.update_booking(session, booking.id, {"status": status.value})
+    finished = await store.set_status(session, booking.id, status)
     event_type = BookingCompleted if action is Action.COMPLETE else BookingNoShow
     await outbox.add(
         session,
@@ -661,7 +637,7 @@ class Unapplied:
 
 async def payment_succeeded(
     session: AsyncSession, outbox: Outbox, event: PaymentSucceeded
-) -> store.Booking | Unapplied:
+) -> domain.Booking | Unapplied:
     """Confirm the pending booking; a payment that came too late or twice is refunded.
 
     A payment no booking can take (its booking does not exist, or it pays another amount or
@@ -704,15 +680,8 @@ async def payment_succeeded(
     if booking.status is not BookingStatus.PENDING or booking.payment_id is not None:
         return await _refund_unwanted_payment(session, outbox, booking, event)
     domain.transition(booking.status, Action.CONFIRM)
-    confirmed = await store.update_booking(
-        session,
-        booking.id,
-        {
-            "status": BookingStatus.CONFIRMED.value,
-            "payment_status": PaymentStatus.PAID.value,
-            "payment_id": event.payment_id,
-            "refund_basis_starts_at": booking.starts_at,
-        },
+    confirmed = await store.confirm_booking(
+        session, booking.id, payment_id=event.payment_id, refund_basis_starts_at=booking.starts_at
     )
     room = await store.get_room(session, booking.room_id)
     await outbox.add(session, _confirmed(booking, event.payment_id, room, confirmed.version))
@@ -736,7 +705,7 @@ async def payments_succeeded(
     Returns the payments this call recorded as stray (not those recorded before).
     """
     booked, rooms = await store.lock_bookings(session, [event.booking_id for _, event in payments])
-    confirms: list[tuple[Envelope, PaymentSucceeded, store.Booking]] = []
+    confirms: list[tuple[Envelope, PaymentSucceeded, domain.Booking]] = []
     returned: list[Unapplied] = []
     seen: set[UUID] = set()
     for index, (envelope, event) in enumerate(payments):
@@ -758,7 +727,7 @@ async def payments_succeeded(
     return returned
 
 
-def _plain_confirm(booking: store.Booking, event: PaymentSucceeded) -> bool:
+def _plain_confirm(booking: domain.Booking, event: PaymentSucceeded) -> bool:
     """True if ``event`` pays the pending, unpaid ``booking`` exactly."""
     return (
         booking.status in domain.ALLOWED[Action.CONFIRM]
@@ -770,8 +739,8 @@ def _plain_confirm(booking: store.Booking, event: PaymentSucceeded) -> bool:
 async def _confirm_all(
     session: AsyncSession,
     outbox: Outbox,
-    confirms: Sequence[tuple[Envelope, PaymentSucceeded, store.Booking]],
-    rooms: dict[UUID, store.Room],
+    confirms: Sequence[tuple[Envelope, PaymentSucceeded, domain.Booking]],
+    rooms: dict[UUID, domain.Room],
 ) -> None:
     if not confirms:
         return
@@ -793,7 +762,7 @@ async def _confirm_all(
 
 
 def _confirmed(
-    booking: store.Booking, payment_id: str, room: store.Room | None, version: int
+    booking: domain.Booking, payment_id: str, room: domain.Room | None, version: int
 ) -> BookingConfirmed:
     """``booking`` as it was before the confirmation; ``version``: its version after."""
     return BookingConfirmed(
@@ -813,8 +782,8 @@ def _confirmed(
 
 
 async def _refund_unwanted_payment(
-    session: AsyncSession, outbox: Outbox, booking: store.Booking, event: PaymentSucceeded
-) -> store.Booking:
+    session: AsyncSession, outbox: Outbox, booking: domain.Booking, event: PaymentSucceeded
+) -> domain.Booking:
     """The booking cannot take this payment (expired, cancelled or already paid): return it."""
     reason = (
         f"payment arrived for a booking that is {booking.status.value}"
@@ -822,7 +791,7 @@ async def _refund_unwanted_payment(
         else f"booking was already paid with payment {booking.payment_id}"
     )
     if booking.payment_id is None:
-        booking = await store.update_booking(session, booking.id, {"payment_id": event.payment_id})
+        booking = await store.attach_payment(session, booking.id, event.payment_id)
     requested = await _request_refund(
         session,
         booking.id,
@@ -883,7 +852,7 @@ async def _return_stray_payment(
 
 async def payment_failed(
     session: AsyncSession, outbox: Outbox, event: PaymentFailed, *, now: datetime
-) -> store.Booking:
+) -> domain.Booking:
     """A failed payment cancels the pending booking and frees its place; otherwise nothing."""
     booking = await store.get_booking(session, event.booking_id, lock=True)
     if booking.status is not BookingStatus.PENDING:
@@ -909,7 +878,7 @@ class UnknownRefund(domain.BookingError):
 
 async def refund_settled(
     session: AsyncSession, event: RefundSucceeded | RefundFailed, *, now: datetime
-) -> store.Booking | store.StrayPayment:
+) -> domain.Booking | store.StrayPayment:
     """Record what the payment service made of a refund; the booking's payment status follows
     (``refunded`` once every refund succeeded, ``refund_failed`` with the reason). The refund
     of a stray payment settles that payment's refund status (no booking involved).

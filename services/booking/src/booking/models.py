@@ -46,7 +46,8 @@ from booking.domain import (
     PaymentStatus,
     RefundStatus,
 )
-from shared.db import MONEY, one_of, service_metadata, timestamp_column
+from booking_contracts.catalogue import SlotStatus
+from shared.db import MONEY, one_of, service_metadata, sql_literal, timestamp_column
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -91,7 +92,7 @@ slots = Table(
     CheckConstraint("booked_count >= 0", name="booked_count_not_negative"),
     CheckConstraint("booked_count <= max_bookings", name="within_capacity"),
     CheckConstraint("ends_at > starts_at", name="ends_after_start"),
-    CheckConstraint(one_of("status", ("open", "blocked")), name="status_known"),
+    CheckConstraint(one_of("status", tuple(SlotStatus)), name="status_known"),
     Index("ix_slots_room_id_starts_at", "room_id", "starts_at"),
 )
 """The booking service's copy of the slot inventory, fed by timeslot events.
@@ -150,16 +151,20 @@ bookings = Table(
         "user_id",
         "slot_id",
         unique=True,
-        postgresql_where=text("status IN ('pending', 'confirmed')"),
+        postgresql_where=text(one_of("status", (BookingStatus.PENDING, BookingStatus.CONFIRMED))),
     ),
     Index("ix_bookings_user_id_created_at", "user_id", "created_at"),
     Index("ix_bookings_room_id_starts_at", "room_id", "starts_at"),
     Index(
         "ix_bookings_pending_hold_expires_at",
         "hold_expires_at",
-        postgresql_where=text("status = 'pending'"),
+        postgresql_where=text(f"status = {sql_literal(BookingStatus.PENDING)}"),
     ),
-    Index("ix_bookings_pending_user_id", "user_id", postgresql_where=text("status = 'pending'")),
+    Index(
+        "ix_bookings_pending_user_id",
+        "user_id",
+        postgresql_where=text(f"status = {sql_literal(BookingStatus.PENDING)}"),
+    ),
     Index(
         "ix_bookings_refund_failed_starts_at",
         "starts_at",
@@ -188,7 +193,8 @@ refunds = Table(
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint(one_of("status", tuple(RefundStatus)), name="status_known"),
     CheckConstraint(
-        "(status = 'failed') = (failure_reason IS NOT NULL)", name="failure_has_reason"
+        f"(status = {sql_literal(RefundStatus.FAILED)}) = (failure_reason IS NOT NULL)",
+        name="failure_has_reason",
     ),
     Index("ix_refunds_booking_id", "booking_id"),
 )
@@ -212,7 +218,8 @@ stray_payments = Table(
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint(one_of("refund_status", tuple(RefundStatus)), name="refund_status_known"),
     CheckConstraint(
-        "(refund_status = 'failed') = (failure_reason IS NOT NULL)", name="failure_has_reason"
+        f"(refund_status = {sql_literal(RefundStatus.FAILED)}) = (failure_reason IS NOT NULL)",
+        name="failure_has_reason",
     ),
     UniqueConstraint("refund_id"),
     Index("ix_stray_payments_booking_id", "booking_id"),

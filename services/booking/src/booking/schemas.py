@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from booking import store
+from booking import domain
 from booking.domain import BookingStatus, PaymentStatus
 from booking_contracts.bounds import EmailAddress
 from booking_contracts.catalogue import Actor
@@ -89,7 +89,7 @@ class BookingOut(BaseModel):
     cancellation_reason: str | None
 
     @classmethod
-    def of(cls, booking: store.Booking, *, for_admin: bool = False) -> BookingOut:
+    def of(cls, booking: domain.Booking, *, for_admin: bool = False) -> BookingOut:
         """The booking as the caller may see it: why a refund failed is for admins to act on
         (it may carry the payment provider's internals)."""
         out = cls.model_validate(booking, from_attributes=True)

@@ -37,11 +37,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking import domain
-from booking.domain import PAYMENT_STATUS_OF_REFUNDS, BookingStatus, PaymentStatus, RefundStatus
+from booking.domain import (
+    PAYMENT_STATUS_OF_REFUNDS,
+    Booking,
+    BookingStatus,
+    PaymentStatus,
+    RefundStatus,
+    Room,
+    Slot,
+)
 from booking.models import bookings, refunds, rooms, slots, stray_payments
-from booking_contracts.catalogue import Actor, Contact, RoomSnapshot, SlotSnapshot
+from booking_contracts.catalogue import Actor, Contact, RoomSnapshot, SlotSnapshot, SlotStatus
 from booking_contracts.money import Money
-from shared.db import reported_detail, violated_constraint
+from shared.db import reported_detail, sql_literal, status_is, violated_constraint
 
 # --- inventory -------------------------------------------------------------------------
 
@@ -155,45 +163,25 @@ async def upsert_slots(session: AsyncSession, snapshots: Sequence[SlotSnapshot])
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
-    id: UUID
-    room_id: UUID
-    starts_at: datetime
-    ends_at: datetime
-    price: Money
-    max_bookings: int
-    booked_count: int
-    status: str
-
-    @classmethod
-    def of(cls, row: Row[Any]) -> Slot:
-        v = row._mapping
-        return cls(
-            id=v["id"],
-            room_id=v["room_id"],
-            starts_at=v["starts_at"],
-            ends_at=v["ends_at"],
-            price=Money.of(v["price"], v["currency"]),
-            max_bookings=v["max_bookings"],
-            booked_count=v["booked_count"],
-            status=v["status"],
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Room:
-    id: UUID
-    name: str
-    time_zone: str
-    active: bool
+def slot_of(row: Row[Any]) -> Slot:
+    v = row._mapping
+    return Slot(
+        id=v["id"],
+        room_id=v["room_id"],
+        starts_at=v["starts_at"],
+        ends_at=v["ends_at"],
+        price=Money.of(v["price"], v["currency"]),
+        max_bookings=v["max_bookings"],
+        booked_count=v["booked_count"],
+        status=v["status"],
+    )
 
 
 _TAKE_PLACE = (
     update(slots)
     .where(
         slots.c.id == bindparam("take_slot_id", type_=Uuid),
-        slots.c.status == "open",
+        status_is(slots.c.status, SlotStatus.OPEN),
         slots.c.booked_count < slots.c.max_bookings,
         slots.c.starts_at > bindparam("take_now", type_=DateTime(timezone=True)),
         exists().where(rooms.c.id == slots.c.room_id, rooms.c.active, rooms.c.name != ""),
@@ -211,7 +199,7 @@ async def take_place(session: AsyncSession, slot_id: UUID, *, now: datetime) -> 
     for _ in range(3):
         row = (await session.execute(_TAKE_PLACE, given)).first()
         if row is not None:
-            return Slot.of(row)
+            return slot_of(row)
         reason = await _why_unavailable(session, slot_id, now)
         if reason is not None:
             raise reason
@@ -229,7 +217,7 @@ async def _why_unavailable(session: AsyncSession, slot_id: UUID, now: datetime) 
         return domain.SlotUnavailable(f"room {room.name!r} takes no bookings (inactive)")
     if slot.starts_at <= now:
         return domain.SlotUnavailable(f"slot {slot_id} has already started")
-    if slot.status != "open":
+    if slot.status != SlotStatus.OPEN:
         return domain.SlotUnavailable(f"slot {slot_id} is {slot.status}")
     if slot.booked_count >= slot.max_bookings:
         return slot_full(slot_id, slot.max_bookings)
@@ -243,13 +231,13 @@ def slot_full(slot_id: UUID, places: int) -> domain.SlotUnavailable:
 
 
 _TAKE_PLACES = text(
-    """
+    f"""
     UPDATE slots AS s SET booked_count = s.booked_count + w.n, updated_at = now()
     FROM unnest(:ids, :counts) AS w(id, n)
-    WHERE s.id = w.id AND s.status = 'open' AND s.booked_count + w.n <= s.max_bookings
-      AND s.starts_at > :now
+    WHERE s.id = w.id AND s.status = {sql_literal(SlotStatus.OPEN)}
+      AND s.booked_count + w.n <= s.max_bookings AND s.starts_at > :now
     RETURNING s.*
-    """
+    """  # noqa: S608 (constants)
 ).bindparams(
     bindparam("ids", type_=ARRAY(Uuid)),
     bindparam("counts", type_=ARRAY(Integer)),
@@ -284,7 +272,7 @@ async def take_places(session: AsyncSession, wanted: Mapping[UUID, int], *, now:
         select(slots.c.id, slots.c.booked_count, slots.c.max_bookings)
         .where(
             slots.c.id.in_(ids),
-            slots.c.status == "open",
+            status_is(slots.c.status, SlotStatus.OPEN),
             slots.c.starts_at > now,
             room_takes_bookings,
         )
@@ -305,7 +293,7 @@ async def take_places(session: AsyncSession, wanted: Mapping[UUID, int], *, now:
     rows = await session.execute(
         _TAKE_PLACES, {"ids": granted, "counts": [grants[i] for i in granted], "now": now}
     )
-    return Taken({slot.id: (slot, grants[slot.id]) for slot in map(Slot.of, rows)}, full)
+    return Taken({slot.id: (slot, grants[slot.id]) for slot in map(slot_of, rows)}, full)
 
 
 async def release_place(session: AsyncSession, slot_id: UUID) -> None:
@@ -335,7 +323,7 @@ async def get_slot(session: AsyncSession, slot_id: UUID) -> Slot:
     row = (await session.execute(select(slots).where(slots.c.id == slot_id))).first()
     if row is None:
         raise domain.SlotNotFound(f"slot {slot_id} is not known")
-    return Slot.of(row)
+    return slot_of(row)
 
 
 async def lock_slots(session: AsyncSession, slot_ids: Sequence[UUID]) -> dict[UUID, Slot]:
@@ -348,7 +336,7 @@ async def lock_slots(session: AsyncSession, slot_ids: Sequence[UUID]) -> dict[UU
         .order_by(slots.c.id)
         .with_for_update(key_share=True)
     )
-    return {slot.id: slot for slot in map(Slot.of, await session.execute(statement))}
+    return {slot.id: slot for slot in map(slot_of, await session.execute(statement))}
 
 
 async def get_room(session: AsyncSession, room_id: UUID) -> Room | None:
@@ -358,82 +346,87 @@ async def get_room(session: AsyncSession, room_id: UUID) -> Room | None:
 # --- bookings --------------------------------------------------------------------------
 
 
+def booking_of(row: Row[Any]) -> Booking:
+    v = row._mapping
+    currency = v["currency"]
+    refund = v["refund_amount"]
+    return Booking(
+        id=v["id"],
+        user_id=v["user_id"],
+        room_id=v["room_id"],
+        slot_id=v["slot_id"],
+        starts_at=v["starts_at"],
+        ends_at=v["ends_at"],
+        status=BookingStatus(v["status"]),
+        booking_type=v["booking_type"],
+        price=Money.of(v["price"], currency),
+        payment_status=PaymentStatus(v["payment_status"]),
+        payment_id=v["payment_id"],
+        refund=Money.of(refund, currency) if refund is not None else None,
+        refund_basis_starts_at=v["refund_basis_starts_at"],
+        refund_failure_reason=v["refund_failure_reason"],
+        notes=v["notes"],
+        attributes=v["attributes"],
+        # validated when the booking was made: not parsed again on every read
+        contact=Contact.model_construct(email=v["contact_email"], phone=v["contact_phone"]),
+        hold_expires_at=v["hold_expires_at"],
+        created_at=v["created_at"],
+        updated_at=v["updated_at"],
+        cancelled_at=v["cancelled_at"],
+        cancellation_reason=v["cancellation_reason"],
+        cancelled_by=Actor(v["cancelled_by"]) if v["cancelled_by"] else None,
+        idempotency_key=v["idempotency_key"],
+        request_fingerprint=v["request_fingerprint"],
+        version=v["version"],
+    )
+
+
 @dataclass(frozen=True, slots=True)
-class Booking:
+class PendingBooking:
+    """A new booking, held unpaid in ``slot`` until ``hold_expires_at``."""
+
     id: UUID
     user_id: str
-    room_id: UUID
-    slot_id: UUID
-    starts_at: datetime
-    ends_at: datetime
-    status: BookingStatus
+    slot: Slot
     booking_type: str
-    price: Money
-    payment_status: PaymentStatus
-    payment_id: str | None
-    refund: Money | None
-    refund_basis_starts_at: datetime | None
-    """The start the booking had when it was paid: what the refund policy counts notice to."""
-    refund_failure_reason: str | None
     notes: str
     attributes: dict[str, Any]
     contact: Contact
     hold_expires_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    cancelled_at: datetime | None
-    cancellation_reason: str | None
-    cancelled_by: Actor | None
     idempotency_key: str | None
     request_fingerprint: str | None
-    version: int
-    """1 when made, one more after every update (counted by the database: migration 0007);
-    every event about the booking carries the version after its change."""
 
-    @classmethod
-    def of(cls, row: Row[Any]) -> Booking:
-        v = row._mapping
-        currency = v["currency"]
-        refund = v["refund_amount"]
-        return cls(
-            id=v["id"],
-            user_id=v["user_id"],
-            room_id=v["room_id"],
-            slot_id=v["slot_id"],
-            starts_at=v["starts_at"],
-            ends_at=v["ends_at"],
-            status=BookingStatus(v["status"]),
-            booking_type=v["booking_type"],
-            price=Money.of(v["price"], currency),
-            payment_status=PaymentStatus(v["payment_status"]),
-            payment_id=v["payment_id"],
-            refund=Money.of(refund, currency) if refund is not None else None,
-            refund_basis_starts_at=v["refund_basis_starts_at"],
-            refund_failure_reason=v["refund_failure_reason"],
-            notes=v["notes"],
-            attributes=v["attributes"],
-            # validated when the booking was made: not parsed again on every read
-            contact=Contact.model_construct(email=v["contact_email"], phone=v["contact_phone"]),
-            hold_expires_at=v["hold_expires_at"],
-            created_at=v["created_at"],
-            updated_at=v["updated_at"],
-            cancelled_at=v["cancelled_at"],
-            cancellation_reason=v["cancellation_reason"],
-            cancelled_by=Actor(v["cancelled_by"]) if v["cancelled_by"] else None,
-            idempotency_key=v["idempotency_key"],
-            request_fingerprint=v["request_fingerprint"],
-            version=v["version"],
-        )
+    def columns(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "room_id": self.slot.room_id,
+            "slot_id": self.slot.id,
+            "starts_at": self.slot.starts_at,
+            "ends_at": self.slot.ends_at,
+            "status": BookingStatus.PENDING.value,
+            "booking_type": self.booking_type,
+            "price": self.slot.price.amount,
+            "currency": self.slot.price.currency,
+            "payment_status": PaymentStatus.PENDING.value,
+            "notes": self.notes,
+            "attributes": self.attributes,
+            "contact_email": self.contact.email,
+            "contact_phone": self.contact.phone,
+            "hold_expires_at": self.hold_expires_at,
+            "idempotency_key": self.idempotency_key,
+            "request_fingerprint": self.request_fingerprint,
+        }
 
 
 async def insert_booking(
-    session: AsyncSession, values: Mapping[str, Any], *, max_unpaid_holds: int | None
+    session: AsyncSession, booking: PendingBooking, *, max_unpaid_holds: int | None
 ) -> Booking:
     """Insert a pending booking, unless its user already holds ``max_unpaid_holds`` unpaid
     bookings (``None``: no cap): then the database refuses it, ``domain.TooManyUnpaidHolds``."""
     await _cap_unpaid_holds(session, max_unpaid_holds)
     with _refused_over_the_cap(max_unpaid_holds):
-        return Booking.of((await session.execute(_INSERT_BOOKING, dict(values))).one())
+        return booking_of((await session.execute(_INSERT_BOOKING, booking.columns())).one())
 
 
 _INSERT_BOOKING = insert(bookings).returning(*bookings.c)
@@ -441,7 +434,7 @@ _INSERT_BOOKING = insert(bookings).returning(*bookings.c)
 
 
 async def insert_bookings(
-    session: AsyncSession, rows: Sequence[Mapping[str, Any]], *, max_unpaid_holds: int | None
+    session: AsyncSession, new: Sequence[PendingBooking], *, max_unpaid_holds: int | None
 ) -> dict[UUID, Booking]:
     """Insert many bookings in one statement; a row that would break a unique index (the
     user already holds the slot, or reuses an ``Idempotency-Key``) is left out, not an
@@ -455,8 +448,8 @@ async def insert_bookings(
         .returning(*bookings.c, sort_by_parameter_order=True)
     )
     with _refused_over_the_cap(max_unpaid_holds):
-        result = await session.execute(statement, list(rows))
-    return {booking.id: booking for booking in map(Booking.of, result)}
+        result = await session.execute(statement, [booking.columns() for booking in new])
+    return {booking.id: booking for booking in map(booking_of, result)}
 
 
 # --- the cap on unpaid holds -----------------------------------------------------------
@@ -511,7 +504,7 @@ async def lock_unpaid_holds(session: AsyncSession, user_ids: Collection[str]) ->
         select(bookings.c.user_id, func.count().label("held"))
         .where(
             bookings.c.user_id.in_(users),
-            bookings.c.status == BookingStatus.PENDING.value,
+            status_is(bookings.c.status, BookingStatus.PENDING),
         )
         .group_by(bookings.c.user_id)
     )
@@ -554,7 +547,7 @@ async def find_by_idempotency_keys(
     statement = select(bookings).where(
         tuple_(bookings.c.user_id, bookings.c.idempotency_key).in_(list(keys))
     )
-    found = map(Booking.of, await session.execute(statement))
+    found = map(booking_of, await session.execute(statement))
     return {(b.user_id, b.idempotency_key or ""): b for b in found}
 
 
@@ -565,7 +558,7 @@ async def get_booking(session: AsyncSession, booking_id: UUID, *, lock: bool = F
     row = (await session.execute(statement)).first()
     if row is None:
         raise domain.BookingNotFound(f"booking {booking_id} does not exist")
-    return Booking.of(row)
+    return booking_of(row)
 
 
 async def lock_bookings(
@@ -590,7 +583,7 @@ async def lock_bookings(
     found: dict[UUID, Booking] = {}
     known: dict[UUID, Room] = {}
     for row in await session.execute(statement):
-        booking = found[row.id] = Booking.of(row)
+        booking = found[row.id] = booking_of(row)
         if row.room_name is not None:
             known[booking.room_id] = Room(
                 booking.room_id, row.room_name, row.room_time_zone, row.room_active
@@ -643,26 +636,75 @@ async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str)
         bookings.c.user_id == user_id, bookings.c.idempotency_key == key
     )
     row = (await session.execute(statement)).first()
-    return Booking.of(row) if row else None
+    return booking_of(row) if row else None
 
 
-async def update_booking(
-    session: AsyncSession, booking_id: UUID, values: Mapping[str, Any]
-) -> Booking:
+async def _change(session: AsyncSession, booking_id: UUID, **values: Any) -> Booking:
     statement = (
         update(bookings)
         .where(bookings.c.id == booking_id)
         .values(**values, updated_at=func.now())
         .returning(*bookings.c)
     )
-    return Booking.of((await session.execute(statement)).one())
+    return booking_of((await session.execute(statement)).one())
+
+
+async def cancel_booking(
+    session: AsyncSession, booking_id: UUID, *, by: Actor, reason: str | None, at: datetime
+) -> Booking:
+    return await _change(
+        session,
+        booking_id,
+        status=BookingStatus.CANCELLED.value,
+        cancelled_at=at,
+        cancelled_by=by.value,
+        cancellation_reason=reason,
+    )
+
+
+async def move_booking(session: AsyncSession, booking_id: UUID, slot: Slot) -> Booking:
+    """The booking now holds a place in ``slot``, at its price."""
+    return await _change(
+        session,
+        booking_id,
+        slot_id=slot.id,
+        starts_at=slot.starts_at,
+        ends_at=slot.ends_at,
+        price=slot.price.amount,
+    )
+
+
+async def set_status(session: AsyncSession, booking_id: UUID, status: BookingStatus) -> Booking:
+    return await _change(session, booking_id, status=status.value)
+
+
+async def confirm_booking(
+    session: AsyncSession, booking_id: UUID, *, payment_id: str, refund_basis_starts_at: datetime
+) -> Booking:
+    """Paid with ``payment_id``: confirmed; refunds count notice from
+    ``refund_basis_starts_at``."""
+    return await _change(
+        session,
+        booking_id,
+        status=BookingStatus.CONFIRMED.value,
+        payment_status=PaymentStatus.PAID.value,
+        payment_id=payment_id,
+        refund_basis_starts_at=refund_basis_starts_at,
+    )
+
+
+async def attach_payment(session: AsyncSession, booking_id: UUID, payment_id: str) -> Booking:
+    """Remember the payment a booking received (though it cannot take it)."""
+    return await _change(session, booking_id, payment_id=payment_id)
 
 
 async def expire_due(session: AsyncSession, *, now: datetime, limit: int) -> list[Booking]:
     """Expire up to ``limit`` pending bookings whose hold ran out; skip rows others hold."""
     due = (
         select(bookings.c.id)
-        .where(bookings.c.status == BookingStatus.PENDING.value, bookings.c.hold_expires_at <= now)
+        .where(
+            status_is(bookings.c.status, BookingStatus.PENDING), bookings.c.hold_expires_at <= now
+        )
         .order_by(bookings.c.hold_expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -674,7 +716,7 @@ async def expire_due(session: AsyncSession, *, now: datetime, limit: int) -> lis
         .values(status=BookingStatus.EXPIRED.value, updated_at=func.now())
         .returning(*bookings.c)
     )
-    return [Booking.of(row) for row in await session.execute(statement)]
+    return [booking_of(row) for row in await session.execute(statement)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -716,7 +758,7 @@ async def list_bookings(
         .order_by(bookings.c.starts_at, bookings.c.id)
         .limit(limit)
     )
-    return [Booking.of(row) for row in await session.execute(statement)]
+    return [booking_of(row) for row in await session.execute(statement)]
 
 
 # --- refunds ---------------------------------------------------------------------------
@@ -802,14 +844,14 @@ async def _sum_up_refunds(session: AsyncSession, booking_id: UUID) -> Booking:
     """Set the booking's payment status, refund total and refund failure from its refunds
     (``domain.PAYMENT_STATUS_OF_REFUNDS``; the reason of the latest failure), in one
     statement."""
-    failed = refunds.c.status == RefundStatus.FAILED.value
+    failed = status_is(refunds.c.status, RefundStatus.FAILED)
     summary = (
         select(
             refunds.c.booking_id,
             func.sum(refunds.c.amount).label("total"),
             case(
                 *(
-                    (func.bool_or(refunds.c.status == refund.value), paid.value)
+                    (func.bool_or(status_is(refunds.c.status, refund)), paid.value)
                     for refund, paid in PAYMENT_STATUS_OF_REFUNDS
                 )
             ).label("payment_status"),
@@ -835,7 +877,7 @@ async def _sum_up_refunds(session: AsyncSession, booking_id: UUID) -> Booking:
         )
         .returning(*bookings.c)
     )
-    return Booking.of((await session.execute(statement)).one())
+    return booking_of((await session.execute(statement)).one())
 
 
 # --- stray payments --------------------------------------------------------------------

@@ -340,32 +340,32 @@ class Delivery:
         events: list[Event] = []
         async with self.sessions.begin() as session:
             if sent:
-                for row in await store.record_sent(session, sent):
+                for done in await store.record_sent(session, sent):
                     events.append(
                         ReminderSent(
-                            reminder_id=row.id,
-                            booking_id=row.booking_id,
-                            channel=Channel(row.kind),
-                            sent_at=row.sent_at,
-                            message_id=row.message_id,
+                            reminder_id=done.id,
+                            booking_id=done.booking_id,
+                            channel=done.channel,
+                            sent_at=done.sent_at,
+                            message_id=done.message_id,
                         )
                     )
-                    self._outcomes.labels(row.kind, "sent").inc()
-                    lateness = (row.sent_at - row.scheduled_for).total_seconds()
-                    self._lateness.labels(row.kind).observe(max(lateness, 0.0))
+                    self._outcomes.labels(done.channel, "sent").inc()
+                    lateness = (done.sent_at - done.scheduled_for).total_seconds()
+                    self._lateness.labels(done.channel).observe(max(lateness, 0.0))
             if failures:
-                for row in await store.record_failures(session, failures):
-                    if row.status == domain.Status.FAILED:
+                for failed in await store.record_failures(session, failures):
+                    if failed.status == domain.Status.FAILED:
                         events.append(
                             ReminderFailed(
-                                reminder_id=row.id,
-                                booking_id=row.booking_id,
-                                channel=Channel(row.kind),
-                                attempts=row.attempts,
-                                error=row.last_error,
+                                reminder_id=failed.id,
+                                booking_id=failed.booking_id,
+                                channel=failed.channel,
+                                attempts=failed.attempts,
+                                error=failed.last_error,
                             )
                         )
-                        self._outcomes.labels(row.kind, "failed").inc()
+                        self._outcomes.labels(failed.channel, "failed").inc()
                     else:
-                        self._outcomes.labels(row.kind, "retry").inc()
+                        self._outcomes.labels(failed.channel, "retry").inc()
             await self.outbox.add(session, *events)

@@ -291,3 +291,63 @@ def calendar_entry(reminder: Reminder) -> str:
         "END:VCALENDAR",
     ]
     return "".join(fold(line) for line in lines)
+
+
+@dataclass(frozen=True, slots=True)
+class BookingFacts:
+    """What a reminder needs to know of its booking."""
+
+    booking_id: UUID
+    user_id: str
+    contact_email: str
+    contact_phone: str | None
+    starts_at: datetime
+    ends_at: datetime
+    room_name: str
+    room_time_zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A reminder marked sent."""
+
+    id: UUID
+    booking_id: UUID
+    channel: Channel
+    scheduled_for: datetime
+    sent_at: datetime
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """A reminder whose attempt failed: ``pending`` again (to retry) or ``failed``."""
+
+    id: UUID
+    booking_id: UUID
+    channel: Channel
+    status: Status
+    attempts: int
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReminder:
+    """A reminder as stored, live or not: what an admin sees of it."""
+
+    id: UUID
+    channel: Channel
+    status: Status
+    scheduled_for: datetime
+    due_at: datetime
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+    message_id: str | None
+    contact_email: str
+    contact_phone: str | None
+    starts_at: datetime
+    room_name: str
+    room_time_zone: str
+    created_at: datetime
+    updated_at: datetime

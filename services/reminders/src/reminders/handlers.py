@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 from collections import Counter as Tally
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from booking_contracts.catalogue import BookingConfirmed, BookingRescheduled
 from booking_contracts.envelope import Envelope
-from reminders import store
+from reminders import domain, store
 from reminders.domain import (
     BookingNotFound,
     Channel,
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from prometheus_client import Counter
-    from sqlalchemy import Row
     from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ async def confirm_bookings(
             for booking_id, i in firsts.items()
         ],
     )
-    plans: list[tuple[store.BookingFacts, dict[Channel, datetime]]] = []
+    plans: list[tuple[domain.BookingFacts, dict[Channel, datetime]]] = []
     for index, (envelope, event) in enumerate(confirmations):
         if event.booking_id not in new or firsts[event.booking_id] != index:
             log.info("booking %s is known already: nothing to schedule", event.booking_id)
@@ -100,8 +99,8 @@ async def confirm_bookings(
         scheduled.labels(channel.value).inc(count)
 
 
-def _facts(event: BookingConfirmed) -> store.BookingFacts:
-    return store.BookingFacts(
+def _facts(event: BookingConfirmed) -> domain.BookingFacts:
+    return domain.BookingFacts(
         booking_id=event.booking_id,
         user_id=event.user_id,
         contact_email=str(event.contact.email),
@@ -147,7 +146,7 @@ async def end(session: AsyncSession, booking_id: UUID, *, version: int, as_of: d
     await store.cancel_live(session, booking_id)
 
 
-async def booking_reminders(session: AsyncSession, booking_id: UUID) -> list[Row[Any]]:
+async def booking_reminders(session: AsyncSession, booking_id: UUID) -> list[domain.StoredReminder]:
     """Every reminder of a booking, live or not, by scheduled time; ``BookingNotFound`` when
     neither a reminder nor an event of it is known here."""
     rows = await store.reminders_of(session, booking_id)

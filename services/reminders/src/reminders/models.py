@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase
 
 from reminders.domain import LIVE, Channel, Status
-from shared.db import one_of, service_metadata, timestamp_column
+from shared.db import one_of, service_metadata, sql_literal, timestamp_column
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -71,10 +71,12 @@ reminders = Table(
     CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     CheckConstraint("ends_at > starts_at", name="ends_after_start"),
     CheckConstraint(
-        "status <> 'sent' OR (sent_at IS NOT NULL AND message_id IS NOT NULL)",
+        f"status <> {sql_literal(Status.SENT)} OR (sent_at IS NOT NULL AND message_id IS NOT NULL)",
         name="sent_has_time_and_message_id",
     ),
-    CheckConstraint("kind <> 'sms' OR contact_phone IS NOT NULL", name="sms_has_phone"),
+    CheckConstraint(
+        f"kind <> {sql_literal(Channel.SMS)} OR contact_phone IS NOT NULL", name="sms_has_phone"
+    ),
     Index(
         "uq_reminders_live_booking_id_kind",
         "booking_id",
@@ -83,11 +85,15 @@ reminders = Table(
         postgresql_where=text(LIVE_CONDITION),
     ),
     Index("ix_reminders_booking_id", "booking_id"),
-    Index("ix_reminders_pending_due_at", "due_at", postgresql_where=text("status = 'pending'")),
+    Index(
+        "ix_reminders_pending_due_at",
+        "due_at",
+        postgresql_where=text(f"status = {sql_literal(Status.PENDING)}"),
+    ),
     Index(
         "ix_reminders_queued_lease_expires_at",
         "lease_expires_at",
-        postgresql_where=text("status = 'queued'"),
+        postgresql_where=text(f"status = {sql_literal(Status.QUEUED)}"),
     ),
 )
 """One reminder of one booking on one channel.

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from reminders.domain import Channel, Status
+
+if TYPE_CHECKING:
+    from reminders.domain import StoredReminder
 
 
 class ReminderOut(BaseModel):
@@ -30,9 +33,8 @@ class ReminderOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: Any) -> ReminderOut:
-        v = row._mapping
-        return cls(channel=v["kind"], **{k: v[k] for k in cls.model_fields if k != "channel"})
+    def of(cls, reminder: StoredReminder) -> ReminderOut:
+        return cls.model_validate(reminder, from_attributes=True)
 
 
 class BookingRemindersOut(BaseModel):

@@ -33,8 +33,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from reminders.domain import LIVE, Channel, Reminder, Status
+from reminders.domain import (
+    LIVE,
+    BookingFacts,
+    Channel,
+    Delivered,
+    Reminder,
+    Status,
+    StoredReminder,
+    Undelivered,
+)
 from reminders.models import LIVE_CONDITION, booking_states, reminders
+from shared.db import sql_literal, status_in, status_is
 
 # --- bookings --------------------------------------------------------------------------
 #
@@ -55,32 +65,18 @@ from reminders.models import LIVE_CONDITION, booking_states, reminders
 # an unversioned event, or a row written before versions existed).
 
 
-@dataclass(frozen=True, slots=True)
-class BookingFacts:
-    """What a reminder needs to know of its booking."""
-
-    booking_id: UUID
-    user_id: str
-    contact_email: str
-    contact_phone: str | None
-    starts_at: datetime
-    ends_at: datetime
-    room_name: str
-    room_time_zone: str
-
-    @classmethod
-    def of(cls, row: Row[Any]) -> BookingFacts:
-        v = row._mapping
-        return cls(
-            booking_id=v["booking_id"],
-            user_id=v["user_id"],
-            contact_email=v["contact_email"],
-            contact_phone=v["contact_phone"],
-            starts_at=v["starts_at"],
-            ends_at=v["ends_at"],
-            room_name=v["room_name"],
-            room_time_zone=v["room_time_zone"],
-        )
+def booking_facts_of(row: Row[Any]) -> BookingFacts:
+    v = row._mapping
+    return BookingFacts(
+        booking_id=v["booking_id"],
+        user_id=v["user_id"],
+        contact_email=v["contact_email"],
+        contact_phone=v["contact_phone"],
+        starts_at=v["starts_at"],
+        ends_at=v["ends_at"],
+        room_name=v["room_name"],
+        room_time_zone=v["room_time_zone"],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +187,7 @@ async def move_booking(
         .returning(*b.c)
     )
     row = (await session.execute(statement)).first()
-    return BookingFacts.of(row) if row is not None else None
+    return booking_facts_of(row) if row is not None else None
 
 
 def _older_than(*, version: int, as_of: datetime) -> ColumnElement[bool]:
@@ -367,7 +363,7 @@ async def cancel_live(
         update(r)
         .where(
             r.c.booking_id == booking_id,
-            r.c.status.in_([s.value for s in LIVE]),
+            status_in(r.c.status, LIVE),
             r.c.kind.not_in(except_kinds),
         )
         .values(
@@ -405,8 +401,8 @@ async def take_due(
         select(r.c.id, r.c.booking_id, r.c.kind, r.c.scheduled_for, r.c.starts_at)
         .where(
             or_(
-                and_(r.c.status == Status.PENDING.value, r.c.due_at <= now + ahead),
-                and_(r.c.status == Status.QUEUED.value, r.c.lease_expires_at <= now),
+                and_(status_is(r.c.status, Status.PENDING), r.c.due_at <= now + ahead),
+                and_(status_is(r.c.status, Status.QUEUED), r.c.lease_expires_at <= now),
             )
         )
         .order_by(r.c.due_at)
@@ -426,13 +422,13 @@ async def take_due(
 
 
 _MARK_QUEUED = text(
-    """
+    f"""
     UPDATE reminders AS r
-    SET status = 'queued', job_id = v.job_id, lease_expires_at = :lease_expires_at,
-        updated_at = now()
+    SET status = {sql_literal(Status.QUEUED)}, job_id = v.job_id,
+        lease_expires_at = :lease_expires_at, updated_at = now()
     FROM unnest(:ids, :job_ids) AS v(id, job_id)
     WHERE r.id = v.id
-    """
+    """  # noqa: S608 (constants)
 ).bindparams(
     bindparam("ids", type_=ARRAY(Uuid)),
     bindparam("job_ids", type_=ARRAY(Uuid)),
@@ -481,15 +477,15 @@ class Lease:
 
 
 _TAKE_LEASES = text(
-    """
+    f"""
     UPDATE reminders AS r
     SET job_id = NULL, lease_expires_at = greatest(:now, r.due_at) + :lease,
         attempts = r.attempts + 1, updated_at = now()
     FROM unnest(:ids, :job_ids, :scheduled) AS v(id, job_id, scheduled_for)
-    WHERE r.id = v.id AND r.status = 'queued' AND r.job_id = v.job_id
+    WHERE r.id = v.id AND r.status = {sql_literal(Status.QUEUED)} AND r.job_id = v.job_id
       AND r.scheduled_for = v.scheduled_for
     RETURNING r.*
-    """
+    """  # noqa: S608 (constants)
 ).bindparams(
     bindparam("ids", type_=ARRAY(Uuid)),
     bindparam("job_ids", type_=ARRAY(Uuid)),
@@ -534,8 +530,8 @@ async def take_leases(
 
 _HELD_ROWS = "unnest(:ids, :attempts, :scheduled) AS v(id, attempt, scheduled_for)"
 _HELD = (
-    "r.id = v.id AND r.status = 'queued' AND r.job_id IS NULL AND r.attempts = v.attempt"
-    " AND r.scheduled_for = v.scheduled_for"
+    f"r.id = v.id AND r.status = {sql_literal(Status.QUEUED)} AND r.job_id IS NULL"
+    " AND r.attempts = v.attempt AND r.scheduled_for = v.scheduled_for"
 )
 """Rows ``r`` whose current lease is ``v`` (reminder id, attempt and scheduled time): a
 reminder cancelled or moved since, or whose lease ran out and was handed out again, is not."""
@@ -570,8 +566,8 @@ async def still_held(session: AsyncSession, leases: Sequence[Lease]) -> set[UUID
 _RELEASE = text(
     f"""
     UPDATE reminders AS r
-    SET status = 'pending', lease_expires_at = NULL, attempts = r.attempts - 1,
-        updated_at = now()
+    SET status = {sql_literal(Status.PENDING)}, lease_expires_at = NULL,
+        attempts = r.attempts - 1, updated_at = now()
     FROM {_HELD_ROWS}
     WHERE {_HELD}
     """  # noqa: S608 (constants)
@@ -604,8 +600,8 @@ def reminder_of(row: Row[Any]) -> Reminder:
 _RECORD_SENT = text(
     f"""
     UPDATE reminders AS r
-    SET status = 'sent', sent_at = v.sent_at, message_id = v.message_id, last_error = NULL,
-        lease_expires_at = NULL, updated_at = now()
+    SET status = {sql_literal(Status.SENT)}, sent_at = v.sent_at, message_id = v.message_id,
+        last_error = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest(:ids, :attempts, :scheduled, :sent_ats, :message_ids)
         AS v(id, attempt, scheduled_for, sent_at, message_id)
     WHERE {_HELD}
@@ -624,9 +620,9 @@ class Sent:
     sent_at: datetime
 
 
-async def record_sent(session: AsyncSession, sent: Sequence[Sent]) -> list[Row[Any]]:
+async def record_sent(session: AsyncSession, sent: Sequence[Sent]) -> list[Delivered]:
     """Mark sent what this worker still holds (a reminder cancelled or moved meanwhile, or
-    whose lease was lost, is left alone); returns the rows marked."""
+    whose lease was lost, is left alone); returns the reminders marked."""
     ordered = sorted(sent, key=lambda s: s.lease.reminder.id)
     result = await session.execute(
         _RECORD_SENT,
@@ -636,7 +632,17 @@ async def record_sent(session: AsyncSession, sent: Sequence[Sent]) -> list[Row[A
             "message_ids": [s.lease.reminder.message_id for s in ordered],
         },
     )
-    return list(result.all())
+    return [
+        Delivered(
+            id=row.id,
+            booking_id=row.booking_id,
+            channel=Channel(row.kind),
+            scheduled_for=row.scheduled_for,
+            sent_at=row.sent_at,
+            message_id=row.message_id,
+        )
+        for row in result
+    ]
 
 
 _RECORD_FAILED = text(
@@ -665,8 +671,8 @@ class Failure:
     """When to try again; None: no more attempts, the reminder failed."""
 
 
-async def record_failures(session: AsyncSession, failures: Sequence[Failure]) -> list[Row[Any]]:
-    """Back to ``pending`` until ``retry_at``, or ``failed``; returns the rows changed."""
+async def record_failures(session: AsyncSession, failures: Sequence[Failure]) -> list[Undelivered]:
+    """Back to ``pending`` until ``retry_at``, or ``failed``; returns the reminders changed."""
     ordered = sorted(failures, key=lambda f: f.lease.reminder.id)
     result = await session.execute(
         _RECORD_FAILED,
@@ -679,16 +685,46 @@ async def record_failures(session: AsyncSession, failures: Sequence[Failure]) ->
             "errors": [f.error[:2000] for f in ordered],
         },
     )
-    return list(result.all())
+    return [
+        Undelivered(
+            id=row.id,
+            booking_id=row.booking_id,
+            channel=Channel(row.kind),
+            status=Status(row.status),
+            attempts=row.attempts,
+            last_error=row.last_error,
+        )
+        for row in result
+    ]
 
 
 # --- reads -----------------------------------------------------------------------------
 
 
-async def reminders_of(session: AsyncSession, booking_id: UUID) -> list[Row[Any]]:
+async def reminders_of(session: AsyncSession, booking_id: UUID) -> list[StoredReminder]:
     statement = (
         select(reminders)
         .where(reminders.c.booking_id == booking_id)
         .order_by(reminders.c.scheduled_for, reminders.c.created_at, reminders.c.id)
     )
-    return list((await session.execute(statement)).all())
+    return [
+        StoredReminder(
+            id=row.id,
+            channel=Channel(row.kind),
+            status=Status(row.status),
+            scheduled_for=row.scheduled_for,
+            due_at=row.due_at,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            sent_at=row.sent_at,
+            message_id=row.message_id,
+            contact_email=row.contact_email,
+            contact_phone=row.contact_phone,
+            starts_at=row.starts_at,
+            room_name=row.room_name,
+            room_time_zone=row.room_time_zone,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        for row in await session.execute(statement)
+    ]

@@ -23,7 +23,7 @@ from shared.http.pagination import (
     encode_cursor,
 )
 from shared.http.problems import PROBLEM_RESPONSES
-from timeslots import handlers, schemas, store
+from timeslots import domain, handlers, schemas, store
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
@@ -43,7 +43,7 @@ MinDuration = Annotated[
 # --- rooms -----------------------------------------------------------------------------
 
 
-def _room_out(room: store.Room) -> schemas.RoomOut:
+def _room_out(room: domain.Room) -> schemas.RoomOut:
     return schemas.RoomOut.model_validate(room, from_attributes=True)
 
 
@@ -117,7 +117,7 @@ async def activate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.RoomOu
 # --- schedules -------------------------------------------------------------------------
 
 
-def _schedule_out(schedule: store.StoredSchedule, time_zone: str) -> schemas.ScheduleOut:
+def _schedule_out(schedule: domain.StoredSchedule, time_zone: str) -> schemas.ScheduleOut:
     return schemas.ScheduleOut(
         room_id=schedule.room_id,
         time_zone=time_zone,
@@ -160,7 +160,7 @@ async def get_schedule(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.Sched
 # --- slots -----------------------------------------------------------------------------
 
 
-def _slot_out(slot: store.Slot) -> schemas.SlotOut:
+def _slot_out(slot: domain.Slot) -> schemas.SlotOut:
     return schemas.SlotOut.model_validate(slot, from_attributes=True)
 
 

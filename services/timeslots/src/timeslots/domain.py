@@ -47,9 +47,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from types import MappingProxyType
-from typing import cast
+from typing import Any, cast
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from booking_contracts.catalogue import RoomSnapshot, RoomType, SlotSnapshot, SlotStatus
 from booking_contracts.money import Money
 
 WEEKDAYS = frozenset(range(1, 8))
@@ -466,3 +468,89 @@ def _later_ending(latest: Span | None, slot: Span) -> Span:
 
 def _span(slot: Span) -> str:
     return f"{slot[0].isoformat()}-{slot[1].isoformat()}"
+
+
+# --- the aggregates, as the store hands them over ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: UUID
+    name: str
+    description: str
+    capacity: int
+    room_type: RoomType
+    hourly_rate: Money
+    time_zone: str
+    active: bool
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    """1 when created, one more after every update (counted by the database: migration 0004)."""
+
+    def snapshot(self) -> RoomSnapshot:
+        return RoomSnapshot(
+            room_id=self.id,
+            name=self.name,
+            room_type=self.room_type,
+            capacity=self.capacity,
+            time_zone=self.time_zone,
+            hourly_rate=self.hourly_rate,
+            active=self.active,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSchedule:
+    """A schedule as stored: per open weekday its intervals, plus the cutting rules."""
+
+    room_id: UUID
+    open_weekdays: tuple[int, ...]
+    weekday_hours: dict[int, list[tuple[time, time]]]
+    slot_minutes: int
+    buffer_minutes: int
+    max_bookings: int
+    excluded_dates: tuple[date, ...]
+    blackouts: tuple[tuple[datetime, datetime], ...]
+    updated_at: datetime
+
+    def to_domain(self, time_zone: str) -> Schedule:
+        return Schedule(
+            time_zone=time_zone,
+            working_hours={
+                weekday: tuple(WorkingInterval(start, end) for start, end in intervals)
+                for weekday, intervals in self.weekday_hours.items()
+            },
+            open_weekdays=frozenset(self.open_weekdays),
+            slot_minutes=self.slot_minutes,
+            buffer_minutes=self.buffer_minutes,
+            excluded_dates=frozenset(self.excluded_dates),
+            blackouts=tuple(Blackout(start, end) for start, end in self.blackouts),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    id: UUID
+    room_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    price: Money
+    max_bookings: int
+    booked_count: int
+    status: SlotStatus
+    revision: int
+    created_at: datetime
+
+    def snapshot(self) -> SlotSnapshot:
+        return SlotSnapshot(
+            slot_id=self.id,
+            room_id=self.room_id,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            price=self.price,
+            max_bookings=self.max_bookings,
+            status=self.status,
+            revision=self.revision,
+        )

@@ -104,7 +104,7 @@ class NewSlot:
 # --- rooms -----------------------------------------------------------------------------
 
 
-async def create_room(session: AsyncSession, outbox: Outbox, new: NewRoom) -> store.Room:
+async def create_room(session: AsyncSession, outbox: Outbox, new: NewRoom) -> domain.Room:
     room = await store.insert_room(session, uuid.uuid4(), new.columns())
     await outbox.add(
         session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
@@ -114,7 +114,7 @@ async def create_room(session: AsyncSession, outbox: Outbox, new: NewRoom) -> st
 
 async def update_room(
     session: AsyncSession, outbox: Outbox, room_id: UUID, patch: RoomChanges
-) -> store.Room:
+) -> domain.Room:
     """Change the fields given in ``patch``; an empty patch changes nothing."""
     changes = patch.columns()
     if not changes:
@@ -130,7 +130,7 @@ async def update_room(
 
 async def set_room_active(
     session: AsyncSession, outbox: Outbox, room_id: UUID, *, active: bool
-) -> store.Room:
+) -> domain.Room:
     """Deactivate (no new bookings, existing ones stay) or reactivate; repeats change nothing."""
     room = await store.get_room(session, room_id, lock=True)
     if room.active == active:
@@ -153,7 +153,7 @@ async def set_room_active(
 
 async def put_schedule(
     session: AsyncSession, room_id: UUID, body: NewSchedule
-) -> tuple[store.StoredSchedule, str]:
+) -> tuple[domain.StoredSchedule, str]:
     """Replace the room's schedule (checked against the domain rules first)."""
     room = await store.get_room(session, room_id)
     weekdays = sorted(set(body.open_weekdays))
@@ -162,7 +162,7 @@ async def put_schedule(
         raise domain.InvalidSchedule(
             f"open weekday {missing[0]} has no working hours; give `hours` or `weekday_hours`"
         )
-    schedule = store.StoredSchedule(
+    schedule = domain.StoredSchedule(
         room_id=room_id,
         open_weekdays=tuple(weekdays),
         weekday_hours={weekday: list(body.weekday_hours[weekday]) for weekday in weekdays},
@@ -177,7 +177,7 @@ async def put_schedule(
     return await store.put_schedule(session, schedule), room.time_zone
 
 
-async def get_schedule(session: AsyncSession, room_id: UUID) -> tuple[store.StoredSchedule, str]:
+async def get_schedule(session: AsyncSession, room_id: UUID) -> tuple[domain.StoredSchedule, str]:
     room = await store.get_room(session, room_id)
     schedule = await store.get_schedule(session, room_id)
     if schedule is None:
@@ -267,7 +267,7 @@ async def add_custom_slots(
     *,
     now: datetime,
     limits: Limits = Limits(),
-) -> list[store.Slot]:
+) -> list[domain.Slot]:
     """Add explicit slots: all of them or, if one is invalid or overlaps, none."""
     if len(slots) > limits.custom_slots_max:
         raise domain.InvalidSlot(
@@ -301,7 +301,7 @@ async def add_custom_slots(
 
 async def set_slot_status(
     session: AsyncSession, outbox: Outbox, slot_id: UUID, status: SlotStatus
-) -> store.Slot:
+) -> domain.Slot:
     """Block or unblock a slot; bookings it already has stay. Repeats change nothing."""
     slot, changed = await store.set_slot_status(session, slot_id, status)
     if changed:

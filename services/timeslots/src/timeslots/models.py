@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from booking_contracts.catalogue import RoomType, SlotStatus
 from shared.db import MONEY, one_of, service_metadata, timestamp_column
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -45,9 +46,6 @@ from shared.outbox import outbox_table
 metadata = service_metadata()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
-
-ROOM_TYPES = ("office", "consultation", "meeting", "treatment")
-SLOT_STATUSES = ("open", "blocked")
 
 
 rooms = Table(
@@ -68,7 +66,7 @@ rooms = Table(
     timestamp_column("updated_at"),
     CheckConstraint("capacity >= 1", name="capacity_positive"),
     CheckConstraint("hourly_rate >= 0", name="hourly_rate_not_negative"),
-    CheckConstraint(one_of("room_type", ROOM_TYPES), name="room_type_known"),
+    CheckConstraint(one_of("room_type", tuple(RoomType)), name="room_type_known"),
     Index("ix_rooms_room_type_active", "room_type", "active"),
 )
 
@@ -108,7 +106,7 @@ timeslots = Table(
     CheckConstraint("price >= 0", name="price_not_negative"),
     CheckConstraint("max_bookings >= 1", name="max_bookings_positive"),
     CheckConstraint("booked_count >= 0", name="booked_count_not_negative"),
-    CheckConstraint(one_of("status", SLOT_STATUSES), name="status_known"),
+    CheckConstraint(one_of("status", tuple(SlotStatus)), name="status_known"),
     Index("ix_timeslots_room_id_starts_at", "room_id", "starts_at", unique=True),
 )
 

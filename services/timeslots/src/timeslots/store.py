@@ -36,65 +36,36 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import (
-    RoomSnapshot,
     RoomType,
     SlotsGenerated,
-    SlotSnapshot,
     SlotStatus,
 )
 from booking_contracts.money import Money
-from shared.db import violated_constraint
+from shared.db import sql_literal, violated_constraint
 from shared.outbox import Outbox
 from timeslots import domain
+from timeslots.domain import Room, Slot, StoredSchedule
 from timeslots.models import rooms, schedules, slot_holds, timeslots
 
 # --- rooms -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Room:
-    id: UUID
-    name: str
-    description: str
-    capacity: int
-    room_type: RoomType
-    hourly_rate: Money
-    time_zone: str
-    active: bool
-    attributes: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    version: int
-    """1 when created, one more after every update (counted by the database: migration 0004)."""
-
-    @classmethod
-    def of(cls, row: Row[Any]) -> Room:
-        values = row._mapping
-        return cls(
-            id=values["id"],
-            name=values["name"],
-            description=values["description"],
-            capacity=values["capacity"],
-            room_type=RoomType(values["room_type"]),
-            hourly_rate=Money.of(values["hourly_rate"], values["currency"]),
-            time_zone=values["time_zone"],
-            active=values["active"],
-            attributes=values["attributes"],
-            created_at=values["created_at"],
-            updated_at=values["updated_at"],
-            version=values["version"],
-        )
-
-    def snapshot(self) -> RoomSnapshot:
-        return RoomSnapshot(
-            room_id=self.id,
-            name=self.name,
-            room_type=self.room_type,
-            capacity=self.capacity,
-            time_zone=self.time_zone,
-            hourly_rate=self.hourly_rate,
-            active=self.active,
-        )
+def room_of(row: Row[Any]) -> Room:
+    values = row._mapping
+    return Room(
+        id=values["id"],
+        name=values["name"],
+        description=values["description"],
+        capacity=values["capacity"],
+        room_type=RoomType(values["room_type"]),
+        hourly_rate=Money.of(values["hourly_rate"], values["currency"]),
+        time_zone=values["time_zone"],
+        active=values["active"],
+        attributes=values["attributes"],
+        created_at=values["created_at"],
+        updated_at=values["updated_at"],
+        version=values["version"],
+    )
 
 
 def _room_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,7 +84,7 @@ def _room_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 async def insert_room(session: AsyncSession, room_id: UUID, values: Mapping[str, Any]) -> Room:
     statement = insert(rooms).values(id=room_id, **_room_values(values)).returning(*rooms.c)
-    return Room.of((await session.execute(statement)).one())
+    return room_of((await session.execute(statement)).one())
 
 
 async def update_room(
@@ -126,7 +97,7 @@ async def update_room(
         .returning(*rooms.c)
     )
     row = (await session.execute(statement)).first()
-    return Room.of(row) if row else None
+    return room_of(row) if row else None
 
 
 async def get_room(session: AsyncSession, room_id: UUID, *, lock: bool = False) -> Room:
@@ -136,7 +107,7 @@ async def get_room(session: AsyncSession, room_id: UUID, *, lock: bool = False) 
     row = (await session.execute(statement)).first()
     if row is None:
         raise domain.RoomNotFound(f"room {room_id} does not exist")
-    return Room.of(row)
+    return room_of(row)
 
 
 async def list_rooms(
@@ -154,7 +125,7 @@ async def list_rooms(
         statement = statement.where(rooms.c.active.is_(active))
     if after is not None:
         statement = statement.where(rooms.c.id > after)
-    return [Room.of(row) for row in await session.execute(statement)]
+    return [room_of(row) for row in await session.execute(statement)]
 
 
 async def active_room_ids(session: AsyncSession) -> list[UUID]:
@@ -163,35 +134,6 @@ async def active_room_ids(session: AsyncSession) -> list[UUID]:
 
 
 # --- schedules -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSchedule:
-    """A schedule as stored: per open weekday its intervals, plus the cutting rules."""
-
-    room_id: UUID
-    open_weekdays: tuple[int, ...]
-    weekday_hours: dict[int, list[tuple[time, time]]]
-    slot_minutes: int
-    buffer_minutes: int
-    max_bookings: int
-    excluded_dates: tuple[date, ...]
-    blackouts: tuple[tuple[datetime, datetime], ...]
-    updated_at: datetime
-
-    def to_domain(self, time_zone: str) -> domain.Schedule:
-        return domain.Schedule(
-            time_zone=time_zone,
-            working_hours={
-                weekday: tuple(domain.WorkingInterval(start, end) for start, end in intervals)
-                for weekday, intervals in self.weekday_hours.items()
-            },
-            open_weekdays=frozenset(self.open_weekdays),
-            slot_minutes=self.slot_minutes,
-            buffer_minutes=self.buffer_minutes,
-            excluded_dates=frozenset(self.excluded_dates),
-            blackouts=tuple(domain.Blackout(start, end) for start, end in self.blackouts),
-        )
 
 
 def _schedule_of(row: Row[Any]) -> StoredSchedule:
@@ -245,46 +187,20 @@ async def get_schedule(session: AsyncSession, room_id: UUID) -> StoredSchedule |
 # --- slots -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
-    id: UUID
-    room_id: UUID
-    starts_at: datetime
-    ends_at: datetime
-    price: Money
-    max_bookings: int
-    booked_count: int
-    status: SlotStatus
-    revision: int
-    created_at: datetime
-
-    @classmethod
-    def of(cls, row: Row[Any]) -> Slot:
-        values = row._mapping
-        return cls(
-            id=values["id"],
-            room_id=values["room_id"],
-            starts_at=values["starts_at"],
-            ends_at=values["ends_at"],
-            price=Money.of(values["price"], values["currency"]),
-            max_bookings=values["max_bookings"],
-            booked_count=values["booked_count"],
-            status=SlotStatus(values["status"]),
-            revision=values["revision"],
-            created_at=values["created_at"],
-        )
-
-    def snapshot(self) -> SlotSnapshot:
-        return SlotSnapshot(
-            slot_id=self.id,
-            room_id=self.room_id,
-            starts_at=self.starts_at,
-            ends_at=self.ends_at,
-            price=self.price,
-            max_bookings=self.max_bookings,
-            status=self.status,
-            revision=self.revision,
-        )
+def slot_of(row: Row[Any]) -> Slot:
+    values = row._mapping
+    return Slot(
+        id=values["id"],
+        room_id=values["room_id"],
+        starts_at=values["starts_at"],
+        ends_at=values["ends_at"],
+        price=Money.of(values["price"], values["currency"]),
+        max_bookings=values["max_bookings"],
+        booked_count=values["booked_count"],
+        status=SlotStatus(values["status"]),
+        revision=values["revision"],
+        created_at=values["created_at"],
+    )
 
 
 _TIMESTAMPS = ARRAY(DateTime(timezone=True))
@@ -463,7 +379,7 @@ async def insert_custom(
     try:
         async with session.begin_nested():
             result = await session.execute(_INSERT_CUSTOM, params)
-            inserted = [Slot.of(row) for row in result]
+            inserted = [slot_of(row) for row in result]
     except IntegrityError as exc:
         if violated_constraint(exc) in {"timeslots_no_overlap", "ix_timeslots_room_id_starts_at"}:
             raise domain.SlotOverlap(
@@ -489,7 +405,7 @@ async def get_slot(session: AsyncSession, slot_id: UUID) -> Slot:
     row = (await session.execute(select(timeslots).where(timeslots.c.id == slot_id))).first()
     if row is None:
         raise domain.SlotNotFound(f"slot {slot_id} does not exist")
-    return Slot.of(row)
+    return slot_of(row)
 
 
 async def set_slot_status(
@@ -504,7 +420,7 @@ async def set_slot_status(
     )
     row = (await session.execute(statement)).first()
     if row is not None:
-        return Slot.of(row), True
+        return slot_of(row), True
     return await get_slot(session, slot_id), False
 
 
@@ -529,7 +445,7 @@ async def list_slots(
     )
     if after is not None:
         statement = statement.where(tuple_(timeslots.c.starts_at, timeslots.c.id) > tuple_(*after))
-    return [Slot.of(row) for row in await session.execute(statement)]
+    return [slot_of(row) for row in await session.execute(statement)]
 
 
 # --- booking holds ---------------------------------------------------------------------
@@ -773,7 +689,7 @@ class Available:
     free_minutes: int | None
 
 
-_SEARCH = """
+_SEARCH = f"""
 WITH window_of_room AS (
     SELECT r.id AS room_id, r.name AS room_name, r.time_zone,
            greatest(CAST(:date_from AS date)::timestamp AT TIME ZONE r.time_zone, :now) AS lo,
@@ -789,9 +705,9 @@ free AS (
     FROM window_of_room w
     JOIN timeslots t ON t.room_id = w.room_id
      AND t.starts_at >= w.lo AND t.starts_at < w.hi + :run_reach
-    WHERE t.status = 'open' AND t.booked_count < t.max_bookings
+    WHERE t.status = {sql_literal(SlotStatus.OPEN)} AND t.booked_count < t.max_bookings
 )
-"""
+"""  # noqa: S608 (constants)
 
 _PLAIN = (  # constant SQL, nothing from the request is pasted in
     _SEARCH
