@@ -4,7 +4,7 @@ The three services run as real processes on a Kafka broker and a PostgreSQL serv
 own (the ``deploy/local`` scripts on free ports), each as one API process
 (``<service> serve --role api --workers 2``) and one or two worker processes
 (``<service> serve --role worker``: outbox relay, consumers, sweepers), with the payment
-service stand-in (``tests/support/standins.py``, a process of its own: it pays every
+service stand-in (``tooling/src/platform_tooling/standins.py``, a process of its own: it pays every
 ``BookingCreated`` as soon as it reads it) and its mail sink.
 
 * **Offered load**: ``wrk`` (native, two threads) with ``bench/e2e.lua`` sends
@@ -62,11 +62,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.cpu import CpuMeter, cpu_times, listening_pid
 from bench.reminders import environment, percentile
 from booking_contracts import topics
+from platform_tooling.client import Api, auth, connect
 from shared.db import asyncpg_dsn
 from shared.lag import consumer_lag
 from shared.settings import DEV_JWT_SECRET
 from shared.tokens import issue_token
-from tests.e2e.api import Api, auth, connect
 from tests.support.broker import private_broker, private_postgres
 from tests.support.platform import CONSUMER_GROUPS, SERVICES, Platform, free_port
 
@@ -141,7 +141,7 @@ PRODUCTION_POLLS = {
 """The service defaults of what ``tests/support/platform.py`` shortens for the tests."""
 PREWARM = """
 import timeslots.cli, timeslots.main, booking.cli, booking.main, reminders.cli, reminders.main
-import shared.cli, tests.support.standins
+import shared.cli, platform_tooling.standins
 import uvicorn.main, uvicorn.supervisors.multiprocess, uvicorn.lifespan.on
 import uvicorn.protocols.http.auto, uvicorn.protocols.websockets.auto, uvicorn.loops.auto
 timeslots.main.create_app(), booking.main.create_app(), reminders.main.create_app()
@@ -474,7 +474,7 @@ def judge_lag(series: dict[str, Any], offered: float) -> dict[str, Any]:
 
 @dataclass
 class StandIns:
-    """``python -m tests.support.standins``: the payment service and a mail sink, as a process
+    """``python -m platform_tooling.standins``: the payment service and a mail sink, as a process
     of their own (not competing with the benchmark's own event loop)."""
 
     kafka: str
@@ -488,7 +488,7 @@ class StandIns:
                 [
                     sys.executable,
                     "-m",
-                    "tests.support.standins",
+                    "platform_tooling.standins",
                     "--kafka",
                     self.kafka,
                     "--smtp-port",

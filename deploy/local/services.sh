@@ -23,7 +23,7 @@
 # (shared/src/shared/settings.py, DEV_JWT_SECRET), which a service refuses without it.
 #
 # Unless STANDINS=0, it also runs stand-ins for the systems around the platform that are not
-# ours (tests/support/standins.py): a payment service that pays every booking (users named
+# ours (tooling/src/platform_tooling/standins.py): a payment service that pays every booking (users named
 # unpaid-* never pay, declined-* are declined) and a mail server on 127.0.0.1:$MAIL_PORT
 # (default 2525) that keeps every reminder in $PLATFORM_STATE_DIR/mail/*.eml; the reminders
 # service sends there unless REMINDERS_SMTP_HOST/PORT say otherwise.
@@ -95,7 +95,7 @@ start_standins() {
         log "stand-ins already running"
         return 0
     fi
-    (cd "$REPO_ROOT" && exec setsid "$UV" run --frozen python -m tests.support.standins \
+    (cd "$REPO_ROOT" && exec setsid "$UV" run --frozen python -m platform_tooling.standins \
         --kafka "$PLATFORM_KAFKA_BOOTSTRAP" --smtp-port "$MAIL_PORT" --mail-dir "$STATE_DIR/mail") \
         >>"$RUN_DIR/standins.log" 2>&1 &
     echo $! >"$RUN_DIR/standins.pid"

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from tests.e2e.api import Api, Json, connect, expect
+from platform_tooling.client import Api, Json, connect, expect
 from tests.support.platform import SERVICES, Platform
 
 from .scene import Scene, set_scene

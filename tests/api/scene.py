@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tests.e2e.api import Api, Json, expect, next_minute, unique_user, utc_now
+from platform_tooling.client import Api, Json, expect, next_minute, unique_user, utc_now
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.e2e.api import ADMIN, Api, Json
+from platform_tooling.client import ADMIN, Api, Json
 from tests.support.platform import SERVICES, Platform
 
 from .endpoints import HTTP_METHODS, Endpoint, documented, send

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.api import Api, Json, auth, unique_user
+from platform_tooling.client import Api, Json, auth, unique_user
 from tests.support.platform import SERVICES, Platform
 
 from .endpoints import Endpoint, admin_only, documented, send

@@ -14,7 +14,7 @@ import pytest
 import schemathesis
 from schemathesis import BaseSchema, Case
 
-from tests.e2e.api import ADMIN, Json, token
+from platform_tooling.client import ADMIN, Json, token
 from tests.support.platform import SERVICES, Platform
 
 MAX_EXAMPLES = 20

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from platform_tooling.client import Api, connect
+from platform_tooling.standins import MailSink, PaymentStandIn
+from shared.kafka import KafkaTransport
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from tests.support.broker import PrivateBroker, PrivatePostgres, private_broker, private_postgres
 from tests.support.platform import Platform, free_port
-from tests.support.standins import MailSink, PaymentStandIn
-
-from .api import Api, connect
 
 SETTINGS = {
     "reminders": {"DISPATCH_INTERVAL_S": "0.2", "SMTP_TIMEOUT_S": "5", "SMTP_IDLE_S": "2"},
@@ -42,8 +42,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgr
 
 
 @pytest.fixture(scope="module")
-def mail() -> Iterator[MailSink]:
-    sink = MailSink(port=free_port())
+def mail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSink]:
+    sink = MailSink(port=free_port(), directory=tmp_path_factory.mktemp("e2e-mail"))
     sink.start()
     yield sink
     sink.stop()
@@ -51,7 +51,7 @@ def mail() -> Iterator[MailSink]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def payments(broker: PrivateBroker) -> AsyncIterator[PaymentStandIn]:
-    standin = PaymentStandIn(broker.bootstrap)
+    standin = PaymentStandIn(KafkaTransport(broker.bootstrap))
     await standin.start()
     yield standin
     await standin.stop()

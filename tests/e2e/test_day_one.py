@@ -13,10 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from platform_tooling.standins import MailSink
 from tests.support.broker import KAFKA_SH, POSTGRES_SH, REPO, PrivateBroker, PrivatePostgres
 from tests.support.chromium import render
 from tests.support.platform import Platform, free_port
-from tests.support.standins import MailSink
 from tests.support.threads import in_thread
 
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"

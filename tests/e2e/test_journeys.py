@@ -8,10 +8,12 @@ from decimal import Decimal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from tests.support.polling import until
-from tests.support.standins import MailSink, PaymentStandIn
+import pytest
 
-from .api import Api, Json, auth, expect, next_minute, unique_user, utc_now
+from platform_tooling import demo
+from platform_tooling.client import Api, Json, auth, expect, next_minute, unique_user, utc_now
+from platform_tooling.polling import until
+from platform_tooling.standins import MailSink, PaymentStandIn
 
 HOUR = timedelta(hours=1)
 
@@ -236,3 +238,15 @@ async def test_unpaid_declined_completed_and_no_show_bookings_end_as_they_should
 
 async def _started(moment: datetime) -> bool:
     return utc_now() >= moment
+
+
+async def test_the_demo_walks_its_whole_journey_to_the_reminder_email(
+    api: Api, mail: MailSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert mail.directory is not None
+    await demo.journey(api, mail.directory)
+
+    told = capsys.readouterr().out
+    assert "5. The payment service charges it" in told
+    assert "9. The email arrived at the mail server stand-in" in told
+    assert "Done in" in told

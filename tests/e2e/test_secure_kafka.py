@@ -16,18 +16,21 @@ from uuid import UUID
 import pytest
 import pytest_asyncio
 
+from platform_tooling.client import Api, expect, next_minute, unique_user, utc_now
+from platform_tooling.polling import until
+from platform_tooling.standins import MailSink, PaymentStandIn
+from shared.kafka import KafkaTransport
 from tests.support.broker import PrivatePostgres, SecureBroker
 from tests.support.platform import Platform, quiet
-from tests.support.polling import until
-from tests.support.standins import MailSink, PaymentStandIn
 
-from .api import Api, expect, next_minute, unique_user, utc_now
 from .conftest import platform_on
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def payments(secure_kafka: SecureBroker) -> AsyncIterator[PaymentStandIn]:
-    standin = PaymentStandIn(secure_kafka.bootstrap, security=secure_kafka.security())
+    standin = PaymentStandIn(
+        KafkaTransport(secure_kafka.bootstrap, security=secure_kafka.security())
+    )
     await standin.start()
     yield standin
     await standin.stop()

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from platform_tooling.client import connect, expect, next_minute, unique_user, utc_now
+from platform_tooling.polling import until
+from platform_tooling.standins import MailSink, PaymentStandIn
 from tests.support.broker import PrivateBroker, PrivatePostgres
 from tests.support.platform import Platform
-from tests.support.polling import until
-from tests.support.standins import MailSink, PaymentStandIn
 
-from .api import connect, expect, next_minute, unique_user, utc_now
 from .conftest import platform_on
 
 

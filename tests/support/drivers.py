@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import httpx
 from aiokafka import ConsumerRecord
 
+from platform_tooling.polling import until
 from tests.support.kafka import read_topic
-from tests.support.polling import until
 
 T = TypeVar("T")
 

@@ -64,10 +64,11 @@ from aiokafka.errors import KafkaError
 
 from booking_contracts.topics import DLQ_SUFFIX, dead_letter_topic
 from shared.errors import KernelError, describe
-from shared.kafka import KafkaPublisher, KafkaRecord, make_admin, make_reader
+from shared.kafka import KafkaPublisher, make_admin, make_reader
 from shared.progress import ProgressBar
 from shared.settings import ServiceSettings
 from shared.text import one_line
+from shared.transport import KafkaRecord
 
 REPLAY_HEADER = "dlq_replay_of"
 """The header of a replayed record: the dead letter it repeats (``topic:partition:offset``)."""

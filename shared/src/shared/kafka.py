@@ -1,9 +1,11 @@
-"""Kafka plumbing with the settings that keep messages from being lost or doubled.
+"""The aiokafka side of the Kafka seam (:mod:`shared.transport`): the one module where Kafka
+clients are made, with the settings that keep messages from being lost or doubled.
 
 * The producer is idempotent, which forces ``acks=all``: a record counts as sent only once
   every in-sync replica has it, and retries after a lost ack cannot write it twice.
-* Consumers (see :mod:`shared.messaging`) read from the earliest offset when their group is
-  new and commit manually after the database transaction.
+* Group consumers (run by :mod:`shared.messaging`) read from the earliest offset when their
+  group is new, commit by hand after the database transaction, and hand their poll in
+  flight over before a rebalance moves their partitions.
 * Topics, with their dead-letter twins, are created up front so that nothing depends on
   auto-creation or on the metadata refresh interval.
 """
@@ -13,18 +15,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
 from faststream.kafka import KafkaBroker
 
-from booking_contracts.topics import dead_letter_topic
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.outbox import OutboundRecord
+from shared.transport import (
+    CommitFailed,
+    HandOver,
+    IncomingRecord,
+    KafkaRecord,
+    TopicPartition,
+    as_kafka_record,
+    topics_with_twins,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +107,6 @@ def make_reader(
     )
 
 
-@dataclass(frozen=True)
-class KafkaRecord:
-    """A record to publish byte for byte: key and value as they are (either may be absent),
-    headers in their order."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = ()
-
-
 class KafkaPublisher:
     """Publishes records with its own idempotent producer; returns after every ack.
 
@@ -165,21 +166,8 @@ class KafkaPublisher:
                 await asyncio.wait_for(producer.stop(), 5)
 
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
-        producer = await self._ensure()
-        try:
-            futures = [
-                await producer.send(
-                    r.topic,
-                    r.value,
-                    key=r.key.encode(),
-                    headers=[(k, v.encode()) for k, v in r.headers.items()],
-                )
-                for r in records
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
-        except BaseException:
-            await self._discard()
-            raise
+        """Publish outbox rows, in order; return once every one is acked."""
+        await self.send_records([as_kafka_record(r) for r in records])
 
     async def send_records(self, records: Sequence[KafkaRecord]) -> None:
         """Publish ``records`` byte for byte, in order; return once every one is acked."""
@@ -228,12 +216,8 @@ async def ensure_topics(
     keys, and the partitions cap how many workers of a group share the work. Event topics
     are never grown (a key would move to another partition and lose its order)."""
     queues = dict(work_queues or {})
-    wanted: set[str] = set()
-    for topic in topics:
-        wanted.add(topic)
-        if with_dead_letters:
-            wanted.add(dead_letter_topic(topic))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security.client_options())
+    wanted = topics_with_twins(topics, with_dead_letters=with_dead_letters)
+    admin = make_admin(bootstrap_servers, security=security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -270,3 +254,148 @@ async def _grow(admin: AIOKafkaAdminClient, wanted: Mapping[str, int]) -> None:
     if smaller:
         await admin.create_partitions({t: NewPartitions(total_count=n) for t, n in smaller.items()})
         log.info("grew work queues %s", ", ".join(f"{t} to {n}" for t, n in smaller.items()))
+
+
+REBALANCE_TIMEOUT_MS = 30_000
+"""How long the group waits in a rebalance for a member to finish and commit its poll in
+flight (aiokafka's default is the 10 s session timeout)."""
+
+
+class KafkaGroupConsumer:
+    """A :class:`shared.transport.GroupConsumer` on an aiokafka consumer: manual commits,
+    the earliest offset for a new group, and the hand-over awaited before partitions are
+    revoked (aiokafka runs a rebalance in the background, while the runtime may be applying
+    records; the group's other members wait for it, up to the rebalance timeout)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, topics: Sequence[str], hand_over: HandOver):
+        self._consumer = consumer
+        consumer.subscribe(list(topics), listener=_HandOver(hand_over))
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, *, timeout_ms: int, max_records: int) -> list[IncomingRecord]:
+        fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [incoming(record) for records in fetched.values() for record in records]
+
+    def assignment(self) -> set[TopicPartition]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            await self._consumer.commit(
+                {KafkaTopicPartition(*tp): OffsetAndMetadata(o, "") for tp, o in offsets.items()}
+            )
+        except KafkaError as exc:
+            raise CommitFailed(f"the group refused the offsets: {exc!r}") from exc
+
+
+class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, hand_over: HandOver) -> None:
+        self._hand_over = hand_over
+
+    async def on_partitions_revoked(self, revoked: Collection[KafkaTopicPartition]) -> None:
+        if revoked:  # nothing is revoked when the member first joins
+            await self._hand_over()
+
+    async def on_partitions_assigned(self, assigned: Collection[KafkaTopicPartition]) -> None:
+        """Positions of the new assignment start at the group's committed offsets."""
+
+
+def incoming(record: Any) -> IncomingRecord:
+    """An aiokafka ``ConsumerRecord`` as the runtime's :class:`IncomingRecord`."""
+    return IncomingRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(
+            (key, value if value is not None else b"") for key, value in record.headers or ()
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class KafkaTransport:
+    """The :class:`shared.transport.Transport` of a real broker: every client it makes
+    connects to ``bootstrap_servers`` with ``security``."""
+
+    bootstrap_servers: str
+    security: KafkaSecurity = field(default=PLAINTEXT)
+    request_timeout_ms: int = 15_000
+
+    def publisher(self, *, client_id: str) -> KafkaPublisher:
+        return KafkaPublisher(
+            self.bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=self.request_timeout_ms,
+            security=self.security,
+        )
+
+    def group_consumer(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str,
+        hand_over: HandOver,
+        fetch_max_wait_ms: int = 50,
+    ) -> KafkaGroupConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=group,
+            client_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+            **self.security.client_options(),
+        )
+        return KafkaGroupConsumer(consumer, topics, hand_over)
+
+    async def ensure_topics(
+        self,
+        topics: Iterable[str],
+        *,
+        partitions: int = 3,
+        replication_factor: int = 1,
+        with_dead_letters: bool = True,
+        work_queues: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        return await ensure_topics(
+            self.bootstrap_servers,
+            topics,
+            partitions=partitions,
+            replication_factor=replication_factor,
+            with_dead_letters=with_dead_letters,
+            work_queues=work_queues,
+            security=self.security,
+        )
+
+    def broker(self, *, client_id: str) -> KafkaBroker:
+        """A FastStream broker, for the readiness check (see :func:`make_broker`)."""
+        return make_broker(
+            self.bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=self.request_timeout_ms,
+            security=self.security,
+        )
+
+    def admin(self, *, client_id: str | None = None) -> AIOKafkaAdminClient:
+        return make_admin(
+            self.bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=self.request_timeout_ms,
+            security=self.security,
+        )
+
+    def reader(self, *, client_id: str) -> AIOKafkaConsumer:
+        return make_reader(
+            self.bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=self.request_timeout_ms,
+            security=self.security,
+        )

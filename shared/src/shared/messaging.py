@@ -1,8 +1,9 @@
 """The Kafka consumer runtime: batches, one transaction each, idempotent, with a dead-letter topic.
 
 An :class:`EventConsumer` owns one consumer group and runs as a background loop of its service
-(:meth:`EventConsumer.run`) on an aiokafka consumer that commits by hand and starts a new group
-at the earliest offset. Each poll takes up to ``max_records`` records (a work queue: up to
+(:meth:`EventConsumer.run`) on a group consumer of its :class:`~shared.transport.Transport`
+(aiokafka, or the in-memory one), which commits by hand and starts a new group at the
+earliest offset. Each poll takes up to ``max_records`` records (a work queue: up to
 ``capacity()``) and gives each partition's records to a *lane*; the lanes of a poll run
 concurrently (up to ``lanes`` at a time), each in offset order, so the events of one key (one
 partition) are applied in the order they were published. In a lane
@@ -54,14 +55,11 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-from aiokafka.structs import OffsetAndMetadata
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -79,10 +77,10 @@ from booking_contracts.money import utc_now
 from booking_contracts.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
 from shared import inbox, tracing
 from shared.errors import KernelError, describe
-from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.observability import correlation_id as correlation_id_var
 from shared.outbox import causation_id_var, reply_ids
 from shared.timing import RetryPolicy, sleep_unless
+from shared.transport import CommitFailed, GroupConsumer, IncomingRecord, Transport
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -93,9 +91,6 @@ E = TypeVar("E", bound=Event)
 
 POLL_TIMEOUT_MS = 200
 """Longest wait of one poll for records (so that a stop is noticed)."""
-REBALANCE_TIMEOUT_MS = 30_000
-"""How long the group waits in a rebalance for a member to finish and commit its poll in
-flight (aiokafka's default is the 10 s session timeout)."""
 TYPE_HEADER = "ce_type"
 """The record header naming the event type (see :meth:`Envelope.headers`)."""
 
@@ -114,26 +109,6 @@ class BatchItemError(KernelError):
         super().__init__(f"event {index} of the batch: {describe(error)}")
         self.index = index
         self.error = error
-
-
-@dataclass(frozen=True)
-class IncomingRecord:
-    """The parts of a Kafka record the runtime needs; independent of the client library."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = ()
-
-    def header(self, name: str) -> str | None:
-        """The value of the first header called ``name``, if any (a header with a null value
-        counts as absent)."""
-        for key, value in self.headers:
-            if key == name and value is not None:
-                return value.decode(errors="replace")
-        return None
 
 
 @dataclass(frozen=True)
@@ -300,9 +275,8 @@ class EventConsumer:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     permanent_errors: tuple[type[BaseException], ...] = ()
     metrics: ConsumerMetrics | None = None
-    bootstrap_servers: str = "127.0.0.1:9092"
-    security: KafkaSecurity = PLAINTEXT
-    """TLS and login of the consumer's Kafka client (see :mod:`shared.kafka_security`)."""
+    transport: Transport | None = None
+    """Where the records come from (required by :meth:`run`; :meth:`handle` needs none)."""
     fetch_max_wait_ms: int = 50
     max_records: int = 500
     """Most records taken by one poll (one batch per partition)."""
@@ -426,17 +400,14 @@ class EventConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take, apply and commit batches until ``stop`` is set or :meth:`stop` is called."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            group_id=self.name,
-            client_id=self.name,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        if self.transport is None:
+            raise ValueError(f"{self.name} has no transport to consume from")
+        consumer = self.transport.group_consumer(
+            self.topics,
+            group=self.name,
+            hand_over=self._hand_over,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
-            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
-            **self.security.client_options(),
         )
-        consumer.subscribe(self.topics, listener=_HandOver(self))
         stopper = asyncio.create_task(self._stop_on(stop))
         try:
             await consumer.start()
@@ -445,7 +416,7 @@ class EventConsumer:
                 if room <= 0:
                     await self._nap(0.05)
                     continue
-                fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=room)
+                fetched = await consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=room)
                 if fetched:
                     await self._take(consumer, fetched)
         finally:
@@ -453,32 +424,26 @@ class EventConsumer:
             with contextlib.suppress(Exception):  # leaving the group; an error here masks none
                 await consumer.stop()
 
-    async def _take(
-        self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, Sequence[Any]]
-    ) -> None:
+    async def _take(self, consumer: GroupConsumer, fetched: Sequence[IncomingRecord]) -> None:
         """Handle one poll, then commit what it completed (a rebalance waits for this)."""
         self._idle.clear()
         try:
-            positions = await self.handle([_incoming(r) for rs in fetched.values() for r in rs])
+            positions = await self.handle(fetched)
             await self._commit(consumer, positions)
         finally:
             self._idle.set()
 
     async def _commit(
-        self, consumer: AIOKafkaConsumer, positions: Mapping[tuple[str, int], int]
+        self, consumer: GroupConsumer, positions: Mapping[tuple[str, int], int]
     ) -> None:
         """Commit ``positions`` of the partitions this member still owns, in one request."""
         owned = consumer.assignment()
-        offsets = {}
-        for (topic, partition), offset in positions.items():
-            tp = TopicPartition(topic, partition)
-            if tp in owned:
-                offsets[tp] = OffsetAndMetadata(offset, "")
+        offsets = {tp: offset for tp, offset in positions.items() if tp in owned}
         if not offsets:
             return
         try:
             await consumer.commit(offsets)
-        except KafkaError:  # the group moved on: the next owner re-reads, the inbox dedupes
+        except CommitFailed:  # the group moved on: the next owner re-reads, the inbox dedupes
             log.warning("%s: committing offsets failed", self.name, exc_info=True)
 
     async def _hand_over(self) -> None:
@@ -826,22 +791,6 @@ class EventConsumer:
             self._outcomes.labels(self.name, event_type, outcome.value).inc()
 
 
-class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
-    """aiokafka runs a rebalance in the background, while lanes may be applying records:
-    revoking waits until the poll in flight is done and committed (the group's other members
-    wait for that, up to the rebalance timeout)."""
-
-    def __init__(self, consumer: EventConsumer) -> None:
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        if revoked:  # nothing is revoked when the member first joins
-            await self._consumer._hand_over()
-
-    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        """Positions of the new assignment start at the group's committed offsets."""
-
-
 MAX_DEAD_LETTER_KEY_BYTES = 1024
 MAX_DEAD_LETTER_HEADER_CHARACTERS = 1024
 MAX_DEAD_LETTER_HEADERS = 32
@@ -861,19 +810,6 @@ def bounded_dead_letter(record: IncomingRecord) -> tuple[bytes | None, dict[str,
         headers["dlq_value_truncated"] = str(len(value))
         value = value[:MAX_DEAD_LETTER_VALUE_BYTES]
     return value, headers
-
-
-def _incoming(record: Any) -> IncomingRecord:
-    return IncomingRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        headers=tuple(
-            (key, value if value is not None else b"") for key, value in record.headers or ()
-        ),
-    )
 
 
 def _defined(type_name: str) -> bool:

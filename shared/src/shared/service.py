@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 from fastapi import APIRouter, FastAPI
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from booking_contracts.money import utc_now
 from shared import tracing
@@ -26,12 +29,13 @@ from shared.http.context import RequestContext, install_context
 from shared.http.health import Check, database_check, kafka_check
 from shared.http.metrics import Metrics
 from shared.inbox import InboxPurger
-from shared.kafka import KafkaPublisher, ensure_topics, make_broker
+from shared.kafka import KafkaTransport
 from shared.lag import ConsumerLagMonitor
 from shared.messaging import EventConsumer, is_outage
 from shared.outbox import Outbox, OutboxNotifier, OutboxRelay, RelayStats
 from shared.settings import Role, ServiceSettings
 from shared.timing import Clock, RetryPolicy, sleep_unless
+from shared.transport import RecordPublisher, Transport
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,120 @@ def jwt_verifier(settings: ServiceSettings) -> JwtVerifier:
     )
 
 
+@dataclass(frozen=True)
+class Database:
+    """The service's PostgreSQL: its engine (traced) and the sessions made on it."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def database_of(settings: ServiceSettings) -> Database:
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        application_name=settings.service_name,
+    )
+    tracing.instrument(engine)
+    return Database(engine, make_session_factory(engine))
+
+
+def kafka_of(settings: ServiceSettings) -> KafkaTransport:
+    """The service's broker, with its security and timeouts."""
+    return KafkaTransport(
+        settings.kafka_bootstrap_servers,
+        security=settings.kafka_security(),
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+
+
+def relay_of(
+    settings: ServiceSettings,
+    database: Database,
+    table: Table,
+    publisher: RecordPublisher,
+    on_stats: Callable[[RelayStats], None],
+) -> OutboxRelay:
+    return OutboxRelay(
+        session_factory=database.sessions,
+        table=table,
+        publisher=publisher,
+        listen_dsn=asyncpg_dsn(settings.database_url),
+        batch_size=settings.outbox_batch_size,
+        poll_interval_s=settings.outbox_poll_interval_s,
+        on_stats=on_stats,
+    )
+
+
+class RelayMetrics:
+    """The relay's figures as metrics: the backlog, its oldest row's age, what was published
+    (by type) and what was parked on a dead-letter topic."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._backlog = metrics.gauge("outbox_backlog", "Outbox rows not yet published")
+        self._published = metrics.counter(
+            "events_published", "Events this service published, by type", ["type"]
+        )
+        self._published_exported: dict[str, int] = {}
+        self._backlog_age = metrics.gauge(
+            "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
+        )
+        self._parked = metrics.counter(
+            "outbox_parked",
+            "Outbox rows the broker refused for good, sent to the dead-letter topic instead",
+        )
+        self._parked_exported = 0
+
+    def export(self, stats: RelayStats) -> None:
+        self._backlog.set(stats.backlog)
+        for event_type, count in stats.published_by_type.items():
+            new = count - self._published_exported.get(event_type, 0)
+            if new:
+                self._published.labels(type=event_type).inc(new)
+                self._published_exported[event_type] = count
+        self._backlog_age.set(stats.oldest_pending_age_s)
+        if stats.parked > self._parked_exported:
+            self._parked.inc(stats.parked - self._parked_exported)
+            self._parked_exported = stats.parked
+
+
+def lag_monitor_of(
+    settings: ServiceSettings, metrics: Metrics, groups: Sequence[EventConsumer]
+) -> ConsumerLagMonitor:
+    return ConsumerLagMonitor(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.service_name}-lag",
+        groups=groups,
+        gauge=metrics.gauge(
+            "kafka_consumer_lag",
+            "Records on the topic that the consumer group has not committed yet",
+            ["consumer", "topic"],
+        ),
+        interval_s=settings.metrics_lag_interval_s,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        security=settings.kafka_security(),
+    )
+
+
+def inbox_purger_of(
+    settings: ServiceSettings, database: Database, table: Table, metrics: Metrics | None
+) -> InboxPurger:
+    """``metrics``: where to count the purged rows (None: not counted here)."""
+    return InboxPurger(
+        session_factory=database.sessions,
+        tables=[table],
+        retention=timedelta(days=settings.inbox_retention_days),
+        batch_size=settings.inbox_purge_batch_size,
+        interval_s=settings.inbox_purge_interval_s,
+        purged=metrics.counter(
+            "inbox_rows_purged_total", "Inbox rows deleted once older than the retention", ["table"]
+        )
+        if metrics is not None
+        else None,
+    )
+
+
 class ServiceRuntime:
     """Owns the I/O resources of one service process and their start/stop order."""
 
@@ -64,48 +182,36 @@ class ServiceRuntime:
         produces: Iterable[str] = (),
         run_relay: bool = True,
         work_queues: Mapping[str, int] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         """``work_queues``: topics used as work queues, with their partition count (see
-        :func:`shared.kafka.ensure_topics`)."""
+        :func:`shared.kafka.ensure_topics`). ``transport``: where records go and come from;
+        by default the broker of the settings. Another one (the in-memory transport of the
+        tests) has no readiness check and no lag monitor: both ask a real broker."""
         self.settings = settings
         self.role = settings.role
         self.work_queues = dict(work_queues or {})
+        self.produces = tuple(produces)
+        self.run_relay = run_relay
         tracing.configure(settings)
-        self.engine = make_engine(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
-            application_name=settings.service_name,
-        )
-        tracing.instrument(self.engine)
-        self.sessions = make_session_factory(self.engine)
+        self.database = database_of(settings)
+        self.engine, self.sessions = self.database.engine, self.database.sessions
         self.outbox_table = metadata.tables["outbox"]
         self.inbox_table = metadata.tables["inbox"]
         self.outbox = Outbox(self.outbox_table, source=source)
         self.metrics = Metrics()
-        self.kafka_security = settings.kafka_security()
-        self.broker = make_broker(
-            settings.kafka_bootstrap_servers,
-            client_id=settings.service_name,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            security=self.kafka_security,
+        self.kafka = kafka_of(settings) if transport is None else None
+        self.transport: Transport = transport or cast(KafkaTransport, self.kafka)
+        self.broker = (
+            None if self.kafka is None else self.kafka.broker(client_id=settings.service_name)
         )
-        self.publisher = KafkaPublisher(
-            settings.kafka_bootstrap_servers,
-            client_id=f"{settings.service_name}-publisher",
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            security=self.kafka_security,
-        )
-        self.produces = tuple(produces)
-        self.run_relay = run_relay
-        self.relay = OutboxRelay(
-            session_factory=self.sessions,
-            table=self.outbox_table,
-            publisher=self.publisher,
-            listen_dsn=asyncpg_dsn(settings.database_url),
-            batch_size=settings.outbox_batch_size,
-            poll_interval_s=settings.outbox_poll_interval_s,
-            on_stats=self._export_relay_stats,
+        self.publisher = self.transport.publisher(client_id=f"{settings.service_name}-publisher")
+        self.relay = relay_of(
+            settings,
+            self.database,
+            self.outbox_table,
+            self.publisher,
+            RelayMetrics(self.metrics).export,
         )
         self.notifier = OutboxNotifier(
             asyncpg_dsn(settings.database_url), interval_s=settings.outbox_notify_interval_s
@@ -115,51 +221,20 @@ class ServiceRuntime:
         elif self.serves_api:
             self.outbox.on_commit = self.notifier.signal  # wake the worker processes' relays
         self.consumers: list[EventConsumer] = []
+        self.lag_monitor = (
+            None if self.kafka is None else lag_monitor_of(settings, self.metrics, self.consumers)
+        )
+        self.inbox_purger = inbox_purger_of(
+            settings,
+            self.database,
+            self.inbox_table,
+            self.metrics if self.runs_background else None,
+        )
         self._loops: list[tuple[str, BackgroundLoop]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._intake_stop = asyncio.Event()
         self._intake: set[str] = set()
-        self._backlog = self.metrics.gauge("outbox_backlog", "Outbox rows not yet published")
-        self._published = self.metrics.counter(
-            "events_published", "Events this service published, by type", ["type"]
-        )
-        self._published_exported: dict[str, int] = {}
-        self._backlog_age = self.metrics.gauge(
-            "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
-        )
-        self._parked = self.metrics.counter(
-            "outbox_parked",
-            "Outbox rows the broker refused for good, sent to the dead-letter topic instead",
-        )
-        self._parked_exported = 0
-        self.lag_monitor = ConsumerLagMonitor(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id=f"{settings.service_name}-lag",
-            groups=self.consumers,
-            gauge=self.metrics.gauge(
-                "kafka_consumer_lag",
-                "Records on the topic that the consumer group has not committed yet",
-                ["consumer", "topic"],
-            ),
-            interval_s=settings.metrics_lag_interval_s,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            security=self.kafka_security,
-        )
-        self.inbox_purger = InboxPurger(
-            session_factory=self.sessions,
-            tables=[self.inbox_table],
-            retention=timedelta(days=settings.inbox_retention_days),
-            batch_size=settings.inbox_purge_batch_size,
-            interval_s=settings.inbox_purge_interval_s,
-            purged=self.metrics.counter(
-                "inbox_rows_purged_total",
-                "Inbox rows deleted once older than the retention",
-                ["table"],
-            )
-            if self.runs_background
-            else None,
-        )
 
     @property
     def serves_api(self) -> bool:
@@ -206,8 +281,7 @@ class ServiceRuntime:
             retry=self._retry_policy(),
             permanent_errors=permanent_errors,
             metrics=self.metrics,
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            security=self.kafka_security,
+            transport=self.transport,
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             max_records=self.settings.consumer_batch_max_records,
             lanes=self.settings.consumer_lanes,
@@ -240,19 +314,18 @@ class ServiceRuntime:
             ]
             log.info("%s started: HTTP API only", self.settings.service_name)
             return
-        await ensure_topics(
-            self.settings.kafka_bootstrap_servers,
+        await self.transport.ensure_topics(
             self.topics,
             partitions=self.settings.kafka_topic_partitions,
             replication_factor=self.settings.kafka_replication_factor,
             work_queues=self.work_queues,
-            security=self.kafka_security,
         )
-        await self.broker.start()  # for the readiness check (consumers have their own clients)
+        if self.broker is not None:  # for the readiness check (consumers have their own clients)
+            await self.broker.start()
         loops = list(self._loops)
         if self.run_relay:
             loops.insert(0, ("outbox-relay", self.relay.run))
-        if self.consumers:
+        if self.consumers and self.lag_monitor is not None:
             loops.append(("kafka-consumer-lag", self.lag_monitor.run))
         loops.append(("inbox-purge", self.inbox_purger.run))
         self._tasks = [
@@ -276,7 +349,7 @@ class ServiceRuntime:
             log.info(
                 "%s connects to Kafka with %s",
                 self.settings.service_name,
-                self.kafka_security.describe(),
+                self.settings.kafka_security().describe(),
             )
         if self.serves_api and self.settings.uses_dev_jwt_secret:
             log.warning(
@@ -300,8 +373,9 @@ class ServiceRuntime:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
         await self.publisher.stop()
         await self.engine.dispose()
 
@@ -316,22 +390,10 @@ class ServiceRuntime:
             else:
                 return
 
-    def _export_relay_stats(self, stats: RelayStats) -> None:
-        self._backlog.set(stats.backlog)
-        for event_type, count in stats.published_by_type.items():
-            new = count - self._published_exported.get(event_type, 0)
-            if new:
-                self._published.labels(type=event_type).inc(new)
-                self._published_exported[event_type] = count
-        self._backlog_age.set(stats.oldest_pending_age_s)
-        if stats.parked > self._parked_exported:
-            self._parked.inc(stats.parked - self._parked_exported)
-            self._parked_exported = stats.parked
-
     def checks(self) -> dict[str, Check]:
         """What readiness depends on: an API-only process needs its database alone."""
         checks = {"database": database_check(self.engine)}
-        if self.runs_background:
+        if self.runs_background and self.broker is not None:
             checks["kafka"] = kafka_check(self.broker.ping)
         return checks
 

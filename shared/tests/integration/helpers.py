@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import insert, select
 
 from shared.http.metrics import Metrics
-from shared.kafka import KafkaPublisher, ensure_topics
+from shared.kafka import KafkaPublisher, KafkaTransport, ensure_topics
 from shared.messaging import EventConsumer, EventContext
 from shared.timing import RetryPolicy
 
@@ -111,7 +111,7 @@ def new_consumer(
         ),
         permanent_errors=(Refused,),
         metrics=metrics,
-        bootstrap_servers=bootstrap,
+        transport=KafkaTransport(bootstrap),
         max_records=max_records,
     )
 

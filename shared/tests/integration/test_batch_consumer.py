@@ -12,11 +12,11 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.envelope import Envelope
-from shared.kafka import KafkaPublisher
+from platform_tooling.polling import eventually
+from shared.kafka import KafkaPublisher, KafkaTransport
 from shared.messaging import BatchItem, EventConsumer
 from shared.timing import RetryPolicy
 from tests.support.kafka import produce, read_topic
-from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, effects, inbox
 from .helpers import consuming, effect_notes
@@ -43,7 +43,7 @@ async def running_batches(
         retry=RetryPolicy(
             max_attempts=3, initial=timedelta(seconds=0.01), maximum=timedelta(seconds=0.05)
         ),
-        bootstrap_servers=bootstrap,
+        transport=KafkaTransport(bootstrap),
         capacity=lambda: capacity,
     )
 

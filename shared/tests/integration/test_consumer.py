@@ -8,8 +8,8 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from booking_contracts.envelope import Envelope
+from platform_tooling.polling import eventually
 from tests.support.kafka import produce, read_topic
-from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, inbox
 from .helpers import effect_notes, running_consumer

@@ -15,13 +15,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.envelope import Envelope, EventCatalogue
+from platform_tooling.polling import eventually
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher
 from shared.messaging import BatchItemError, EventConsumer, EventContext, PermanentEventError
 from shared.observability import correlation_id as correlation_id_var
 from shared.outbox import Outbox, causation_id_var
 from tests.support.kafka import read_all
-from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, effects, outbox
 from .helpers import consuming, effect_notes, new_consumer, outcome_count, produce_to

@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from booking_contracts.catalogue import PaymentSucceeded
 from booking_contracts.envelope import Envelope
+from platform_tooling.polling import eventually
 from shared.http.metrics import Metrics
 from shared.kafka import KafkaPublisher
-from shared.messaging import EventContext, IncomingRecord
+from shared.messaging import EventContext
+from shared.transport import IncomingRecord
 from tests.support.kafka import read_all
-from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, effects
 from .helpers import (

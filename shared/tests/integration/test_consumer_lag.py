@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import OffsetAndMetadata
 
 from booking_contracts.envelope import Envelope
+from platform_tooling.polling import eventually
 from shared.db import make_engine
 from shared.kafka import ensure_topics
 from shared.lag import consumer_lag
@@ -22,7 +23,6 @@ from shared.service import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import produce
-from tests.support.polling import eventually
 from tests.support.service import running
 
 from .conftest import KernelTestEvent, metadata

@@ -19,16 +19,17 @@ from fastapi import FastAPI
 from sqlalchemy import insert
 
 from booking_contracts.envelope import Envelope
+from platform_tooling.polling import eventually
 from shared import deadletters
 from shared.cli import service_main
 from shared.deadletters import DeadLetter, Exit
 from shared.http.metrics import Metrics
-from shared.kafka import KafkaPublisher, KafkaRecord, ensure_topics
+from shared.kafka import KafkaPublisher, ensure_topics
 from shared.messaging import EventContext
 from shared.progress import ProgressBar
 from shared.settings import ServiceSettings
+from shared.transport import KafkaRecord
 from tests.support.kafka import produce, read_topic
-from tests.support.polling import eventually
 from tests.support.threads import in_thread
 
 from .conftest import Db, KernelTestEvent, effects

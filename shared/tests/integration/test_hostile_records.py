@@ -13,11 +13,11 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from platform_tooling.polling import eventually
 from shared.db import make_session_factory
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.messaging import EventContext
 from tests.support.kafka import produce, read_topic
-from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent
 from .helpers import consuming, effect_notes, new_consumer, running_consumer

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
+from platform_tooling.polling import eventually
 from shared.db import make_engine, make_session_factory
 from shared.http.metrics import Metrics
 from shared.inbox import InboxPurger
 from shared.service import ServiceRuntime
 from shared.settings import Role, ServiceSettings
-from tests.support.polling import eventually
 from tests.support.service import running
 
 from .conftest import Db, inbox, metadata

@@ -15,9 +15,10 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionEr
 from sqlalchemy import insert, select
 
 from booking_contracts.envelope import Envelope
+from platform_tooling.polling import eventually
 from shared.db import make_engine
 from shared.http.metrics import Metrics
-from shared.kafka import KafkaPublisher, ensure_topics
+from shared.kafka import KafkaPublisher, KafkaTransport, ensure_topics
 from shared.kafka_security import KafkaSecurity, SecurityProtocol
 from shared.lag import ConsumerLagMonitor
 from shared.messaging import EventConsumer, EventContext
@@ -26,7 +27,6 @@ from shared.service import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.support.broker import SecureBroker
 from tests.support.fixtures import CreateDatabase
-from tests.support.polling import eventually
 from tests.support.service import bearer, running
 
 from .conftest import Db, KernelTestEvent, effects, inbox, metadata
@@ -66,8 +66,7 @@ async def test_the_publisher_a_consumer_and_the_lag_monitor_work_over_tls_with_a
         session_factory=db.sessions,
         inbox_table=inbox,
         dead_letters=publisher,
-        bootstrap_servers=secure_kafka.bootstrap,
-        security=security,
+        transport=KafkaTransport(secure_kafka.bootstrap, security=security),
     )
 
     @consumer.on(KernelTestEvent)

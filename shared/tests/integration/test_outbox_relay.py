@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy import func, insert, select
 
+from platform_tooling.polling import eventually
 from shared.db import asyncpg_dsn
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.outbox import (
@@ -24,7 +25,6 @@ from shared.outbox import (
     Publisher,
 )
 from tests.support.kafka import read_topic
-from tests.support.polling import eventually
 
 from .conftest import Db, KernelTestEvent, effects, outbox
 from .helpers import effect_notes, running_consumer

@@ -14,25 +14,35 @@ import pytest
 from fastapi import APIRouter
 from sqlalchemy import insert, select
 
+from platform_tooling.polling import eventually
 from shared.cli import service_main
 from shared.http.auth import CurrentUser
 from shared.http.context import context_of
+from shared.memory import InMemoryTransport
 from shared.messaging import EventContext
 from shared.service import ServiceRuntime
 from shared.settings import InsecureSettings, Role, ServiceSettings
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import read_topic
-from tests.support.polling import eventually
 from tests.support.service import bearer, running
 from tests.support.threads import in_thread
 
 from .conftest import KernelTestEvent, effects, metadata
 
 
-def build(settings: ServiceSettings, topic: str, loop_runs: list[str]) -> ServiceRuntime:
+def build(
+    settings: ServiceSettings,
+    topic: str,
+    loop_runs: list[str],
+    transport: InMemoryTransport | None = None,
+) -> ServiceRuntime:
     KernelTestEvent.topic = topic
     runtime = ServiceRuntime(
-        settings, metadata=metadata, source="/kernel-service", produces=[topic]
+        settings,
+        metadata=metadata,
+        source="/kernel-service",
+        produces=[topic],
+        transport=transport,
     )
     consumer = runtime.consumer(f"kernel-service-{uuid.uuid4().hex[:8]}")
 
@@ -52,22 +62,29 @@ def build(settings: ServiceSettings, topic: str, loop_runs: list[str]) -> Servic
     return runtime
 
 
-async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
-    create_database: CreateDatabase, kafka_bootstrap: str
-) -> None:
-    url = await create_database("runtime")
+async def service_settings(
+    create_database: CreateDatabase, name: str, kafka_bootstrap: str
+) -> ServiceSettings:
+    """The settings of a kernel service on a new database ``name`` with the kernel's tables."""
+    url = await create_database(name)
     from shared.db import make_engine
 
     engine = make_engine(url, pool_size=1)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     await engine.dispose()
-    settings = ServiceSettings(
+    return ServiceSettings(
         service_name="kernel-service",
         database_url=url,
         kafka_bootstrap_servers=kafka_bootstrap,
         development=True,
     )
+
+
+async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
+    create_database: CreateDatabase, kafka_bootstrap: str
+) -> None:
+    settings = await service_settings(create_database, "runtime", kafka_bootstrap)
     topic = f"kernel-runtime-{uuid.uuid4().hex[:8]}"
     loop_runs: list[str] = []
     runtime = build(settings, topic, loop_runs)
@@ -107,6 +124,38 @@ async def test_an_event_written_by_a_request_is_relayed_consumed_and_counted(
     envelope = json.loads(record.value)
     assert envelope["source"] == "/kernel-service"
     assert envelope["correlationid"] == dict(record.headers)["ce_correlationid"].decode()
+
+
+async def test_the_same_service_runs_on_the_in_memory_transport_with_no_broker(
+    create_database: CreateDatabase,
+) -> None:
+    # nothing listens on the broker's address: no Kafka client may be made
+    settings = await service_settings(create_database, "runtime_memory", "127.0.0.1:1")
+    topic = f"kernel-memory-{uuid.uuid4().hex[:8]}"
+    transport = InMemoryTransport()
+    runtime = build(settings, topic, [], transport)
+    app = runtime.create_app(title="Kernel service", version="1")
+
+    async def notes() -> list[str]:
+        async with runtime.sessions() as session:
+            return list((await session.scalars(select(effects.c.note))).all())
+
+    async with running(app) as client:
+        order_id = uuid.uuid4()
+        async with runtime.sessions() as session, session.begin():
+            await runtime.outbox.add(session, KernelTestEvent(order_id=order_id, note="bob"))
+        consumed = await eventually(notes, lambda n: "consumed:bob" in n, timeout_s=10)
+        ready = await client.get("/health/ready")
+        metrics = (await client.get("/metrics")).text
+
+    assert consumed == ["consumed:bob"]
+    assert ready.json()["checks"] == {"database": "ok"}
+    assert "kafka_consumer_lag" not in metrics
+    (record,) = transport.records(topic)
+    assert record.key == str(order_id).encode()
+    assert json.loads(record.value or b"")["source"] == "/kernel-service"
+    assert sum(transport.committed(runtime.consumers[0].name).values()) == 1
+    assert f"{topic}.dlq" in transport.topics()
 
 
 async def _value(runs: list[str]) -> int:

@@ -16,13 +16,13 @@ from booking_contracts.catalogue import PaymentFailed, PaymentSucceeded
 from booking_contracts.topics import MAX_DEAD_LETTER_VALUE_BYTES
 from shared.messaging import (
     EventConsumer,
-    IncomingRecord,
     bounded_dead_letter,
     is_bad_data,
     is_outage,
 )
 from shared.outbox import outbox_table
 from shared.timing import RetryPolicy
+from shared.transport import IncomingRecord
 
 
 class Dummy(Exception):
@@ -121,7 +121,7 @@ async def test_events_nobody_handles_are_acknowledged_without_touching_the_datab
     import uuid
 
     from booking_contracts import Envelope
-    from shared.messaging import IncomingRecord
+    from shared.transport import IncomingRecord
 
     sink = CollectingSink()
     failed = PaymentFailed(booking_id=uuid.uuid4(), payment_id="p", reason="card declined")
@@ -143,7 +143,7 @@ async def test_events_nobody_handles_are_acknowledged_without_touching_the_datab
 
 
 async def test_a_dead_letter_waits_for_the_broker_and_is_abandoned_on_stop() -> None:
-    from shared.messaging import IncomingRecord
+    from shared.transport import IncomingRecord
 
     record = IncomingRecord(
         topic="t", partition=1, offset=3, key=b"k", value=b"garbage", headers=[("h", b"v")]
@@ -171,7 +171,7 @@ async def test_both_consumer_kinds_export_their_dead_letters_from_zero() -> None
     from sqlalchemy import MetaData
 
     from shared.http.metrics import Metrics
-    from shared.messaging import IncomingRecord
+    from shared.transport import IncomingRecord
 
     metrics = Metrics()
     options = {
@@ -215,31 +215,6 @@ def test_a_consumer_is_either_a_work_queue_or_has_handlers() -> None:
         queue.on(PaymentSucceeded)(_never_called)
     with pytest.raises(ValueError, match=r"already consumes PaymentFailed\.v1"):
         queue.on_batch(PaymentSucceeded, lambda session, items: _never_called(None, None), print)
-
-
-async def test_offsets_are_committed_only_for_owned_partitions_and_a_failed_commit_is_logged(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    from aiokafka import TopicPartition
-    from aiokafka.errors import CommitFailedError
-
-    class Kafka:
-        def __init__(self) -> None:
-            self.commits: list[dict[TopicPartition, int]] = []
-
-        def assignment(self) -> set[TopicPartition]:
-            return {TopicPartition("t", 0)}
-
-        async def commit(self, offsets: dict[TopicPartition, object]) -> None:
-            self.commits.append({tp: meta.offset for tp, meta in offsets.items()})  # type: ignore[attr-defined]
-            raise CommitFailedError("the group rebalanced")
-
-    consumer, kafka = make_consumer(CollectingSink()), Kafka()
-    await consumer._commit(kafka, {("t", 0): 5, ("t", 1): 9})
-    await consumer._commit(kafka, {("t", 2): 1})
-
-    assert kafka.commits == [{TopicPartition("t", 0): 5}]
-    assert "committing offsets failed" in caplog.text
 
 
 async def _never_called(event: object, ctx: object) -> None:
@@ -326,7 +301,8 @@ class _Chargeback(_Refund):
 
 def test_new_events_are_cut_into_runs_of_one_batch_handler_and_single_events() -> None:
     from booking_contracts import Envelope
-    from shared.messaging import IncomingRecord, _Item
+    from shared.messaging import _Item
+    from shared.transport import IncomingRecord
 
     consumer = _payment_consumer()
     consumer.on_many(PaymentFailed, _Refund)(_many_never_called)  # one handler, two types
@@ -395,7 +371,7 @@ async def _run_batches(
     is new to the inbox. Returns the offsets to commit, what committed and the dead letters."""
     from booking_contracts import Envelope
     from shared import inbox
-    from shared.messaging import IncomingRecord
+    from shared.transport import IncomingRecord
 
     async def all_new(session: object, table: object, *, consumer: str, events: Any) -> set[Any]:
         return set(events)

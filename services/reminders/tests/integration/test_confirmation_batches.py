@@ -22,8 +22,9 @@ from booking_contracts.envelope import Envelope
 from reminders import consumers, handlers
 from reminders.domain import ImpossibleBooking
 from reminders.main import create_runtime
-from shared.messaging import BatchItemError, EventConsumer, IncomingRecord
+from shared.messaging import BatchItemError, EventConsumer
 from shared.service import ServiceRuntime
+from shared.transport import IncomingRecord
 
 from .conftest import Service
 

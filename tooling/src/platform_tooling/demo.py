@@ -6,7 +6,8 @@ ahead gets its 1-hour reminder by email, which the local mail stand-in keeps; a 
 refunds by the policy. Everything goes through the services' HTTP APIs with real JWTs; the
 services talk to each other only through Kafka.
 
-    python -m tests.e2e.demo [--timeslots URL] [--booking URL] [--reminders URL] [--mail-dir DIR]
+    python -m platform_tooling.demo [--timeslots URL] [--booking URL] [--reminders URL]
+                                    [--mail-dir DIR]
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.support.polling import until
+from platform_tooling.client import Api, connect, expect, next_minute, unique_user, utc_now
+from platform_tooling.polling import until
 
-from .api import Api, connect, expect, next_minute, unique_user, utc_now
-
-REPO = Path(__file__).resolve().parents[2]
 ZONE = "Europe/Berlin"
 
 
@@ -125,6 +124,10 @@ async def journey(api: Api, mail_dir: Path) -> None:
 
 
 async def _mail(directory: Path, message_id: str) -> dict[str, str] | None:
+    return await asyncio.to_thread(_find_mail, directory, message_id)
+
+
+def _find_mail(directory: Path, message_id: str) -> dict[str, str] | None:
     for path in sorted(directory.glob("*.eml"), reverse=True):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         if message["Message-ID"] == message_id:
@@ -133,7 +136,7 @@ async def _mail(directory: Path, message_id: str) -> dict[str, str] | None:
 
 
 def main() -> None:
-    state = Path(os.environ.get("PLATFORM_STATE_DIR", REPO / ".run"))
+    state = Path(os.environ.get("PLATFORM_STATE_DIR", ".run"))  # make demo runs at the root
     parser = argparse.ArgumentParser(description="a narrated journey through the platform")
     parser.add_argument("--timeslots", default="http://127.0.0.1:8001")
     parser.add_argument("--booking", default="http://127.0.0.1:8002")

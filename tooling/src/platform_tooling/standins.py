@@ -2,7 +2,7 @@
 mail server. Used by the end-to-end tests, the end-to-end benchmark and ``make up`` (so that a
 booking made by hand gets paid and its reminders land somewhere you can read them).
 
-``python -m tests.support.standins --kafka HOST:PORT --smtp-port 2525 --mail-dir DIR`` runs
+``python -m platform_tooling.standins --kafka HOST:PORT --smtp-port 2525 --mail-dir DIR`` runs
 both until SIGINT or SIGTERM; its Kafka clients connect as the services' do, from
 ``STANDIN_KAFKA_SECURITY_PROTOCOL``, ``STANDIN_KAFKA_SASL_USERNAME`` and the other
 ``STANDIN_KAFKA_*`` security settings (:mod:`shared.kafka_security`; default ``PLAINTEXT``).
@@ -11,7 +11,8 @@ The payment stand-in behaves as the real payment service does on the wire: it co
 ``BookingCreated`` from ``booking.events`` (consumer group ``payment-standin``, offsets
 committed after its answer is acknowledged) and publishes ``PaymentSucceeded`` for the price,
 or ``PaymentFailed``, on ``payments.events`` keyed by booking id; the payment id is derived from
-the booking, so a repeated ``BookingCreated`` yields the same payment. It reads
+the booking, so a repeated ``BookingCreated`` yields the same payment. It talks to Kafka through
+the platform's transport (:mod:`shared.transport`), so its tests run on the in-memory one. It reads
 ``RefundRequested`` too, keeps them and answers each with ``RefundSucceeded`` (or
 ``RefundFailed``) for the same refund id, payment and amount. What it does is decided by the
 user id:
@@ -43,7 +44,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer
 from aiosmtpd.controller import Controller
 from pydantic_settings import SettingsConfigDict
 
@@ -57,10 +57,10 @@ from booking_contracts.catalogue import (
     RefundSucceeded,
 )
 from booking_contracts.envelope import Envelope, Event, EventDecodeError, decode
-from shared.kafka import KafkaPublisher, ensure_topics
-from shared.kafka_security import PLAINTEXT, KafkaSecurity
+from shared.kafka import KafkaTransport
 from shared.outbox import OutboundRecord
 from shared.settings import ServiceSettings
+from shared.transport import IncomingRecord, TopicPartition, Transport
 
 log = logging.getLogger("standins")
 
@@ -69,6 +69,9 @@ GROUP = "payment-standin"
 KAFKA_CALL_S = 20.0
 """The longest the stand-in waits on any one Kafka call before starting over."""
 UNASSIGNED_S = 15.0
+"""A consumer left without partitions this long (its membership lost) is replaced."""
+RESTART_PAUSE_S = 1.0
+"""The pause before starting over after Kafka failed."""
 
 
 def payment_id_of(booking_id: UUID) -> str:
@@ -114,10 +117,10 @@ def decide(created: BookingCreated) -> Event | None:
 class PaymentStandIn:
     """The payment service, as far as the platform can tell."""
 
-    bootstrap: str
+    transport: Transport
+    """Its broker (a :class:`~shared.kafka.KafkaTransport` connects and logs in as a
+    service's clients do)."""
     group: str = GROUP
-    security: KafkaSecurity = PLAINTEXT
-    """TLS and login of its Kafka clients, as a service's (:mod:`shared.kafka_security`)."""
     decide: Callable[[BookingCreated], Event | None] = decide
     decide_refund: Callable[[RefundRequested, str | None], Event] = decide_refund
     answered: dict[UUID, Envelope] = field(default_factory=dict)
@@ -130,9 +133,7 @@ class PaymentStandIn:
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        await ensure_topics(
-            self.bootstrap, [topics.BOOKING_EVENTS, topics.PAYMENT_EVENTS], security=self.security
-        )
+        await self.transport.ensure_topics([topics.BOOKING_EVENTS, topics.PAYMENT_EVENTS])
         self._task = asyncio.create_task(self._run(), name="payment-standin")
         ready = asyncio.create_task(self._ready.wait())
         done, _ = await asyncio.wait(
@@ -166,39 +167,26 @@ class PaymentStandIn:
                 await self._consume()
             except Exception:
                 log.warning("payment stand-in: Kafka failed; starting over", exc_info=True)
-                await asyncio.sleep(1)
+                await asyncio.sleep(RESTART_PAUSE_S)
 
     async def _consume(self) -> None:
-        publisher = KafkaPublisher(
-            self.bootstrap, client_id="payment-standin", security=self.security
-        )
-        consumer = AIOKafkaConsumer(
-            topics.BOOKING_EVENTS,
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
-            **self.security.client_options(),
+        publisher = self.transport.publisher(client_id="payment-standin")
+        consumer = self.transport.group_consumer(
+            [topics.BOOKING_EVENTS], group=self.group, hand_over=_nothing_in_flight
         )
         try:
             await asyncio.wait_for(consumer.start(), KAFKA_CALL_S)
             unassigned_since = time.monotonic()
             while not self._stopping:
-                batches = await asyncio.wait_for(
-                    consumer.getmany(timeout_ms=200, max_records=500), KAFKA_CALL_S
+                records = await asyncio.wait_for(
+                    consumer.poll(timeout_ms=200, max_records=500), KAFKA_CALL_S
                 )
                 if consumer.assignment():
                     self._ready.set()
                     unassigned_since = time.monotonic()
                 elif time.monotonic() - unassigned_since > UNASSIGNED_S:
                     raise RuntimeError(f"no partitions for {UNASSIGNED_S:g}s")
-                answers: list[tuple[UUID, Envelope]] = []
-                for records in batches.values():
-                    for record in records:
-                        answer = self._answer(record.value)
-                        if answer is not None:
-                            answers.append(answer)
+                answers = [a for a in map(self._answer, (r.value for r in records)) if a]
                 if answers:
                     records_out = [
                         OutboundRecord(
@@ -212,8 +200,8 @@ class PaymentStandIn:
                     await asyncio.wait_for(publisher.send_batch(records_out), KAFKA_CALL_S)
                     for booking_id, envelope in answers:
                         self.answered[booking_id] = envelope
-                if batches:
-                    await asyncio.wait_for(consumer.commit(), KAFKA_CALL_S)
+                if records:
+                    await asyncio.wait_for(consumer.commit(_next_offsets(records)), KAFKA_CALL_S)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), KAFKA_CALL_S)
@@ -253,6 +241,16 @@ class PaymentStandIn:
             causation_id=str(cause.id),
             traceparent=cause.traceparent,
         )
+
+
+async def _nothing_in_flight() -> None:
+    """A rebalance waits for nothing: answers are published before offsets are committed,
+    so records taken by the next owner are answered again (the same payment ids)."""
+
+
+def _next_offsets(records: list[IncomingRecord]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the last of ``records``."""
+    return {(r.topic, r.partition): r.offset + 1 for r in records}
 
 
 # --- mail ------------------------------------------------------------------------------
@@ -332,7 +330,7 @@ class StandInSettings(ServiceSettings):
 async def _serve(kafka: str, smtp_port: int, mail_dir: Path | None) -> None:
     mail = MailSink(port=smtp_port, directory=mail_dir)
     mail.start()
-    payments = PaymentStandIn(kafka, security=StandInSettings().kafka_security())
+    payments = PaymentStandIn(KafkaTransport(kafka, security=StandInSettings().kafka_security()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
