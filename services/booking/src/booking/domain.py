@@ -16,6 +16,7 @@ Errors form one small tree::
      +-- PriceNotCovered      a move to a slot that costs more than was paid (or in another
                               currency)
      +-- TooManyUnpaidHolds   the user already holds as many unpaid bookings as allowed
+     +-- RuleBroken           a rule of the room refuses it (names the rule and its limit)
 
 State machine (``action: from -> to``)::
 
@@ -43,10 +44,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from booking_contracts.catalogue import Actor, Contact
 from booking_contracts.money import Money
@@ -366,6 +368,195 @@ def price_difference(old: Money, new: Money) -> Money:
 def _hours(span: timedelta) -> str:
     hours = span.total_seconds() / 3600
     return f"{hours:g} h" if hours == int(hours) else f"{hours:.1f} h"
+
+
+# --- the rules a business sets per room --------------------------------------------------
+#
+# Rules as data (``BookingRules``) and the checks that read them, with no I/O. What a rule
+# refuses is a ``RuleBroken`` naming the rule and its limit. Quotas count live bookings in a
+# window of the room's own calendar (``window_around``): a day, an ISO week from Monday or a
+# calendar month, from local midnight to local midnight, so a window that a DST change
+# crosses is an hour shorter or longer than its nominal length. Counting, and refusing one
+# booking over a quota, is the database's job; this module says which window and what the
+# refusal reads.
+
+
+class RuleBroken(BookingError):
+    """A room's booking rule refuses the request: ``rule`` names it, ``limit`` states it."""
+
+    def __init__(self, rule: str, limit: str, message: str) -> None:
+        self.rule = rule
+        self.limit = limit
+        super().__init__(message)
+
+
+class Window(enum.StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class QuotaScope(enum.StrEnum):
+    ROOM = "room"
+    """Bookings of this room."""
+    ROOM_TYPE = "room_type"
+    """Bookings of every room of the room's type."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A user holds at most ``most`` live bookings per ``per`` (of the room's calendar)."""
+
+    most: int
+    per: Window
+    scope: QuotaScope = QuotaScope.ROOM
+
+    def __post_init__(self) -> None:
+        if self.most < 1:
+            raise ValueError(f"a quota allows at least 1 booking, not {self.most}")
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A window of the room's calendar: ``[starts_at, ends_at)`` in UTC, and its name."""
+
+    starts_at: datetime
+    ends_at: datetime
+    label: str
+
+    def __contains__(self, instant: datetime) -> bool:
+        return self.starts_at <= instant < self.ends_at
+
+
+def window_around(instant: datetime, time_zone: str, per: Window) -> Span:
+    """The day, ISO week or calendar month of the room's time zone that ``instant`` falls in."""
+    zone = ZoneInfo(time_zone)
+    day = instant.astimezone(zone).date()
+    if per is Window.DAY:
+        first, after, label = day, day + timedelta(days=1), f"on {day.isoformat()}"
+    elif per is Window.WEEK:
+        first = day - timedelta(days=day.weekday())
+        after, label = first + timedelta(days=7), f"in the week of {first.isoformat()}"
+    else:
+        first = day.replace(day=1)
+        after = (first + timedelta(days=32)).replace(day=1)
+        label = f"in {first:%B %Y}"
+    return Span(_local_midnight(first, zone), _local_midnight(after, zone), label)
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The instant ``day`` begins in ``zone``. Where a DST change skips midnight, the day
+    begins when the clocks jump (``fold=0`` reads a skipped time with the offset before)."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRules:
+    """What a room asks of a booking; the defaults refuse nothing (today's behaviour).
+
+    A notice is met when at least that much time is left before the start; ``horizon``: a
+    slot may be booked at most this far ahead; ``max_reschedules``: moves allowed per
+    booking; ``hold`` and ``refunds``: None keeps the platform's settings."""
+
+    book_notice: timedelta = timedelta(0)
+    cancel_notice: timedelta = timedelta(0)
+    reschedule_notice: timedelta = timedelta(0)
+    horizon: timedelta | None = None
+    quotas: tuple[Quota, ...] = ()
+    max_reschedules: int | None = None
+    hold: timedelta | None = None
+    refunds: RefundPolicy | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("book_notice", "cancel_notice", "reschedule_notice"):
+            if getattr(self, name) < timedelta(0):
+                raise ValueError(f"{name} must not be negative")
+        if self.horizon is not None and self.horizon <= self.book_notice:
+            raise ValueError("the horizon must be longer than the notice to book")
+        if self.max_reschedules is not None and self.max_reschedules < 0:
+            raise ValueError("max_reschedules must not be negative")
+        if self.hold is not None and self.hold <= timedelta(0):
+            raise ValueError("a hold must last some time")
+
+    def check_booking(self, *, starts_at: datetime, now: datetime) -> None:
+        """Refuse a booking of a slot starting at ``starts_at`` made at ``now``."""
+        _check_notice("book_notice", "bookings", self.book_notice, starts_at=starts_at, now=now)
+        if self.horizon is not None and starts_at - now > self.horizon:
+            latest = (now + self.horizon).astimezone(UTC)
+            raise RuleBroken(
+                "horizon",
+                _duration(self.horizon),
+                f"this room takes bookings at most {_duration(self.horizon)} ahead "
+                f"(until {latest:%Y-%m-%d %H:%M} UTC); the slot starts in "
+                f"{_duration(starts_at - now)}",
+            )
+
+    def check_cancellation(self, *, starts_at: datetime, now: datetime) -> None:
+        """Refuse a user's cancellation of a booking starting at ``starts_at``."""
+        _check_notice(
+            "cancel_notice", "cancellations", self.cancel_notice, starts_at=starts_at, now=now
+        )
+
+    def check_reschedule(
+        self, *, starts_at: datetime, to_starts_at: datetime, moved: int, now: datetime
+    ) -> None:
+        """Refuse moving a booking that starts at ``starts_at`` and was moved ``moved`` times
+        to a slot starting at ``to_starts_at``: the notice counts to the start it leaves; the
+        slot it goes to must be bookable under the rules."""
+        if self.max_reschedules is not None and moved >= self.max_reschedules:
+            allowed = _count(self.max_reschedules, "time")
+            raise RuleBroken(
+                "max_reschedules",
+                str(self.max_reschedules),
+                f"a booking in this room may be moved {allowed}; this one was moved "
+                f"{_count(moved, 'time')}",
+            )
+        _check_notice(
+            "reschedule_notice", "moves", self.reschedule_notice, starts_at=starts_at, now=now
+        )
+        self.check_booking(starts_at=to_starts_at, now=now)
+
+
+def quota_refusal(quota: Quota, *, used: int, span: Span, room: str) -> RuleBroken | None:
+    """The refusal of one more booking when the user has ``used`` live bookings counted by
+    ``quota`` in ``span``; ``room``: how the message names where the quota applies (the
+    room's name, or its type for a quota per room type)."""
+    if used < quota.most:
+        return None
+    where = f"rooms of type '{room}'" if quota.scope is QuotaScope.ROOM_TYPE else f"room '{room}'"
+    return RuleBroken(
+        f"quota_per_{quota.per.value}",
+        f"{quota.most} per {quota.per.value}",
+        f"{where} allow{'' if quota.scope is QuotaScope.ROOM_TYPE else 's'} "
+        f"{_count(quota.most, 'booking')} per {quota.per.value}; you have {used} {span.label}",
+    )
+
+
+def _check_notice(
+    rule: str, what: str, notice: timedelta, *, starts_at: datetime, now: datetime
+) -> None:
+    left = starts_at - now
+    if left < notice:
+        raise RuleBroken(
+            rule,
+            _duration(notice),
+            f"{what} in this room need at least {_duration(notice)} notice; the slot starts "
+            + (f"in {_duration(left)}" if left > timedelta(0) else "now or has started"),
+        )
+
+
+def _duration(span: timedelta) -> str:
+    """``2 h``, ``90 min``, ``60 days``: the largest unit that says it exactly."""
+    minutes = int(span.total_seconds() // 60)
+    if minutes % (24 * 60) == 0 and minutes >= 24 * 60:
+        return f"{minutes // (24 * 60)} days" if minutes != 24 * 60 else "1 day"
+    if minutes % 60 == 0 and minutes >= 60:
+        return f"{minutes // 60} h"
+    return f"{minutes} min"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 # --- the aggregates, as the store hands them over ---------------------------------------
