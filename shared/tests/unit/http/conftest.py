@@ -10,7 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.http import JwtConfig, JwtVerifier, issue_token
+from shared.http.auth import JwtConfig, JwtVerifier
+from shared.tokens import issue_token
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
 

@@ -12,14 +12,10 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from shared.http import (
-    PROBLEM_RESPONSES,
-    CurrentUser,
-    JwtVerifier,
-    Metrics,
-    create_service_app,
-)
-from shared.http.problems import UNEXPECTED_ERROR_DETAIL
+from shared.http.app import create_service_app
+from shared.http.auth import CurrentUser, JwtVerifier
+from shared.http.metrics import Metrics
+from shared.http.problems import PROBLEM_RESPONSES, UNEXPECTED_ERROR_DETAIL
 from shared.observability import configure_logging
 
 EXPOSABLE = ("/docs", "/redoc", "/openapi.json", "/metrics", "/docs/assets/swagger-ui-bundle.js")

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
 
-from shared.http import (
+from shared.http.auth import (
     AdminUser,
     AuthenticationError,
     CurrentUser,
@@ -25,9 +25,9 @@ from shared.http import (
     JwtVerifier,
     Principal,
     install_auth,
-    install_problem_handlers,
-    issue_token,
 )
+from shared.http.problems import install_problem_handlers
+from shared.tokens import issue_token
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
 OTHER_SECRET = "another-secret-that-is-also-long-enough-9876543210"

@@ -11,8 +11,10 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel
 from starlette.types import Message
 
-from shared.http import CurrentUser, JwtVerifier, Metrics, create_service_app
+from shared.http.app import create_service_app
+from shared.http.auth import CurrentUser, JwtVerifier
 from shared.http.guards import RequestGuardMiddleware
+from shared.http.metrics import Metrics
 from shared.http.problems import reason_phrase
 
 LIMIT = 4096

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.http import Check, database_check, health_router, kafka_check
+from shared.http.health import Check, database_check, health_router, kafka_check
 
 
 def _app(checks: dict[str, Check], **options: Any) -> FastAPI:

@@ -9,7 +9,6 @@ import pytest
 from fastapi import FastAPI
 from pydantic import Field, TypeAdapter, ValidationError
 
-from shared.http import install_problem_handlers
 from shared.http.inputs import (
     MAX_FREE_FORM_BYTES,
     MAX_FREE_FORM_DEPTH,
@@ -18,6 +17,7 @@ from shared.http.inputs import (
     depth,
     unstorable,
 )
+from shared.http.problems import install_problem_handlers
 
 
 class Contact(RequestModel):

@@ -13,8 +13,7 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Message, Receive, Scope, Send
 
-from shared.http import Metrics, install_metrics
-from shared.http.metrics import MetricsMiddleware, route_template
+from shared.http.metrics import Metrics, MetricsMiddleware, install_metrics, route_template
 
 
 def _app(metrics: Metrics) -> FastAPI:

@@ -13,16 +13,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Message, Receive, Scope, Send
 
-from shared.http import (
-    PROBLEM_RESPONSES,
-    ProblemError,
-    install_problem_handlers,
-    problem_response,
-)
 from shared.http.problems import (
+    PROBLEM_RESPONSES,
     UNAVAILABLE_DETAIL,
     UNEXPECTED_ERROR_DETAIL,
+    ProblemError,
     UnhandledErrorMiddleware,
+    install_problem_handlers,
+    problem_response,
     problem_type_for,
     reason_phrase,
 )

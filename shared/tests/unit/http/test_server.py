@@ -17,7 +17,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from shared.http import CurrentUser, JwtVerifier, Metrics, create_service_app
+from shared.http.app import create_service_app
+from shared.http.auth import CurrentUser, JwtVerifier
+from shared.http.metrics import Metrics
 from shared.http.server import BoundedHeadHttpToolsProtocol, uvicorn_options
 from shared.settings import ServiceSettings
 
