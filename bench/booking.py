@@ -71,7 +71,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 import booking
 from bench.cpu import CpuMeter, listening_pid
 from bench.e2e import one_hop_s
-from bench.reminders import environment, free_port, percentile
+from bench.reminders import environment, percentile
 from booking.consumers import INVENTORY_CONSUMER, PAYMENTS_CONSUMER
 from booking_contracts import topics
 from booking_contracts.catalogue import (
@@ -90,6 +90,7 @@ from shared.migrations import upgrade
 from shared.settings import DEV_JWT_SECRET
 from shared.tokens import issue_token
 from tests.support.broker import private_broker
+from tests.support.ports import free_port
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

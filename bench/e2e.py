@@ -68,7 +68,8 @@ from shared.lag import consumer_lag
 from shared.settings import DEV_JWT_SECRET
 from shared.tokens import issue_token
 from tests.support.broker import private_broker, private_postgres
-from tests.support.platform import CONSUMER_GROUPS, SERVICES, Platform, free_port
+from tests.support.platform import CONSUMER_GROUPS, SERVICES, Platform
+from tests.support.ports import free_port
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -33,7 +33,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from aiosmtpd.controller import Controller
 import reminders
 from reminders.delivery import CONSUMER
 from shared.migrations import upgrade
+from tests.support.ports import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALEMBIC_INI = Path(reminders.__file__).resolve().parents[2] / "alembic.ini"
@@ -70,12 +70,6 @@ TARGET_P99_S = 2.0
 SETTLE_S = 5.0
 
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the SMTP sink ---------------------------------------------------------------------

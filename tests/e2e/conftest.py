@@ -16,7 +16,8 @@ from platform_tooling.standins import MailSink, PaymentStandIn
 from shared.kafka import KafkaTransport
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from tests.support.broker import PrivateBroker, PrivatePostgres, private_broker, private_postgres
-from tests.support.platform import Platform, free_port
+from tests.support.platform import Platform
+from tests.support.ports import free_port
 
 SETTINGS = {
     "reminders": {"DISPATCH_INTERVAL_S": "0.2", "SMTP_TIMEOUT_S": "5", "SMTP_IDLE_S": "2"},

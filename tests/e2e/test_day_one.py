@@ -16,7 +16,8 @@ from pathlib import Path
 from platform_tooling.standins import MailSink
 from tests.support.broker import KAFKA_SH, POSTGRES_SH, REPO, PrivateBroker, PrivatePostgres
 from tests.support.chromium import render
-from tests.support.platform import Platform, free_port
+from tests.support.platform import Platform
+from tests.support.ports import free_port
 from tests.support.threads import in_thread
 
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.kafka_security import KafkaSecurity, SecurityProtocol
+from tests.support.ports import free_port, free_ports
 from tests.support.tls import BrokerTls, broker_tls
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,12 +39,6 @@ def _script(script: Path, action: str, **env: str) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"{script.name} {action} failed:\n{result.stdout}\n{result.stderr}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -85,7 +79,8 @@ def _need_java(who: str) -> None:
 
 def private_broker(tmp_root: Path) -> PrivateBroker:
     _need_java("the outage tests")
-    return PrivateBroker(state_dir=tmp_root, port=_free_port(), controller_port=_free_port())
+    port, controller_port = free_ports(2)
+    return PrivateBroker(state_dir=tmp_root, port=port, controller_port=controller_port)
 
 
 @dataclass
@@ -158,7 +153,8 @@ class SecureBroker:
 
 def secure_broker(tmp_root: Path) -> SecureBroker:
     _need_java("the SASL_SSL tests")
-    return SecureBroker(state_dir=tmp_root, port=_free_port(), controller_port=_free_port())
+    port, controller_port = free_ports(2)
+    return SecureBroker(state_dir=tmp_root, port=port, controller_port=controller_port)
 
 
 @dataclass
@@ -192,4 +188,4 @@ class PrivatePostgres:
 
 
 def private_postgres(tmp_root: Path) -> PrivatePostgres:
-    return PrivatePostgres(state_dir=tmp_root, port=_free_port())
+    return PrivatePostgres(state_dir=tmp_root, port=free_port())

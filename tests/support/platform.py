@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from shared.db import asyncpg_dsn
 from shared.kafka_security import PLAINTEXT, KafkaSecurity, SecurityProtocol
 from shared.lag import consumer_lag
 from shared.migrations import upgrade
+from tests.support.ports import free_port
 from tests.support.threads import in_thread
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,12 +48,6 @@ CONSUMER_GROUPS = {  # group -> the topics it reads
     "reminders-bookings": [event_topics.BOOKING_EVENTS],
     "reminders-delivery": [event_topics.REMINDER_JOBS],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def alembic_ini(service: str) -> Path:

@@ -3,7 +3,6 @@ journey itself runs in the e2e suite), and the pollers the client and the tests 
 
 from __future__ import annotations
 
-import socket
 import sys
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,13 +13,7 @@ import pytest
 from platform_tooling import demo
 from platform_tooling.client import Api
 from platform_tooling.polling import eventually, until
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.ports import free_port
 
 
 def run_demo(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
@@ -29,7 +22,7 @@ def run_demo(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
 
 
 def test_without_the_platform_it_says_to_run_make_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(SystemExit, match=r"cannot reach the platform.*run `make up` first"):
         run_demo(monkeypatch, "--timeslots", url, "--booking", url, "--reminders", url)
 

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import smtplib
-import socket
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from platform_tooling.polling import until
 from platform_tooling.standins import REFUND_FAILURE, MailSink, PaymentStandIn, payment_id_of
 from shared.memory import InMemoryTransport
 from shared.transport import KafkaRecord
+from tests.support.ports import free_port
 from tests.support.threads import in_thread
 
 PRICE = Money(amount=Decimal("40.00"), currency="EUR")
@@ -251,13 +251,6 @@ async def test_a_stand_in_that_gets_no_partitions_says_so_when_it_starts(
 
 async def _nothing() -> None:
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def send_mail(port: int, to: str, subject: str) -> None:

@@ -12,7 +12,6 @@ import email
 import email.policy
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 import time
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.ports import free_port
 from tests.support.threads import in_thread
 
 
@@ -80,12 +80,6 @@ def self_signed_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificate_file, key_file)
     return context, certificate_file
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

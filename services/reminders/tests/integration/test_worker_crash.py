@@ -25,7 +25,7 @@ from reminders.main import create_app
 from shared.db import asyncpg_dsn
 from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
-from tests.support.platform import free_port
+from tests.support.ports import free_port
 from tests.support.service import running
 from tests.support.threads import in_thread
 
