@@ -554,3 +554,38 @@ class Slot:
             status=self.status,
             revision=self.revision,
         )
+
+
+# --- commands the store writes as they are -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewRoom:
+    """A room to create."""
+
+    name: str
+    capacity: int
+    room_type: RoomType
+    hourly_rate: Money
+    time_zone: str
+    description: str = ""
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChanges:
+    """The fields of a room to change; a field left ``None`` is kept."""
+
+    name: str | None = None
+    description: str | None = None
+    capacity: int | None = None
+    room_type: RoomType | None = None
+    hourly_rate: Money | None = None
+    time_zone: str | None = None
+    attributes: Mapping[str, Any] | None = None
+    active: bool | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The fields to change, by name."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {name: value for name, value in values.items() if value is not None}

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import islice
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import (
     RoomDeactivated,
-    RoomType,
     RoomUpserted,
     SlotChanged,
     SlotsGenerated,
@@ -43,39 +41,6 @@ class Limits:
 
 
 # --- commands: what the use cases take (the API builds them from its request models) -----
-
-
-@dataclass(frozen=True, slots=True)
-class NewRoom:
-    """A room to create."""
-
-    name: str
-    capacity: int
-    room_type: RoomType
-    hourly_rate: Money
-    time_zone: str
-    description: str = ""
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-
-    def columns(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True, slots=True)
-class RoomChanges:
-    """The fields of a room to change; a field left ``None`` is kept."""
-
-    name: str | None = None
-    description: str | None = None
-    capacity: int | None = None
-    room_type: RoomType | None = None
-    hourly_rate: Money | None = None
-    time_zone: str | None = None
-    attributes: Mapping[str, Any] | None = None
-
-    def columns(self) -> dict[str, Any]:
-        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return {name: value for name, value in values.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +69,8 @@ class NewSlot:
 # --- rooms -----------------------------------------------------------------------------
 
 
-async def create_room(session: AsyncSession, outbox: Outbox, new: NewRoom) -> domain.Room:
-    room = await store.insert_room(session, uuid.uuid4(), new.columns())
+async def create_room(session: AsyncSession, outbox: Outbox, new: domain.NewRoom) -> domain.Room:
+    room = await store.insert_room(session, uuid.uuid4(), new)
     await outbox.add(
         session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
     )
@@ -113,13 +78,12 @@ async def create_room(session: AsyncSession, outbox: Outbox, new: NewRoom) -> do
 
 
 async def update_room(
-    session: AsyncSession, outbox: Outbox, room_id: UUID, patch: RoomChanges
+    session: AsyncSession, outbox: Outbox, room_id: UUID, patch: domain.RoomChanges
 ) -> domain.Room:
     """Change the fields given in ``patch``; an empty patch changes nothing."""
-    changes = patch.columns()
-    if not changes:
+    if not patch.given():
         return await store.get_room(session, room_id)
-    room = await store.update_room(session, room_id, changes)
+    room = await store.update_room(session, room_id, patch)
     if room is None:
         raise domain.RoomNotFound(f"room {room_id} does not exist")
     await outbox.add(
@@ -135,7 +99,7 @@ async def set_room_active(
     room = await store.get_room(session, room_id, lock=True)
     if room.active == active:
         return room
-    updated = await store.update_room(session, room_id, {"active": active})
+    updated = await store.update_room(session, room_id, domain.RoomChanges(active=active))
     assert updated is not None  # locked above
     event = (
         RoomUpserted(room_id=room_id, room=updated.snapshot(), room_version=updated.version)

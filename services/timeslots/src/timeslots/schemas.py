@@ -108,8 +108,8 @@ class RoomIn(_In):
     time_zone: TimeZoneName
     attributes: FreeFormObject = Field(default_factory=dict)
 
-    def command(self) -> handlers.NewRoom:
-        return handlers.NewRoom(**{name: getattr(self, name) for name in type(self).model_fields})
+    def command(self) -> domain.NewRoom:
+        return domain.NewRoom(**{name: getattr(self, name) for name in type(self).model_fields})
 
 
 class RoomPatch(PatchModel):
@@ -124,8 +124,8 @@ class RoomPatch(PatchModel):
     time_zone: TimeZoneName | None = None
     attributes: FreeFormObject | None = None
 
-    def command(self) -> handlers.RoomChanges:
-        return handlers.RoomChanges(**{name: getattr(self, name) for name in self.model_fields_set})
+    def command(self) -> domain.RoomChanges:
+        return domain.RoomChanges(**{name: getattr(self, name) for name in self.model_fields_set})
 
 
 class RoomOut(BaseModel):

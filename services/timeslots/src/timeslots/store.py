@@ -44,7 +44,7 @@ from booking_contracts.money import Money
 from shared.db import sql_literal, violated_constraint
 from shared.outbox import Outbox
 from timeslots import domain
-from timeslots.domain import Room, Slot, StoredSchedule
+from timeslots.domain import NewRoom, Room, RoomChanges, Slot, StoredSchedule
 from timeslots.models import rooms, schedules, slot_holds, timeslots
 
 # --- rooms -----------------------------------------------------------------------------
@@ -68,8 +68,8 @@ def room_of(row: Row[Any]) -> Room:
     )
 
 
-def _room_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """API field names -> columns (money is split into amount and currency)."""
+def _room_columns(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A room's fields by name -> its columns (money is split into amount and currency)."""
     columns = {
         k: (v.value if isinstance(v, RoomType) else v)
         for k, v in values.items()
@@ -82,18 +82,18 @@ def _room_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return columns
 
 
-async def insert_room(session: AsyncSession, room_id: UUID, values: Mapping[str, Any]) -> Room:
-    statement = insert(rooms).values(id=room_id, **_room_values(values)).returning(*rooms.c)
+async def insert_room(session: AsyncSession, room_id: UUID, new: NewRoom) -> Room:
+    fields = {name: getattr(new, name) for name in new.__dataclass_fields__}
+    statement = insert(rooms).values(id=room_id, **_room_columns(fields)).returning(*rooms.c)
     return room_of((await session.execute(statement)).one())
 
 
-async def update_room(
-    session: AsyncSession, room_id: UUID, values: Mapping[str, Any]
-) -> Room | None:
+async def update_room(session: AsyncSession, room_id: UUID, changes: RoomChanges) -> Room | None:
+    """Change the fields ``changes`` gives (None: the room does not exist)."""
     statement = (
         update(rooms)
         .where(rooms.c.id == room_id)
-        .values(**_room_values(values), updated_at=func.now())
+        .values(**_room_columns(changes.given()), updated_at=func.now())
         .returning(*rooms.c)
     )
     row = (await session.execute(statement)).first()

@@ -22,7 +22,7 @@ from shared.migrations import upgrade
 from shared.outbox import Outbox
 from tests.support.fixtures import CreateDatabase
 from tests.support.threads import in_thread
-from timeslots import handlers, models
+from timeslots import domain, handlers, models
 from timeslots.cli import ALEMBIC_INI, main
 
 # 2030-01-07 is a Monday: a week of 09:00-12:00 on weekdays in 30-minute slots is 5 x 6.
@@ -60,7 +60,7 @@ async def add_room(
         room = await handlers.create_room(
             session,
             outbox,
-            handlers.NewRoom(
+            domain.NewRoom(
                 name=f"Room {uuid.uuid4().hex[:6]}",
                 capacity=2,
                 room_type=RoomType.MEETING,
