@@ -27,14 +27,13 @@ from aiokafka.structs import OffsetAndMetadata
 from faststream.kafka import KafkaBroker
 
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
-from shared.outbox import OutboundRecord
 from shared.transport import (
     CommitFailed,
     HandOver,
     IncomingRecord,
     KafkaRecord,
+    RecordSink,
     TopicPartition,
-    as_kafka_record,
     topics_with_twins,
 )
 
@@ -107,7 +106,7 @@ def make_reader(
     )
 
 
-class KafkaPublisher:
+class KafkaPublisher(RecordSink):
     """Publishes records with its own idempotent producer; returns after every ack.
 
     The producer starts lazily, so a service comes up while Kafka is down (its outbox rows
@@ -165,10 +164,6 @@ class KafkaPublisher:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 5)
 
-    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
-        """Publish outbox rows, in order; return once every one is acked."""
-        await self.send_records([as_kafka_record(r) for r in records])
-
     async def send_records(self, records: Sequence[KafkaRecord]) -> None:
         """Publish ``records`` byte for byte, in order; return once every one is acked."""
         producer = await self._ensure()
@@ -178,19 +173,6 @@ class KafkaPublisher:
                 for r in records
             ]
             await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
-        except BaseException:
-            await self._discard()
-            raise
-
-    async def send(
-        self, topic: str, *, key: bytes | None, value: bytes | None, headers: dict[str, str]
-    ) -> None:
-        producer = await self._ensure()
-        try:
-            future = await producer.send(
-                topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
-            )
-            await asyncio.wait_for(future, self.timeout_s)
         except BaseException:
             await self._discard()
             raise

@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 from aiokafka.errors import MessageSizeTooLargeError
 
 from shared.errors import KernelError
-from shared.outbox import OutboundRecord
 from shared.transport import (
     CommitFailed,
     HandOver,
     IncomingRecord,
     KafkaRecord,
+    RecordSink,
     TopicPartition,
-    as_kafka_record,
     topics_with_twins,
 )
 
@@ -183,7 +182,7 @@ class InMemoryTransport:
 
 
 @dataclass
-class InMemoryPublisher:
+class InMemoryPublisher(RecordSink):
     """A :class:`shared.transport.RecordPublisher` into an :class:`InMemoryTransport`:
     records are in place (and readable) when a send returns."""
 
@@ -198,15 +197,6 @@ class InMemoryPublisher:
                 self.sent += 1
         finally:
             self.transport._wake()
-
-    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
-        await self.send_records([as_kafka_record(r) for r in records])
-
-    async def send(
-        self, topic: str, *, key: bytes | None, value: bytes | None, headers: dict[str, str]
-    ) -> None:
-        encoded = [(k, v.encode()) for k, v in headers.items()]
-        await self.send_records([KafkaRecord(topic, key, value, encoded)])
 
     async def stop(self) -> None:
         """Nothing to let go of."""

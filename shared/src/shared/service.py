@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData, Table
@@ -135,10 +134,13 @@ class RelayMetrics:
 
 
 def lag_monitor_of(
-    settings: ServiceSettings, metrics: Metrics, groups: Sequence[EventConsumer]
+    settings: ServiceSettings,
+    kafka: KafkaTransport,
+    metrics: Metrics,
+    groups: Sequence[EventConsumer],
 ) -> ConsumerLagMonitor:
     return ConsumerLagMonitor(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=kafka.bootstrap_servers,
         client_id=f"{settings.service_name}-lag",
         groups=groups,
         gauge=metrics.gauge(
@@ -147,8 +149,8 @@ def lag_monitor_of(
             ["consumer", "topic"],
         ),
         interval_s=settings.metrics_lag_interval_s,
-        request_timeout_ms=settings.kafka_request_timeout_ms,
-        security=settings.kafka_security(),
+        request_timeout_ms=kafka.request_timeout_ms,
+        security=kafka.security,
     )
 
 
@@ -200,8 +202,12 @@ class ServiceRuntime:
         self.inbox_table = metadata.tables["inbox"]
         self.outbox = Outbox(self.outbox_table, source=source)
         self.metrics = Metrics()
-        self.kafka = kafka_of(settings) if transport is None else None
-        self.transport: Transport = transport or cast(KafkaTransport, self.kafka)
+        self.kafka: KafkaTransport | None = None
+        self.transport: Transport
+        if transport is None:
+            self.kafka = self.transport = kafka_of(settings)
+        else:
+            self.transport = transport
         self.broker = (
             None if self.kafka is None else self.kafka.broker(client_id=settings.service_name)
         )
@@ -222,7 +228,9 @@ class ServiceRuntime:
             self.outbox.on_commit = self.notifier.signal  # wake the worker processes' relays
         self.consumers: list[EventConsumer] = []
         self.lag_monitor = (
-            None if self.kafka is None else lag_monitor_of(settings, self.metrics, self.consumers)
+            None
+            if self.kafka is None
+            else lag_monitor_of(settings, self.kafka, self.metrics, self.consumers)
         )
         self.inbox_purger = inbox_purger_of(
             settings,

@@ -107,6 +107,25 @@ class RecordPublisher(Protocol):
         """Let go of the connection (the next send makes a new one)."""
 
 
+class RecordSink:
+    """What every publisher derives from publishing raw records (``send_records``): outbox
+    rows and single records are published as the bytes Kafka carries."""
+
+    async def send_records(self, records: Sequence[KafkaRecord]) -> None:
+        raise NotImplementedError
+
+    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
+        """Publish outbox rows, in order; return once every one is acknowledged."""
+        await self.send_records([as_kafka_record(r) for r in records])
+
+    async def send(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: dict[str, str]
+    ) -> None:
+        """Publish one record; return once it is acknowledged."""
+        encoded = [(k, v.encode()) for k, v in headers.items()]
+        await self.send_records([KafkaRecord(topic, key, value, encoded)])
+
+
 HandOver = Callable[[], Awaitable[None]]
 """Awaited before a member's partitions move to another member: the poll in flight is to be
 finished and committed first."""
