@@ -13,15 +13,15 @@ a docstring would not replace the type's.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from booking_contracts import topics
 from booking_contracts.bounds import Count, EmailAddress, Identifier, Label, Note, ZoneName
 from booking_contracts.envelope import Event, EventCatalogue
-from booking_contracts.money import Money, UtcDatetime
+from booking_contracts.money import ExactDecimal, Money, UtcDatetime
 
 
 def _event(cls: type[Event]) -> type[Event]:
@@ -166,6 +166,104 @@ class SlotChanged(_RoomEvent):
     name: ClassVar[str] = "SlotChanged"
     slot: SlotSnapshot
     """The slot after the change."""
+
+
+MAX_RULE_MINUTES = 10 * 366 * 24 * 60
+"""The longest notice, horizon, hold or offer a rule may set: ten years, in minutes."""
+Minutes = Annotated[int, Field(ge=0, le=MAX_RULE_MINUTES)]
+Percent = Annotated[
+    ExactDecimal,
+    Field(ge=0, le=100, description="A percentage from 0 to 100, as a decimal string"),
+]
+
+
+class QuotaPeriod(enum.StrEnum):
+    """The window of the room's own calendar a quota counts in: ``day`` (local midnight to
+    local midnight), ``week`` (an ISO week, from Monday) or ``month`` (a calendar month)."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class QuotaScope(enum.StrEnum):
+    """What a quota counts: bookings of this ``room``, or of every room of its ``room_type``."""
+
+    ROOM = "room"
+    ROOM_TYPE = "room_type"
+
+
+class BookingQuota(_Frozen):
+    """One user holds at most ``most`` live bookings (pending or confirmed) whose slots start
+    in one ``per`` window of the room's time zone, counted over ``scope``."""
+
+    most: Count
+    """The most live bookings one user may hold in one window."""
+    per: QuotaPeriod
+    """The window counted in."""
+    scope: QuotaScope = QuotaScope.ROOM
+    """Which bookings count."""
+
+
+class RefundTierRule(_Frozen):
+    """A user's cancellation at least ``notice_minutes`` before the start refunds ``percent``
+    of the price."""
+
+    notice_minutes: Minutes
+    """The notice the cancellation must give, in minutes."""
+    percent: Percent
+
+
+class RoomRules(_Frozen):
+    """The booking rules of a room: what the booking service checks a request against. Every
+    duration is in whole minutes; a notice is met when at least that much time is left before
+    the start. The rules in force: the room's own, else its room type's default, else the
+    platform's, merged rule by rule by the timeslot service."""
+
+    book_notice_minutes: Minutes = 0
+    """A booking is made at least this long before the start."""
+    cancel_notice_minutes: Minutes = 0
+    """A user cancels at least this long before the start (an admin at any time)."""
+    reschedule_notice_minutes: Minutes = 0
+    """A user moves a booking at least this long before the start it leaves."""
+    horizon_minutes: Annotated[int, Field(ge=1, le=MAX_RULE_MINUTES)] | None = None
+    """A slot is booked at most this long before its start; null: no limit."""
+    quotas: list[BookingQuota] = Field(default_factory=list, max_length=6)
+    """Live bookings per user and window; at most one per window and scope."""
+    max_reschedules: Annotated[int, Field(ge=0, le=1000)] | None = None
+    """How many times one booking may be moved; null: no limit."""
+    hold_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] | None = None
+    """How long an unpaid booking holds its place; null: the booking service's setting."""
+    refund_tiers: list[RefundTierRule] | None = Field(default=None, max_length=10)
+    """What a user's cancellation refunds by the notice it gives, at most one tier per notice
+    (less notice than every tier refunds nothing); null: the booking service's setting."""
+    offer_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 15
+    """How long a place freed for the first waiter in line is held for them."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RoomRules:
+        if self.horizon_minutes is not None and self.horizon_minutes <= self.book_notice_minutes:
+            raise ValueError("horizon_minutes must be longer than book_notice_minutes")
+        kinds = [(quota.per, quota.scope) for quota in self.quotas]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("at most one quota per window and scope")
+        notices = [tier.notice_minutes for tier in self.refund_tiers or ()]
+        if len(set(notices)) != len(notices):
+            raise ValueError("at most one refund tier per notice")
+        return self
+
+
+@_event
+class RoomRulesSet(_RoomEvent):
+    """The booking rules in force for a room: published when the room is created and whenever
+    its rules, its type's defaults or the platform's defaults change what is in force. Each
+    event carries the whole set; requests made after a booking service applied it follow it,
+    and bookings made before keep what they got."""
+
+    name: ClassVar[str] = "RoomRulesSet"
+    rules: RoomRules
+    """The rules in force."""
+    room_version: Count = Field(description=ROOM_VERSION)
 
 
 # --- booking ---------------------------------------------------------------------------
