@@ -1,5 +1,5 @@
-"""Kafka handlers: slot inventory from the timeslot service, payments and refund outcomes from
-the payment service.
+"""Kafka handlers: slot inventory and each room's rules from the timeslot service, payments
+and refund outcomes from the payment service.
 
 Each handler runs in the consumer's transaction, after the event id was claimed in the inbox,
 so a redelivered event has no second effect. Payments that succeeded are applied a batch at a
@@ -31,6 +31,7 @@ from booking_contracts.catalogue import (
     RefundFailed,
     RefundSucceeded,
     RoomDeactivated,
+    RoomRulesSet,
     RoomUpserted,
     SlotChanged,
     SlotsGenerated,
@@ -54,6 +55,16 @@ def register_inventory(consumer: EventConsumer) -> None:
     async def room_deactivated(event: RoomDeactivated, ctx: EventContext) -> None:
         await store.deactivate_room(
             ctx.session, event.room_id, version=event.room_version or 0, as_of=ctx.envelope.time
+        )
+
+    @consumer.on(RoomRulesSet)
+    async def room_rules_set(event: RoomRulesSet, ctx: EventContext) -> None:
+        await store.set_room_rules(
+            ctx.session,
+            event.room_id,
+            event.rules,
+            version=event.room_version,
+            as_of=ctx.envelope.time,
         )
 
     @consumer.on(SlotsGenerated)

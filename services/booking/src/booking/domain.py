@@ -50,7 +50,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from booking_contracts.catalogue import Actor, Contact
+from booking_contracts.catalogue import Actor, Contact, QuotaPeriod, QuotaScope, RoomRules
 from booking_contracts.money import Money
 
 
@@ -387,20 +387,13 @@ class RuleBroken(BookingError):
     def __init__(self, rule: str, limit: str, message: str) -> None:
         self.rule = rule
         self.limit = limit
+        self.problem_extensions = {"rule": rule, "limit": limit}
+        """Added to the problem body an HTTP refusal answers with."""
         super().__init__(message)
 
 
-class Window(enum.StrEnum):
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
-
-
-class QuotaScope(enum.StrEnum):
-    ROOM = "room"
-    """Bookings of this room."""
-    ROOM_TYPE = "room_type"
-    """Bookings of every room of the room's type."""
+Window = QuotaPeriod
+"""A quota's window: a day, an ISO week or a calendar month of the room's calendar."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,7 +449,7 @@ class BookingRules:
 
     A notice is met when at least that much time is left before the start; ``horizon``: a
     slot may be booked at most this far ahead; ``max_reschedules``: moves allowed per
-    booking; ``hold`` and ``refunds``: None keeps the platform's settings."""
+    booking; ``hold`` and ``refund_tiers``: None keeps the booking service's settings."""
 
     book_notice: timedelta = timedelta(0)
     cancel_notice: timedelta = timedelta(0)
@@ -465,7 +458,7 @@ class BookingRules:
     quotas: tuple[Quota, ...] = ()
     max_reschedules: int | None = None
     hold: timedelta | None = None
-    refunds: RefundPolicy | None = None
+    refund_tiers: tuple[RefundTier, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("book_notice", "cancel_notice", "reschedule_notice"):
@@ -477,6 +470,17 @@ class BookingRules:
             raise ValueError("max_reschedules must not be negative")
         if self.hold is not None and self.hold <= timedelta(0):
             raise ValueError("a hold must last some time")
+
+    def hold_or(self, default: timedelta) -> timedelta:
+        """How long an unpaid booking of the room holds its place."""
+        return default if self.hold is None else self.hold
+
+    def refunds_or(self, default: RefundPolicy) -> RefundPolicy:
+        """The room's refund policy: its tiers, else ``default``'s (an admin's cancellation
+        refunds what ``default`` says either way)."""
+        if self.refund_tiers is None:
+            return default
+        return RefundPolicy(tiers=self.refund_tiers, admin_percent=default.admin_percent)
 
     def check_booking(self, *, starts_at: datetime, now: datetime) -> None:
         """Refuse a booking of a slot starting at ``starts_at`` made at ``now``."""
@@ -515,6 +519,28 @@ class BookingRules:
             "reschedule_notice", "moves", self.reschedule_notice, starts_at=starts_at, now=now
         )
         self.check_booking(starts_at=to_starts_at, now=now)
+
+
+def rules_of(rules: RoomRules) -> BookingRules:
+    """The rules a room's ``RoomRulesSet`` carries, as the checks read them."""
+    return BookingRules(
+        book_notice=timedelta(minutes=rules.book_notice_minutes),
+        cancel_notice=timedelta(minutes=rules.cancel_notice_minutes),
+        reschedule_notice=timedelta(minutes=rules.reschedule_notice_minutes),
+        horizon=_minutes(rules.horizon_minutes),
+        quotas=tuple(Quota(q.most, q.per, q.scope) for q in rules.quotas),
+        max_reschedules=rules.max_reschedules,
+        hold=_minutes(rules.hold_minutes),
+        refund_tiers=None
+        if rules.refund_tiers is None
+        else tuple(
+            RefundTier(timedelta(minutes=t.notice_minutes), t.percent) for t in rules.refund_tiers
+        ),
+    )
+
+
+def _minutes(minutes: int | None) -> timedelta | None:
+    return None if minutes is None else timedelta(minutes=minutes)
 
 
 def quota_refusal(quota: Quota, *, used: int, span: Span, room: str) -> RuleBroken | None:
@@ -572,6 +598,9 @@ class Slot:
     max_bookings: int
     booked_count: int
     status: str
+    room_hold: timedelta | None = None
+    """How long the room holds an unpaid booking, when read with a place taken (None: the
+    room sets none, or it was not read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,6 +609,10 @@ class Room:
     name: str
     time_zone: str
     active: bool
+    room_type: str = ""
+    """Empty until a snapshot of the room arrived (a deactivation seen first)."""
+    rules: BookingRules = field(default_factory=BookingRules)
+    """The rules of the newest ``RoomRulesSet`` applied; none refuse anything before one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,3 +646,5 @@ class Booking:
     version: int
     """1 when made, one more after every update (counted by the database: migration 0007);
     every event about the booking carries the version after its change."""
+    reschedules: int = 0
+    """How many times the booking was moved."""

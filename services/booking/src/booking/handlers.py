@@ -153,7 +153,7 @@ def _pending(
         notes=request.notes,
         attributes=request.attributes,
         contact=request.contact,
-        hold_expires_at=min(now + rules.hold, slot.starts_at),
+        hold_expires_at=min(now + (slot.room_hold or rules.hold), slot.starts_at),
         idempotency_key=request.idempotency_key,
         request_fingerprint=request.fingerprint() if request.idempotency_key else None,
     )
@@ -376,19 +376,43 @@ async def refund_quote(
     """What cancelling now would refund (and whether cancelling is possible at all)."""
     booking = await visible_booking(session, caller, booking_id)
     domain.transition(booking.status, Action.CANCEL)
-    return booking, _quote(booking, caller, now=now, rules=rules)
+    room_rules = await _rules_of_room(session, booking.room_id)
+    _check_cancellation(room_rules, caller, booking, now=now)
+    return booking, _quote(booking, caller, now=now, policy=room_rules.refunds_or(rules.refunds))
 
 
-def _quote(booking: domain.Booking, caller: Caller, *, now: datetime, rules: Rules) -> RefundQuote:
+async def _rules_of_room(session: AsyncSession, room_id: UUID) -> domain.BookingRules:
+    room = await store.get_room(session, room_id)
+    return room.rules if room is not None else domain.BookingRules()
+
+
+def _check_cancellation(
+    rules: domain.BookingRules, caller: Caller, booking: domain.Booking, *, now: datetime
+) -> None:
+    """The room's notice to cancel binds a user's paid booking; an unpaid hold may always be
+    let go (it frees the place sooner than its expiry would)."""
+    if booking.status is BookingStatus.CONFIRMED and not _for_someone_else(caller, booking):
+        rules.check_cancellation(starts_at=booking.starts_at, now=now)
+
+
+def _for_someone_else(caller: Caller, booking: domain.Booking) -> bool:
+    """An admin acting on another user's booking: the room's notices to cancel and to move,
+    and its count of moves, bind users, not the staff who act for them."""
+    return caller.is_admin and caller.user_id != booking.user_id
+
+
+def _quote(
+    booking: domain.Booking, caller: Caller, *, now: datetime, policy: RefundPolicy
+) -> RefundQuote:
     """The policy's refund of the booking's price, the notice counted to the start it was paid
     for (a cancellable booking has a payment id only once it is paid)."""
-    return rules.refunds.quote(
+    return policy.quote(
         price=booking.price,
         paid=booking.payment_id is not None,
         starts_at=booking.starts_at,
         paid_start=booking.refund_basis_starts_at,
         now=now,
-        by_admin=caller.is_admin and caller.user_id != booking.user_id,
+        by_admin=_for_someone_else(caller, booking),
     )
 
 
@@ -408,8 +432,10 @@ async def cancel(
     """Cancel a pending or confirmed booking, free its place and refund by the policy."""
     booking = await visible_booking(session, caller, booking_id, lock=True)
     domain.transition(booking.status, Action.CANCEL)
-    quote = _quote(booking, caller, now=now, rules=rules)
-    by = Actor.ADMIN if caller.is_admin and caller.user_id != booking.user_id else Actor.USER
+    room_rules = await _rules_of_room(session, booking.room_id)
+    _check_cancellation(room_rules, caller, booking, now=now)
+    quote = _quote(booking, caller, now=now, policy=room_rules.refunds_or(rules.refunds))
+    by = Actor.ADMIN if _for_someone_else(caller, booking) else Actor.USER
     return await _cancel(session, outbox, booking, by=by, reason=reason, quote=quote, now=now)
 
 
@@ -515,6 +541,14 @@ async def reschedule(
         raise domain.SlotNotFound(f"slot {new_slot_id} is not known")
     if target.room_id != booking.room_id:
         raise domain.InvalidBooking("a booking can only move to another slot of the same room")
+    room = await store.get_room(session, booking.room_id)
+    if room is not None and not _for_someone_else(caller, booking):
+        room.rules.check_reschedule(
+            starts_at=booking.starts_at,
+            to_starts_at=target.starts_at,
+            moved=booking.reschedules,
+            now=now,
+        )
     refund = domain.reprice(booking.price, target.price)
     slot = await store.take_place(session, new_slot_id, now=now)
     await store.release_place(session, booking.slot_id)
@@ -539,7 +573,6 @@ async def reschedule(
         if requested is not None:
             moved, event = requested
             events.append(event)
-    room = await store.get_room(session, booking.room_id)
     await outbox.add(
         session,
         BookingRescheduled(

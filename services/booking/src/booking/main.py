@@ -34,6 +34,7 @@ PROBLEM_STATUSES: dict[type[Exception], int] = {
     domain.Forbidden: 403,
     domain.PriceNotCovered: 409,
     domain.TooManyUnpaidHolds: 429,
+    domain.RuleBroken: 409,
     InvalidCursor: 422,
 }
 

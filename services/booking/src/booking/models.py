@@ -26,10 +26,12 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    Interval,
     String,
     Table,
     Text,
@@ -51,6 +53,10 @@ from shared.db import MONEY, one_of, service_metadata, sql_literal, timestamp_co
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
+_RULE_MINUTES = "make_interval(mins => ((rules ->> '{rule}'::text))::integer)"
+"""A rule's duration in minutes as an interval (NULL when unset), from the rules' JSON; written
+as PostgreSQL prints it back, so the model and the database compare equal."""
+
 metadata = service_metadata()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
@@ -65,8 +71,27 @@ rooms = Table(
     Column("active_as_of", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False, server_default=text("0")),
     timestamp_column("updated_at"),
+    Column("room_type", String(32), nullable=False, server_default=""),
+    Column("rules", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("rules_version", Integer, nullable=False, server_default=text("0")),
+    Column(
+        "book_notice",
+        Interval,
+        Computed(
+            f"COALESCE({_RULE_MINUTES.format(rule='book_notice_minutes')}, '00:00:00'::interval)",
+            persisted=True,
+        ),
+        nullable=False,
+    ),
+    Column(
+        "horizon",
+        Interval,
+        Computed(_RULE_MINUTES.format(rule="horizon_minutes"), persisted=True),
+        nullable=True,
+    ),
 )
-"""The booking service's copy of the rooms, fed by ``RoomUpserted`` / ``RoomDeactivated``.
+"""The booking service's copy of the rooms, fed by ``RoomUpserted`` / ``RoomDeactivated``, and
+their rules, fed by ``RoomRulesSet``.
 
 ``version`` is the room's version in the newest event applied (0: an event that had none)
 and ``active_as_of`` that event's envelope time. An event is applied only when its
@@ -124,6 +149,7 @@ bookings = Table(
     Column("contact_phone", String(16), nullable=True),
     Column("hold_expires_at", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("reschedules", Integer, nullable=False, server_default=text("0")),
     timestamp_column("created_at"),
     timestamp_column("updated_at"),
     timestamp_column("cancelled_at", nullable=True),

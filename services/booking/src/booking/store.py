@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +13,7 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     DateTime,
+    Exists,
     Integer,
     Numeric,
     Row,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -47,7 +49,14 @@ from booking.domain import (
     Slot,
 )
 from booking.models import bookings, refunds, rooms, slots, stray_payments
-from booking_contracts.catalogue import Actor, Contact, RoomSnapshot, SlotSnapshot, SlotStatus
+from booking_contracts.catalogue import (
+    Actor,
+    Contact,
+    RoomRules,
+    RoomSnapshot,
+    SlotSnapshot,
+    SlotStatus,
+)
 from booking_contracts.money import Money
 from shared.db import reported_detail, sql_literal, status_is, violated_constraint
 
@@ -64,6 +73,7 @@ async def upsert_room(
         id=room.room_id,
         name=room.name,
         time_zone=room.time_zone,
+        room_type=room.room_type.value,
         active=room.active,
         active_as_of=as_of,
         version=version,
@@ -76,6 +86,7 @@ async def upsert_room(
         set_={
             "name": case((named, new.name), else_=rooms.c.name),
             "time_zone": case((named, new.time_zone), else_=rooms.c.time_zone),
+            "room_type": case((named, new.room_type), else_=rooms.c.room_type),
             "active": case((newer, new.active), else_=rooms.c.active),
             "active_as_of": case((newer, new.active_as_of), else_=rooms.c.active_as_of),
             "version": case((newer, new.version), else_=rooms.c.version),
@@ -108,6 +119,43 @@ async def deactivate_room(
         where=_room_is_older(new),
     )
     await session.execute(statement)
+
+
+async def set_room_rules(
+    session: AsyncSession, room_id: UUID, rules: RoomRules, *, version: int, as_of: datetime
+) -> None:
+    """Apply a room's rules if their version is above the copy's ``rules_version``: rules
+    follow their own events, whatever the room's snapshots do. Rules seen before the room
+    itself leave a placeholder row (no name yet: it takes no bookings) that its snapshot
+    fills in."""
+    statement = pg_insert(rooms).values(
+        id=room_id,
+        name="",
+        time_zone="UTC",
+        active=False,
+        active_as_of=as_of,
+        version=0,
+        rules=rules.model_dump(mode="json"),
+        rules_version=version,
+    )
+    new = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=[rooms.c.id],
+        set_={"rules": new.rules, "rules_version": new.rules_version, "updated_at": func.now()},
+        where=rooms.c.rules_version < new.rules_version,
+    )
+    await session.execute(statement)
+
+
+def room_of(row: Row[Any]) -> Room:
+    return Room(
+        id=row.id,
+        name=row.name,
+        time_zone=row.time_zone,
+        active=row.active,
+        room_type=row.room_type,
+        rules=domain.rules_of(RoomRules.model_validate(row.rules)),
+    )
 
 
 def _room_is_older(new: Any) -> ColumnElement[bool]:
@@ -165,6 +213,7 @@ async def upsert_slots(session: AsyncSession, snapshots: Sequence[SlotSnapshot])
 
 def slot_of(row: Row[Any]) -> Slot:
     v = row._mapping
+    hold = v.get("room_hold_minutes")
     return Slot(
         id=v["id"],
         room_id=v["room_id"],
@@ -174,20 +223,42 @@ def slot_of(row: Row[Any]) -> Slot:
         max_bookings=v["max_bookings"],
         booked_count=v["booked_count"],
         status=v["status"],
+        room_hold=None if hold is None else timedelta(minutes=hold),
     )
 
 
+def _room_takes_the_booking(now: Any) -> Exists:
+    """The slot's room is known, active, and its rules take a booking of the slot made at
+    ``now``: at least ``book_notice`` before the start, at most ``horizon`` ahead."""
+    return exists().where(
+        rooms.c.id == slots.c.room_id,
+        rooms.c.active,
+        rooms.c.name != "",
+        slots.c.starts_at >= now + rooms.c.book_notice,
+        or_(rooms.c.horizon.is_(None), slots.c.starts_at <= now + rooms.c.horizon),
+    )
+
+
+_ROOM_HOLD = (
+    select(rooms.c.rules["hold_minutes"].astext.cast(Integer))
+    .where(rooms.c.id == slots.c.room_id)
+    .scalar_subquery()
+    .label("room_hold_minutes")
+)
+"""The hold of unpaid bookings the slot's room sets, in minutes (NULL: the service's)."""
+
+_TAKE_NOW = bindparam("take_now", type_=DateTime(timezone=True))
 _TAKE_PLACE = (
     update(slots)
     .where(
         slots.c.id == bindparam("take_slot_id", type_=Uuid),
         status_is(slots.c.status, SlotStatus.OPEN),
         slots.c.booked_count < slots.c.max_bookings,
-        slots.c.starts_at > bindparam("take_now", type_=DateTime(timezone=True)),
-        exists().where(rooms.c.id == slots.c.room_id, rooms.c.active, rooms.c.name != ""),
+        slots.c.starts_at > _TAKE_NOW,
+        _room_takes_the_booking(_TAKE_NOW),
     )
     .values(booked_count=slots.c.booked_count + 1, updated_at=func.now())
-    .returning(*slots.c)
+    .returning(*slots.c, _ROOM_HOLD)
 )
 """Built once: a statement built per call costs its cache key on every call."""
 
@@ -219,6 +290,10 @@ async def _why_unavailable(session: AsyncSession, slot_id: UUID, now: datetime) 
         return domain.SlotUnavailable(f"slot {slot_id} has already started")
     if slot.status != SlotStatus.OPEN:
         return domain.SlotUnavailable(f"slot {slot_id} is {slot.status}")
+    try:
+        room.rules.check_booking(starts_at=slot.starts_at, now=now)
+    except domain.RuleBroken as broken:
+        return broken
     if slot.booked_count >= slot.max_bookings:
         return slot_full(slot_id, slot.max_bookings)
     return None
@@ -236,7 +311,8 @@ _TAKE_PLACES = text(
     FROM unnest(:ids, :counts) AS w(id, n)
     WHERE s.id = w.id AND s.status = {sql_literal(SlotStatus.OPEN)}
       AND s.booked_count + w.n <= s.max_bookings AND s.starts_at > :now
-    RETURNING s.*
+    RETURNING s.*, (SELECT (r.rules ->> 'hold_minutes')::integer FROM rooms AS r
+                    WHERE r.id = s.room_id) AS room_hold_minutes
     """  # noqa: S608 (constants)
 ).bindparams(
     bindparam("ids", type_=ARRAY(Uuid)),
@@ -265,16 +341,13 @@ async def take_places(session: AsyncSession, wanted: Mapping[UUID, int], *, now:
     whatever happens (a CHECK constraint).
     """
     ids = sorted(wanted)
-    room_takes_bookings = exists().where(
-        rooms.c.id == slots.c.room_id, rooms.c.active, rooms.c.name != ""
-    )
     locked = await session.execute(
         select(slots.c.id, slots.c.booked_count, slots.c.max_bookings)
         .where(
             slots.c.id.in_(ids),
             status_is(slots.c.status, SlotStatus.OPEN),
             slots.c.starts_at > now,
-            room_takes_bookings,
+            _room_takes_the_booking(literal(now, DateTime(timezone=True))),
         )
         .order_by(slots.c.id)
         .with_for_update(of=slots)
@@ -378,6 +451,7 @@ def booking_of(row: Row[Any]) -> Booking:
         idempotency_key=v["idempotency_key"],
         request_fingerprint=v["request_fingerprint"],
         version=v["version"],
+        reschedules=v["reschedules"],
     )
 
 
@@ -566,7 +640,7 @@ async def lock_bookings(
 ) -> tuple[dict[UUID, Booking], dict[UUID, Room]]:
     """The bookings with these ids (those that exist), locked in id order (one lock order
     for every writer of many bookings: no deadlocks), by id; and their rooms that are known
-    (not locked), by id. One statement."""
+    (not locked, and without their rules), by id. One statement."""
     room = rooms.alias("room")
     statement = (
         select(
@@ -594,10 +668,7 @@ async def lock_bookings(
 async def get_rooms(session: AsyncSession, room_ids: Sequence[UUID]) -> dict[UUID, Room]:
     """The rooms with these ids that are known, by id."""
     statement = select(rooms).where(rooms.c.id.in_(sorted(set(room_ids))))
-    return {
-        row.id: Room(id=row.id, name=row.name, time_zone=row.time_zone, active=row.active)
-        for row in await session.execute(statement)
-    }
+    return {row.id: room_of(row) for row in await session.execute(statement)}
 
 
 _CONFIRM_PAID = text(
@@ -663,7 +734,7 @@ async def cancel_booking(
 
 
 async def move_booking(session: AsyncSession, booking_id: UUID, slot: Slot) -> Booking:
-    """The booking now holds a place in ``slot``, at its price."""
+    """The booking now holds a place in ``slot``, at its price; one more move counted."""
     return await _change(
         session,
         booking_id,
@@ -671,6 +742,7 @@ async def move_booking(session: AsyncSession, booking_id: UUID, slot: Slot) -> B
         starts_at=slot.starts_at,
         ends_at=slot.ends_at,
         price=slot.price.amount,
+        reschedules=bookings.c.reschedules + 1,
     )
 
 

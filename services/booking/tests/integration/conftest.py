@@ -25,6 +25,8 @@ from booking_contracts import topics
 from booking_contracts.catalogue import (
     PaymentFailed,
     PaymentSucceeded,
+    RoomRules,
+    RoomRulesSet,
     RoomSnapshot,
     RoomType,
     RoomUpserted,
@@ -88,6 +90,17 @@ class Service(ServiceDriver):
                 active=active,
             ),
         )
+
+    async def rules(self, room_id: uuid.UUID, version: int, **rules: Any) -> RoomRulesSet:
+        """Publish the room's rules (as the timeslot service does) and wait until they apply."""
+        event = RoomRulesSet(room_id=room_id, rules=RoomRules(**rules), room_version=version)
+        await self.publish(event)
+        await self.until(
+            lambda: self.row(
+                "SELECT 1 FROM rooms WHERE id = $1 AND rules_version >= $2", room_id, version
+            )
+        )
+        return event
 
     def day(self) -> datetime:
         """09:00 UTC of a day no other test of the module uses (all after ``START``)."""

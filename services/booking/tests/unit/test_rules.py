@@ -4,18 +4,23 @@ the room's calendar (DST included) and what each refusal says."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from booking.domain import (
     BookingRules,
     Quota,
-    QuotaScope,
+    RefundPolicy,
+    RefundTier,
     RuleBroken,
     Window,
     quota_refusal,
+    rules_of,
     window_around,
 )
+from booking_contracts.catalogue import QuotaScope, RoomRules
+from booking_contracts.money import Money
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -190,3 +195,49 @@ def test_a_quota_refusal_names_the_room_or_its_type_the_limit_and_the_window() -
     assert (full.rule, full.limit) == ("quota_per_week", "3 per week")
     assert one is not None
     assert str(one) == "room 'Yoga 1' allows 1 booking per day; you have 1 on 2027-03-10"
+
+
+def test_the_rules_an_event_carries_read_as_the_checks_need_them() -> None:
+    carried = RoomRules.model_validate(
+        {
+            "book_notice_minutes": 120,
+            "cancel_notice_minutes": 1440,
+            "reschedule_notice_minutes": 90,
+            "horizon_minutes": 60 * 24 * 60,
+            "quotas": [{"most": 3, "per": "week", "scope": "room_type"}],
+            "max_reschedules": 2,
+            "hold_minutes": 5,
+            "refund_tiers": [{"notice_minutes": 2880, "percent": "100"}],
+        }
+    )
+
+    rules = rules_of(carried)
+
+    assert rules == BookingRules(
+        book_notice=2 * HOUR,
+        cancel_notice=24 * HOUR,
+        reschedule_notice=timedelta(minutes=90),
+        horizon=timedelta(days=60),
+        quotas=(Quota(3, Window.WEEK, QuotaScope.ROOM_TYPE),),
+        max_reschedules=2,
+        hold=timedelta(minutes=5),
+        refund_tiers=(RefundTier(48 * HOUR, Decimal(100)),),
+    )
+    assert rules_of(RoomRules()) == BookingRules()
+
+
+def test_a_room_without_its_own_hold_or_tiers_keeps_the_services_and_staff_refunds_stay() -> None:
+    service = RefundPolicy(admin_percent=Decimal(80))
+    own = BookingRules(
+        hold=timedelta(minutes=5), refund_tiers=(RefundTier(48 * HOUR, Decimal(100)),)
+    )
+
+    assert BookingRules().hold_or(timedelta(minutes=15)) == timedelta(minutes=15)
+    assert own.hold_or(timedelta(minutes=15)) == timedelta(minutes=5)
+    assert BookingRules().refunds_or(service) is service
+    policy = own.refunds_or(service)
+    price = Money.of("40.00", "EUR")
+    quote = policy.quote(price=price, paid=True, starts_at=NOW + 30 * HOUR, now=NOW, by_admin=False)
+    assert quote.percent == Decimal(0)  # less notice than the room's one tier
+    by_staff = policy.quote(price=price, paid=True, starts_at=NOW + HOUR, now=NOW, by_admin=True)
+    assert by_staff.amount == Money.of("32.00", "EUR")

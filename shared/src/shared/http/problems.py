@@ -244,7 +244,9 @@ def install_problem_handlers(
     * an instance of a class in ``mapping`` -> the mapped status (the most specific class in
       the exception's MRO wins), the reason phrase as title, ``str(exc)`` as detail and
       ``urn:problem:<snake_case_class_name>`` as type; a 422 also gets an ``errors`` list
-      with that one issue, so every 422 has the same shape;
+      with that one issue, so every 422 has the same shape; an exception with a
+      ``problem_extensions`` mapping adds its members to the body (a refused rule and its
+      limit, say);
     * Starlette/FastAPI ``HTTPException`` (including unknown routes and wrong methods) -> its
       status, detail and headers;
     * ``RequestValidationError`` -> 422 with an ``errors`` list of ``{loc, msg, type}``;
@@ -273,11 +275,9 @@ def install_problem_handlers(
         status = _status_for(exc, statuses)
         type_ = problem_type_for(type(exc))
         # A 422 always carries ``errors``, whether the schema or the domain refused the input.
-        extensions: dict[str, Any] = (
-            {"errors": [{"loc": [], "msg": str(exc), "type": type_.rsplit(":", 1)[-1]}]}
-            if status == 422
-            else {}
-        )
+        extensions: dict[str, Any] = dict(getattr(exc, "problem_extensions", None) or {})
+        if status == 422:
+            extensions["errors"] = [{"loc": [], "msg": str(exc), "type": type_.rsplit(":", 1)[-1]}]
         return problem_response(
             status,
             reason_phrase(status),

@@ -44,6 +44,12 @@ class DoubleBookingAttemptError(SlotAlreadyBookedError):
     pass
 
 
+class QuotaReachedError(DomainError):
+    def __init__(self, message: str, *, rule: str, limit: str) -> None:
+        super().__init__(message)
+        self.problem_extensions = {"rule": rule, "limit": limit}
+
+
 class PaymentRequired(ProblemError):
     status = 402
     title = "Payment needed"
@@ -73,6 +79,7 @@ def _app(mapping: dict[type[Exception], int] | None = None) -> FastAPI:
             "conflict": SlotAlreadyBookedError("slot 7 is already booked"),
             "subclass": DoubleBookingAttemptError("you already booked slot 7"),
             "base": DomainError("the request makes no sense"),
+            "quota": QuotaReachedError("3 per week; you have 3", rule="quota", limit="3"),
             "payment": PaymentRequired("top up first", balance=0, currency="EUR"),
             "gone": Gone("that slot has passed"),
             "http": HTTPException(429, "slow down", headers={"Retry-After": "5"}),
@@ -109,6 +116,24 @@ async def test_a_problem_error_answers_with_its_status_title_type_and_extensions
         "instance": "/raise/payment",
         "balance": 0,
         "currency": "EUR",
+    }
+
+
+async def test_a_mapped_error_with_problem_extensions_names_them_in_its_body(
+    client: Any,
+) -> None:
+    async with client(_app()) as http:
+        response = await http.get("/raise/quota")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "urn:problem:quota_reached_error",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "3 per week; you have 3",
+        "instance": "/raise/quota",
+        "rule": "quota",
+        "limit": "3",
     }
 
 

@@ -1,0 +1,44 @@
+"""rooms: the booking rules of each room (``RoomRulesSet``); bookings: how often each moved
+
+``rooms.rules`` holds the ``RoomRules`` of the newest ``RoomRulesSet`` applied, and
+``rooms.rules_version`` its room version; ``rooms.room_type`` comes from the room's snapshots
+(quotas per room type count every room of a type). ``book_notice`` and ``horizon`` are
+computed from ``rules`` by the database, so the conditional ``UPDATE`` that takes a place
+refuses a slot too soon or too far ahead in the same statement. ``bookings.reschedules``
+counts a booking's moves (a room may allow only so many). Existing rooms have no rules until
+their first ``RoomRulesSet``: nothing is refused, as before.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-30 17:00:00.000000
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = '0008'
+down_revision: str | None = '0007'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_MINUTES = "make_interval(mins => ((rules ->> '{rule}'::text))::integer)"
+
+
+def upgrade() -> None:
+    op.add_column('rooms', sa.Column('room_type', sa.String(length=32), server_default='', nullable=False))
+    op.add_column('rooms', sa.Column('rules', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False))
+    op.add_column('rooms', sa.Column('rules_version', sa.Integer(), server_default=sa.text('0'), nullable=False))
+    op.add_column('rooms', sa.Column('book_notice', sa.Interval(), sa.Computed(f"COALESCE({_MINUTES.format(rule='book_notice_minutes')}, '00:00:00'::interval)", persisted=True), nullable=False))
+    op.add_column('rooms', sa.Column('horizon', sa.Interval(), sa.Computed(_MINUTES.format(rule='horizon_minutes'), persisted=True), nullable=True))
+    op.add_column('bookings', sa.Column('reschedules', sa.Integer(), server_default=sa.text('0'), nullable=False))
+
+
+def downgrade() -> None:
+    op.drop_column('bookings', 'reschedules')
+    op.drop_column('rooms', 'horizon')
+    op.drop_column('rooms', 'book_notice')
+    op.drop_column('rooms', 'rules_version')
+    op.drop_column('rooms', 'rules')
+    op.drop_column('rooms', 'room_type')
