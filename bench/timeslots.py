@@ -456,7 +456,9 @@ async def create_rooms(
                 hourly_rate=HOURLY_RATE,
                 time_zone=TIME_ZONE,
             )
-            room = await handlers.create_room(session, outbox, body.command())
+            room = await handlers.create_room(
+                session, outbox, body.command(), defaults=domain.RuleDefaults()
+            )
             await handlers.put_schedule(session, room.id, schedule.command())
             ids.append(room.id)
     return ids

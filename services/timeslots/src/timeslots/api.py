@@ -51,9 +51,12 @@ def _room_out(room: domain.Room) -> schemas.RoomOut:
 async def create_room(body: schemas.RoomIn, ctx: Ctx, _: AdminUser) -> schemas.RoomOut:
     """Create an active room (admins); it has no schedule and no slots yet.
 
-    Publishes `RoomUpserted`."""
+    Publishes `RoomUpserted`, then `RoomRulesSet` with its rules in force (the defaults of its
+    type and of the platform)."""
     async with ctx.transaction() as session:
-        room = await handlers.create_room(session, ctx.runtime.outbox, body.command())
+        room = await handlers.create_room(
+            session, ctx.runtime.outbox, body.command(), defaults=ctx.config.rule_defaults
+        )
     return _room_out(room)
 
 
@@ -91,9 +94,17 @@ async def update_room(
     """Change the room's fields present in the body (admins); an empty body changes nothing.
 
     Slots already generated keep their price and times; a new time zone or hourly rate
-    applies to slots generated afterwards. Publishes `RoomUpserted` when something changed."""
+    applies to slots generated afterwards. Publishes `RoomUpserted` when something changed,
+    and `RoomRulesSet` when a new room type changes the rules in force. A room type whose
+    defaults contradict the room's own rules is a 422 `urn:problem:invalid_rules`."""
     async with ctx.transaction() as session:
-        room = await handlers.update_room(session, ctx.runtime.outbox, room_id, body.command())
+        room = await handlers.update_room(
+            session,
+            ctx.runtime.outbox,
+            room_id,
+            body.command(),
+            defaults=ctx.config.rule_defaults,
+        )
     return _room_out(room)
 
 
@@ -112,6 +123,46 @@ async def activate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.RoomOu
     async with ctx.transaction() as session:
         room = await handlers.set_room_active(session, ctx.runtime.outbox, room_id, active=True)
     return _room_out(room)
+
+
+# --- booking rules ---------------------------------------------------------------------
+
+
+def _rules_out(view: handlers.RoomRulesView) -> schemas.RoomRulesOut:
+    return schemas.RoomRulesOut(
+        room_id=view.room_id,
+        rules=view.rules,
+        own=dict(view.own.values),
+        room_version=view.room_version,
+    )
+
+
+@router.put("/rooms/{room_id}/rules", tags=["rules"])
+async def put_room_rules(
+    room_id: UUID, body: schemas.RoomRulesIn, ctx: Ctx, _: AdminUser
+) -> schemas.RoomRulesOut:
+    """Replace the booking rules the room sets itself (admins): a rule left out is inherited
+    from its type's defaults or else the platform's; `{}` makes it inherit every rule.
+    Publishes `RoomRulesSet` when the rules in force change; the same rules again change
+    nothing.
+
+    Beyond the schema: the rules in force (these over the defaults) have a horizon longer
+    than the notice to book, at most one quota per window and scope and at most one refund
+    tier per notice; otherwise a 422 `urn:problem:invalid_rules`."""
+    async with ctx.transaction() as session:
+        view = await handlers.set_room_rules(
+            session, ctx.runtime.outbox, room_id, body.command(), defaults=ctx.config.rule_defaults
+        )
+    return _rules_out(view)
+
+
+@router.get("/rooms/{room_id}/rules", tags=["rules"])
+async def get_room_rules(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.RoomRulesOut:
+    """The booking rules in force for the room, as last published (those bookings follow),
+    and the rules it sets itself."""
+    async with ctx.transaction() as session:
+        view = await handlers.get_room_rules(session, room_id, defaults=ctx.config.rule_defaults)
+    return _rules_out(view)
 
 
 # --- schedules -------------------------------------------------------------------------

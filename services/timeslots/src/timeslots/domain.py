@@ -2,7 +2,8 @@
 
 Pure domain code: no database, no HTTP, no Kafka. A ``Schedule`` says when a room is open in
 its own local time; ``expand`` turns it into ``SlotSpec`` values with UTC instants and a
-price; ``validate_custom_slots`` checks slots an operator adds by hand.
+price; ``validate_custom_slots`` checks slots an operator adds by hand. ``rules_in_force``
+merges a room's booking rules: its own over its room type's defaults over the platform's.
 
 Errors form one small tree::
 
@@ -15,6 +16,8 @@ Errors form one small tree::
      +-- RoomNotFound          no room with that id
      +-- SlotNotFound          no slot with that id
      +-- RoomUnavailable       a room that cannot take the request now (inactive, no schedule)
+     +-- InvalidRules          booking rules that are not rules, or that contradict each other
+                               once a room's own are merged over the defaults
 
 Time semantics, decided once for the whole module:
 
@@ -40,6 +43,7 @@ Time semantics, decided once for the whole module:
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +55,15 @@ from typing import Any, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from booking_contracts.catalogue import RoomSnapshot, RoomType, SlotSnapshot, SlotStatus
+from pydantic import ValidationError
+
+from booking_contracts.catalogue import (
+    RoomRules,
+    RoomSnapshot,
+    RoomType,
+    SlotSnapshot,
+    SlotStatus,
+)
 from booking_contracts.money import Money
 
 WEEKDAYS = frozenset(range(1, 8))
@@ -102,6 +114,11 @@ class SlotNotFound(TimeslotError):
 
 class RoomUnavailable(TimeslotError):
     """The room exists but cannot take this request now: inactive, or without a schedule."""
+
+
+class InvalidRules(TimeslotError):
+    """Booking rules that ``RoomRules`` refuses: an unknown rule or value, or rules that
+    contradict each other once merged (a horizon not longer than the notice to book)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -470,6 +487,99 @@ def _span(slot: Span) -> str:
     return f"{slot[0].isoformat()}-{slot[1].isoformat()}"
 
 
+# --- booking rules: the platform's defaults, a room type's, a room's own -----------------
+
+RULE_NAMES = tuple(RoomRules.model_fields)
+"""The booking rules one layer may set, by their ``RoomRules`` names."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRules:
+    """Some of the booking rules, each by its ``RoomRules`` name in its JSON form: what one
+    layer sets (the platform's defaults, a room type's, a room's own). A rule a layer leaves
+    out is inherited from the layer below; ``null`` is a value (``"horizon_minutes": null`` is
+    "no horizon" and replaces a default horizon)."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any], *, whose: str) -> PartialRules:
+        """``values`` checked rule by rule (known names, valid values, no contradiction among
+        themselves) and put in their JSON form; ``InvalidRules`` says whose they are and what
+        is wrong."""
+        unknown = sorted(set(values) - set(RULE_NAMES))
+        if unknown:
+            raise InvalidRules(
+                f"{whose}: {unknown[0][:64]!r} is not a booking rule; "
+                f"the rules are {', '.join(RULE_NAMES)}"
+            )
+        try:
+            rules = RoomRules.model_validate(dict(values))
+        except ValidationError as exc:
+            raise InvalidRules(f"{whose}: {_reasons(exc)}") from exc
+        return cls(rules.model_dump(mode="json", include=set(values)))
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDefaults:
+    """The layers under a room's own rules: the platform's defaults and, over them, each room
+    type's (the service's settings). Every room type's merge must make valid rules, so a room
+    without rules of its own always has rules in force."""
+
+    platform: PartialRules = field(default_factory=PartialRules)
+    by_room_type: Mapping[RoomType, PartialRules] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for room_type in RoomType:
+            rules_in_force(self, room_type, PartialRules())
+
+    def of(self, room_type: RoomType) -> PartialRules:
+        return self.by_room_type.get(room_type, PartialRules())
+
+
+def rules_in_force(defaults: RuleDefaults, room_type: RoomType, own: PartialRules) -> RoomRules:
+    """A room's booking rules: its own over its room type's defaults over the platform's,
+    rule by rule, then checked as a whole. ``InvalidRules`` names the contradiction and the
+    layer each rule in force came from."""
+    layers = (
+        ("the platform's defaults", defaults.platform),
+        (f"the defaults of {room_type} rooms", defaults.of(room_type)),
+        ("the room's own rules", own),
+    )
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for whose, layer in layers:
+        merged.update(layer.values)
+        origin.update(dict.fromkeys(layer.values, whose))
+    try:
+        return RoomRules.model_validate(merged)
+    except ValidationError as exc:
+        reasons = _reasons(exc)
+        named = [name for name in origin if name in reasons] or list(origin)
+        sources = "; ".join(
+            f"{', '.join(f'{name}={json.dumps(merged[name])}' for name in names)} from {whose}"
+            for whose, names in _grouped({name: origin[name] for name in named}).items()
+        )
+        raise InvalidRules(f"the rules in force would be invalid: {reasons} ({sources})") from exc
+
+
+def _grouped(origin: Mapping[str, str]) -> dict[str, list[str]]:
+    """Rule names by the layer they come from, in the order of ``origin``."""
+    names: dict[str, list[str]] = {}
+    for name, whose in origin.items():
+        names.setdefault(whose, []).append(name)
+    return names
+
+
+def _reasons(error: ValidationError) -> str:
+    reasons = []
+    for issue in error.errors(include_url=False):
+        message = issue["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in issue["loc"])
+        reasons.append(f"{where}: {message}" if where else message)
+    return "; ".join(reasons)
+
+
 # --- the aggregates, as the store hands them over ---------------------------------------
 
 
@@ -488,6 +598,10 @@ class Room:
     updated_at: datetime
     version: int
     """1 when created, one more after every update (counted by the database: migration 0004)."""
+    own_rules: PartialRules = field(default_factory=PartialRules)
+    """The booking rules the room sets itself; the others it inherits."""
+    published_rules: RoomRules | None = None
+    """The rules in force last published for the room (``RoomRulesSet``); None before."""
 
     def snapshot(self) -> RoomSnapshot:
         return RoomSnapshot(

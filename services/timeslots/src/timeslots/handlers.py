@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from itertools import islice
 from uuid import UUID
@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import (
     RoomDeactivated,
+    RoomRules,
+    RoomRulesSet,
     RoomUpserted,
     SlotChanged,
     SlotsGenerated,
@@ -30,7 +32,8 @@ from timeslots import domain, store
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bounds on what one request may ask for (from the service settings)."""
+    """What the service settings decide for the use cases: bounds on what one request may ask
+    for, and the defaults of the booking rules."""
 
     generation_max_days: int = domain.DEFAULT_MAX_DAYS
     search_max_days: int = 31
@@ -38,6 +41,7 @@ class Limits:
     custom_slot_max_minutes: int = domain.MAX_SLOT_MINUTES
     custom_slot_horizon_days: int = 2 * 366
     slots_per_event: int = 500
+    rule_defaults: domain.RuleDefaults = field(default_factory=domain.RuleDefaults)
 
 
 # --- commands: what the use cases take (the API builds them from its request models) -----
@@ -69,18 +73,29 @@ class NewSlot:
 # --- rooms -----------------------------------------------------------------------------
 
 
-async def create_room(session: AsyncSession, outbox: Outbox, new: domain.NewRoom) -> domain.Room:
+async def create_room(
+    session: AsyncSession, outbox: Outbox, new: domain.NewRoom, *, defaults: domain.RuleDefaults
+) -> domain.Room:
+    """Create the room and publish it, then its rules in force (its type's and the
+    platform's defaults)."""
     room = await store.insert_room(session, uuid.uuid4(), new)
     await outbox.add(
         session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
     )
-    return room
+    return await publish_rules(session, outbox, room, defaults)
 
 
 async def update_room(
-    session: AsyncSession, outbox: Outbox, room_id: UUID, patch: domain.RoomChanges
+    session: AsyncSession,
+    outbox: Outbox,
+    room_id: UUID,
+    patch: domain.RoomChanges,
+    *,
+    defaults: domain.RuleDefaults,
 ) -> domain.Room:
-    """Change the fields given in ``patch``; an empty patch changes nothing."""
+    """Change the fields given in ``patch``; an empty patch changes nothing. A room type given
+    may change the rules in force, which are published then (``InvalidRules`` when the room's
+    own rules contradict the new type's defaults: nothing changes)."""
     if not patch.given():
         return await store.get_room(session, room_id)
     room = await store.update_room(session, room_id, patch)
@@ -89,6 +104,8 @@ async def update_room(
     await outbox.add(
         session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
     )
+    if patch.room_type is not None:
+        room = await publish_rules(session, outbox, room, defaults)
     return room
 
 
@@ -110,6 +127,107 @@ async def set_room_active(
     )
     await outbox.add(session, event)
     return updated
+
+
+# --- booking rules ---------------------------------------------------------------------
+
+
+async def publish_rules(
+    session: AsyncSession, outbox: Outbox, room: domain.Room, defaults: domain.RuleDefaults
+) -> domain.Room:
+    """Publish the room's rules in force if they differ from those it last published: record
+    them (a new room version) and announce them in ``RoomRulesSet`` with that version.
+
+    The one place rules are published. ``room`` is read under its row lock or was just
+    written in this transaction, so two transactions never both publish one change: the
+    second waits, then finds the rules published and does nothing."""
+    rules = domain.rules_in_force(defaults, room.room_type, room.own_rules)
+    if rules == room.published_rules:
+        return room
+    published = await store.record_published_rules(session, room.id, rules)
+    await outbox.add(
+        session, RoomRulesSet(room_id=room.id, rules=rules, room_version=published.version)
+    )
+    return published
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRulesView:
+    """A room's booking rules: those in force, and those it sets itself."""
+
+    room_id: UUID
+    rules: RoomRules
+    own: domain.PartialRules
+    room_version: int
+
+
+async def set_room_rules(
+    session: AsyncSession,
+    outbox: Outbox,
+    room_id: UUID,
+    own: domain.PartialRules,
+    *,
+    defaults: domain.RuleDefaults,
+) -> RoomRulesView:
+    """Replace the rules the room sets itself (empty: it inherits every rule) and publish the
+    rules in force if they changed. Rules that contradict the defaults once merged raise
+    ``InvalidRules`` and change nothing; the same rules again change nothing."""
+    room = await store.get_room(session, room_id, lock=True)
+    domain.rules_in_force(defaults, room.room_type, own)
+    if own != room.own_rules:
+        room = await store.set_own_rules(session, room_id, own)
+    room = await publish_rules(session, outbox, room, defaults)
+    assert room.published_rules is not None  # published above, now or before
+    return RoomRulesView(room.id, room.published_rules, room.own_rules, room.version)
+
+
+async def get_room_rules(
+    session: AsyncSession, room_id: UUID, *, defaults: domain.RuleDefaults
+) -> RoomRulesView:
+    """The rules in force as last published for the room (those the booking service
+    applies); for a room whose rules were never published yet, those the defaults give."""
+    room = await store.get_room(session, room_id)
+    rules = room.published_rules
+    if rules is None:
+        rules = domain.rules_in_force(defaults, room.room_type, room.own_rules)
+    return RoomRulesView(room.id, rules, room.own_rules, room.version)
+
+
+@dataclass(frozen=True, slots=True)
+class RulesPage:
+    """What publishing the rules of one page of rooms did."""
+
+    last_room_id: UUID | None
+    """The last room of the page; None: there were no more rooms."""
+    rooms: int
+    published: list[UUID]
+    invalid: dict[UUID, str]
+    """Rooms whose own rules contradict the defaults: their rules in force stay as published."""
+
+
+async def publish_rules_of_rooms(
+    session: AsyncSession,
+    outbox: Outbox,
+    *,
+    after: UUID | None,
+    limit: int,
+    defaults: domain.RuleDefaults,
+) -> RulesPage:
+    """Publish the rules in force of the next ``limit`` rooms by id that differ from those
+    last published. The rooms are locked first, in id order: a second caller at the same time
+    waits, then finds the rules published and publishes nothing."""
+    rooms = await store.lock_rooms(session, after=after, limit=limit)
+    published: list[UUID] = []
+    invalid: dict[UUID, str] = {}
+    for room in rooms:
+        try:
+            updated = await publish_rules(session, outbox, room, defaults)
+        except domain.InvalidRules as exc:
+            invalid[room.id] = str(exc)
+            continue
+        if updated.version != room.version:
+            published.append(room.id)
+    return RulesPage(rooms[-1].id if rooms else None, len(rooms), published, invalid)
 
 
 # --- schedules -------------------------------------------------------------------------

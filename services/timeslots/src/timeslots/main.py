@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from importlib.metadata import version
 
 from fastapi import FastAPI
@@ -11,9 +13,11 @@ from booking_contracts.money import utc_now
 from shared.http.pagination import InvalidCursor
 from shared.service import ServiceRuntime
 from shared.timing import Clock
-from timeslots import consumers, domain, handlers, models
+from timeslots import consumers, domain, handlers, models, operations
 from timeslots.api import router
 from timeslots.settings import TimeslotsSettings
+
+log = logging.getLogger(__name__)
 
 VERSION = version("timeslots-service")
 """The service's version, from its package metadata (its ``pyproject.toml``)."""
@@ -22,6 +26,7 @@ PROBLEM_STATUSES: dict[type[Exception], int] = {
     domain.InvalidSchedule: 422,
     domain.InvalidRange: 422,
     domain.InvalidSlot: 422,
+    domain.InvalidRules: 422,
     InvalidCursor: 422,
     domain.SlotOverlap: 409,
     domain.RoomUnavailable: 409,
@@ -38,6 +43,7 @@ def limits_of(settings: TimeslotsSettings) -> handlers.Limits:
         custom_slot_max_minutes=settings.custom_slot_max_minutes,
         custom_slot_horizon_days=settings.custom_slot_horizon_days,
         slots_per_event=settings.slots_per_event,
+        rule_defaults=settings.rule_defaults(),
     )
 
 
@@ -46,6 +52,19 @@ def create_runtime(settings: TimeslotsSettings) -> ServiceRuntime:
         settings, metadata=models.metadata, source="/timeslots", produces=[topics.TIMESLOTS_EVENTS]
     )
     consumers.register(runtime.consumer(consumers.CONSUMER_NAME))
+    defaults = settings.rule_defaults()
+
+    async def publish_changed_rules(stop: asyncio.Event) -> None:
+        """Once, when the worker starts: publish the rules in force of the rooms whose rules
+        the defaults of this deploy change (and of rooms never published)."""
+        done = await operations.sync_rules(runtime.sessions, runtime.outbox, defaults, stop=stop)
+        for room_id, reason in done.invalid.items():
+            log.error("room %s keeps the rules last published: %s", room_id, reason)
+        log.info(
+            "booking rules of %d rooms compared, %d published", done.rooms, len(done.published)
+        )
+
+    runtime.background("room-rules", publish_changed_rules)
     return runtime
 
 

@@ -13,6 +13,8 @@ The database enforces what must never be wrong, whoever writes:
   which its check could miss a concurrent writer's rows;
 * a slot ends after it starts, holds at least one booking, never counts below zero bookings;
 * a slot is ``open`` or ``blocked``; a room has one of the four types and at least one seat;
+* a room's ``version`` grows with every change of its row (a trigger, migration 0004), so the
+  ``RoomRulesSet`` written when ``published_rules`` changes carries a version of its own;
 * a booking holds at most one place (``slot_holds`` keyed by booking id).
 """
 
@@ -61,6 +63,8 @@ rooms = Table(
     Column("time_zone", String(64), nullable=False),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("rules", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("published_rules", JSONB, nullable=True),
     Column("version", Integer, nullable=False, server_default=text("1")),
     timestamp_column("created_at"),
     timestamp_column("updated_at"),

@@ -4,6 +4,10 @@
 one room that cannot be filled (unknown, inactive, without a schedule) neither stops nor
 undoes the others. Its ``SlotsGenerated`` events go to the outbox like those of the HTTP
 API; the running service's relay publishes them, so no Kafka connection is needed here.
+
+:func:`sync_rules` publishes the booking rules in force of every room whose rules differ from
+those it last published, a page of rooms per transaction; the worker runs it when it starts,
+so that a deploy that changes the defaults (settings) republishes exactly the rooms it changes.
 """
 
 from __future__ import annotations
@@ -314,3 +318,51 @@ async def generate_with_settings(
         )
     finally:
         await engine.dispose()
+
+
+# --- booking rules ---------------------------------------------------------------------
+
+RULES_PAGE = 200
+"""Rooms locked and compared per transaction by :func:`sync_rules`."""
+
+
+@dataclass(frozen=True, slots=True)
+class RulesSync:
+    """What :func:`sync_rules` did: rooms compared, rooms whose rules it published, and rooms
+    whose own rules contradict the defaults (their rules in force stay as last published)."""
+
+    rooms: int
+    published: tuple[UUID, ...]
+    invalid: dict[UUID, str]
+
+
+async def sync_rules(
+    sessions: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    defaults: domain.RuleDefaults,
+    *,
+    page: int = RULES_PAGE,
+    stop: asyncio.Event | None = None,
+) -> RulesSync:
+    """Publish the rules in force of every room, in id order, that differ from those it last
+    published (:func:`timeslots.handlers.publish_rules_of_rooms`, one page a transaction).
+
+    Safe to run in several processes at once: each page's rooms are locked before they are
+    compared, so a room's change is published by whichever process locks it first, and the
+    others find it published. ``stop`` ends it between two pages."""
+    after: UUID | None = None
+    rooms = 0
+    published: list[UUID] = []
+    invalid: dict[UUID, str] = {}
+    while stop is None or not stop.is_set():
+        async with sessions() as session, session.begin():
+            done = await handlers.publish_rules_of_rooms(
+                session, outbox, after=after, limit=page, defaults=defaults
+            )
+        rooms += done.rooms
+        published += done.published
+        invalid |= done.invalid
+        if done.rooms < page:
+            break
+        after = done.last_room_id
+    return RulesSync(rooms, tuple(published), invalid)

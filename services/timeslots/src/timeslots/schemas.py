@@ -8,10 +8,18 @@ from importlib import resources
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from booking_contracts.catalogue import RoomType, SlotStatus
-from booking_contracts.money import Money, Price
+from booking_contracts.bounds import MAX_INT32
+from booking_contracts.catalogue import (
+    MAX_RULE_MINUTES,
+    QuotaPeriod,
+    QuotaScope,
+    RoomRules,
+    RoomType,
+    SlotStatus,
+)
+from booking_contracts.money import AMOUNT_FRACTION_DIGITS, Money, Price
 from shared.http.inputs import (
     CalendarDate,
     FreeFormObject,
@@ -145,6 +153,92 @@ class RoomOut(BaseModel):
 class RoomPage(BaseModel):
     items: list[RoomOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
+
+
+# --- booking rules ---------------------------------------------------------------------
+
+RuleMinutes = Annotated[WholeNumber, Field(ge=0, le=MAX_RULE_MINUTES)]
+WEEK_MINUTES = 7 * 24 * 60
+_FRACTION = rf"(\.[0-9]{{1,{AMOUNT_FRACTION_DIGITS}}})?"
+PERCENT_PATTERN = rf"^(100(\.0{{1,{AMOUNT_FRACTION_DIGITS}}})?|[0-9]{{1,2}}{_FRACTION})$"
+"""A decimal string from 0 to 100 (as ``Percent`` of the contract reads it)."""
+
+
+def _rule(name: str) -> str | None:
+    """What the event contract says of the rule ``name``."""
+    return RoomRules.model_fields[name].description
+
+
+class QuotaIn(_In):
+    """One user holds at most ``most`` live bookings whose slots start in one ``per`` window
+    of the room's time zone, counted over ``scope``."""
+
+    most: WholeNumber = Field(ge=1, le=MAX_INT32)
+    per: QuotaPeriod
+    scope: QuotaScope = QuotaScope.ROOM
+
+
+class RefundTierIn(_In):
+    """A user's cancellation at least ``notice_minutes`` before the start refunds ``percent``
+    of the price."""
+
+    notice_minutes: RuleMinutes
+    percent: str = Field(
+        pattern=PERCENT_PATTERN,
+        description="A percentage from 0 to 100, as a decimal string",
+        examples=["50"],
+    )
+
+
+def _overrides_schema(schema: dict[str, Any]) -> None:
+    """No member has a default in the document: a member left out is inherited."""
+    for member in schema.get("properties", {}).values():
+        member.pop("default", None)
+
+
+class RoomRulesIn(_In):
+    """The booking rules the room sets itself, any of them: a rule left out is inherited from
+    the room type's defaults or else the platform's; ``null`` is a value where a rule allows
+    it (``"horizon_minutes": null``: no horizon, whatever the defaults say)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_overrides_schema)
+
+    book_notice_minutes: RuleMinutes = Field(default=0, description=_rule("book_notice_minutes"))
+    cancel_notice_minutes: RuleMinutes = Field(
+        default=0, description=_rule("cancel_notice_minutes")
+    )
+    reschedule_notice_minutes: RuleMinutes = Field(
+        default=0, description=_rule("reschedule_notice_minutes")
+    )
+    horizon_minutes: Annotated[WholeNumber, Field(ge=1, le=MAX_RULE_MINUTES)] | None = Field(
+        default=None, description=_rule("horizon_minutes")
+    )
+    quotas: list[QuotaIn] = Field(default_factory=list, max_length=6, description=_rule("quotas"))
+    max_reschedules: Annotated[WholeNumber, Field(ge=0, le=1000)] | None = Field(
+        default=None, description=_rule("max_reschedules")
+    )
+    hold_minutes: Annotated[WholeNumber, Field(ge=1, le=WEEK_MINUTES)] | None = Field(
+        default=None, description=_rule("hold_minutes")
+    )
+    refund_tiers: list[RefundTierIn] | None = Field(
+        default=None, max_length=10, description=_rule("refund_tiers")
+    )
+    offer_minutes: Annotated[WholeNumber, Field(ge=1, le=WEEK_MINUTES)] = Field(
+        default=15, description=_rule("offer_minutes")
+    )
+
+    def command(self) -> domain.PartialRules:
+        given = self.model_dump(mode="json", include=self.model_fields_set)
+        return domain.PartialRules.checked(given, whose="the room's own rules")
+
+
+class RoomRulesOut(BaseModel):
+    room_id: UUID
+    rules: RoomRules = Field(description="The rules in force for the room")
+    own: dict[str, Any] = Field(
+        description="The rules the room sets itself (members of `rules`); it inherits the others"
+    )
+    room_version: int = Field(description="The room's version, as in its events")
 
 
 # --- schedules -------------------------------------------------------------------------

@@ -129,7 +129,11 @@ async def seed(
             )
             created = room_id is None
             if room_id is None:
-                room_id = (await handlers.create_room(session, outbox, body.command())).id
+                room_id = (
+                    await handlers.create_room(
+                        session, outbox, body.command(), defaults=limits.rule_defaults
+                    )
+                ).id
             await handlers.put_schedule(session, room_id, schedule.command())
             generation = await handlers.generate(
                 session,

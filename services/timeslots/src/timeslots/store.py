@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import (
+    RoomRules,
     RoomType,
     SlotsGenerated,
     SlotStatus,
@@ -44,7 +45,7 @@ from booking_contracts.money import Money
 from shared.db import sql_literal, violated_constraint
 from shared.outbox import Outbox
 from timeslots import domain
-from timeslots.domain import NewRoom, Room, RoomChanges, Slot, StoredSchedule
+from timeslots.domain import NewRoom, PartialRules, Room, RoomChanges, Slot, StoredSchedule
 from timeslots.models import rooms, schedules, slot_holds, timeslots
 
 # --- rooms -----------------------------------------------------------------------------
@@ -65,6 +66,12 @@ def room_of(row: Row[Any]) -> Room:
         created_at=values["created_at"],
         updated_at=values["updated_at"],
         version=values["version"],
+        own_rules=PartialRules(values["rules"]),
+        published_rules=(
+            None
+            if values["published_rules"] is None
+            else RoomRules.model_validate(values["published_rules"])
+        ),
     )
 
 
@@ -108,6 +115,37 @@ async def get_room(session: AsyncSession, room_id: UUID, *, lock: bool = False) 
     if row is None:
         raise domain.RoomNotFound(f"room {room_id} does not exist")
     return room_of(row)
+
+
+async def set_own_rules(session: AsyncSession, room_id: UUID, own: PartialRules) -> Room:
+    """Replace the booking rules the room sets itself (the caller holds its row)."""
+    statement = (
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(rules=dict(own.values), updated_at=func.now())
+        .returning(*rooms.c)
+    )
+    return room_of((await session.execute(statement)).one())
+
+
+async def record_published_rules(session: AsyncSession, room_id: UUID, rules: RoomRules) -> Room:
+    """Remember ``rules`` as the room's rules last published (the caller holds its row)."""
+    statement = (
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(published_rules=rules.model_dump(mode="json"), updated_at=func.now())
+        .returning(*rooms.c)
+    )
+    return room_of((await session.execute(statement)).one())
+
+
+async def lock_rooms(session: AsyncSession, *, after: UUID | None, limit: int) -> list[Room]:
+    """The next ``limit`` rooms by id after ``after``, their rows locked until the
+    transaction ends (in id order, so two callers wait for each other, never deadlock)."""
+    statement = select(rooms).order_by(rooms.c.id).limit(limit).with_for_update()
+    if after is not None:
+        statement = statement.where(rooms.c.id > after)
+    return [room_of(row) for row in await session.execute(statement)]
 
 
 async def list_rooms(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -89,22 +90,43 @@ class Service(ServiceDriver):
         )
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> AsyncIterator[Service]:
+def settings_for(database_url: str, kafka_bootstrap: str, **overrides: Any) -> TimeslotsSettings:
+    """The settings of a service under test: quick to relay and to retry."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "outbox_poll_interval_s": 0.2,
+        "search_max_days": 31,
+        "generation_max_days": 366,
+        "consumer_backoff_initial_s": 0.05,
+        "consumer_max_attempts": 2,
+        "development": True,
+    }
+    return TimeslotsSettings(**values | overrides)
+
+
+async def migrated(create_database: CreateDatabase) -> str:
     url = await create_database("timeslots")
     await in_thread(upgrade, ALEMBIC_INI, url)
-    settings = TimeslotsSettings(
-        database_url=url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        outbox_poll_interval_s=0.2,
-        search_max_days=31,
-        generation_max_days=366,
-        consumer_backoff_initial_s=0.05,
-        consumer_max_attempts=2,
-        development=True,
-    )
+    return url
+
+
+@asynccontextmanager
+async def serving(settings: TimeslotsSettings) -> AsyncIterator[Service]:
+    """The service of ``settings`` running (lifespan included), with a client for it."""
     clock = FixedClock(START)
     async with running(create_app(settings, clock=clock)) as http:
         yield Service(
-            http=http, database_url=url, kafka=kafka_bootstrap, clock=clock, settings=settings
+            http=http,
+            database_url=settings.database_url,
+            kafka=settings.kafka_bootstrap_servers,
+            clock=clock,
+            settings=settings,
         )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> AsyncIterator[Service]:
+    url = await migrated(create_database)
+    async with serving(settings_for(url, kafka_bootstrap)) as running_service:
+        yield running_service

@@ -103,14 +103,15 @@ async def test_a_room_is_updated_field_by_field_and_republished(service: Service
         headers=ADMIN,
     )
     nulled = await service.http.patch(f"/rooms/{room['id']}", json={"name": None}, headers=ADMIN)
-    events = await service.events(room["id"], at_least=2)
+    events = await service.events(room["id"], at_least=3)
 
     assert patched.status_code == 200
     assert patched.json()["name"] == "After"
     assert patched.json()["capacity"] == room["capacity"]
     assert patched.json()["hourly_rate"]["amount"] == "45.50"
     assert nulled.status_code == 422
-    assert [e["data"]["room"]["name"] for e in events] == ["Before", "After"]
+    assert [e["type"] for e in events] == ["RoomUpserted.v1", "RoomRulesSet.v1", "RoomUpserted.v1"]
+    assert [e["data"]["room"]["name"] for e in events if "room" in e["data"]] == ["Before", "After"]
 
 
 INJECTED_NAME = "Room 9\r\nBcc: everyone@example.com\r\n\r\nPay here: https://evil.example"
@@ -185,7 +186,7 @@ async def test_generation_creates_the_schedule_once_however_often_it_runs(
     first = await service.generate(room["id"], "2030-02-04", "2030-02-10")  # Mon-Sun
     again = await service.generate(room["id"], "2030-02-04", "2030-02-10")
     slots = await service.slots(room["id"], **{"from": "2030-02-04", "to": "2030-02-10"})
-    events = await service.events(room["id"], at_least=2)
+    events = await service.events(room["id"], at_least=3)
 
     assert first["created"] == 5 * 16
     assert first["skipped"] == 0
@@ -449,7 +450,7 @@ async def test_blocking_a_slot_takes_it_out_of_sale_and_publishes_the_change(
     )
     unblocked = await service.http.post(f"/slots/{slot['id']}/unblock", headers=ADMIN)
     by_user = await service.http.post(f"/slots/{slot['id']}/block", headers=USER)
-    events = await service.events(room["id"], at_least=4)
+    events = await service.events(room["id"], at_least=5)
 
     assert blocked.json()["status"] == "blocked"
     assert blocked.json()["revision"] == 2
@@ -476,7 +477,7 @@ async def test_a_deactivated_room_sells_nothing_and_takes_no_new_slots(service: 
         headers=ADMIN,
     )
     reactivated = await service.http.post(f"/rooms/{room['id']}/activate", headers=ADMIN)
-    events = await service.events(room["id"], at_least=4)
+    events = await service.events(room["id"], at_least=5)
 
     assert deactivated.json()["active"] is False
     assert search.json()["items"] == []
@@ -494,13 +495,14 @@ async def test_every_room_event_carries_the_rooms_version_counted_by_the_databas
     await service.http.patch(f"/rooms/{room['id']}", json={"name": "Renamed"}, headers=ADMIN)
     await service.http.post(f"/rooms/{room['id']}/deactivate", headers=ADMIN)
     await service.http.post(f"/rooms/{room['id']}/activate", headers=ADMIN)
-    events = await service.events(room["id"], at_least=4)
+    events = await service.events(room["id"], at_least=5)
 
     assert [(e["type"], e["data"]["room_version"]) for e in events] == [
         ("RoomUpserted.v1", 1),
-        ("RoomUpserted.v1", 2),
-        ("RoomDeactivated.v1", 3),
-        ("RoomUpserted.v1", 4),
+        ("RoomRulesSet.v1", 2),  # a new room's rules in force
+        ("RoomUpserted.v1", 3),
+        ("RoomDeactivated.v1", 4),
+        ("RoomUpserted.v1", 5),
     ]
 
 
@@ -540,11 +542,11 @@ async def test_an_empty_patch_changes_nothing_and_an_unknown_room_is_404(service
     unknown = await service.http.patch(
         "/rooms/00000000-0000-4000-8000-000000000002", json={"name": "x"}, headers=ADMIN
     )
-    events = await service.events(room["id"], at_least=1, settle_s=0.5)
+    events = await service.events(room["id"], at_least=2, settle_s=0.5)
 
     assert empty.json() == room
     assert unknown.status_code == 404
-    assert len(events) == 1
+    assert [e["type"] for e in events] == ["RoomUpserted.v1", "RoomRulesSet.v1"]
 
 
 async def test_deactivating_twice_announces_it_once(service: Service) -> None:
@@ -554,10 +556,14 @@ async def test_deactivating_twice_announces_it_once(service: Service) -> None:
         response = await service.http.post(f"/rooms/{room['id']}/deactivate", headers=ADMIN)
         assert response.json()["active"] is False
     inactive = await service.http.get("/rooms", params={"active": "false"}, headers=USER)
-    events = await service.events(room["id"], at_least=2, settle_s=0.5)
+    events = await service.events(room["id"], at_least=3, settle_s=0.5)
 
     assert room["id"] in {r["id"] for r in inactive.json()["items"]}
-    assert [e["type"] for e in events] == ["RoomUpserted.v1", "RoomDeactivated.v1"]
+    assert [e["type"] for e in events] == [
+        "RoomUpserted.v1",
+        "RoomRulesSet.v1",
+        "RoomDeactivated.v1",
+    ]
 
 
 async def test_custom_slots_are_refused_for_an_inactive_room_or_in_too_large_a_batch(

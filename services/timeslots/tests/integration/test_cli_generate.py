@@ -67,6 +67,7 @@ async def add_room(
                 hourly_rate=Money.of(rate, currency),
                 time_zone="Europe/Berlin",
             ),
+            defaults=domain.RuleDefaults(),
         )
         if schedule:
             await handlers.put_schedule(
