@@ -5,7 +5,9 @@
 (quotas per room type count every room of a type). ``book_notice`` and ``horizon`` are
 computed from ``rules`` by the database, so the conditional ``UPDATE`` that takes a place
 refuses a slot too soon or too far ahead in the same statement. ``bookings.reschedules``
-counts a booking's moves (a room may allow only so many). Existing rooms have no rules until
+counts a booking's moves (a room may allow only so many). ``quota_counts`` holds how many
+bookings of a user count against a quota per scope and window, ``booking_quotas`` which
+counts each booking added to (given back when it is cancelled or expires). Existing rooms have no rules until
 their first ``RoomRulesSet``: nothing is refused, as before.
 
 Revision ID: 0008
@@ -33,9 +35,29 @@ def upgrade() -> None:
     op.add_column('rooms', sa.Column('book_notice', sa.Interval(), sa.Computed(f"COALESCE({_MINUTES.format(rule='book_notice_minutes')}, '00:00:00'::interval)", persisted=True), nullable=False))
     op.add_column('rooms', sa.Column('horizon', sa.Interval(), sa.Computed(_MINUTES.format(rule='horizon_minutes'), persisted=True), nullable=True))
     op.add_column('bookings', sa.Column('reschedules', sa.Integer(), server_default=sa.text('0'), nullable=False))
+    op.create_table(
+        'quota_counts',
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.Column('scope', sa.String(length=80), nullable=False),
+        sa.Column('window_starts_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('used', sa.Integer(), nullable=False),
+        sa.CheckConstraint('used >= 0', name=op.f('ck_quota_counts_used_not_negative')),
+        sa.PrimaryKeyConstraint('user_id', 'scope', 'window_starts_at', name=op.f('pk_quota_counts')),
+    )
+    op.create_table(
+        'booking_quotas',
+        sa.Column('booking_id', sa.Uuid(), nullable=False),
+        sa.Column('scope', sa.String(length=80), nullable=False),
+        sa.Column('window_starts_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('user_id', sa.String(length=255), nullable=False),
+        sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_booking_quotas_booking_id_bookings')),
+        sa.PrimaryKeyConstraint('booking_id', 'scope', 'window_starts_at', name=op.f('pk_booking_quotas')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('booking_quotas')
+    op.drop_table('quota_counts')
     op.drop_column('bookings', 'reschedules')
     op.drop_column('rooms', 'horizon')
     op.drop_column('rooms', 'book_notice')

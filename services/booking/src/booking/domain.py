@@ -558,6 +558,32 @@ def quota_refusal(quota: Quota, *, used: int, span: Span, room: str) -> RuleBrok
     )
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaWindow:
+    """One count a booking adds to: its ``quota``, the ``scope`` the count is kept under (the
+    room or its type, and the window's length), the ``span`` of the room's calendar it falls
+    in, and ``where``, how a refusal names the room or type."""
+
+    quota: Quota
+    scope: str
+    span: Span
+    where: str
+
+
+def quota_windows(room: Room, starts_at: datetime) -> list[QuotaWindow]:
+    """The counts a booking of ``room`` in a slot starting at ``starts_at`` adds to, one per
+    quota of the room, in one order (the order their rows are locked in)."""
+    windows = []
+    for quota in room.rules.quotas:
+        if quota.scope is QuotaScope.ROOM_TYPE:
+            scope, where = f"room_type:{room.room_type}", room.room_type
+        else:
+            scope, where = f"room:{room.id}", room.name
+        span = window_around(starts_at, room.time_zone, quota.per)
+        windows.append(QuotaWindow(quota, f"{scope}:{quota.per.value}", span, where))
+    return sorted(windows, key=lambda w: (w.scope, w.span.starts_at))
+
+
 def _check_notice(
     rule: str, what: str, notice: timedelta, *, starts_at: datetime, now: datetime
 ) -> None:
@@ -598,9 +624,6 @@ class Slot:
     max_bookings: int
     booked_count: int
     status: str
-    room_hold: timedelta | None = None
-    """How long the room holds an unpaid booking, when read with a place taken (None: the
-    room sets none, or it was not read)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,24 +127,28 @@ async def create(
         earlier = await _replay(session, caller, request)
         if earlier is not None:
             return Created(earlier, replayed=True)
-    slot = await store.take_place(session, request.slot_id, now=now)
+    place = await store.take_place(session, request.slot_id, now=now)
     try:  # no savepoint: a refused INSERT ends the whole transaction, place included
         booking = await store.insert_booking(
             session,
-            _pending(caller, request, slot, now=now, rules=rules),
+            _pending(caller, request, place, now=now, rules=rules),
             max_unpaid_holds=None if caller.is_admin else rules.max_unpaid_holds,
         )
     except IntegrityError as exc:
         # The user already holds the slot (one live booking per user and slot). Not the key's
         # index: the requests with one key take turns, and each finds the booking of the last.
         raise _already_holds(request.slot_id) from exc
+    windows = domain.quota_windows(place.room, place.slot.starts_at)
+    if windows and (refusal := await store.count_against_quotas(session, booking, windows)):
+        raise refusal  # the transaction is rolled back: place and booking with it
     await outbox.add(session, _created_event(booking))
     return Created(booking, replayed=False)
 
 
 def _pending(
-    caller: Caller, request: NewBooking, slot: domain.Slot, *, now: datetime, rules: Rules
+    caller: Caller, request: NewBooking, place: store.Place, *, now: datetime, rules: Rules
 ) -> store.PendingBooking:
+    slot, hold = place.slot, place.room.rules.hold_or(rules.hold)
     return store.PendingBooking(
         id=uuid.uuid4(),
         user_id=caller.user_id,
@@ -153,7 +157,7 @@ def _pending(
         notes=request.notes,
         attributes=request.attributes,
         contact=request.contact,
-        hold_expires_at=min(now + (slot.room_hold or rules.hold), slot.starts_at),
+        hold_expires_at=min(now + hold, slot.starts_at),
         idempotency_key=request.idempotency_key,
         request_fingerprint=request.fingerprint() if request.idempotency_key else None,
     )
@@ -300,8 +304,8 @@ async def _places_and_holds(
     full: dict[int, tuple[UUID, int]] = {}
     for i in todo:
         caller, request = requests[i]
-        slot, places = taken.get(request.slot_id, (None, 0))
-        if slot is None or places == 0:
+        place, places = taken.get(request.slot_id, (None, 0))
+        if place is None or places == 0:
             if request.slot_id in got.full:
                 full[i] = (request.slot_id, got.full[request.slot_id])
             continue  # else alone: it learns why (unknown, closed, started, no room)
@@ -310,9 +314,9 @@ async def _places_and_holds(
             continue
         if holds_left[caller.user_id] <= 0:
             continue  # alone: the batch's own requests used what the cap left its user
-        taken[request.slot_id] = (slot, places - 1)
+        taken[request.slot_id] = (place, places - 1)
         holds_left[caller.user_id] -= 1
-        rows[i] = _pending(caller, request, slot, now=now, rules=rules)
+        rows[i] = _pending(caller, request, place, now=now, rules=rules)
     unused = [slot_id for slot_id, (_, places) in taken.items() for _ in range(places)]
     return rows, unused, full
 
@@ -452,6 +456,7 @@ async def _cancel(
     refund = quote.amount if quote is not None and quote.amount.amount > 0 else None
     cancelled = await store.cancel_booking(session, booking.id, by=by, reason=reason, at=now)
     await store.release_place(session, booking.slot_id)
+    await store.release_quotas(session, [booking.id])
     events: list[Event] = [
         BookingCancelled(
             booking_id=booking.id,
@@ -550,13 +555,19 @@ async def reschedule(
             now=now,
         )
     refund = domain.reprice(booking.price, target.price)
-    slot = await store.take_place(session, new_slot_id, now=now)
+    place = await store.take_place(session, new_slot_id, now=now)
+    slot = place.slot
     await store.release_place(session, booking.slot_id)
     try:
         async with session.begin_nested():
             moved = await store.move_booking(session, booking.id, slot)
     except IntegrityError as exc:
         raise domain.SlotUnavailable(f"you already hold a place in slot {slot.id}") from exc
+    # the move counts where it lands, by the room's quotas now, and gives back what it held
+    await store.release_quotas(session, [booking.id])
+    windows = domain.quota_windows(place.room, slot.starts_at)
+    if windows and (refusal := await store.count_against_quotas(session, moved, windows)):
+        raise refusal
     version = moved.version  # the move's; a refund request below is a change of its own
     events: list[Event] = []
     if refund.amount > 0 and booking.payment_id is not None:
@@ -626,6 +637,7 @@ async def expire_holds(session: AsyncSession, outbox: Outbox, *, now: datetime, 
     if not expired:
         return 0
     await store.release_places(session, [booking.slot_id for booking in expired])
+    await store.release_quotas(session, [booking.id for booking in expired])
     await outbox.add(
         session,
         *(

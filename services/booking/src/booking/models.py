@@ -17,6 +17,8 @@ The database enforces what must never be wrong, whoever writes:
 * a payment no booking took is recorded, and its refund asked for, once (the primary key of
   ``stray_payments`` is the payment id; its refund id is unique); that refund settles only as
   ``domain.REFUND_SETTLEMENTS`` allows (a trigger, migration 0005);
+* a user holds at most as many bookings counting against a room's quota in one window as it
+  allows (``quota_counts``: a conditional upsert, migration 0008);
 * statuses, payment statuses and amounts are within their domains.
 """
 
@@ -254,6 +256,33 @@ stray_payments = Table(
 than the booking's price), each returned in full: one ``RefundRequested`` per payment id,
 whatever redelivers it. ``booking_id`` is the one the payment named (no foreign key: it may
 name no booking); the refund's outcome settles ``refund_status`` as for ``refunds``."""
+
+quota_counts = Table(
+    "quota_counts",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("scope", String(80), primary_key=True),
+    Column("window_starts_at", DateTime(timezone=True), primary_key=True),
+    Column("used", Integer, nullable=False),
+    CheckConstraint("used >= 0", name="used_not_negative"),
+)
+"""How many bookings a user holds that count against a quota: per ``scope`` (``room:<id>``
+or ``room_type:<type>``) and window of the room's calendar (its first instant, UTC). A
+booking counts with one conditional upsert that refuses to go past the quota's limit
+(``store.count_against_quotas``): concurrent requests of one user queue on the row, so a
+quota of 3 gives exactly 3 bookings however many arrive at once (migration 0008)."""
+
+booking_quotas = Table(
+    "booking_quotas",
+    metadata,
+    Column("booking_id", Uuid, ForeignKey("bookings.id"), primary_key=True),
+    Column("scope", String(80), primary_key=True),
+    Column("window_starts_at", DateTime(timezone=True), primary_key=True),
+    Column("user_id", String(255), nullable=False),
+)
+"""Which counts each booking added to: a cancelled or expired booking gives back exactly
+those, whatever the room's rules say by then (a rule change never touches bookings made
+before it); a row is deleted as its count is given back, so it is given back once."""
 
 
 def allowed_status_pairs() -> list[tuple[str, str]]:

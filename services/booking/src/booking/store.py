@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +14,6 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     DateTime,
-    Exists,
     Integer,
     Numeric,
     Row,
@@ -23,7 +23,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    exists,
+    delete,
     func,
     insert,
     literal,
@@ -48,7 +48,15 @@ from booking.domain import (
     Room,
     Slot,
 )
-from booking.models import bookings, refunds, rooms, slots, stray_payments
+from booking.models import (
+    booking_quotas,
+    bookings,
+    quota_counts,
+    refunds,
+    rooms,
+    slots,
+    stray_payments,
+)
 from booking_contracts.catalogue import (
     Actor,
     Contact,
@@ -213,7 +221,6 @@ async def upsert_slots(session: AsyncSession, snapshots: Sequence[SlotSnapshot])
 
 def slot_of(row: Row[Any]) -> Slot:
     v = row._mapping
-    hold = v.get("room_hold_minutes")
     return Slot(
         id=v["id"],
         room_id=v["room_id"],
@@ -223,29 +230,58 @@ def slot_of(row: Row[Any]) -> Slot:
         max_bookings=v["max_bookings"],
         booked_count=v["booked_count"],
         status=v["status"],
-        room_hold=None if hold is None else timedelta(minutes=hold),
     )
 
 
-def _room_takes_the_booking(now: Any) -> Exists:
-    """The slot's room is known, active, and its rules take a booking of the slot made at
-    ``now``: at least ``book_notice`` before the start, at most ``horizon`` ahead."""
-    return exists().where(
+def _takes_the_booking(now: Any) -> list[ColumnElement[bool]]:
+    """The slot's room (joined as ``rooms``) is known and active, and its rules take a booking
+    of the slot made at ``now``: at least ``book_notice`` before the start, at most
+    ``horizon`` ahead."""
+    return [
         rooms.c.id == slots.c.room_id,
         rooms.c.active,
         rooms.c.name != "",
         slots.c.starts_at >= now + rooms.c.book_notice,
         or_(rooms.c.horizon.is_(None), slots.c.starts_at <= now + rooms.c.horizon),
-    )
+    ]
 
 
-_ROOM_HOLD = (
-    select(rooms.c.rules["hold_minutes"].astext.cast(Integer))
-    .where(rooms.c.id == slots.c.room_id)
-    .scalar_subquery()
-    .label("room_hold_minutes")
+_ROOM_OF_SLOT = (
+    rooms.c.name.label("room_name"),
+    rooms.c.time_zone.label("room_time_zone"),
+    rooms.c.active.label("room_active"),
+    rooms.c.room_type.label("room_room_type"),
+    rooms.c.rules.label("room_rules"),
 )
-"""The hold of unpaid bookings the slot's room sets, in minutes (NULL: the service's)."""
+"""The columns of a slot's room read with the slot, named as :func:`place_of` reads them."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """A place taken: its slot, and the slot's room with the rules it was taken under."""
+
+    slot: Slot
+    room: Room
+
+
+def place_of(row: Row[Any]) -> Place:
+    slot = slot_of(row)
+    v = row._mapping
+    rules = v["room_rules"]
+    room = Room(
+        id=slot.room_id,
+        name=v["room_name"],
+        time_zone=v["room_time_zone"],
+        active=v["room_active"],
+        room_type=v["room_room_type"],
+        rules=domain.rules_of(
+            RoomRules.model_validate_json(rules)
+            if isinstance(rules, str)
+            else RoomRules.model_validate(rules)
+        ),
+    )
+    return Place(slot, room)
+
 
 _TAKE_NOW = bindparam("take_now", type_=DateTime(timezone=True))
 _TAKE_PLACE = (
@@ -255,22 +291,23 @@ _TAKE_PLACE = (
         status_is(slots.c.status, SlotStatus.OPEN),
         slots.c.booked_count < slots.c.max_bookings,
         slots.c.starts_at > _TAKE_NOW,
-        _room_takes_the_booking(_TAKE_NOW),
+        *_takes_the_booking(_TAKE_NOW),
     )
     .values(booked_count=slots.c.booked_count + 1, updated_at=func.now())
-    .returning(*slots.c, _ROOM_HOLD)
+    .returning(*slots.c, *_ROOM_OF_SLOT)
 )
-"""Built once: a statement built per call costs its cache key on every call."""
+"""Built once: a statement built per call costs its cache key on every call. Its ``WHERE``
+names ``rooms``: an ``UPDATE ... FROM rooms``, which returns the room beside the slot."""
 
 
-async def take_place(session: AsyncSession, slot_id: UUID, *, now: datetime) -> Slot:
+async def take_place(session: AsyncSession, slot_id: UUID, *, now: datetime) -> Place:
     """Take one place of the slot, or raise why not. One conditional ``UPDATE``: concurrent
     requests queue on the slot's row and each sees the count the previous one left."""
     given = {"take_slot_id": slot_id, "take_now": now}
     for _ in range(3):
         row = (await session.execute(_TAKE_PLACE, given)).first()
         if row is not None:
-            return slot_of(row)
+            return place_of(row)
         reason = await _why_unavailable(session, slot_id, now)
         if reason is not None:
             raise reason
@@ -308,11 +345,11 @@ def slot_full(slot_id: UUID, places: int) -> domain.SlotUnavailable:
 _TAKE_PLACES = text(
     f"""
     UPDATE slots AS s SET booked_count = s.booked_count + w.n, updated_at = now()
-    FROM unnest(:ids, :counts) AS w(id, n)
-    WHERE s.id = w.id AND s.status = {sql_literal(SlotStatus.OPEN)}
+    FROM unnest(:ids, :counts) AS w(id, n), rooms AS r
+    WHERE s.id = w.id AND r.id = s.room_id AND s.status = {sql_literal(SlotStatus.OPEN)}
       AND s.booked_count + w.n <= s.max_bookings AND s.starts_at > :now
-    RETURNING s.*, (SELECT (r.rules ->> 'hold_minutes')::integer FROM rooms AS r
-                    WHERE r.id = s.room_id) AS room_hold_minutes
+    RETURNING s.*, r.name AS room_name, r.time_zone AS room_time_zone,
+        r.active AS room_active, r.room_type AS room_room_type, r.rules AS room_rules
     """  # noqa: S608 (constants)
 ).bindparams(
     bindparam("ids", type_=ARRAY(Uuid)),
@@ -325,8 +362,8 @@ _TAKE_PLACES = text(
 class Taken:
     """What :func:`take_places` took."""
 
-    places: dict[UUID, tuple[Slot, int]]
-    """Per slot that gave any: the slot and how many places it gave."""
+    places: dict[UUID, tuple[Place, int]]
+    """Per slot that gave any: the slot with its room, and how many places it gave."""
     full: dict[UUID, int]
     """Per slot that takes bookings but had fewer places left than wanted (locked, so this
     is so until the transaction ends): its number of places."""
@@ -347,7 +384,9 @@ async def take_places(session: AsyncSession, wanted: Mapping[UUID, int], *, now:
             slots.c.id.in_(ids),
             status_is(slots.c.status, SlotStatus.OPEN),
             slots.c.starts_at > now,
-            _room_takes_the_booking(literal(now, DateTime(timezone=True))),
+            *_takes_the_booking(literal(now, DateTime(timezone=True))),
+            # a room with quotas counts each booking in its own statement: made alone
+            func.coalesce(func.jsonb_array_length(rooms.c.rules["quotas"]), 0) == 0,
         )
         .order_by(slots.c.id)
         .with_for_update(of=slots)
@@ -366,7 +405,79 @@ async def take_places(session: AsyncSession, wanted: Mapping[UUID, int], *, now:
     rows = await session.execute(
         _TAKE_PLACES, {"ids": granted, "counts": [grants[i] for i in granted], "now": now}
     )
-    return Taken({slot.id: (slot, grants[slot.id]) for slot in map(slot_of, rows)}, full)
+    return Taken(
+        {place.slot.id: (place, grants[place.slot.id]) for place in map(place_of, rows)}, full
+    )
+
+
+async def count_against_quotas(
+    session: AsyncSession, booking: Booking, windows: Sequence[domain.QuotaWindow]
+) -> domain.RuleBroken | None:
+    """Count the booking against each of its room's quotas, or say which one it would break.
+
+    One conditional upsert per quota: a count below the limit goes up by one, a count at it
+    stays and refuses. Concurrent requests of one user queue on the count's row (locked in
+    the order of ``windows``) and each sees what the previous one left, so no quota is ever
+    exceeded. A refusal leaves the transaction to be rolled back (its place and booking
+    with it)."""
+    for window in windows:
+        key = {
+            "user_id": booking.user_id,
+            "scope": window.scope,
+            "window_starts_at": window.span.starts_at,
+        }
+        upsert = pg_insert(quota_counts).values(**key, used=1)
+        counted = upsert.on_conflict_do_update(
+            index_elements=list(key),
+            set_={"used": quota_counts.c.used + 1},
+            where=quota_counts.c.used < window.quota.most,
+        ).returning(quota_counts.c.used)
+        if (await session.execute(counted)).first() is None:
+            used = await session.scalar(
+                select(quota_counts.c.used).where(
+                    *(quota_counts.c[name] == value for name, value in key.items())
+                )
+            )
+            return domain.quota_refusal(
+                window.quota, used=used or 0, span=window.span, room=window.where
+            )
+    if windows:
+        await session.execute(
+            insert(booking_quotas),
+            [
+                {
+                    "booking_id": booking.id,
+                    "user_id": booking.user_id,
+                    "scope": window.scope,
+                    "window_starts_at": window.span.starts_at,
+                }
+                for window in windows
+            ],
+        )
+    return None
+
+
+async def release_quotas(session: AsyncSession, booking_ids: Sequence[UUID]) -> None:
+    """Give back what these bookings counted against quotas, once: the rows that say what
+    they counted are deleted as the counts go down (in one lock order)."""
+    gone = await session.execute(
+        delete(booking_quotas)
+        .where(booking_quotas.c.booking_id.in_(sorted(set(booking_ids))))
+        .returning(
+            booking_quotas.c.user_id, booking_quotas.c.scope, booking_quotas.c.window_starts_at
+        )
+    )
+    counts = Counter(tuple(row) for row in gone)
+    for user_id, scope, starts_at in sorted(counts):
+        await session.execute(
+            update(quota_counts)
+            .where(
+                quota_counts.c.user_id == user_id,
+                quota_counts.c.scope == scope,
+                quota_counts.c.window_starts_at == starts_at,
+            )
+            .values(used=quota_counts.c.used - counts[user_id, scope, starts_at])
+        )
 
 
 async def release_place(session: AsyncSession, slot_id: UUID) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from booking_contracts.catalogue import RoomRules, RoomRulesSet
 
@@ -17,7 +18,7 @@ async def _at(service: Service, when: datetime) -> None:
     service.clock.now = when
 
 
-def _refused(response: Any, rule: str, limit: str) -> dict[str, Any]:
+def refused_by(response: Any, rule: str, limit: str) -> dict[str, Any]:
     assert response.status_code == 409, response.text
     body: dict[str, Any] = response.json()
     assert (body["rule"], body["limit"]) == (rule, limit)
@@ -38,7 +39,7 @@ async def test_a_booking_needs_the_rooms_notice_to_book(service: Service) -> Non
     finally:
         service.clock.now = START
 
-    body = _refused(late, "book_notice", "2 h")
+    body = refused_by(late, "book_notice", "2 h")
     assert body["detail"] == (
         "bookings in this room need at least 2 h notice; the slot starts in 119 min"
     )
@@ -58,7 +59,7 @@ async def test_a_booking_may_be_made_at_most_the_rooms_horizon_ahead(service: Se
     finally:
         service.clock.now = START
 
-    body = _refused(too_early, "horizon", "7 days")
+    body = refused_by(too_early, "horizon", "7 days")
     assert "at most 7 days ahead" in body["detail"]
     assert in_reach.status_code == 201, in_reach.text
 
@@ -85,8 +86,8 @@ async def test_a_paid_booking_is_cancelled_by_its_user_only_with_the_rooms_notic
     finally:
         service.clock.now = START
 
-    _refused(quote, "cancel_notice", "1 day")
-    _refused(refused, "cancel_notice", "1 day")
+    refused_by(quote, "cancel_notice", "1 day")
+    refused_by(refused, "cancel_notice", "1 day")
     still = await service.http.get(f"/bookings/{booking['id']}", headers=user("user-1"))
     assert still.json()["status"] == "confirmed"
     assert await service.booked(mine.slot_id) == 1
@@ -113,7 +114,7 @@ async def test_a_booking_moves_as_often_as_the_room_allows_and_with_its_notice(
     by_staff = await move(third, ADMIN)  # staff act for their customers: no count binds them
 
     assert moved.status_code == 200, moved.text
-    body = _refused(again, "max_reschedules", "1")
+    body = refused_by(again, "max_reschedules", "1")
     assert body["detail"] == "a booking in this room may be moved 1 time; this one was moved 1 time"
     assert by_staff.status_code == 200, by_staff.text
     assert by_staff.json()["slot_id"] == str(third.slot_id)
@@ -138,7 +139,7 @@ async def test_a_user_moves_a_booking_only_with_the_rooms_notice(service: Servic
     finally:
         service.clock.now = START
 
-    _refused(refused, "reschedule_notice", "1 h")
+    refused_by(refused, "reschedule_notice", "1 h")
     assert await service.booked(first.slot_id) == 1
     assert await service.booked(second.slot_id) == 0
 
@@ -199,7 +200,7 @@ async def test_a_rule_change_applies_after_one_event_hop_and_an_older_one_never_
     await service.rules(room, 3, horizon_minutes=60 * 24 * 60)
     allowed = await service.book(slot)
 
-    _refused(refused, "horizon", "1 day")
+    refused_by(refused, "horizon", "1 day")
     assert allowed.status_code == 201, allowed.text
     row = await service.row("SELECT rules_version, horizon FROM rooms WHERE id = $1", room)
     assert row == {"rules_version": 3, "horizon": timedelta(days=60)}
@@ -221,7 +222,7 @@ async def test_rules_that_arrive_before_their_room_are_kept_when_it_arrives(
     finally:
         service.clock.now = START
 
-    _refused(refused, "book_notice", "1 day")
+    refused_by(refused, "book_notice", "1 day")
 
 
 async def test_requests_that_arrive_together_are_refused_by_the_rule_each_on_its_own(
@@ -236,6 +237,157 @@ async def test_requests_that_arrive_together_are_refused_by_the_rule_each_on_its
     )
 
     for response in responses:
-        _refused(response, "horizon", "1 day")
+        refused_by(response, "horizon", "1 day")
     for slot in far:
         assert await service.booked(slot.slot_id) == 0
+
+
+# --- quotas ------------------------------------------------------------------------------
+
+
+def berlin(text: str) -> datetime:
+    """A local time of Berlin as the UTC instant the slot snapshots carry."""
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC)
+
+
+async def _slot_at(service: Service, room: uuid.UUID, local: str, places: int = 1) -> Any:
+    (slot,) = await service.slots(room, starts_at=berlin(local), minutes=30, max_bookings=places)
+    return slot
+
+
+async def test_a_day_quota_counts_the_rooms_local_day_across_a_dst_change(
+    service: Service,
+) -> None:
+    room = await service.room(time_zone="Europe/Berlin")
+    await service.rules(room, 1, quotas=[{"most": 1, "per": "day"}])
+    early = await _slot_at(service, room, "2030-03-31T00:30")  # still UTC+1
+    late = await _slot_at(service, room, "2030-03-31T23:00")  # UTC+2: a 23-hour day
+    next_day = await _slot_at(service, room, "2030-04-01T00:15")  # same UTC date as late
+
+    first = await service.book(early, "member-day")
+    same_day = await service.book(late, "member-day")
+    after = await service.book(next_day, "member-day")
+
+    assert first.status_code == 201, first.text
+    body = refused_by(same_day, "quota_per_day", "1 per day")
+    assert body["detail"].endswith("you have 1 on 2030-03-31")
+    assert after.status_code == 201, after.text
+
+
+async def test_a_week_quota_counts_monday_to_sunday_of_the_rooms_calendar(
+    service: Service,
+) -> None:
+    room = await service.room(time_zone="Europe/Berlin")
+    await service.rules(room, 1, quotas=[{"most": 2, "per": "week"}])
+    monday = await _slot_at(service, room, "2030-03-25T00:30")  # Sunday 23:30 in UTC
+    sunday = await _slot_at(service, room, "2030-03-31T23:00")  # after the clocks went on
+    third = await _slot_at(service, room, "2030-03-28T12:00")
+    next_monday = await _slot_at(service, room, "2030-04-01T00:15")
+
+    made = [await service.book(slot, "member-week") for slot in (monday, sunday)]
+    refused = await service.book(third, "member-week")
+    after = await service.book(next_monday, "member-week")
+
+    assert [r.status_code for r in made] == [201, 201]
+    body = refused_by(refused, "quota_per_week", "2 per week")
+    assert body["detail"].endswith("you have 2 in the week of 2030-03-25")
+    assert after.status_code == 201, after.text
+
+
+async def test_a_month_quota_counts_the_calendar_month_of_the_rooms_zone(
+    service: Service,
+) -> None:
+    room = await service.room(time_zone="Europe/Berlin")
+    await service.rules(room, 1, quotas=[{"most": 1, "per": "month"}])
+    first_night = await _slot_at(service, room, "2030-10-01T00:30")  # September in UTC
+    last_night = await _slot_at(service, room, "2030-10-31T23:00")  # after DST ended
+    november = await _slot_at(service, room, "2030-11-01T00:15")  # October in UTC
+
+    first = await service.book(first_night, "member-month")
+    refused = await service.book(last_night, "member-month")
+    after = await service.book(november, "member-month")
+
+    assert first.status_code == 201, first.text
+    body = refused_by(refused, "quota_per_month", "1 per month")
+    assert body["detail"].endswith("you have 1 in October 2030")
+    assert after.status_code == 201, after.text
+
+
+async def test_a_quota_per_room_type_counts_every_room_of_the_type_that_carries_it(
+    service: Service,
+) -> None:
+    gym, other_gym = await service.room(name="Gym A"), await service.room(name="Gym B")
+    quota = [{"most": 1, "per": "week", "scope": "room_type"}]
+    await service.rules(gym, 1, quotas=quota)
+    await service.rules(other_gym, 1, quotas=quota)
+    here = await _slot_at(service, gym, "2030-06-04T10:00")
+    there = await _slot_at(service, other_gym, "2030-06-05T10:00")
+
+    first = await service.book(here, "member-type")
+    refused = await service.book(there, "member-type")
+    someone_else = await service.book(there, "member-other")
+
+    assert first.status_code == 201, first.text
+    body = refused_by(refused, "quota_per_week", "1 per week")
+    assert body["detail"] == (
+        "rooms of type 'meeting' allow 1 booking per week; you have 1 in the week of 2030-06-03"
+    )
+    assert someone_else.status_code == 201  # quotas are per user
+
+
+async def test_a_cancelled_or_expired_booking_gives_its_quota_back(service: Service) -> None:
+    room = await service.room()
+    await service.rules(room, 1, quotas=[{"most": 1, "per": "day"}])
+    one = await _slot_at(service, room, "2030-07-02T09:00")
+    two = await _slot_at(service, room, "2030-07-02T11:00")
+    three = await _slot_at(service, room, "2030-07-02T13:00")
+
+    first = (await service.book(one, "member-back")).json()
+    await service.http.post(f"/bookings/{first['id']}/cancel", headers=user("member-back"))
+    second = await service.book(two, "member-back")
+    assert second.status_code == 201, second.text
+    service.clock.now = START + timedelta(minutes=service.settings.hold_minutes, seconds=1)
+    try:
+        await service.status(second.json()["id"], "expired")
+        third = await service.book(three, "member-back")
+    finally:
+        service.clock.now = START
+
+    assert third.status_code == 201, third.text
+    counts = await service.row(
+        "SELECT used FROM quota_counts WHERE user_id = 'member-back' AND scope LIKE 'room:%'"
+    )
+    assert counts == {"used": 1}
+
+
+async def test_a_move_counts_where_it_lands_and_gives_back_where_it_left(
+    service: Service,
+) -> None:
+    room = await service.room()
+    await service.rules(room, 1, quotas=[{"most": 1, "per": "day"}])
+    monday = await _slot_at(service, room, "2030-08-05T09:00")
+    monday_later = await _slot_at(service, room, "2030-08-05T15:00")
+    tuesday = await _slot_at(service, room, "2030-08-06T09:00")
+    tuesday_later = await _slot_at(service, room, "2030-08-06T15:00")
+    booking = await service.confirmed(monday, "member-move")
+    other = await service.confirmed(tuesday_later, "member-move")
+
+    refused = await service.http.post(
+        f"/bookings/{other['id']}/reschedule",
+        json={"slot_id": str(monday_later.slot_id)},
+        headers=user("member-move"),
+    )
+    freed_monday = await service.http.post(
+        f"/bookings/{booking['id']}/cancel", headers=user("member-move")
+    )
+    moved = await service.http.post(
+        f"/bookings/{other['id']}/reschedule",
+        json={"slot_id": str(monday_later.slot_id)},
+        headers=user("member-move"),
+    )
+    tuesday_again = await service.book(tuesday, "member-move")
+
+    refused_by(refused, "quota_per_day", "1 per day")
+    assert freed_monday.status_code == 200
+    assert moved.status_code == 200, moved.text
+    assert tuesday_again.status_code == 201, tuesday_again.text  # Tuesday's count went back

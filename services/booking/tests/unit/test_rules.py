@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
 
@@ -13,9 +14,11 @@ from booking.domain import (
     Quota,
     RefundPolicy,
     RefundTier,
+    Room,
     RuleBroken,
     Window,
     quota_refusal,
+    quota_windows,
     rules_of,
     window_around,
 )
@@ -241,3 +244,31 @@ def test_a_room_without_its_own_hold_or_tiers_keeps_the_services_and_staff_refun
     assert quote.percent == Decimal(0)  # less notice than the room's one tier
     by_staff = policy.quote(price=price, paid=True, starts_at=NOW + HOUR, now=NOW, by_admin=True)
     assert by_staff.amount == Money.of("32.00", "EUR")
+
+
+def test_a_booking_counts_once_per_quota_under_its_room_or_type_and_window() -> None:
+    room = Room(
+        id=UUID("00000000-0000-0000-0000-000000000007"),
+        name="Studio 7",
+        time_zone="Europe/Berlin",
+        active=True,
+        room_type="treatment",
+        rules=BookingRules(
+            quotas=(
+                Quota(3, Window.WEEK, QuotaScope.ROOM_TYPE),
+                Quota(1, Window.DAY),
+                Quota(2, Window.WEEK),
+            )
+        ),
+    )
+    starts = datetime(2027, 3, 10, 8, tzinfo=UTC)
+
+    windows = quota_windows(room, starts)
+
+    assert [(w.scope, w.where, w.quota.most) for w in windows] == [
+        ("room:00000000-0000-0000-0000-000000000007:day", "Studio 7", 1),
+        ("room:00000000-0000-0000-0000-000000000007:week", "Studio 7", 2),
+        ("room_type:treatment:week", "treatment", 3),
+    ]
+    assert windows[1].span == window_around(starts, "Europe/Berlin", Window.WEEK)
+    assert quota_windows(Room(room.id, "Plain", "UTC", True), starts) == []
