@@ -36,6 +36,7 @@ RULES_BEYOND_THE_SCHEMA = {
     ("timeslots", "GET", "/rooms/{room_id}/slots"),
     ("timeslots", "GET", "/rooms/{room_id}/availability"),
     ("timeslots", "GET", "/availability"),
+    ("timeslots", "PUT", "/rooms/{room_id}/rules"),
 }
 """Operations with rules that relate members to each other, to the clock or to stored rows
 (`to` not before `from`, a slot in the future): JSON Schema cannot state them, so each

@@ -250,3 +250,37 @@ async def test_the_demo_walks_its_whole_journey_to_the_reminder_email(
     assert "5. The payment service charges it" in told
     assert "9. The email arrived at the mail server stand-in" in told
     assert "Done in" in told
+
+
+async def test_a_rooms_rules_reach_the_booking_service_in_one_event_hop(api: Api) -> None:
+    room = await api.create_room("Studio R", room_type="meeting", capacity=5)
+    set_at = utc_now()
+    rules = await api.set_rules(room["id"], quotas=[{"most": 1, "per": "day"}])
+    berlin = ZoneInfo("Europe/Berlin")
+    day = (utc_now().astimezone(berlin) + timedelta(days=3)).date()
+    ten = datetime(day.year, day.month, day.day, 10, tzinfo=berlin)
+    first = await api.custom_slot(room["id"], ten)
+    second = await api.custom_slot(room["id"], ten + 2 * HOUR)
+    user = unique_user("member")
+
+    # the slots follow the rules on the room's partition: once a slot is known, so are they
+    booked = expect(await api.book(user, first["id"]), 201)
+    refused = await api.book(user, second["id"])
+    lifted = await api.set_rules(room["id"])  # back to the defaults: no quota
+
+    async def bookable() -> Json | None:
+        response = await api.book(user, second["id"])
+        return response.json() if response.status_code == 201 else None
+
+    second_booking = await until(bookable, what="the lifted quota applied by the booking service")
+    hop = utc_now() - set_at
+
+    assert rules["rules"]["quotas"] == [{"most": 1, "per": "day", "scope": "room"}]
+    assert refused.status_code == 409
+    assert (refused.json()["rule"], refused.json()["limit"]) == ("quota_per_day", "1 per day")
+    assert f"you have 1 on {day.isoformat()}" in refused.json()["detail"]
+    assert lifted["rules"]["quotas"] == []
+    assert lifted["room_version"] > rules["room_version"]
+    assert second_booking["slot_id"] == second["id"]
+    assert booked["slot_id"] == first["id"]
+    assert hop < timedelta(seconds=30)

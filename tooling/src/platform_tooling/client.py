@@ -122,6 +122,11 @@ class Api:
         (slot,) = response.json()
         return dict(slot)
 
+    async def set_rules(self, room_id: str, **rules: Any) -> Json:
+        """``PUT /rooms/{id}/rules``: the room's own booking rules (the rest inherited)."""
+        response = await self.timeslots.put(f"/rooms/{room_id}/rules", headers=ADMIN, json=rules)
+        return expect(response, 200)
+
     async def slot(self, slot_id: str) -> Json:
         return expect(await self.timeslots.get(f"/slots/{slot_id}", headers=ADMIN), 200)
 
