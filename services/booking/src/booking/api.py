@@ -7,6 +7,7 @@ exist); admins see all and alone complete bookings or mark no-shows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -144,6 +145,25 @@ async def get_booking(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.
     async with ctx.transaction() as session:
         booking = await handlers.visible_booking(session, _caller(user), booking_id)
     return schemas.BookingOut.of(booking, for_admin=user.is_admin)
+
+
+@router.get("/rooms/{room_id}/bookable", tags=["availability"])
+async def bookable_slots(
+    room_id: UUID,
+    ctx: Ctx,
+    user: CurrentUser,
+    on: Annotated[date, Query(alias="date", description="A day of the room's own calendar")],
+) -> schemas.BookableOut:
+    """Availability "for me": the room's slots on that day the caller could book now under
+    the room's rules, as this service applies them: open, not started, with a place left,
+    not held by the caller already, within the room's notice to book and horizon, and under
+    each of its quotas by the caller's own bookings. It follows the timeslot service by one
+    event hop. The plain search (the timeslot service's availability) stays as it is: it
+    knows neither the caller nor the rules' counts."""
+    now = ctx.clock()
+    async with ctx.transaction() as session:
+        room, slots = await handlers.bookable_slots(session, _caller(user), room_id, on, now=now)
+    return schemas.BookableOut.of(room, on, slots)
 
 
 @router.get("/bookings/{booking_id}/refund-quote")

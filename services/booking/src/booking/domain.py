@@ -10,6 +10,7 @@ Errors form one small tree::
      +-- SlotUnavailable      the slot is full, blocked, started, unknown or its room inactive
      +-- BookingNotFound      no booking with that id visible to the caller
      +-- SlotNotFound         no slot with that id
+     +-- RoomNotFound         no room with that id known here
      +-- InvalidBooking       a request that can never succeed (another room, bad contact ...)
      +-- IdempotencyConflict  an Idempotency-Key reused for a different request
      +-- Forbidden            a user asking for what only admins may see
@@ -42,7 +43,7 @@ booking's ``PaymentStatus`` sums up its refunds (``PAYMENT_STATUS_OF_REFUNDS``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -50,7 +51,14 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from booking_contracts.catalogue import Actor, Contact, QuotaPeriod, QuotaScope, RoomRules
+from booking_contracts.catalogue import (
+    Actor,
+    Contact,
+    QuotaPeriod,
+    QuotaScope,
+    RoomRules,
+    SlotStatus,
+)
 from booking_contracts.money import Money
 
 
@@ -75,6 +83,10 @@ class SlotUnavailable(BookingError):
 
 class BookingNotFound(BookingError):
     """No booking with that id is visible to the caller."""
+
+
+class RoomNotFound(BookingError):
+    pass
 
 
 class SlotNotFound(BookingError):
@@ -582,6 +594,44 @@ def quota_windows(room: Room, starts_at: datetime) -> list[QuotaWindow]:
         span = window_around(starts_at, room.time_zone, quota.per)
         windows.append(QuotaWindow(quota, f"{scope}:{quota.per.value}", span, where))
     return sorted(windows, key=lambda w: (w.scope, w.span.starts_at))
+
+
+def local_day(day: date, time_zone: str) -> Span:
+    """``day`` of the room's calendar, from local midnight to local midnight."""
+    zone = ZoneInfo(time_zone)
+    after = day + timedelta(days=1)
+    return Span(_local_midnight(day, zone), _local_midnight(after, zone), f"on {day.isoformat()}")
+
+
+def bookable(
+    slots: Sequence[Slot],
+    room: Room,
+    *,
+    now: datetime,
+    held: Collection[UUID],
+    used: Mapping[tuple[str, datetime], int],
+) -> list[Slot]:
+    """The slots of ``room`` a user could book at ``now``: open, started later, with a place
+    left, not among those the user ``held`` already, within the room's notice and horizon,
+    and under each of its quotas by what the user ``used`` (per scope and window start)."""
+    found = []
+    for slot in slots:
+        if (
+            slot.id in held
+            or slot.status != SlotStatus.OPEN
+            or slot.booked_count >= slot.max_bookings
+            or slot.starts_at <= now
+        ):
+            continue
+        try:
+            room.rules.check_booking(starts_at=slot.starts_at, now=now)
+        except RuleBroken:
+            continue
+        windows = quota_windows(room, slot.starts_at)
+        if any(used.get((w.scope, w.span.starts_at), 0) >= w.quota.most for w in windows):
+            continue
+        found.append(slot)
+    return found
 
 
 def _check_notice(

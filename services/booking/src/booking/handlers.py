@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -372,6 +372,29 @@ async def visible_booking(
     if not caller.may_see(booking):
         raise domain.BookingNotFound(f"booking {booking_id} does not exist")
     return booking
+
+
+async def bookable_slots(
+    session: AsyncSession, caller: Caller, room_id: UUID, on: date, *, now: datetime
+) -> tuple[domain.Room, list[domain.Slot]]:
+    """The room's slots on ``on`` (a day of the room's calendar) the caller could book now,
+    under the room's rules as this service applies them (see :func:`domain.bookable`)."""
+    room = await store.get_room(session, room_id)
+    if room is None or not room.name:
+        raise domain.RoomNotFound(f"room {room_id} is not known here")
+    if not room.active:
+        return room, []
+    slots = await store.slots_between(session, room_id, domain.local_day(on, room.time_zone))
+    if not slots:
+        return room, []
+    held = await store.slots_held_by(session, caller.user_id, [slot.id for slot in slots])
+    keys = {
+        (window.scope, window.span.starts_at)
+        for slot in slots
+        for window in domain.quota_windows(room, slot.starts_at)
+    }
+    used = await store.quota_usage(session, caller.user_id, keys)
+    return room, domain.bookable(slots, room, now=now, held=held, used=used)
 
 
 async def refund_quote(

@@ -29,6 +29,7 @@ PROBLEM_STATUSES: dict[type[Exception], int] = {
     domain.SlotUnavailable: 409,
     domain.BookingNotFound: 404,
     domain.SlotNotFound: 404,
+    domain.RoomNotFound: 404,
     domain.InvalidBooking: 422,
     domain.IdempotencyConflict: 422,
     domain.Forbidden: 403,

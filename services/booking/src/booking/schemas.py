@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date as date_
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -112,3 +113,36 @@ class RefundQuoteOut(BaseModel):
     amount: Money
     reason: str
     quoted_at: datetime
+
+
+class BookableSlotOut(BaseModel):
+    slot_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    price: Money
+    places_left: int
+
+
+class BookableOut(BaseModel):
+    room_id: UUID
+    date: date_
+    time_zone: str = Field(description="The room's IANA time zone: the day is of its calendar")
+    items: list[BookableSlotOut]
+
+    @classmethod
+    def of(cls, room: domain.Room, on: date_, slots: list[domain.Slot]) -> BookableOut:
+        return cls(
+            room_id=room.id,
+            date=on,
+            time_zone=room.time_zone,
+            items=[
+                BookableSlotOut(
+                    slot_id=slot.id,
+                    starts_at=slot.starts_at,
+                    ends_at=slot.ends_at,
+                    price=slot.price,
+                    places_left=slot.max_bookings - slot.booked_count,
+                )
+                for slot in slots
+            ],
+        )

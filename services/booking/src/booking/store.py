@@ -66,7 +66,7 @@ from booking_contracts.catalogue import (
     SlotStatus,
 )
 from booking_contracts.money import Money
-from shared.db import reported_detail, sql_literal, status_is, violated_constraint
+from shared.db import reported_detail, sql_literal, status_in, status_is, violated_constraint
 
 # --- inventory -------------------------------------------------------------------------
 
@@ -478,6 +478,47 @@ async def release_quotas(session: AsyncSession, booking_ids: Sequence[UUID]) -> 
             )
             .values(used=quota_counts.c.used - counts[user_id, scope, starts_at])
         )
+
+
+async def slots_between(session: AsyncSession, room_id: UUID, span: domain.Span) -> list[Slot]:
+    """The room's slots starting in ``span``, by start."""
+    statement = (
+        select(slots)
+        .where(
+            slots.c.room_id == room_id,
+            slots.c.starts_at >= span.starts_at,
+            slots.c.starts_at < span.ends_at,
+        )
+        .order_by(slots.c.starts_at, slots.c.id)
+    )
+    return [slot_of(row) for row in await session.execute(statement)]
+
+
+async def slots_held_by(
+    session: AsyncSession, user_id: str, slot_ids: Collection[UUID]
+) -> set[UUID]:
+    """Which of these slots the user holds a live (pending or confirmed) booking in."""
+    statement = select(bookings.c.slot_id).where(
+        bookings.c.user_id == user_id,
+        bookings.c.slot_id.in_(sorted(set(slot_ids))),
+        status_in(bookings.c.status, (BookingStatus.PENDING, BookingStatus.CONFIRMED)),
+    )
+    return set((await session.execute(statement)).scalars())
+
+
+async def quota_usage(
+    session: AsyncSession, user_id: str, keys: Collection[tuple[str, datetime]]
+) -> dict[tuple[str, datetime], int]:
+    """What the user's bookings count against quotas, per scope and window start asked."""
+    if not keys:
+        return {}
+    statement = select(
+        quota_counts.c.scope, quota_counts.c.window_starts_at, quota_counts.c.used
+    ).where(
+        quota_counts.c.user_id == user_id,
+        tuple_(quota_counts.c.scope, quota_counts.c.window_starts_at).in_(sorted(set(keys))),
+    )
+    return {(row.scope, row.window_starts_at): row.used for row in await session.execute(statement)}
 
 
 async def release_place(session: AsyncSession, slot_id: UUID) -> None:

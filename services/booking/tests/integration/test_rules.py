@@ -391,3 +391,50 @@ async def test_a_move_counts_where_it_lands_and_gives_back_where_it_left(
     assert freed_monday.status_code == 200
     assert moved.status_code == 200, moved.text
     assert tuesday_again.status_code == 201, tuesday_again.text  # Tuesday's count went back
+
+
+# --- availability "for me" ---------------------------------------------------------------
+
+
+async def test_availability_for_me_lists_only_what_the_caller_could_book_now(
+    service: Service,
+) -> None:
+    room = await service.room(time_zone="Europe/Berlin")
+    await service.rules(room, 1, book_notice_minutes=120, quotas=[{"most": 2, "per": "day"}])
+    await _slot_at(service, room, "2030-09-03T07:30")  # too soon: the clock says 06:00 there
+    full = await _slot_at(service, room, "2030-09-03T10:00")
+    mine = await _slot_at(service, room, "2030-09-03T11:00", places=2)
+    free = await _slot_at(service, room, "2030-09-03T12:00", places=3)
+    other_day = await _slot_at(service, room, "2030-09-04T12:00")
+    await service.booking(full, "someone-else")
+    await service.booking(mine, "member-avail")
+    service.clock.now = berlin("2030-09-03T06:00")
+
+    async def bookable(who: str, day: str = "2030-09-03") -> list[str]:
+        response = await service.http.get(
+            f"/rooms/{room}/bookable", params={"date": day}, headers=user(who)
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["room_id"], body["time_zone"]) == (str(room), "Europe/Berlin")
+        return [item["slot_id"] for item in body["items"]]
+
+    try:
+        before = await bookable("member-avail")
+        for_someone_new = await bookable("member-new")
+        await service.booking(free, "member-avail")  # the second of the day: quota reached
+        after = await bookable("member-avail")
+        next_day = await bookable("member-avail", "2030-09-04")
+        unknown = await service.http.get(
+            f"/rooms/{uuid.uuid4()}/bookable",
+            params={"date": "2030-09-03"},
+            headers=user("member-avail"),
+        )
+    finally:
+        service.clock.now = START
+
+    assert before == [str(free.slot_id)]  # not the one too soon, the full one or the one held
+    assert for_someone_new == [str(mine.slot_id), str(free.slot_id)]
+    assert after == []
+    assert next_day == [str(other_day.slot_id)]
+    assert unknown.status_code == 404

@@ -3,9 +3,9 @@ the room's calendar (DST included) and what each refusal says."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -16,7 +16,10 @@ from booking.domain import (
     RefundTier,
     Room,
     RuleBroken,
+    Slot,
     Window,
+    bookable,
+    local_day,
     quota_refusal,
     quota_windows,
     rules_of,
@@ -272,3 +275,51 @@ def test_a_booking_counts_once_per_quota_under_its_room_or_type_and_window() -> 
     ]
     assert windows[1].span == window_around(starts, "Europe/Berlin", Window.WEEK)
     assert quota_windows(Room(room.id, "Plain", "UTC", True), starts) == []
+
+
+def test_a_local_day_is_23_or_25_hours_when_the_clocks_change() -> None:
+    spring = local_day(date(2027, 3, 28), "Europe/Berlin")
+    autumn = local_day(date(2027, 10, 31), "Europe/Berlin")
+
+    assert spring.ends_at - spring.starts_at == timedelta(hours=23)
+    assert autumn.ends_at - autumn.starts_at == timedelta(hours=25)
+    assert spring.starts_at == datetime(2027, 3, 27, 23, tzinfo=UTC)
+    assert spring.label == "on 2027-03-28"
+
+
+def _slot(at: datetime, *, places: int = 1, booked: int = 0, status: str = "open") -> Slot:
+    return Slot(
+        id=uuid4(),
+        room_id=UUID(int=7),
+        starts_at=at,
+        ends_at=at + HOUR,
+        price=Money.of("10.00", "EUR"),
+        max_bookings=places,
+        booked_count=booked,
+        status=status,
+    )
+
+
+def test_bookable_keeps_what_the_user_could_book_under_the_rules() -> None:
+    room = Room(
+        UUID(int=7),
+        "Studio",
+        "UTC",
+        True,
+        rules=BookingRules(book_notice=2 * HOUR, quotas=(Quota(1, Window.DAY),)),
+    )
+    open_later = _slot(NOW + 3 * HOUR)
+    too_soon = _slot(NOW + HOUR)
+    full = _slot(NOW + 4 * HOUR, booked=1)
+    blocked = _slot(NOW + 5 * HOUR, status="blocked")
+    started = _slot(NOW - HOUR)
+    held = _slot(NOW + 6 * HOUR, places=2)
+    tomorrow = _slot(NOW + 24 * HOUR)
+    slots = [open_later, too_soon, full, blocked, started, held, tomorrow]
+    today = (f"room:{room.id}:day", window_around(NOW, "UTC", Window.DAY).starts_at)
+
+    free = bookable(slots, room, now=NOW, held={held.id}, used={})
+    at_quota = bookable(slots, room, now=NOW, held=set(), used={today: 1})
+
+    assert free == [open_later, tomorrow]
+    assert at_quota == [tomorrow]
