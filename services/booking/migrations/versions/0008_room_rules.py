@@ -5,7 +5,9 @@
 (quotas per room type count every room of a type). ``book_notice`` and ``horizon`` are
 computed from ``rules`` by the database, so the conditional ``UPDATE`` that takes a place
 refuses a slot too soon or too far ahead in the same statement. ``bookings.reschedules``
-counts a booking's moves (a room may allow only so many). ``quota_counts`` holds how many
+counts a booking's moves (a room may allow only so many); ``bookings.terms`` keeps the rules
+a booking was made under (notices to cancel and move, moves allowed, refund tiers), so that a
+later change of the room's rules never touches it. ``quota_counts`` holds how many
 bookings of a user count against a quota per scope and window, ``booking_quotas`` which
 counts each booking added to (given back when it is cancelled or expires). Existing rooms have no rules until
 their first ``RoomRulesSet``: nothing is refused, as before.
@@ -35,6 +37,7 @@ def upgrade() -> None:
     op.add_column('rooms', sa.Column('book_notice', sa.Interval(), sa.Computed(f"COALESCE({_MINUTES.format(rule='book_notice_minutes')}, '00:00:00'::interval)", persisted=True), nullable=False))
     op.add_column('rooms', sa.Column('horizon', sa.Interval(), sa.Computed(_MINUTES.format(rule='horizon_minutes'), persisted=True), nullable=True))
     op.add_column('bookings', sa.Column('reschedules', sa.Integer(), server_default=sa.text('0'), nullable=False))
+    op.add_column('bookings', sa.Column('terms', postgresql.JSONB(astext_type=sa.Text()), nullable=True))
     op.create_table(
         'quota_counts',
         sa.Column('user_id', sa.String(length=255), nullable=False),
@@ -58,6 +61,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('booking_quotas')
     op.drop_table('quota_counts')
+    op.drop_column('bookings', 'terms')
     op.drop_column('bookings', 'reschedules')
     op.drop_column('rooms', 'horizon')
     op.drop_column('rooms', 'book_notice')

@@ -56,6 +56,7 @@ from booking_contracts.catalogue import (
     Contact,
     QuotaPeriod,
     QuotaScope,
+    RefundTierRule,
     RoomRules,
     SlotStatus,
 )
@@ -551,6 +552,24 @@ def rules_of(rules: RoomRules) -> BookingRules:
     )
 
 
+def terms_of(rules: BookingRules, refunds: RefundPolicy) -> RoomRules:
+    """The part of a room's rules a booking keeps from when it was made (the refund tiers in
+    force then: the room's, else ``refunds``'), as the contract writes them."""
+    return RoomRules(
+        cancel_notice_minutes=_whole_minutes(rules.cancel_notice),
+        reschedule_notice_minutes=_whole_minutes(rules.reschedule_notice),
+        max_reschedules=rules.max_reschedules,
+        refund_tiers=[
+            RefundTierRule(notice_minutes=_whole_minutes(tier.notice), percent=tier.percent)
+            for tier in rules.refunds_or(refunds).tiers
+        ],
+    )
+
+
+def _whole_minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)
+
+
 def _minutes(minutes: int | None) -> timedelta | None:
     return None if minutes is None else timedelta(minutes=minutes)
 
@@ -721,3 +740,7 @@ class Booking:
     every event about the booking carries the version after its change."""
     reschedules: int = 0
     """How many times the booking was moved."""
+    terms: BookingRules | None = None
+    """The rules of its room it was made under, as far as they bind it after it was made:
+    the notices to cancel and to move, the moves allowed and the refund tiers (None: a
+    booking made before terms were kept, which follows its room's rules now)."""

@@ -160,6 +160,7 @@ def _pending(
         hold_expires_at=min(now + hold, slot.starts_at),
         idempotency_key=request.idempotency_key,
         request_fingerprint=request.fingerprint() if request.idempotency_key else None,
+        terms=domain.terms_of(place.room.rules, rules.refunds),
     )
 
 
@@ -403,13 +404,17 @@ async def refund_quote(
     """What cancelling now would refund (and whether cancelling is possible at all)."""
     booking = await visible_booking(session, caller, booking_id)
     domain.transition(booking.status, Action.CANCEL)
-    room_rules = await _rules_of_room(session, booking.room_id)
+    room_rules = await _terms(session, booking)
     _check_cancellation(room_rules, caller, booking, now=now)
     return booking, _quote(booking, caller, now=now, policy=room_rules.refunds_or(rules.refunds))
 
 
-async def _rules_of_room(session: AsyncSession, room_id: UUID) -> domain.BookingRules:
-    room = await store.get_room(session, room_id)
+async def _terms(session: AsyncSession, booking: domain.Booking) -> domain.BookingRules:
+    """The rules that bind the booking: those it was made under, else (a booking made before
+    terms were kept) its room's now."""
+    if booking.terms is not None:
+        return booking.terms
+    room = await store.get_room(session, booking.room_id)
     return room.rules if room is not None else domain.BookingRules()
 
 
@@ -459,7 +464,7 @@ async def cancel(
     """Cancel a pending or confirmed booking, free its place and refund by the policy."""
     booking = await visible_booking(session, caller, booking_id, lock=True)
     domain.transition(booking.status, Action.CANCEL)
-    room_rules = await _rules_of_room(session, booking.room_id)
+    room_rules = await _terms(session, booking)
     _check_cancellation(room_rules, caller, booking, now=now)
     quote = _quote(booking, caller, now=now, policy=room_rules.refunds_or(rules.refunds))
     by = Actor.ADMIN if _for_someone_else(caller, booking) else Actor.USER
@@ -569,9 +574,8 @@ async def reschedule(
         raise domain.SlotNotFound(f"slot {new_slot_id} is not known")
     if target.room_id != booking.room_id:
         raise domain.InvalidBooking("a booking can only move to another slot of the same room")
-    room = await store.get_room(session, booking.room_id)
-    if room is not None and not _for_someone_else(caller, booking):
-        room.rules.check_reschedule(
+    if not _for_someone_else(caller, booking):
+        (await _terms(session, booking)).check_reschedule(
             starts_at=booking.starts_at,
             to_starts_at=target.starts_at,
             moved=booking.reschedules,
@@ -618,7 +622,7 @@ async def reschedule(
             old_starts_at=booking.starts_at,
             new_starts_at=slot.starts_at,
             new_ends_at=slot.ends_at,
-            room_time_zone=room.time_zone if room else "UTC",
+            room_time_zone=place.room.time_zone,
             price_difference=domain.price_difference(booking.price, slot.price),
             booking_version=version,
         ),

@@ -152,6 +152,7 @@ bookings = Table(
     Column("hold_expires_at", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False, server_default=text("1")),
     Column("reschedules", Integer, nullable=False, server_default=text("0")),
+    Column("terms", JSONB, nullable=True),
     timestamp_column("created_at"),
     timestamp_column("updated_at"),
     timestamp_column("cancelled_at", nullable=True),

@@ -604,6 +604,7 @@ def booking_of(row: Row[Any]) -> Booking:
         request_fingerprint=v["request_fingerprint"],
         version=v["version"],
         reschedules=v["reschedules"],
+        terms=None if v["terms"] is None else domain.rules_of(RoomRules.model_validate(v["terms"])),
     )
 
 
@@ -621,6 +622,8 @@ class PendingBooking:
     hold_expires_at: datetime
     idempotency_key: str | None
     request_fingerprint: str | None
+    terms: RoomRules | None = None
+    """The rules of its room that bind it once made (:func:`domain.terms_of`)."""
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -642,6 +645,7 @@ class PendingBooking:
             "hold_expires_at": self.hold_expires_at,
             "idempotency_key": self.idempotency_key,
             "request_fingerprint": self.request_fingerprint,
+            "terms": None if self.terms is None else self.terms.model_dump(mode="json"),
         }
 
 

@@ -406,9 +406,7 @@ async def test_availability_for_me_lists_only_what_the_caller_could_book_now(
     mine = await _slot_at(service, room, "2030-09-03T11:00", places=2)
     free = await _slot_at(service, room, "2030-09-03T12:00", places=3)
     other_day = await _slot_at(service, room, "2030-09-04T12:00")
-    await service.booking(full, "someone-else")
-    await service.booking(mine, "member-avail")
-    service.clock.now = berlin("2030-09-03T06:00")
+    service.clock.now = berlin("2030-09-03T06:00")  # the holds below last past the test
 
     async def bookable(who: str, day: str = "2030-09-03") -> list[str]:
         response = await service.http.get(
@@ -420,6 +418,8 @@ async def test_availability_for_me_lists_only_what_the_caller_could_book_now(
         return [item["slot_id"] for item in body["items"]]
 
     try:
+        await service.booking(full, "someone-else")
+        await service.booking(mine, "member-avail")
         before = await bookable("member-avail")
         for_someone_new = await bookable("member-new")
         await service.booking(free, "member-avail")  # the second of the day: quota reached
@@ -438,3 +438,39 @@ async def test_availability_for_me_lists_only_what_the_caller_could_book_now(
     assert after == []
     assert next_day == [str(other_day.slot_id)]
     assert unknown.status_code == 404
+
+
+async def test_a_rule_change_never_touches_a_booking_made_before_it(service: Service) -> None:
+    room = await service.room()
+    await service.rules(room, 1, max_reschedules=5)
+    before, after, spare = await service.slots(room, 3, price="40.00", max_bookings=2)
+    earlier = await service.confirmed(before, "member-terms")
+    await service.rules(
+        room,
+        2,
+        cancel_notice_minutes=48 * 60,
+        max_reschedules=0,
+        refund_tiers=[{"notice_minutes": 72 * 60, "percent": "100"}],
+    )
+    later = await service.confirmed(after, "member-terms")
+    try:
+        await _at(service, before.starts_at - timedelta(hours=30))
+        moved_earlier = await service.http.post(
+            f"/bookings/{earlier['id']}/reschedule",
+            json={"slot_id": str(spare.slot_id)},
+            headers=user("member-terms"),
+        )
+        cancelled_earlier = await service.http.post(
+            f"/bookings/{earlier['id']}/cancel", headers=user("member-terms")
+        )
+        cancelled_later = await service.http.post(
+            f"/bookings/{later['id']}/cancel", headers=user("member-terms")
+        )
+    finally:
+        service.clock.now = START
+
+    assert moved_earlier.status_code == 200, moved_earlier.text  # made when 5 moves were allowed
+    assert cancelled_earlier.status_code == 200, cancelled_earlier.text
+    # the platform's tiers it was paid under: 30 h before its paid start is 100 %
+    assert cancelled_earlier.json()["refund"] == {"amount": "40.00", "currency": "EUR"}
+    refused_by(cancelled_later, "cancel_notice", "2 days")

@@ -23,6 +23,7 @@ from booking.domain import (
     quota_refusal,
     quota_windows,
     rules_of,
+    terms_of,
     window_around,
 )
 from booking_contracts.catalogue import QuotaScope, RoomRules
@@ -323,3 +324,28 @@ def test_bookable_keeps_what_the_user_could_book_under_the_rules() -> None:
 
     assert free == [open_later, tomorrow]
     assert at_quota == [tomorrow]
+
+
+def test_a_booking_keeps_the_terms_of_its_rooms_rules_it_was_made_under() -> None:
+    own_tiers = BookingRules(
+        cancel_notice=24 * HOUR,
+        reschedule_notice=timedelta(minutes=90),
+        max_reschedules=2,
+        book_notice=2 * HOUR,
+        refund_tiers=(RefundTier(48 * HOUR, Decimal("87.5")),),
+    )
+
+    kept = terms_of(own_tiers, RefundPolicy())
+    platform = terms_of(BookingRules(), RefundPolicy())
+
+    assert kept.model_dump(mode="json", exclude_defaults=True) == {
+        "cancel_notice_minutes": 1440,
+        "reschedule_notice_minutes": 90,
+        "max_reschedules": 2,
+        "refund_tiers": [{"notice_minutes": 2880, "percent": "87.5"}],
+    }
+    assert [(t.notice_minutes, t.percent) for t in platform.refund_tiers or ()] == [
+        (1440, Decimal(100)),
+        (360, Decimal(50)),
+    ]
+    assert rules_of(kept).refund_tiers == own_tiers.refund_tiers
