@@ -155,14 +155,21 @@ async def set_room_rules(
     await session.execute(statement)
 
 
-def room_of(row: Row[Any]) -> Room:
+def room_of(row: Row[Any], prefix: str = "") -> Room:
+    """The room of a row of ``rooms``, or of its columns labelled ``<prefix><column>``."""
+    v = row._mapping
+    rules = v[f"{prefix}rules"]
     return Room(
-        id=row.id,
-        name=row.name,
-        time_zone=row.time_zone,
-        active=row.active,
-        room_type=row.room_type,
-        rules=domain.rules_of(RoomRules.model_validate(row.rules)),
+        id=v[f"{prefix}id"],
+        name=v[f"{prefix}name"],
+        time_zone=v[f"{prefix}time_zone"],
+        active=v[f"{prefix}active"],
+        room_type=v[f"{prefix}room_type"],
+        rules=domain.rules_of(
+            RoomRules.model_validate_json(rules)  # as text() returns it
+            if isinstance(rules, str)
+            else RoomRules.model_validate(rules)
+        ),
     )
 
 
@@ -265,22 +272,7 @@ class Place:
 
 
 def place_of(row: Row[Any]) -> Place:
-    slot = slot_of(row)
-    v = row._mapping
-    rules = v["room_rules"]
-    room = Room(
-        id=slot.room_id,
-        name=v["room_name"],
-        time_zone=v["room_time_zone"],
-        active=v["room_active"],
-        room_type=v["room_room_type"],
-        rules=domain.rules_of(
-            RoomRules.model_validate_json(rules)
-            if isinstance(rules, str)
-            else RoomRules.model_validate(rules)
-        ),
-    )
-    return Place(slot, room)
+    return Place(slot_of(row), room_of(row, prefix="room_"))
 
 
 _TAKE_NOW = bindparam("take_now", type_=DateTime(timezone=True))

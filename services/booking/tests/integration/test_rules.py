@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from booking_contracts.catalogue import RoomRules, RoomRulesSet
 
 from .conftest import ADMIN, START, Service, user
@@ -255,61 +257,53 @@ async def _slot_at(service: Service, room: uuid.UUID, local: str, places: int = 
     return slot
 
 
-async def test_a_day_quota_counts_the_rooms_local_day_across_a_dst_change(
-    service: Service,
+@pytest.mark.parametrize(
+    ("per", "counted", "over", "next_window", "window"),
+    [
+        pytest.param(
+            "day",
+            ["2030-03-31T00:30"],  # still UTC+1
+            "2030-03-31T23:00",  # UTC+2: a 23-hour day
+            "2030-04-01T00:15",  # the same UTC date as the one over the quota
+            "on 2030-03-31",
+            id="day",
+        ),
+        pytest.param(
+            "week",
+            ["2030-03-25T00:30", "2030-03-31T23:00"],  # Sunday 23:30 UTC; after the change
+            "2030-03-28T12:00",
+            "2030-04-01T00:15",
+            "in the week of 2030-03-25",
+            id="week",
+        ),
+        pytest.param(
+            "month",
+            ["2030-10-01T00:30"],  # September in UTC
+            "2030-10-31T23:00",  # after DST ended
+            "2030-11-01T00:15",  # October in UTC
+            "in October 2030",
+            id="month",
+        ),
+    ],
+)
+async def test_a_quota_counts_its_window_of_the_rooms_calendar_across_a_dst_change(
+    service: Service, per: str, counted: list[str], over: str, next_window: str, window: str
 ) -> None:
     room = await service.room(time_zone="Europe/Berlin")
-    await service.rules(room, 1, quotas=[{"most": 1, "per": "day"}])
-    early = await _slot_at(service, room, "2030-03-31T00:30")  # still UTC+1
-    late = await _slot_at(service, room, "2030-03-31T23:00")  # UTC+2: a 23-hour day
-    next_day = await _slot_at(service, room, "2030-04-01T00:15")  # same UTC date as late
+    most = len(counted)
+    await service.rules(room, 1, quotas=[{"most": most, "per": per}])
+    firsts = [await _slot_at(service, room, local) for local in counted]
+    one_more = await _slot_at(service, room, over)
+    later = await _slot_at(service, room, next_window)
+    member = f"member-{per}"
 
-    first = await service.book(early, "member-day")
-    same_day = await service.book(late, "member-day")
-    after = await service.book(next_day, "member-day")
+    made = [await service.book(slot, member) for slot in firsts]
+    refused = await service.book(one_more, member)
+    after = await service.book(later, member)
 
-    assert first.status_code == 201, first.text
-    body = refused_by(same_day, "quota_per_day", "1 per day")
-    assert body["detail"].endswith("you have 1 on 2030-03-31")
-    assert after.status_code == 201, after.text
-
-
-async def test_a_week_quota_counts_monday_to_sunday_of_the_rooms_calendar(
-    service: Service,
-) -> None:
-    room = await service.room(time_zone="Europe/Berlin")
-    await service.rules(room, 1, quotas=[{"most": 2, "per": "week"}])
-    monday = await _slot_at(service, room, "2030-03-25T00:30")  # Sunday 23:30 in UTC
-    sunday = await _slot_at(service, room, "2030-03-31T23:00")  # after the clocks went on
-    third = await _slot_at(service, room, "2030-03-28T12:00")
-    next_monday = await _slot_at(service, room, "2030-04-01T00:15")
-
-    made = [await service.book(slot, "member-week") for slot in (monday, sunday)]
-    refused = await service.book(third, "member-week")
-    after = await service.book(next_monday, "member-week")
-
-    assert [r.status_code for r in made] == [201, 201]
-    body = refused_by(refused, "quota_per_week", "2 per week")
-    assert body["detail"].endswith("you have 2 in the week of 2030-03-25")
-    assert after.status_code == 201, after.text
-
-
-async def test_a_month_quota_counts_the_calendar_month_of_the_rooms_zone(
-    service: Service,
-) -> None:
-    room = await service.room(time_zone="Europe/Berlin")
-    await service.rules(room, 1, quotas=[{"most": 1, "per": "month"}])
-    first_night = await _slot_at(service, room, "2030-10-01T00:30")  # September in UTC
-    last_night = await _slot_at(service, room, "2030-10-31T23:00")  # after DST ended
-    november = await _slot_at(service, room, "2030-11-01T00:15")  # October in UTC
-
-    first = await service.book(first_night, "member-month")
-    refused = await service.book(last_night, "member-month")
-    after = await service.book(november, "member-month")
-
-    assert first.status_code == 201, first.text
-    body = refused_by(refused, "quota_per_month", "1 per month")
-    assert body["detail"].endswith("you have 1 in October 2030")
+    assert [r.status_code for r in made] == [201] * most
+    body = refused_by(refused, f"quota_per_{per}", f"{most} per {per}")
+    assert body["detail"].endswith(f"you have {most} {window}")
     assert after.status_code == 201, after.text
 
 
