@@ -194,11 +194,12 @@ class QuotaScope(enum.StrEnum):
 
 
 class BookingQuota(_Frozen):
-    """One user holds at most ``most`` live bookings (pending or confirmed) whose slots start
-    in one ``per`` window of the room's time zone, counted over ``scope``."""
+    """One user holds at most ``most`` bookings whose slots start in one ``per`` window of the
+    room's time zone, counted over ``scope``. A booking counts from when it is made until it
+    is cancelled or expires: a completed booking (or a no-show) still counts."""
 
     most: Count
-    """The most live bookings one user may hold in one window."""
+    """The most bookings one user may hold in one window."""
     per: QuotaPeriod
     """The window counted in."""
     scope: QuotaScope = QuotaScope.ROOM
@@ -229,7 +230,7 @@ class RoomRules(_Frozen):
     horizon_minutes: Annotated[int, Field(ge=1, le=MAX_RULE_MINUTES)] | None = None
     """A slot is booked at most this long before its start; null: no limit."""
     quotas: list[BookingQuota] = Field(default_factory=list, max_length=6)
-    """Live bookings per user and window; at most one per window and scope."""
+    """Bookings per user and window; at most one per window and scope."""
     max_reschedules: Annotated[int, Field(ge=0, le=1000)] | None = None
     """How many times one booking may be moved; null: no limit."""
     hold_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] | None = None
