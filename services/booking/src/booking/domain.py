@@ -18,6 +18,7 @@ Errors form one small tree::
                               currency)
      +-- TooManyUnpaidHolds   the user already holds as many unpaid bookings as allowed
      +-- RuleBroken           a rule of the room refuses it (names the rule and its limit)
+     +-- WaitlistRefused      a waitlist request that cannot be met
 
 State machine (``action: from -> to``)::
 
@@ -678,6 +679,123 @@ def _duration(span: timedelta) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+# --- the waitlist ------------------------------------------------------------------------
+#
+# A user queues for a full slot. When a place of it frees, the place is not given back to
+# sale: it is offered to the first waiter in line and held for them (the slot's booked count
+# does not go down) until they book it, decline, or let the offer lapse; then the next waiter
+# gets it, and once nobody waits the place goes back to sale. A waiter who holds a live
+# booking at the slot's time by then (got a place another way) is skipped. The line closes
+# when the slot starts. This section is the rules as data; the store runs them under the
+# slot's row lock, so one freed place is offered once, to one waiter, in order.
+
+
+class WaitlistStatus(enum.StrEnum):
+    WAITING = "waiting"
+    """In line."""
+    OFFERED = "offered"
+    """A freed place is held for them until the offer runs out."""
+    BOOKED = "booked"
+    """They took the offer: a pending booking of theirs holds the place."""
+    LEFT = "left"
+    """They left the line, or declined the offer."""
+    LAPSED = "lapsed"
+    """They let the offer run out."""
+    SKIPPED = "skipped"
+    """Passed over when a place freed: they held a booking at the slot's time by then."""
+    EXPIRED = "expired"
+    """The slot started while they were in line."""
+
+
+LIVE_WAITLIST: tuple[WaitlistStatus, ...] = (WaitlistStatus.WAITING, WaitlistStatus.OFFERED)
+"""An entry in these holds the user's one place in the slot's line."""
+
+WAITLIST_TRANSITIONS: dict[WaitlistStatus, frozenset[WaitlistStatus]] = {
+    WaitlistStatus.WAITING: frozenset(
+        {
+            WaitlistStatus.OFFERED,
+            WaitlistStatus.LEFT,
+            WaitlistStatus.SKIPPED,
+            WaitlistStatus.EXPIRED,
+        }
+    ),
+    WaitlistStatus.OFFERED: frozenset(
+        {
+            WaitlistStatus.BOOKED,
+            WaitlistStatus.LEFT,
+            WaitlistStatus.LAPSED,
+            WaitlistStatus.EXPIRED,
+        }
+    ),
+}
+"""Every change of an entry's status; the other statuses are final."""
+
+
+class WaitlistRefused(BookingError):
+    """A waitlist request that cannot be met (the slot has places to book, has started, the
+    user is in line already or booked it, or the entry cannot change so)."""
+
+
+def change_waitlist(status: WaitlistStatus, to: WaitlistStatus) -> WaitlistStatus:
+    """``to``, if an entry in ``status`` may become it."""
+    if to not in WAITLIST_TRANSITIONS.get(status, frozenset()):
+        raise WaitlistRefused(f"a waitlist entry that is {status} cannot become {to}")
+    return to
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    """An entry in line: who, and their place in it (lower ``seq``: earlier)."""
+
+    entry_id: UUID
+    user_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NextOffer:
+    """Who a freed place goes to: ``offer_to`` (None: nobody waits, the place goes back to
+    sale), and the waiters ahead of them passed over."""
+
+    offer_to: Waiter | None
+    skipped: tuple[Waiter, ...]
+
+
+def next_offer(waiting: Sequence[Waiter], *, busy: Collection[str]) -> NextOffer:
+    """The first waiter in line (by ``seq``) who is not ``busy`` (holds no live booking at the
+    slot's time); the busy ones before them are skipped. Waiters after the one offered keep
+    their place in line."""
+    skipped: list[Waiter] = []
+    for waiter in sorted(waiting, key=lambda w: w.seq):
+        if waiter.user_id in busy:
+            skipped.append(waiter)
+            continue
+        return NextOffer(waiter, tuple(skipped))
+    return NextOffer(None, tuple(skipped))
+
+
+def offer_expires_at(now: datetime, offer: timedelta, starts_at: datetime) -> datetime:
+    """When an offer made at ``now`` lapses: after ``offer``, and never after the start."""
+    return min(now + offer, starts_at)
+
+
+def check_joining(
+    *, starts_at: datetime, now: datetime, places_left: int, in_line: int, most: int
+) -> None:
+    """Refuse joining a slot's line when it has started, still has a place to book, or the
+    user is in ``in_line`` lines already, ``most`` being the cap."""
+    if starts_at <= now:
+        raise WaitlistRefused("the slot has started: its waitlist is closed")
+    if places_left > 0:
+        raise WaitlistRefused(
+            f"the slot has {_count(places_left, 'place')} left: book it instead of waiting"
+        )
+    if in_line >= most:
+        raise WaitlistRefused(
+            f"you wait for {_count(in_line, 'slot')}, the most allowed; leave a line first"
+        )
 
 
 # --- the aggregates, as the store hands them over ---------------------------------------
