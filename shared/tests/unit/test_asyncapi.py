@@ -28,7 +28,13 @@ metadata = service_metadata()
 outbox_table(metadata)
 inbox_table(metadata)
 
-TIMESLOT_EVENTS = ["RoomDeactivated.v1", "RoomUpserted.v1", "SlotChanged.v1", "SlotsGenerated.v1"]
+TIMESLOT_EVENTS = [
+    "RoomDeactivated.v1",
+    "RoomRulesSet.v1",
+    "RoomUpserted.v1",
+    "SlotChanged.v1",
+    "SlotsGenerated.v1",
+]
 
 
 def runtime(*, produces: list[str], consumes_bookings: bool = True) -> ServiceRuntime:
