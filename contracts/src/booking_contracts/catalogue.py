@@ -456,6 +456,101 @@ class BookingExpired(_BookingEvent):
     """The room of the slot."""
 
 
+# --- the waitlist (published by the booking service) ------------------------------------
+#
+# Events of one slot's line are keyed by the slot, so they stay in order on one partition.
+
+
+class WaitlistEntryEnd(enum.StrEnum):
+    """Why an entry left the line without an offer taken: ``left`` (the user left it, or
+    declined the offer), ``skipped`` (passed over: they held a booking at the slot's time when
+    a place freed)."""
+
+    LEFT = "left"
+    SKIPPED = "skipped"
+
+
+class _WaitlistEvent(Event):
+    topic: ClassVar[str] = topics.BOOKING_EVENTS
+    entry_id: UUID
+    """The waitlist entry (a UUID the booking service issued)."""
+    slot_id: UUID
+    """The full slot the user waits for."""
+    room_id: UUID
+    """The room of the slot."""
+    user_id: Identifier
+    """The user in line: the subject (``sub``) of their access token."""
+
+    def aggregate_id(self) -> str:
+        return str(self.slot_id)
+
+
+@_event
+class WaitlistJoined(_WaitlistEvent):
+    """A user joined the line for a full slot."""
+
+    name: ClassVar[str] = "WaitlistJoined"
+    position: Count
+    """Their place in the line when they joined (1: first)."""
+
+
+@_event
+class WaitlistLeft(_WaitlistEvent):
+    """An entry left the line: the user left it or declined an offer, or it was passed over."""
+
+    name: ClassVar[str] = "WaitlistLeft"
+    reason: WaitlistEntryEnd
+    """Why it left."""
+    declined_offer: bool = False
+    """True when the user declined a place held for them (it goes to the next in line)."""
+
+
+@_event
+class WaitlistOfferMade(_WaitlistEvent):
+    """A freed place of the slot is held for the first waiter in line until
+    ``offer_expires_at``: they book it with the offer (``POST /bookings`` with ``offer_id``),
+    decline it, or let it lapse, and the next waiter gets it. What the reminder service needs
+    to tell them."""
+
+    name: ClassVar[str] = "WaitlistOfferMade"
+    offer_expires_at: UtcDatetime
+    """Until when the place is held for them: an ISO 8601 instant in UTC."""
+    starts_at: UtcDatetime
+    """When the slot starts: an ISO 8601 instant in UTC."""
+    ends_at: UtcDatetime
+    """When the slot ends: an ISO 8601 instant in UTC, after ``starts_at``."""
+    room_name: Label
+    """The room's name (for the message)."""
+    room_time_zone: ZoneName
+    """The IANA name of the room's time zone: show the times to people in it."""
+    contact: Contact
+    """Where to tell them."""
+
+
+@_event
+class WaitlistOfferTaken(_WaitlistEvent):
+    """The waiter booked the place held for them: an ordinary pending booking, paid as usual."""
+
+    name: ClassVar[str] = "WaitlistOfferTaken"
+    booking_id: UUID
+    """The booking made with the offer."""
+
+
+@_event
+class WaitlistOfferLapsed(_WaitlistEvent):
+    """The waiter let the offer run out; the place goes to the next in line."""
+
+    name: ClassVar[str] = "WaitlistOfferLapsed"
+
+
+@_event
+class WaitlistExpired(_WaitlistEvent):
+    """The slot started while the entry was in line (with or without an offer): the line is
+    closed."""
+
+    name: ClassVar[str] = "WaitlistExpired"
+
+
 # --- payments (published by the external payment service) ------------------------------
 
 

@@ -88,7 +88,19 @@ async def create_booking(
         attributes=body.attributes,
         idempotency_key=idempotency_key,
     )
-    created = await ctx.config.coalescer.create(_caller(user), request, now=ctx.clock())
+    if body.offer_id is not None:
+        async with ctx.transaction() as session:
+            created = await handlers.book_offer(
+                session,
+                ctx.runtime.outbox,
+                _caller(user),
+                request,
+                body.offer_id,
+                now=ctx.clock(),
+                rules=ctx.config.rules,
+            )
+    else:
+        created = await ctx.config.coalescer.create(_caller(user), request, now=ctx.clock())
     # The hot path: the answer is the model's JSON as it is (the model is the declared
     # response, so FastAPI's second validation and serialisation of it would add nothing).
     return Response(
@@ -164,6 +176,52 @@ async def bookable_slots(
     async with ctx.transaction() as session:
         room, slots = await handlers.bookable_slots(session, _caller(user), room_id, on, now=now)
     return schemas.BookableOut.of(room, on, slots)
+
+
+@router.post("/slots/{slot_id}/waitlist", status_code=201, tags=["waitlist"])
+async def join_waitlist(
+    slot_id: UUID, ctx: Ctx, user: CurrentUser, body: schemas.WaitlistIn | None = None
+) -> schemas.WaitlistEntryOut:
+    """Queue for a full slot. When a place of it frees, it is held for the first in line
+    for the room's offer time (15 minutes unless the room says otherwise) and they are told
+    by email; they book it with `offer_id`, leave the line to decline it, or let it lapse,
+    and the next in line gets it. One place in a slot's line per user; at most
+    `BOOKING_MAX_WAITLISTS` lines per user. 409 if the slot still has a place (book it), has
+    started, or the caller is in its line or holds a place in it already; 404 unknown slot."""
+    body = body or schemas.WaitlistIn()
+    email = body.contact.email or user.email
+    if not email:
+        raise domain.InvalidBooking("give contact.email: the token carries no email")
+    async with ctx.transaction() as session:
+        in_line = await handlers.join_waitlist(
+            session,
+            ctx.runtime.outbox,
+            _caller(user),
+            slot_id,
+            Contact(email=email, phone=body.contact.phone),
+            now=ctx.clock(),
+            rules=ctx.config.rules,
+        )
+    return schemas.WaitlistEntryOut.of(in_line.entry, in_line.position)
+
+
+@router.get("/slots/{slot_id}/waitlist", tags=["waitlist"])
+async def my_place_in_line(slot_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.WaitlistEntryOut:
+    """The caller's place in the slot's line, or the offer held for them (404: not in it)."""
+    async with ctx.transaction() as session:
+        in_line = await handlers.my_place_in_line(session, _caller(user), slot_id)
+    return schemas.WaitlistEntryOut.of(in_line.entry, in_line.position)
+
+
+@router.delete("/slots/{slot_id}/waitlist", tags=["waitlist"])
+async def leave_waitlist(slot_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.WaitlistEntryOut:
+    """Leave the slot's line; with an offer held, this declines it and the place goes to the
+    next in line (404: not in it)."""
+    async with ctx.transaction() as session:
+        left = await handlers.leave_waitlist(
+            session, ctx.runtime.outbox, _caller(user), slot_id, now=ctx.clock()
+        )
+    return schemas.WaitlistEntryOut.of(left, None)
 
 
 @router.get("/bookings/{booking_id}/refund-quote")

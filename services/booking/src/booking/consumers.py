@@ -44,7 +44,9 @@ INVENTORY_CONSUMER = "booking-inventory"
 PAYMENTS_CONSUMER = "booking-payments"
 
 
-def register_inventory(consumer: EventConsumer) -> None:
+def register_inventory(
+    consumer: EventConsumer, outbox: Outbox, clock: Callable[[], datetime]
+) -> None:
     @consumer.on(RoomUpserted)
     async def room_upserted(event: RoomUpserted, ctx: EventContext) -> None:
         await store.upsert_room(
@@ -70,10 +72,15 @@ def register_inventory(consumer: EventConsumer) -> None:
     @consumer.on(SlotsGenerated)
     async def slots_generated(event: SlotsGenerated, ctx: EventContext) -> None:
         await store.upsert_slots(ctx.session, event.slots)
+        # a slot regenerated with more places: its line gets them first
+        await handlers.offer_new_capacity(
+            ctx.session, outbox, [s.slot_id for s in event.slots], now=clock()
+        )
 
     @consumer.on(SlotChanged)
     async def slot_changed(event: SlotChanged, ctx: EventContext) -> None:
         await store.upsert_slots(ctx.session, [event.slot])
+        await handlers.offer_new_capacity(ctx.session, outbox, [event.slot.slot_id], now=clock())
 
 
 def register_payments(

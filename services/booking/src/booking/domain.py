@@ -19,6 +19,7 @@ Errors form one small tree::
      +-- TooManyUnpaidHolds   the user already holds as many unpaid bookings as allowed
      +-- RuleBroken           a rule of the room refuses it (names the rule and its limit)
      +-- WaitlistRefused      a waitlist request that cannot be met
+     +-- NotInLine            no such entry or offer of the caller in a slot's line
 
 State machine (``action: from -> to``)::
 
@@ -473,6 +474,8 @@ class BookingRules:
     max_reschedules: int | None = None
     hold: timedelta | None = None
     refund_tiers: tuple[RefundTier, ...] | None = None
+    offer: timedelta = timedelta(minutes=15)
+    """How long a place freed for the first waiter in line is held for them."""
 
     def __post_init__(self) -> None:
         for name in ("book_notice", "cancel_notice", "reschedule_notice"):
@@ -545,6 +548,7 @@ def rules_of(rules: RoomRules) -> BookingRules:
         quotas=tuple(Quota(q.most, q.per, q.scope) for q in rules.quotas),
         max_reschedules=rules.max_reschedules,
         hold=_minutes(rules.hold_minutes),
+        offer=timedelta(minutes=rules.offer_minutes),
         refund_tiers=None
         if rules.refund_tiers is None
         else tuple(
@@ -733,6 +737,10 @@ WAITLIST_TRANSITIONS: dict[WaitlistStatus, frozenset[WaitlistStatus]] = {
 """Every change of an entry's status; the other statuses are final."""
 
 
+class NotInLine(BookingError):
+    """The caller has no such entry (or offer) in the slot's line."""
+
+
 class WaitlistRefused(BookingError):
     """A waitlist request that cannot be met (the slot has places to book, has started, the
     user is in line already or booked it, or the entry cannot change so)."""
@@ -823,6 +831,24 @@ class Room:
     """Empty until a snapshot of the room arrived (a deactivation seen first)."""
     rules: BookingRules = field(default_factory=BookingRules)
     """The rules of the newest ``RoomRulesSet`` applied; none refuse anything before one."""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitlistEntry:
+    id: UUID
+    seq: int
+    """Its place in the order of every line (lower: earlier)."""
+    slot_id: UUID
+    room_id: UUID
+    user_id: str
+    contact: Contact
+    status: WaitlistStatus
+    offer_expires_at: datetime | None
+    booking_id: UUID | None
+    created_at: datetime
+
+    def waiter(self) -> Waiter:
+        return Waiter(self.id, self.user_id, self.seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,14 @@ from booking_contracts.catalogue import (
     RefundFailed,
     RefundRequested,
     RefundSucceeded,
+    SlotStatus,
+    WaitlistEntryEnd,
+    WaitlistExpired,
+    WaitlistJoined,
+    WaitlistLeft,
+    WaitlistOfferLapsed,
+    WaitlistOfferMade,
+    WaitlistOfferTaken,
 )
 from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
@@ -62,6 +70,8 @@ class Rules:
     refunds: RefundPolicy = field(default_factory=RefundPolicy)
     max_unpaid_holds: int = 5
     """Pending bookings one user may hold at a time (an admin's own: any number)."""
+    max_waitlists: int = 10
+    """Lines one user may wait in at a time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,7 +493,7 @@ async def _cancel(
 ) -> domain.Booking:
     refund = quote.amount if quote is not None and quote.amount.amount > 0 else None
     cancelled = await store.cancel_booking(session, booking.id, by=by, reason=reason, at=now)
-    await store.release_place(session, booking.slot_id)
+    await free_places(session, outbox, [booking.slot_id], now=now)
     await store.release_quotas(session, [booking.id])
     events: list[Event] = [
         BookingCancelled(
@@ -584,7 +594,7 @@ async def reschedule(
     refund = domain.reprice(booking.price, target.price)
     place = await store.take_place(session, new_slot_id, now=now)
     slot = place.slot
-    await store.release_place(session, booking.slot_id)
+    await free_places(session, outbox, [booking.slot_id], now=now)
     try:
         async with session.begin_nested():
             moved = await store.move_booking(session, booking.id, slot)
@@ -663,7 +673,7 @@ async def expire_holds(session: AsyncSession, outbox: Outbox, *, now: datetime, 
     expired = await store.expire_due(session, now=now, limit=limit)
     if not expired:
         return 0
-    await store.release_places(session, [booking.slot_id for booking in expired])
+    await free_places(session, outbox, [booking.slot_id for booking in expired], now=now)
     await store.release_quotas(session, [booking.id for booking in expired])
     await outbox.add(
         session,
@@ -1011,3 +1021,287 @@ async def _settle_stray_refund(
     return await store.settle_stray_refund(
         session, stray, status=status, failure_reason=failure, now=now
     )
+
+
+# --- the waitlist ------------------------------------------------------------------------
+#
+# A place a booking gives up is offered to the slot's line before it goes back to sale, in
+# the transaction that frees it: the slot's row is locked first, then its first waiters, so
+# one freed place is offered once, to one waiter, in order, however many replicas free places
+# at once. A held offer keeps counting in the slot's booked_count: no new booking can take
+# it. Lock order: a booking, then slots (in id order), then waitlist entries; an offer that
+# lapses or is declined is locked before its slot, and no freeing locks offered entries.
+
+
+@dataclass(frozen=True, slots=True)
+class InLine:
+    entry: domain.WaitlistEntry
+    position: int | None
+    """1: next for a place; None once an offer is made (or the entry is over)."""
+
+
+async def join_waitlist(
+    session: AsyncSession,
+    outbox: Outbox,
+    caller: Caller,
+    slot_id: UUID,
+    contact: Contact,
+    *,
+    now: datetime,
+    rules: Rules,
+) -> InLine:
+    """Put the caller at the end of a full slot's line. The slot is locked (shared) so its
+    places cannot free meanwhile: a place that frees after the join is offered in order."""
+    slot = await store.lock_slot(session, slot_id, share=True)
+    if await store.slots_held_by(session, caller.user_id, [slot_id]):
+        raise domain.WaitlistRefused("you already hold a place in this slot")
+    in_line = await store.lock_lines_of(session, caller.user_id)
+    domain.check_joining(
+        starts_at=slot.starts_at,
+        now=now,
+        places_left=slot.max_bookings - slot.booked_count if slot.status == SlotStatus.OPEN else 0,
+        in_line=in_line,
+        most=rules.max_waitlists,
+    )
+    if await store.live_entry(session, caller.user_id, slot_id) is not None:
+        raise domain.WaitlistRefused("you are in this slot's line already")
+    entry = await store.insert_entry(session, uuid.uuid4(), slot, caller.user_id, contact)
+    position = await store.position_in_line(session, entry)
+    await outbox.add(
+        session,
+        WaitlistJoined(
+            entry_id=entry.id,
+            slot_id=slot.id,
+            room_id=slot.room_id,
+            user_id=caller.user_id,
+            position=position,
+        ),
+    )
+    return InLine(entry, position)
+
+
+async def my_place_in_line(session: AsyncSession, caller: Caller, slot_id: UUID) -> InLine:
+    entry = await store.live_entry(session, caller.user_id, slot_id)
+    if entry is None:
+        raise domain.NotInLine(f"you are not in the line of slot {slot_id}")
+    position = (
+        await store.position_in_line(session, entry)
+        if entry.status is domain.WaitlistStatus.WAITING
+        else None
+    )
+    return InLine(entry, position)
+
+
+async def leave_waitlist(
+    session: AsyncSession, outbox: Outbox, caller: Caller, slot_id: UUID, *, now: datetime
+) -> domain.WaitlistEntry:
+    """Leave the slot's line; leaving with an offer declines it: the place goes on."""
+    entry = await store.live_entry(session, caller.user_id, slot_id, lock=True)
+    if entry is None:
+        raise domain.NotInLine(f"you are not in the line of slot {slot_id}")
+    offered = entry.status is domain.WaitlistStatus.OFFERED
+    left = await store.change_entry(session, entry.id, domain.WaitlistStatus.LEFT)
+    await outbox.add(
+        session,
+        WaitlistLeft(
+            entry_id=entry.id,
+            slot_id=entry.slot_id,
+            room_id=entry.room_id,
+            user_id=entry.user_id,
+            reason=WaitlistEntryEnd.LEFT,
+            declined_offer=offered,
+        ),
+    )
+    if offered:
+        await free_places(session, outbox, [entry.slot_id], now=now)
+    return left
+
+
+async def free_places(
+    session: AsyncSession, outbox: Outbox, slot_ids: Sequence[UUID], *, now: datetime
+) -> None:
+    """Places given up (one slot id per place): each is offered to the next waiter of its
+    slot's line, and the places nobody waits for go back to sale. Slots in id order."""
+    for slot_id, places in sorted(Counter(slot_ids).items()):
+        slot = await store.lock_slot(session, slot_id)
+        offered = await _offer(session, outbox, slot, places, now=now)
+        if places > offered:
+            await store.release_places(session, [slot_id] * (places - offered))
+
+
+async def offer_new_capacity(
+    session: AsyncSession, outbox: Outbox, slot_ids: Sequence[UUID], *, now: datetime
+) -> None:
+    """Places a slot gained (its capacity raised) go to its line first."""
+    for slot_id in await store.slots_with_waiters(session, slot_ids):
+        slot = await store.lock_slot(session, slot_id)
+        free = slot.max_bookings - slot.booked_count
+        if free > 0:
+            offered = await _offer(session, outbox, slot, free, now=now)
+            if offered:
+                await store.take_offered_places(session, slot_id, offered)
+
+
+async def _offer(
+    session: AsyncSession, outbox: Outbox, slot: domain.Slot, places: int, *, now: datetime
+) -> int:
+    """Offer up to ``places`` of the (locked) slot to its first waiters, passing over those
+    who hold a booking at its time by now; returns how many were offered."""
+    if slot.starts_at <= now or slot.status != SlotStatus.OPEN or places <= 0:
+        return 0
+    room = await store.get_room(session, slot.room_id)
+    if room is None or not room.active:
+        return 0
+    offered = 0
+    while offered < places:
+        line = await store.waiting_in_line(session, slot.id, limit=places - offered + 8)
+        if not line:
+            break
+        busy = await store.busy_at(
+            session, {entry.user_id for entry in line}, slot.starts_at, slot.ends_at
+        )
+        by_id = {entry.id: entry for entry in line}
+        remaining = [entry.waiter() for entry in line]
+        while remaining and offered < places:
+            choice = domain.next_offer(remaining, busy=busy)
+            for waiter in choice.skipped:
+                await _skip(session, outbox, by_id[waiter.entry_id])
+            if choice.offer_to is None:
+                break
+            await _make_offer(session, outbox, by_id[choice.offer_to.entry_id], slot, room, now=now)
+            offered += 1
+            remaining = [w for w in remaining if w.seq > choice.offer_to.seq]
+    return offered
+
+
+async def _skip(session: AsyncSession, outbox: Outbox, entry: domain.WaitlistEntry) -> None:
+    await store.change_entry(session, entry.id, domain.WaitlistStatus.SKIPPED)
+    await outbox.add(
+        session,
+        WaitlistLeft(
+            entry_id=entry.id,
+            slot_id=entry.slot_id,
+            room_id=entry.room_id,
+            user_id=entry.user_id,
+            reason=WaitlistEntryEnd.SKIPPED,
+        ),
+    )
+
+
+async def _make_offer(
+    session: AsyncSession,
+    outbox: Outbox,
+    entry: domain.WaitlistEntry,
+    slot: domain.Slot,
+    room: domain.Room,
+    *,
+    now: datetime,
+) -> None:
+    until = domain.offer_expires_at(now, room.rules.offer, slot.starts_at)
+    await store.change_entry(
+        session, entry.id, domain.WaitlistStatus.OFFERED, offer_expires_at=until
+    )
+    await outbox.add(
+        session,
+        WaitlistOfferMade(
+            entry_id=entry.id,
+            slot_id=slot.id,
+            room_id=slot.room_id,
+            user_id=entry.user_id,
+            offer_expires_at=until,
+            starts_at=slot.starts_at,
+            ends_at=slot.ends_at,
+            room_name=room.name,
+            room_time_zone=room.time_zone,
+            contact=entry.contact,
+        ),
+    )
+
+
+async def book_offer(
+    session: AsyncSession,
+    outbox: Outbox,
+    caller: Caller,
+    request: NewBooking,
+    offer_id: UUID,
+    *,
+    now: datetime,
+    rules: Rules,
+) -> Created:
+    """Take a place held for the caller: an ordinary pending booking, paid as usual, in the
+    place the offer held (it is counted already). A retry with the request's
+    ``Idempotency-Key`` answers the same booking."""
+    if request.idempotency_key is not None:
+        await store.lock_idempotency_keys(session, [(caller.user_id, request.idempotency_key)])
+        earlier = await _replay(session, caller, request)
+        if earlier is not None:
+            return Created(earlier, replayed=True)
+    entry = await store.get_entry(session, offer_id, lock=True)
+    if entry is None or entry.user_id != caller.user_id or entry.slot_id != request.slot_id:
+        raise domain.NotInLine(f"you have no offer {offer_id} for slot {request.slot_id}")
+    if entry.status is not domain.WaitlistStatus.OFFERED or (
+        entry.offer_expires_at is not None and entry.offer_expires_at <= now
+    ):
+        raise domain.WaitlistRefused(
+            f"the offer is over ({entry.status}): the place it held went on"
+        )
+    slot = await store.get_slot(session, entry.slot_id)
+    room = await store.get_room(session, slot.room_id)
+    assert room is not None  # an offer is made only for a known room
+    booking = await store.insert_booking(
+        session,
+        _pending(caller, request, store.Place(slot, room), now=now, rules=rules),
+        max_unpaid_holds=None if caller.is_admin else rules.max_unpaid_holds,
+    )
+    windows = domain.quota_windows(room, slot.starts_at)
+    if windows and (refusal := await store.count_against_quotas(session, booking, windows)):
+        raise refusal
+    await store.change_entry(session, entry.id, domain.WaitlistStatus.BOOKED, booking_id=booking.id)
+    await outbox.add(
+        session,
+        _created_event(booking),
+        WaitlistOfferTaken(
+            entry_id=entry.id,
+            slot_id=entry.slot_id,
+            room_id=entry.room_id,
+            user_id=entry.user_id,
+            booking_id=booking.id,
+        ),
+    )
+    return Created(booking, replayed=False)
+
+
+async def sweep_waitlists(
+    session: AsyncSession, outbox: Outbox, *, now: datetime, limit: int
+) -> int:
+    """Lapse the offers that ran out (their places go on down the line) and close the lines
+    of slots that started; returns how many entries changed. Rows another replica's sweeper
+    holds are skipped."""
+    lapsed = await store.due_offers(session, now=now, limit=limit)
+    for entry in lapsed:
+        await store.change_entry(session, entry.id, domain.WaitlistStatus.LAPSED)
+    if lapsed:
+        await outbox.add(
+            session,
+            *(
+                WaitlistOfferLapsed(
+                    entry_id=e.id, slot_id=e.slot_id, room_id=e.room_id, user_id=e.user_id
+                )
+                for e in lapsed
+            ),
+        )
+        await free_places(session, outbox, [entry.slot_id for entry in lapsed], now=now)
+    closed = await store.closed_lines(session, now=now, limit=limit)
+    for entry in closed:
+        await store.change_entry(session, entry.id, domain.WaitlistStatus.EXPIRED)
+    if closed:
+        await outbox.add(
+            session,
+            *(
+                WaitlistExpired(
+                    entry_id=e.id, slot_id=e.slot_id, room_id=e.room_id, user_id=e.user_id
+                )
+                for e in closed
+            ),
+        )
+    return len(lapsed) + len(closed)

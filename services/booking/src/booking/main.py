@@ -36,6 +36,8 @@ PROBLEM_STATUSES: dict[type[Exception], int] = {
     domain.PriceNotCovered: 409,
     domain.TooManyUnpaidHolds: 429,
     domain.RuleBroken: 409,
+    domain.WaitlistRefused: 409,
+    domain.NotInLine: 404,
     InvalidCursor: 422,
 }
 
@@ -45,6 +47,7 @@ def rules_of(settings: BookingSettings) -> handlers.Rules:
         hold=timedelta(minutes=settings.hold_minutes),
         refunds=settings.refund_policy(),
         max_unpaid_holds=settings.max_unpaid_holds,
+        max_waitlists=settings.max_waitlists,
     )
 
 
@@ -52,7 +55,9 @@ def create_runtime(settings: BookingSettings, *, clock: Clock = utc_now) -> Serv
     runtime = ServiceRuntime(
         settings, metadata=models.metadata, source="/booking", produces=[topics.BOOKING_EVENTS]
     )
-    consumers.register_inventory(runtime.consumer(consumers.INVENTORY_CONSUMER))
+    consumers.register_inventory(
+        runtime.consumer(consumers.INVENTORY_CONSUMER), runtime.outbox, clock
+    )
     consumers.register_payments(
         runtime.consumer(consumers.PAYMENTS_CONSUMER, permanent_errors=(domain.BookingError,)),
         runtime.outbox,
@@ -73,6 +78,18 @@ def create_runtime(settings: BookingSettings, *, clock: Clock = utc_now) -> Serv
                 await sleep_unless(stop, settings.expiry_interval_s)
 
     runtime.background("hold-expiry", expire_holds)
+
+    async def sweep_waitlists(stop: asyncio.Event) -> None:
+        """Lapse offers that ran out and close the lines of started slots."""
+        while not stop.is_set():
+            async with runtime.sessions.begin() as session:
+                changed = await handlers.sweep_waitlists(
+                    session, runtime.outbox, now=clock(), limit=settings.expiry_batch_size
+                )
+            if changed < settings.expiry_batch_size:
+                await sleep_unless(stop, settings.expiry_interval_s)
+
+    runtime.background("waitlist-sweeper", sweep_waitlists)
     return runtime
 
 

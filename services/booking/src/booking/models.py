@@ -25,12 +25,14 @@ The database enforces what must never be wrong, whoever writes:
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     Computed,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Interval,
@@ -44,11 +46,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from booking.domain import (
+    LIVE_WAITLIST,
     REFUND_SETTLEMENTS,
     TRANSITIONS,
+    WAITLIST_TRANSITIONS,
     BookingStatus,
     PaymentStatus,
     RefundStatus,
+    WaitlistStatus,
 )
 from booking_contracts.catalogue import SlotStatus
 from shared.db import MONEY, one_of, service_metadata, sql_literal, timestamp_column
@@ -285,6 +290,60 @@ booking_quotas = Table(
 those, whatever the room's rules say by then (a rule change never touches bookings made
 before it); a row is deleted as its count is given back, so it is given back once."""
 
+waitlist_entries = Table(
+    "waitlist_entries",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("seq", BigInteger, Identity(always=True), nullable=False, unique=True),
+    Column("slot_id", Uuid, ForeignKey("slots.id"), nullable=False),
+    Column("room_id", Uuid, nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("contact_email", String(320), nullable=False),
+    Column("contact_phone", String(16), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("offer_expires_at", DateTime(timezone=True), nullable=True),
+    Column("booking_id", Uuid, ForeignKey("bookings.id"), nullable=True),
+    timestamp_column("created_at"),
+    timestamp_column("updated_at"),
+    CheckConstraint(one_of("status", tuple(WaitlistStatus)), name="status_known"),
+    CheckConstraint(
+        f"(status = {sql_literal(WaitlistStatus.OFFERED)}) = (offer_expires_at IS NOT NULL)",
+        name="offered_until",
+    ),
+    CheckConstraint(
+        f"(status = {sql_literal(WaitlistStatus.BOOKED)}) = (booking_id IS NOT NULL)",
+        name="booked_with_booking",
+    ),
+    Index(
+        "uq_waitlist_entries_live_user_slot",
+        "user_id",
+        "slot_id",
+        unique=True,
+        postgresql_where=text(one_of("status", LIVE_WAITLIST)),
+    ),
+    Index(
+        "ix_waitlist_entries_waiting_slot_id_seq",
+        "slot_id",
+        "seq",
+        postgresql_where=text(f"status = {sql_literal(WaitlistStatus.WAITING)}"),
+    ),
+    Index(
+        "ix_waitlist_entries_offered_offer_expires_at",
+        "offer_expires_at",
+        postgresql_where=text(f"status = {sql_literal(WaitlistStatus.OFFERED)}"),
+    ),
+    Index(
+        "ix_waitlist_entries_live_user_id",
+        "user_id",
+        postgresql_where=text(one_of("status", LIVE_WAITLIST)),
+    ),
+)
+"""Who waits for which full slot, in the order of ``seq`` (the database counts it). One live
+entry (waiting or offered) per user and slot; an entry changes only as
+``domain.WAITLIST_TRANSITIONS`` allows (a trigger, migration 0009). An offered entry holds a
+place of its slot: the slot's ``booked_count`` counts it until the offer is taken (the
+booking holds the place then), passed on, or ends."""
+
 
 def allowed_status_pairs() -> list[tuple[str, str]]:
     """Every change of status the state machine allows (what the database trigger allows)."""
@@ -303,4 +362,12 @@ def allowed_refund_settlements() -> list[tuple[str, str]]:
     database trigger on ``refunds`` allows)."""
     return sorted(
         (old.value, new.value) for old, outcomes in REFUND_SETTLEMENTS.items() for new in outcomes
+    )
+
+
+def allowed_waitlist_changes() -> list[tuple[str, str]]:
+    """Every change of a waitlist entry's status the domain allows (what the trigger on
+    ``waitlist_entries`` allows)."""
+    return sorted(
+        (old.value, new.value) for old, news in WAITLIST_TRANSITIONS.items() for new in news
     )

@@ -35,6 +35,11 @@ class ContactIn(_In):
 
 class BookingIn(_In):
     slot_id: UUID
+    offer_id: UUID | None = Field(
+        default=None,
+        description="A waitlist offer of this slot held for the caller (WaitlistOfferMade's "
+        "entry_id): the booking takes the place it holds",
+    )
     contact: ContactIn = Field(default_factory=ContactIn)
     booking_type: str = Field(default="standard", min_length=1, max_length=32)
     notes: str = Field(default="", max_length=2000)
@@ -145,4 +150,34 @@ class BookableOut(BaseModel):
                 )
                 for slot in slots
             ],
+        )
+
+
+class WaitlistIn(_In):
+    contact: ContactIn = Field(default_factory=ContactIn)
+
+
+class WaitlistEntryOut(BaseModel):
+    entry_id: UUID
+    slot_id: UUID
+    status: domain.WaitlistStatus
+    position: int | None = Field(
+        description="1: next when a place frees; null once an offer is made or the entry ended"
+    )
+    offer_expires_at: datetime | None = Field(
+        description="While an offer is held for the caller: until when (book with offer_id)"
+    )
+    booking_id: UUID | None
+    joined_at: datetime
+
+    @classmethod
+    def of(cls, entry: domain.WaitlistEntry, position: int | None) -> WaitlistEntryOut:
+        return cls(
+            entry_id=entry.id,
+            slot_id=entry.slot_id,
+            status=entry.status,
+            position=position,
+            offer_expires_at=entry.offer_expires_at,
+            booking_id=entry.booking_id,
+            joined_at=entry.created_at,
         )

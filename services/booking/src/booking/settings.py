@@ -32,6 +32,8 @@ class BookingSettings(ServiceSettings):
     """Pending (unpaid) bookings one user may hold at a time; one more is refused (429)
     until one is paid, cancelled or expires. An admin booking for themselves is not capped.
     The database enforces it (each transaction that makes holds states it)."""
+    max_waitlists: int = Field(default=10, ge=1, le=1000)
+    """Waitlists one user may be in at a time (waiting or holding an offer)."""
     refund_tiers: list[RefundTierSetting] = Field(
         default_factory=lambda: [
             RefundTierSetting(notice_hours=Decimal(24), percent=Decimal(100)),

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking import domain
 from booking.domain import (
+    LIVE_WAITLIST,
     PAYMENT_STATUS_OF_REFUNDS,
     Booking,
     BookingStatus,
@@ -47,6 +48,8 @@ from booking.domain import (
     RefundStatus,
     Room,
     Slot,
+    WaitlistEntry,
+    WaitlistStatus,
 )
 from booking.models import (
     booking_quotas,
@@ -56,6 +59,7 @@ from booking.models import (
     rooms,
     slots,
     stray_payments,
+    waitlist_entries,
 )
 from booking_contracts.catalogue import (
     Actor,
@@ -1194,3 +1198,219 @@ async def settle_stray_refund(
             f"{stray.refund_status.value}"
         )
     return StrayPayment.of(row)
+
+
+# --- the waitlist ------------------------------------------------------------------------
+
+
+def entry_of(row: Row[Any]) -> WaitlistEntry:
+    v = row._mapping
+    return WaitlistEntry(
+        id=v["id"],
+        seq=v["seq"],
+        slot_id=v["slot_id"],
+        room_id=v["room_id"],
+        user_id=v["user_id"],
+        contact=Contact.model_construct(email=v["contact_email"], phone=v["contact_phone"]),
+        status=WaitlistStatus(v["status"]),
+        offer_expires_at=v["offer_expires_at"],
+        booking_id=v["booking_id"],
+        created_at=v["created_at"],
+    )
+
+
+async def lock_slot(session: AsyncSession, slot_id: UUID, *, share: bool = False) -> Slot:
+    """The slot, locked until the transaction ends: ``share`` keeps its places from changing
+    (joining a line), else the caller changes them (freeing and offering places)."""
+    statement = select(slots).where(slots.c.id == slot_id)
+    row = (
+        await session.execute(
+            statement.with_for_update(read=True) if share else statement.with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise domain.SlotNotFound(f"slot {slot_id} is not known")
+    return slot_of(row)
+
+
+_LOCK_LINES = text("SELECT pg_advisory_xact_lock(hashtextextended('waitlist:' || :user_id, 0))")
+
+
+async def lock_lines_of(session: AsyncSession, user_id: str) -> int:
+    """How many lines the user is in (live entries), their lines locked to the transaction's
+    end: two joins of one user take turns, so the cap on lines holds."""
+    await session.execute(_LOCK_LINES, {"user_id": user_id})
+    count = await session.scalar(
+        select(func.count())
+        .select_from(waitlist_entries)
+        .where(
+            waitlist_entries.c.user_id == user_id,
+            status_in(waitlist_entries.c.status, LIVE_WAITLIST),
+        )
+    )
+    return int(count or 0)
+
+
+async def insert_entry(
+    session: AsyncSession, entry_id: UUID, slot: Slot, user_id: str, contact: Contact
+) -> WaitlistEntry:
+    """A new entry at the end of the slot's line (``IntegrityError``: the user is in it)."""
+    statement = (
+        insert(waitlist_entries)
+        .values(
+            id=entry_id,
+            slot_id=slot.id,
+            room_id=slot.room_id,
+            user_id=user_id,
+            contact_email=contact.email,
+            contact_phone=contact.phone,
+            status=WaitlistStatus.WAITING.value,
+        )
+        .returning(*waitlist_entries.c)
+    )
+    return entry_of((await session.execute(statement)).one())
+
+
+async def position_in_line(session: AsyncSession, entry: WaitlistEntry) -> int:
+    """1 + the waiters ahead of a waiting entry in its slot's line."""
+    ahead = await session.scalar(
+        select(func.count())
+        .select_from(waitlist_entries)
+        .where(
+            waitlist_entries.c.slot_id == entry.slot_id,
+            status_is(waitlist_entries.c.status, WaitlistStatus.WAITING),
+            waitlist_entries.c.seq < entry.seq,
+        )
+    )
+    return int(ahead or 0) + 1
+
+
+async def live_entry(
+    session: AsyncSession, user_id: str, slot_id: UUID, *, lock: bool = False
+) -> WaitlistEntry | None:
+    """The user's waiting or offered entry in the slot's line, if any."""
+    statement = select(waitlist_entries).where(
+        waitlist_entries.c.user_id == user_id,
+        waitlist_entries.c.slot_id == slot_id,
+        status_in(waitlist_entries.c.status, LIVE_WAITLIST),
+    )
+    row = (await session.execute(statement.with_for_update() if lock else statement)).first()
+    return entry_of(row) if row is not None else None
+
+
+async def get_entry(
+    session: AsyncSession, entry_id: UUID, *, lock: bool = False
+) -> WaitlistEntry | None:
+    statement = select(waitlist_entries).where(waitlist_entries.c.id == entry_id)
+    row = (await session.execute(statement.with_for_update() if lock else statement)).first()
+    return entry_of(row) if row is not None else None
+
+
+async def change_entry(
+    session: AsyncSession,
+    entry_id: UUID,
+    status: WaitlistStatus,
+    *,
+    offer_expires_at: datetime | None = None,
+    booking_id: UUID | None = None,
+) -> WaitlistEntry:
+    """The entry's new status (the database refuses a change the domain does not allow)."""
+    statement = (
+        update(waitlist_entries)
+        .where(waitlist_entries.c.id == entry_id)
+        .values(
+            status=status.value,
+            offer_expires_at=offer_expires_at,
+            booking_id=booking_id,
+            updated_at=func.now(),
+        )
+        .returning(*waitlist_entries.c)
+    )
+    return entry_of((await session.execute(statement)).one())
+
+
+async def waiting_in_line(
+    session: AsyncSession, slot_id: UUID, *, limit: int
+) -> list[WaitlistEntry]:
+    """The first ``limit`` waiters of the slot's line, in order, locked (the caller holds the
+    slot's lock: nobody else offers its places meanwhile)."""
+    statement = (
+        select(waitlist_entries)
+        .where(
+            waitlist_entries.c.slot_id == slot_id,
+            status_is(waitlist_entries.c.status, WaitlistStatus.WAITING),
+        )
+        .order_by(waitlist_entries.c.seq)
+        .limit(limit)
+        .with_for_update()
+    )
+    return [entry_of(row) for row in await session.execute(statement)]
+
+
+async def busy_at(
+    session: AsyncSession, user_ids: Collection[str], starts_at: datetime, ends_at: datetime
+) -> set[str]:
+    """Which of these users hold a live booking (pending or confirmed) overlapping
+    ``[starts_at, ends_at)``, in any room."""
+    if not user_ids:
+        return set()
+    statement = select(bookings.c.user_id).where(
+        bookings.c.user_id.in_(sorted(set(user_ids))),
+        status_in(bookings.c.status, (BookingStatus.PENDING, BookingStatus.CONFIRMED)),
+        bookings.c.starts_at < ends_at,
+        bookings.c.ends_at > starts_at,
+    )
+    return set((await session.execute(statement)).scalars())
+
+
+async def due_offers(session: AsyncSession, *, now: datetime, limit: int) -> list[WaitlistEntry]:
+    """Offers that ran out by ``now``, locked; those another sweeper holds are skipped."""
+    statement = (
+        select(waitlist_entries)
+        .where(
+            status_is(waitlist_entries.c.status, WaitlistStatus.OFFERED),
+            waitlist_entries.c.offer_expires_at <= now,
+        )
+        .order_by(waitlist_entries.c.offer_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [entry_of(row) for row in await session.execute(statement)]
+
+
+async def closed_lines(session: AsyncSession, *, now: datetime, limit: int) -> list[WaitlistEntry]:
+    """Waiting entries of slots that started by ``now``, locked; those another sweeper holds
+    are skipped."""
+    statement = (
+        select(waitlist_entries)
+        .join(slots, slots.c.id == waitlist_entries.c.slot_id)
+        .where(
+            status_is(waitlist_entries.c.status, WaitlistStatus.WAITING),
+            slots.c.starts_at <= now,
+        )
+        .limit(limit)
+        .with_for_update(of=waitlist_entries, skip_locked=True)
+    )
+    return [entry_of(row) for row in await session.execute(statement)]
+
+
+async def take_offered_places(session: AsyncSession, slot_id: UUID, places: int) -> None:
+    """Count ``places`` more of the slot as held (offered out of capacity it gained)."""
+    await session.execute(
+        update(slots)
+        .where(slots.c.id == slot_id)
+        .values(booked_count=slots.c.booked_count + places, updated_at=func.now())
+    )
+
+
+async def slots_with_waiters(session: AsyncSession, slot_ids: Collection[UUID]) -> list[UUID]:
+    """Which of these slots have someone waiting in their line."""
+    statement = (
+        select(waitlist_entries.c.slot_id)
+        .where(
+            waitlist_entries.c.slot_id.in_(sorted(set(slot_ids))),
+            status_is(waitlist_entries.c.status, WaitlistStatus.WAITING),
+        )
+        .distinct()
+    )
+    return sorted((await session.execute(statement)).scalars())
