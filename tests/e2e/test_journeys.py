@@ -284,3 +284,32 @@ async def test_a_rooms_rules_reach_the_booking_service_in_one_event_hop(api: Api
     assert second_booking["slot_id"] == second["id"]
     assert booked["slot_id"] == first["id"]
     assert hop < timedelta(seconds=30)
+
+
+async def test_a_full_class_a_waiter_a_cancellation_and_the_waiter_books_the_freed_place(
+    api: Api,
+) -> None:
+    room = await api.create_room("Studio W", room_type="meeting", capacity=1)
+    slot = await api.custom_slot(room["id"], next_minute(utc_now() + 30 * HOUR))
+    member, waiter, walk_in = unique_user("member"), unique_user("waiter"), unique_user("walk")
+    booking = expect(await api.book(member, slot["id"]), 201)
+    await api.wait_status(member, booking["id"], "confirmed")
+
+    joined = await api.join_waitlist(waiter, slot["id"])
+    await api.cancel(member, booking["id"], "cannot come")
+
+    async def offered() -> Json | None:
+        place = await api.place_in_line(waiter, slot["id"])
+        return place if place["status"] == "offered" else None
+
+    offer = await until(offered, what="the freed place offered to the waiter")
+    refused = await api.booking.post(
+        "/bookings", headers=auth(walk_in), json={"slot_id": slot["id"]}
+    )
+    taken = expect(await api.book_offer(waiter, slot["id"], offer["entry_id"]), 201)
+    paid = await api.wait_status(waiter, taken["id"], "confirmed")
+
+    assert (joined["status"], joined["position"]) == ("waiting", 1)
+    assert refused.status_code == 409  # held for the waiter
+    assert paid["slot_id"] == slot["id"]
+    await booked_count(api, slot["id"], 1)

@@ -192,6 +192,30 @@ class Api:
     async def admin_action(self, booking_id: str, action: str) -> httpx.Response:
         return await self.booking.post(f"/bookings/{booking_id}/{action}", headers=ADMIN)
 
+    # --- the waitlist --------------------------------------------------------------------
+
+    async def join_waitlist(self, user: str, slot_id: str) -> Json:
+        response = await self.booking.post(
+            f"/slots/{slot_id}/waitlist",
+            headers=auth(user),
+            json={"contact": {"email": f"{user}@example.com"}},
+        )
+        return expect(response, 201)
+
+    async def place_in_line(self, user: str, slot_id: str) -> Json:
+        return expect(await self.booking.get(f"/slots/{slot_id}/waitlist", headers=auth(user)), 200)
+
+    async def book_offer(self, user: str, slot_id: str, offer_id: str) -> httpx.Response:
+        return await self.booking.post(
+            "/bookings",
+            headers=auth(user),
+            json={
+                "slot_id": slot_id,
+                "offer_id": offer_id,
+                "contact": {"email": f"{user}@example.com"},
+            },
+        )
+
     # --- reminders -----------------------------------------------------------------------
 
     async def reminders_of(self, booking_id: str) -> list[Json]:
