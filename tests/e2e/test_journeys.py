@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from email.message import EmailMessage
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -287,7 +288,7 @@ async def test_a_rooms_rules_reach_the_booking_service_in_one_event_hop(api: Api
 
 
 async def test_a_full_class_a_waiter_a_cancellation_and_the_waiter_books_the_freed_place(
-    api: Api,
+    api: Api, mail: MailSink
 ) -> None:
     room = await api.create_room("Studio W", room_type="meeting", capacity=1)
     slot = await api.custom_slot(room["id"], next_minute(utc_now() + 30 * HOUR))
@@ -303,6 +304,12 @@ async def test_a_full_class_a_waiter_a_cancellation_and_the_waiter_books_the_fre
         return place if place["status"] == "offered" else None
 
     offer = await until(offered, what="the freed place offered to the waiter")
+
+    async def told() -> list[EmailMessage] | None:
+        messages = [m.message for m in mail.to(f"{waiter}@example.com")]
+        return messages or None
+
+    (email,) = await until(told, what="the offer email")
     refused = await api.booking.post(
         "/bookings", headers=auth(walk_in), json={"slot_id": slot["id"]}
     )
@@ -310,6 +317,10 @@ async def test_a_full_class_a_waiter_a_cancellation_and_the_waiter_books_the_fre
     paid = await api.wait_status(waiter, taken["id"], "confirmed")
 
     assert (joined["status"], joined["position"]) == ("waiting", 1)
+    assert str(email["Subject"]).startswith("A place is free for you: Studio W on ")
+    body = email.get_body(("plain",))
+    assert body is not None
+    assert f"offer_id={offer['entry_id']}" in body.get_content()
     assert refused.status_code == 409  # held for the waiter
     assert paid["slot_id"] == slot["id"]
     await booked_count(api, slot["id"], 1)

@@ -621,11 +621,13 @@ class RefundFailed(_RefundOutcome):
 class ReminderChannel(enum.StrEnum):
     """How, and so when, a booking is reminded: ``email_24h`` and ``email_1h`` are emails
     (by default 24 hours and 1 hour before the start), ``sms`` a text message (only for a
-    contact with a phone number)."""
+    contact with a phone number); ``waitlist_offer`` the email telling a waiter that a place
+    is held for them (its ``booking_id`` is then the waitlist entry's id)."""
 
     EMAIL_24H = "email_24h"
     EMAIL_1H = "email_1h"
     SMS = "sms"
+    WAITLIST_OFFER = "waitlist_offer"
 
 
 @_event

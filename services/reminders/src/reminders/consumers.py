@@ -1,11 +1,14 @@
-"""Kafka handlers of the reminders service: booking events, each applied by its use case in
-:mod:`reminders.handlers`, in the consumer's transaction after the inbox claimed the event.
+"""Kafka handlers of the reminders service: booking events and waitlist offers, each applied
+by its use case in :mod:`reminders.handlers`, in the consumer's transaction after the inbox
+claimed the event.
 Events with impossible facts are dead-lettered with the reason (the consumer is told
 ``ImpossibleBooking`` is permanent) and the partition moves on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from booking_contracts.catalogue import (
@@ -15,8 +18,14 @@ from booking_contracts.catalogue import (
     BookingExpired,
     BookingNoShow,
     BookingRescheduled,
+    WaitlistExpired,
+    WaitlistLeft,
+    WaitlistOfferLapsed,
+    WaitlistOfferMade,
+    WaitlistOfferTaken,
 )
 from booking_contracts.envelope import Envelope
+from booking_contracts.money import utc_now
 from reminders import handlers
 from reminders.domain import Schedule
 from shared.messaging import EventConsumer, EventContext
@@ -28,7 +37,12 @@ if TYPE_CHECKING:
 CONSUMER = "reminders-bookings"
 
 
-def register(consumer: EventConsumer, schedule: Schedule, scheduled: Counter) -> None:
+def register(
+    consumer: EventConsumer,
+    schedule: Schedule,
+    scheduled: Counter,
+    clock: Callable[[], datetime] = utc_now,
+) -> None:
     @consumer.on_many(BookingConfirmed)
     async def confirmed(
         session: AsyncSession, confirmations: list[tuple[Envelope, BookingConfirmed]]
@@ -56,3 +70,18 @@ def register(consumer: EventConsumer, schedule: Schedule, scheduled: Counter) ->
     consumer.on(BookingCompleted)(ended)
     consumer.on(BookingNoShow)(ended)
     consumer.on(BookingExpired)(ended)
+
+    @consumer.on(WaitlistOfferMade)
+    async def offer_made(event: WaitlistOfferMade, ctx: EventContext) -> None:
+        await handlers.offer_made(ctx.session, event, as_of=ctx.envelope.time, now=clock())
+
+    async def offer_over(
+        event: WaitlistOfferTaken | WaitlistOfferLapsed | WaitlistLeft | WaitlistExpired,
+        ctx: EventContext,
+    ) -> None:
+        await handlers.offer_over(ctx.session, event.entry_id)
+
+    consumer.on(WaitlistOfferTaken)(offer_over)
+    consumer.on(WaitlistOfferLapsed)(offer_over)
+    consumer.on(WaitlistLeft)(offer_over)
+    consumer.on(WaitlistExpired)(offer_over)

@@ -77,6 +77,8 @@ class Delivery:
     sms: SmsConfig | None
     mail_from: str
     metrics: Metrics
+    offer_link: str = domain.DEFAULT_OFFER_LINK
+    """The link template of a waitlist offer's email."""
     lease: timedelta = timedelta(seconds=60)
     concurrency: int = 16
     hold_max: int = 2000
@@ -172,7 +174,9 @@ class Delivery:
                 await asyncio.sleep(0)
 
     def _email(self, reminder: domain.Reminder) -> bytes:
-        return domain.email_message(reminder, sender=self.mail_from, now=self.clock())
+        return domain.email_message(
+            reminder, sender=self.mail_from, now=self.clock(), link_template=self.offer_link
+        )
 
     # --- leases waiting for their time -------------------------------------------------
 

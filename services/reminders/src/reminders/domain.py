@@ -106,6 +106,10 @@ class Reminder:
     ends_at: datetime
     room_name: str
     room_time_zone: str
+    slot_id: UUID | None = None
+    """A waitlist offer's slot (``booking_id`` is then the waitlist entry)."""
+    offer_expires_at: datetime | None = None
+    """Until when a waitlist offer holds the place."""
 
     @property
     def message_id(self) -> str:
@@ -143,7 +147,47 @@ def local_when(moment: datetime, time_zone: str) -> str:
 SUBJECTS: Mapping[Channel, Template] = {
     Channel.EMAIL_24H: Template("Reminder: $room on $date at $time"),
     Channel.EMAIL_1H: Template("Starting soon: $room at $time"),
+    Channel.WAITLIST_OFFER: Template("A place is free for you: $room on $date at $time"),
 }
+
+DEFAULT_OFFER_LINK = "http://127.0.0.1:8002/slots/{slot_id}/waitlist?offer_id={offer_id}"
+"""Where a waiter takes or declines an offer: ``{slot_id}`` and ``{offer_id}`` are filled in
+(the setting ``REMINDERS_OFFER_LINK_TEMPLATE``; in production, the booking page of the
+platform's front end)."""
+
+OFFER_BODY = Template(
+    """Hello,
+
+a place you have been waiting for is free, and it is held for you.
+
+  Room:    $room
+  Starts:  $starts
+  Ends:    $ends
+  Held until: $until
+
+Book it before then: $link
+(after that it goes to the next person in line).
+
+Offer reference: $booking_id
+"""
+)
+
+
+def offer_link(template: str, reminder: Reminder) -> str:
+    """The link of an offer's email: ``template`` with the slot and the offer filled in."""
+    return template.format(slot_id=reminder.slot_id, offer_id=reminder.booking_id)
+
+
+def check_offer_link(template: str) -> str:
+    """``template``, if it names no field but ``{slot_id}`` and ``{offer_id}``."""
+    try:
+        template.format(slot_id="s", offer_id="o")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"the offer link may name {{slot_id}} and {{offer_id}} only: {exc!r}"
+        ) from None
+    return template
+
 
 BODY = Template(
     """Hello,
@@ -180,8 +224,15 @@ def email_subject(reminder: Reminder) -> str:
     return SUBJECTS[reminder.channel].substitute(_fields(reminder))
 
 
-def email_body(reminder: Reminder) -> str:
-    return BODY.substitute(_fields(reminder))
+def email_body(reminder: Reminder, *, link_template: str = DEFAULT_OFFER_LINK) -> str:
+    if reminder.channel is not Channel.WAITLIST_OFFER:
+        return BODY.substitute(_fields(reminder))
+    until = reminder.offer_expires_at or reminder.starts_at
+    return OFFER_BODY.substitute(
+        _fields(reminder),
+        until=local_when(until, reminder.room_time_zone),
+        link=offer_link(link_template, reminder),
+    )
 
 
 def sms_text(reminder: Reminder) -> str:
@@ -208,7 +259,13 @@ MAIL_POLICY = email.policy.SMTP.clone(header_factory=_HeaderClasses())
 RFC 2047 encoded words (UTF-8)."""
 
 
-def email_message(reminder: Reminder, *, sender: str, now: datetime) -> bytes:
+def email_message(
+    reminder: Reminder,
+    *,
+    sender: str,
+    now: datetime,
+    link_template: str = DEFAULT_OFFER_LINK,
+) -> bytes:
     """The complete email (RFC 5322, MIME): text body plus the ``.ics`` entry, with the
     stable Message-ID.
 
@@ -222,7 +279,9 @@ def email_message(reminder: Reminder, *, sender: str, now: datetime) -> bytes:
     message["Subject"] = email_subject(reminder)
     message["Date"] = now.astimezone(UTC)
     message["Message-ID"] = reminder.message_id
-    message.set_content(email_body(reminder), cte="base64")
+    message.set_content(email_body(reminder, link_template=link_template), cte="base64")
+    if reminder.channel is Channel.WAITLIST_OFFER:
+        return message.as_bytes()  # an offer is not a booking yet: no calendar entry
     message.add_attachment(
         calendar_entry(reminder),
         subtype="calendar",

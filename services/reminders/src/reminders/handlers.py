@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from booking_contracts.catalogue import BookingConfirmed, BookingRescheduled
+from booking_contracts.catalogue import BookingConfirmed, BookingRescheduled, WaitlistOfferMade
 from booking_contracts.envelope import Envelope
 from reminders import domain, store
 from reminders.domain import (
@@ -153,3 +153,36 @@ async def booking_reminders(session: AsyncSession, booking_id: UUID) -> list[dom
     if not rows and not await store.booking_known(session, booking_id):
         raise BookingNotFound(f"no reminders of booking {booking_id} are known")
     return rows
+
+
+# --- waitlist offers ---------------------------------------------------------------------
+
+
+async def offer_made(
+    session: AsyncSession, event: WaitlistOfferMade, *, as_of: datetime, now: datetime
+) -> None:
+    """Tell the waiter at once (due when the offer was made, ``as_of``) that a place is held
+    for them; an offer read after it ended is not told."""
+    if event.offer_expires_at <= now:
+        return
+    domain.check_booking(
+        starts_at=event.starts_at, ends_at=event.ends_at, time_zone=event.room_time_zone
+    )
+    await store.add_offer_email(
+        session,
+        entry_id=event.entry_id,
+        user_id=event.user_id,
+        slot_id=event.slot_id,
+        contact=event.contact,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        room_name=event.room_name,
+        room_time_zone=event.room_time_zone,
+        offer_expires_at=event.offer_expires_at,
+        due_at=as_of,
+    )
+
+
+async def offer_over(session: AsyncSession, entry_id: UUID) -> None:
+    """The offer was taken, declined, lapsed or closed: an email not sent yet is not sent."""
+    await store.cancel_live(session, entry_id, reason="the offer is over")

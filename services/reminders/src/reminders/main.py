@@ -69,6 +69,7 @@ def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> Se
             runtime.metrics.counter(
                 "reminders_scheduled_total", "Reminders scheduled by channel", ["channel"]
             ),
+            clock,
         )
     if settings.dispatcher_enabled:
         dispatcher = Dispatcher(
@@ -96,6 +97,7 @@ def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> Se
             sms=sms_config(settings),
             mail_from=settings.mail_from,
             metrics=runtime.metrics,
+            offer_link=settings.offer_link_template,
             lease=timedelta(seconds=settings.lease_s),
             concurrency=settings.delivery_concurrency,
             hold_max=settings.delivery_hold_max,

@@ -64,6 +64,8 @@ reminders = Table(
     Column("ends_at", DateTime(timezone=True), nullable=False),
     Column("room_name", String(200), nullable=False),
     Column("room_time_zone", String(64), nullable=False),
+    Column("slot_id", Uuid, nullable=True),
+    Column("offer_expires_at", DateTime(timezone=True), nullable=True),
     timestamp_column("created_at"),
     timestamp_column("updated_at"),
     CheckConstraint(one_of("kind", tuple(Channel)), name="kind_known"),
@@ -76,6 +78,11 @@ reminders = Table(
     ),
     CheckConstraint(
         f"kind <> {sql_literal(Channel.SMS)} OR contact_phone IS NOT NULL", name="sms_has_phone"
+    ),
+    CheckConstraint(
+        f"(kind = {sql_literal(Channel.WAITLIST_OFFER)}) "
+        "= (slot_id IS NOT NULL AND offer_expires_at IS NOT NULL)",
+        name="offer_has_slot_and_end",
     ),
     Index(
         "uq_reminders_live_booking_id_kind",
@@ -96,7 +103,9 @@ reminders = Table(
         postgresql_where=text(f"status = {sql_literal(Status.QUEUED)}"),
     ),
 )
-"""One reminder of one booking on one channel.
+"""One reminder of one booking on one channel, or the email of one waitlist offer
+(``waitlist_offer``: ``booking_id`` is then the waitlist entry's id, with the offer's slot and
+end; migration 0005).
 
 ``scheduled_for`` is the nominal time (start minus the channel's offset); ``due_at`` the
 time of the next attempt (``scheduled_for`` at first, later after a backoff). A ``queued``

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from reminders.domain import Channel, Schedule
+from reminders.domain import DEFAULT_OFFER_LINK, Channel, Schedule, check_offer_link
 from shared.settings import ServiceSettings
 from shared.timing import RetryPolicy
 
@@ -79,6 +79,10 @@ class RemindersSettings(ServiceSettings):
     smtp_idle_s: float = Field(default=10.0, gt=0)
     """A connection idle for longer is closed and opened anew before the next send."""
     mail_from: str = "Booking reminders <reminders@booking-platform.local>"
+    offer_link_template: Annotated[str, AfterValidator(check_offer_link)] = Field(
+        default=DEFAULT_OFFER_LINK, min_length=1, max_length=500
+    )
+    """The link of a waitlist offer's email; ``{slot_id}`` and ``{offer_id}`` are filled in."""
 
     # --- SMS (HTTP provider) -------------------------------------------------------------
     sms_provider_url: str | None = None

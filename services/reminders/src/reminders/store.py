@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from booking_contracts.catalogue import Contact
 from reminders.domain import (
     LIVE,
     BookingFacts,
@@ -315,6 +316,49 @@ async def add_reminders(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def add_offer_email(
+    session: AsyncSession,
+    *,
+    entry_id: UUID,
+    user_id: str,
+    slot_id: UUID,
+    contact: Contact,
+    starts_at: datetime,
+    ends_at: datetime,
+    room_name: str,
+    room_time_zone: str,
+    offer_expires_at: datetime,
+    due_at: datetime,
+) -> None:
+    """The email of one waitlist offer, due at ``due_at``; an offer has one (a redelivered
+    event finds it live and adds nothing)."""
+    statement = (
+        pg_insert(reminders)
+        .values(
+            id=uuid.uuid4(),
+            booking_id=entry_id,
+            user_id=user_id,
+            kind=Channel.WAITLIST_OFFER.value,
+            scheduled_for=due_at,
+            due_at=due_at,
+            status=Status.PENDING.value,
+            contact_email=contact.email,
+            contact_phone=contact.phone,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            room_name=room_name,
+            room_time_zone=room_time_zone,
+            slot_id=slot_id,
+            offer_expires_at=offer_expires_at,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[reminders.c.booking_id, reminders.c.kind],
+            index_where=text(LIVE_CONDITION),
+        )
+    )
+    await session.execute(statement)
+
+
 async def replan(
     session: AsyncSession, facts: BookingFacts, planned: Mapping[Channel, datetime]
 ) -> None:
@@ -594,6 +638,8 @@ def reminder_of(row: Row[Any]) -> Reminder:
         ends_at=v["ends_at"],
         room_name=v["room_name"],
         room_time_zone=v["room_time_zone"],
+        slot_id=v["slot_id"],
+        offer_expires_at=v["offer_expires_at"],
     )
 
 
