@@ -249,7 +249,12 @@ async def test_the_demo_walks_its_whole_journey_to_the_reminder_email(
 
     told = capsys.readouterr().out
     assert "5. The payment service charges it" in told
-    assert "9. The email arrived at the mail server stand-in" in told
+    assert "joins its waitlist" in told
+    assert "position 1" in told
+    assert "and the offer email arrives" in told
+    assert "Subject: A place is free for you: Demo room" in told
+    assert "books the held place with the offer and pays" in told
+    assert "12. The email arrived at the mail server stand-in" in told
     assert "Done in" in told
 
 

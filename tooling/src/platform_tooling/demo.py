@@ -3,8 +3,9 @@
 An admin sets up a room and a week of slots; a user searches, books and (through the payment
 service stand-in) pays; the booking is confirmed and its reminders scheduled; a booking an hour
 ahead gets its 1-hour reminder by email, which the local mail stand-in keeps; a cancellation
-refunds by the policy. Everything goes through the services' HTTP APIs with real JWTs; the
-services talk to each other only through Kafka.
+refunds by the policy; a full class gets a waiter, a cancellation frees a place, the waiter
+gets the offer by email and books it. Everything goes through the services' HTTP APIs with
+real JWTs; the services talk to each other only through Kafka.
 
     python -m platform_tooling.demo [--timeslots URL] [--booking URL] [--reminders URL]
                                     [--mail-dir DIR]
@@ -20,7 +21,7 @@ import os
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -103,13 +104,15 @@ async def journey(api: Api, mail_dir: Path) -> None:
         "reminders cancelled",
     )
 
+    await _waitlist(api, room, mail_dir, today + timedelta(days=3))
+
     guest = unique_user("demo")
     booked = expect(await api.book(guest, soon["id"]), 201)
     await api.wait_status(guest, booked["id"], "confirmed")
     starts = soon["starts_at"]
     due = datetime.fromisoformat(starts) - timedelta(hours=1)
     say(
-        f"8. {guest} books a slot starting at {starts} and pays",
+        f"11. {guest} books a slot starting at {starts} and pays",
         f"its 1-hour reminder is due in {max(0, int((due - utc_now()).total_seconds()))} s; "
         "waiting for the email ...",
     )
@@ -117,10 +120,49 @@ async def journey(api: Api, mail_dir: Path) -> None:
     message_id = sent["email_1h"]["message_id"]
     found = await until(lambda: _mail(mail_dir, message_id), timeout_s=30, what="the email")
     say(
-        "9. The email arrived at the mail server stand-in",
+        "12. The email arrived at the mail server stand-in",
         f"{found['path']}\nSubject: {found['subject']}\nMessage-ID: {message_id}",
     )
     say(f"Done in {time.monotonic() - started:.0f} s.")
+
+
+async def _waitlist(api: Api, room: dict[str, object], mail_dir: Path, day: date) -> None:
+    """A full class, a waiter, a cancellation, the offer email, the booking."""
+    local = ZoneInfo(ZONE)
+    evening = datetime(day.year, day.month, day.day, 18, tzinfo=local)
+    slot = await api.custom_slot(str(room["id"]), evening)
+    member, waiter = unique_user("member"), unique_user("waiter")
+    held = expect(await api.book(member, slot["id"]), 201)
+    await api.wait_status(member, held["id"], "confirmed")
+    joined = await api.join_waitlist(waiter, slot["id"])
+    say(
+        f"8. {member} takes the last place of a class ({day:%A} 18:00); {waiter} joins its "
+        "waitlist",
+        f"{waiter}: {joined['status']}, position {joined['position']}",
+    )
+    await api.cancel(member, held["id"], reason="demo")
+
+    async def offered() -> dict[str, object] | None:
+        place = await api.place_in_line(waiter, slot["id"])
+        return place if place["status"] == "offered" else None
+
+    offer = await until(offered, what="the offer to the waiter")
+    until_local = datetime.fromisoformat(str(offer["offer_expires_at"])).astimezone(local)
+    sent = await api.wait_reminders(str(offer["entry_id"]), {"waitlist_offer": "sent"})
+    found = await until(
+        lambda: _mail(mail_dir, sent["waitlist_offer"]["message_id"]), timeout_s=30, what="mail"
+    )
+    say(
+        f"9. {member} cancels: the place is held for {waiter} until {until_local:%H:%M} "
+        "(nobody else can take it), and the offer email arrives",
+        f"{found['path']}\nSubject: {found['subject']}",
+    )
+    taken = expect(await api.book_offer(waiter, slot["id"], str(offer["entry_id"])), 201)
+    paid = await api.wait_status(waiter, taken["id"], "confirmed")
+    say(
+        f"10. {waiter} books the held place with the offer and pays",
+        f"booking {paid['id']}: {paid['status']}",
+    )
 
 
 async def _mail(directory: Path, message_id: str) -> dict[str, str] | None:
