@@ -257,6 +257,82 @@ async def test_each_service_killed_mid_stream_loses_and_doubles_nothing(world: W
     await assert_exact(world)
 
 
+async def cancel_through_outages(world: World, user: str, booking_id: str) -> None:
+    """Cancel as a client would: on no answer or a 5xx, try again through any replica; a 409
+    is an earlier attempt that took effect but whose answer was lost."""
+    urls = itertools.cycle(r.url for r in world.platform.replicas["booking"])
+    deadline = asyncio.get_running_loop().time() + 120
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            try:
+                response = await client.post(
+                    f"{next(urls)}/bookings/{booking_id}/cancel", headers=auth(user), json={}
+                )
+                if response.status_code in (200, 409):
+                    return
+            except httpx.TransportError:
+                pass
+            assert asyncio.get_running_loop().time() < deadline, f"{user} could not cancel"
+            await asyncio.sleep(0.2)
+
+
+async def test_places_freed_while_the_booking_service_is_killed_are_offered_once_in_order(
+    world: World,
+) -> None:
+    """Six full slots with two waiters each; their holders cancel through both replicas while
+    every booking replica is killed (-9) and restarted. A place is offered in the transaction
+    that frees it, so each slot ends with exactly one offer, to its first waiter, announced
+    once; the second still waits and the place stays held."""
+    api = world.api
+    first = next_minute(utc_now() + 30 * HOUR)
+    slots = [
+        await api.custom_slot(world.room["id"], first + i * HOUR, max_bookings=1) for i in range(6)
+    ]
+    holders: list[tuple[str, str]] = []
+    lines: dict[str, tuple[str, str]] = {}
+    for slot in slots:
+        holder = unique_user("holder")
+        made = expect(await api.book(holder, slot["id"]), 201)
+        await api.wait_status(holder, made["id"], "confirmed")
+        holders.append((holder, str(made["id"])))
+        lines[slot["id"]] = (unique_user("first"), unique_user("second"))
+        for waiter in lines[slot["id"]]:
+            await api.join_waitlist(waiter, slot["id"])
+
+    async def cancel(i: int) -> None:
+        await asyncio.sleep(0.3 * i)
+        await cancel_through_outages(world, *holders[i])
+
+    await asyncio.gather(
+        *(cancel(i) for i in range(len(holders))), restart(world.platform, "booking")
+    )
+    await no_consumer_behind(world)
+
+    booking = await world.db("booking")
+    try:
+        for slot in slots:
+            rows = await booking.fetch(
+                "SELECT user_id, status FROM waitlist_entries WHERE slot_id = $1 ORDER BY seq",
+                uuid.UUID(slot["id"]),
+            )
+            held = await booking.fetchval(
+                "SELECT booked_count FROM slots WHERE id = $1", uuid.UUID(slot["id"])
+            )
+            assert [(r["user_id"], r["status"]) for r in rows] == [
+                (lines[slot["id"]][0], "offered"),
+                (lines[slot["id"]][1], "waiting"),
+            ]
+            assert held == 1, "the freed place is held for the waiter"
+    finally:
+        await booking.close()
+    events = await envelopes(world.kafka, topics.BOOKING_EVENTS)
+    offers = Counter(
+        e["subject"]
+        for e in {e["id"]: e for e in events if e["type"] == "WaitlistOfferMade.v1"}.values()
+    )
+    assert {s["id"]: offers[s["id"]] for s in slots} == {s["id"]: 1 for s in slots}
+
+
 class Server(Protocol):
     def stop(self) -> None: ...
     def start(self) -> None: ...
