@@ -329,3 +329,42 @@ async def test_a_full_class_a_waiter_a_cancellation_and_the_waiter_books_the_fre
     assert refused.status_code == 409  # held for the waiter
     assert paid["slot_id"] == slot["id"]
     await booked_count(api, slot["id"], 1)
+
+
+async def test_an_offer_let_lapse_goes_to_the_next_waiter_who_books_and_pays(
+    api: Api, mail: MailSink
+) -> None:
+    room = await api.create_room("Studio L", room_type="meeting", capacity=1)
+    await api.set_rules(room["id"], offer_minutes=1)
+    slot = await api.custom_slot(room["id"], next_minute(utc_now() + 30 * HOUR))
+    member = unique_user("member")
+    ann, bob, cat = (unique_user(name) for name in ("ann", "bob", "cat"))
+    held = expect(await api.book(member, slot["id"]), 201)
+    await api.wait_status(member, held["id"], "confirmed")
+    for waiter in (ann, bob, cat):
+        await api.join_waitlist(waiter, slot["id"])
+
+    await api.cancel(member, held["id"])
+
+    async def offered_to(waiter: str) -> Json | None:
+        place = await api.place_in_line(waiter, slot["id"])
+        return place if place["status"] == "offered" else None
+
+    async def emailed(waiter: str) -> list[EmailMessage] | None:
+        return [m.message for m in mail.to(f"{waiter}@example.com")] or None
+
+    first = await until(lambda: offered_to(ann), what="the offer to the first waiter")
+    (to_ann,) = await until(lambda: emailed(ann), what="the first offer email")
+    second = await until(lambda: offered_to(bob), timeout_s=120, what="the lapsed offer passed on")
+    (to_bob,) = await until(lambda: emailed(bob), what="the second offer email")
+    booked = expect(await api.book_offer(bob, slot["id"], second["entry_id"]), 201)
+    paid = await api.wait_status(bob, booked["id"], "confirmed")
+    cat_now = await api.place_in_line(cat, slot["id"])
+    ann_now = await api.booking.get(f"/slots/{slot['id']}/waitlist", headers=auth(ann))
+
+    assert first["entry_id"] != second["entry_id"]
+    assert str(to_ann["Subject"]).startswith("A place is free for you: Studio L")
+    assert str(to_bob["Subject"]) == str(to_ann["Subject"])
+    assert paid["slot_id"] == slot["id"]
+    assert (cat_now["status"], cat_now["position"]) == ("waiting", 1)
+    assert ann_now.status_code == 404  # her offer lapsed: she is out of the line
