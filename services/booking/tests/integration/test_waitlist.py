@@ -313,3 +313,29 @@ async def test_only_the_waiter_books_with_their_offer_and_only_once(service: Ser
     assert "the offer is over (booked)" in again.json()["detail"]
     assert not_in_line.status_code == 404
     assert await service.booked(slot.slot_id) == 1
+
+
+async def test_a_place_freed_by_an_expired_hold_or_a_failed_payment_goes_to_the_line(
+    service: Service,
+) -> None:
+    room = await service.room()
+    expiring, declined = await service.slots(room, 2, max_bookings=1)
+    unpaid = await service.booking(expiring, f"unpaid-{uuid.uuid4().hex[:6]}")
+    card_declined = await service.booking(declined, f"declined-{uuid.uuid4().hex[:6]}")
+    first, second = f"exp-{uuid.uuid4().hex[:6]}", f"dec-{uuid.uuid4().hex[:6]}"
+    await _join(service, expiring, first)
+    await _join(service, declined, second)
+
+    await service.fail_payment(card_declined)
+    offer_after_failure = await service.until(lambda: _offered(service, declined, second))
+    held_after_failure = await service.booked(declined.slot_id)
+    service.clock.now = datetime.fromisoformat(unpaid["hold_expires_at"]) + timedelta(seconds=1)
+    try:
+        offer_after_expiry = await service.until(lambda: _offered(service, expiring, first))
+    finally:
+        service.clock.now = START
+
+    assert offer_after_failure["status"] == "offered"
+    assert offer_after_expiry["status"] == "offered"
+    assert await service.booked(expiring.slot_id) == 1
+    assert held_after_failure == 1
