@@ -1040,6 +1040,16 @@ class InLine:
     """1: next for a place; None once an offer is made (or the entry is over)."""
 
 
+def _about(entry: domain.WaitlistEntry) -> dict[str, Any]:
+    """What every event of a line says of its entry."""
+    return {
+        "entry_id": entry.id,
+        "slot_id": entry.slot_id,
+        "room_id": entry.room_id,
+        "user_id": entry.user_id,
+    }
+
+
 async def join_waitlist(
     session: AsyncSession,
     outbox: Outbox,
@@ -1069,13 +1079,7 @@ async def join_waitlist(
     position = await store.position_in_line(session, entry)
     await outbox.add(
         session,
-        WaitlistJoined(
-            entry_id=entry.id,
-            slot_id=slot.id,
-            room_id=slot.room_id,
-            user_id=caller.user_id,
-            position=position,
-        ),
+        WaitlistJoined(**_about(entry), position=position),
     )
     return InLine(entry, position)
 
@@ -1103,14 +1107,7 @@ async def leave_waitlist(
     left = await store.change_entry(session, entry.id, domain.WaitlistStatus.LEFT)
     await outbox.add(
         session,
-        WaitlistLeft(
-            entry_id=entry.id,
-            slot_id=entry.slot_id,
-            room_id=entry.room_id,
-            user_id=entry.user_id,
-            reason=WaitlistEntryEnd.LEFT,
-            declined_offer=offered,
-        ),
+        WaitlistLeft(**_about(entry), reason=WaitlistEntryEnd.LEFT, declined_offer=offered),
     )
     if offered:
         await free_places(session, outbox, [entry.slot_id], now=now)
@@ -1178,13 +1175,7 @@ async def _skip(session: AsyncSession, outbox: Outbox, entry: domain.WaitlistEnt
     await store.change_entry(session, entry.id, domain.WaitlistStatus.SKIPPED)
     await outbox.add(
         session,
-        WaitlistLeft(
-            entry_id=entry.id,
-            slot_id=entry.slot_id,
-            room_id=entry.room_id,
-            user_id=entry.user_id,
-            reason=WaitlistEntryEnd.SKIPPED,
-        ),
+        WaitlistLeft(**_about(entry), reason=WaitlistEntryEnd.SKIPPED),
     )
 
 
@@ -1204,10 +1195,7 @@ async def _make_offer(
     await outbox.add(
         session,
         WaitlistOfferMade(
-            entry_id=entry.id,
-            slot_id=slot.id,
-            room_id=slot.room_id,
-            user_id=entry.user_id,
+            **_about(entry),
             offer_expires_at=until,
             starts_at=slot.starts_at,
             ends_at=slot.ends_at,
@@ -1260,13 +1248,7 @@ async def book_offer(
     await outbox.add(
         session,
         _created_event(booking),
-        WaitlistOfferTaken(
-            entry_id=entry.id,
-            slot_id=entry.slot_id,
-            room_id=entry.room_id,
-            user_id=entry.user_id,
-            booking_id=booking.id,
-        ),
+        WaitlistOfferTaken(**_about(entry), booking_id=booking.id),
     )
     return Created(booking, replayed=False)
 
@@ -1283,12 +1265,7 @@ async def sweep_waitlists(
     if lapsed:
         await outbox.add(
             session,
-            *(
-                WaitlistOfferLapsed(
-                    entry_id=e.id, slot_id=e.slot_id, room_id=e.room_id, user_id=e.user_id
-                )
-                for e in lapsed
-            ),
+            *(WaitlistOfferLapsed(**_about(entry)) for entry in lapsed),
         )
         await free_places(session, outbox, [entry.slot_id for entry in lapsed], now=now)
     closed = await store.closed_lines(session, now=now, limit=limit)
@@ -1297,11 +1274,6 @@ async def sweep_waitlists(
     if closed:
         await outbox.add(
             session,
-            *(
-                WaitlistExpired(
-                    entry_id=e.id, slot_id=e.slot_id, room_id=e.room_id, user_id=e.user_id
-                )
-                for e in closed
-            ),
+            *(WaitlistExpired(**_about(entry)) for entry in closed),
         )
     return len(lapsed) + len(closed)
