@@ -80,7 +80,21 @@ schemas: ## regenerate the event schemas (docs/events), AsyncAPI (docs/asyncapi)
 	$(RUN) python -m platform_tooling.openapi docs/openapi $(SERVICES)
 
 .PHONY: test test-fast test-contracts test-tooling coverage-tooling test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
-test: sync infra-up lint test-contracts test-tooling test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e coverage-tooling ## every test, against real Kafka and PostgreSQL, with coverage
+test: sync infra-up lint ## every test, against real Kafka and PostgreSQL, with coverage
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse UV="$(UV)" test-lane-platform test-lane-parts
+	$(MAKE) --no-print-directory UV="$(UV)" coverage-tooling
+
+# The two lanes of `make test`, side by side (each prints its output when it ends, and runs
+# its suites one after another: -j1, about which make warns, harmlessly). The e2e
+# suite mostly waits on its processes and timers, on a Kafka and a PostgreSQL of its own;
+# the other lane uses the ones `infra-up` started. Each lane picks its servers' ports from a
+# range of its own (tests/support/ports.py), so neither takes a port the other has picked.
+.PHONY: test-lane-platform test-lane-parts
+test-lane-platform:
+	TEST_PORT_RANGE=20000-25999 $(MAKE) --no-print-directory -j1 UV="$(UV)" test-tooling test-e2e
+test-lane-parts:
+	TEST_PORT_RANGE=26000-31999 $(MAKE) --no-print-directory -j1 UV="$(UV)" \
+		test-contracts test-shared $(foreach s,$(SERVICES),test-$(s)) test-api
 
 test-fast: sync ## the unit tests of every package: no Kafka, no PostgreSQL, well under a minute
 	$(PYTEST) -q contracts/tests/unit shared/tests/unit $(foreach s,$(SERVICES),services/$(s)/tests/unit) tooling/tests/unit
