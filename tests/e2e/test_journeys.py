@@ -15,6 +15,7 @@ from platform_tooling import demo
 from platform_tooling.client import Api, Json, auth, expect, next_minute, unique_user, utc_now
 from platform_tooling.polling import until
 from platform_tooling.standins import MailSink, PaymentStandIn
+from tests.support.platform import Platform, group_lag
 
 HOUR = timedelta(hours=1)
 
@@ -293,11 +294,13 @@ async def test_a_rooms_rules_reach_the_booking_service_in_one_event_hop(api: Api
 
 
 async def test_a_full_class_a_waiter_a_cancellation_and_the_waiter_books_the_freed_place(
-    api: Api, mail: MailSink
+    api: Api, mail: MailSink, platform: Platform
 ) -> None:
     room = await api.create_room("Studio W", room_type="meeting", capacity=1)
     slot = await api.custom_slot(room["id"], next_minute(utc_now() + 30 * HOUR))
     member, waiter, walk_in = unique_user("member"), unique_user("waiter"), unique_user("walk")
+    day = at(slot["starts_at"]).astimezone(ZoneInfo(room["time_zone"])).date()
+    open_before = await api.availability(walk_in, room["id"], day)
     booking = expect(await api.book(member, slot["id"]), 201)
     await api.wait_status(member, booking["id"], "confirmed")
 
@@ -315,6 +318,14 @@ async def test_a_full_class_a_waiter_a_cancellation_and_the_waiter_books_the_fre
         return messages or None
 
     (email,) = await until(told, what="the offer email")
+
+    async def counted() -> bool | None:  # the timeslot service has read the cancellation too
+        lag = await group_lag(platform.kafka, "timeslots-booking-counts", "booking.events")
+        return lag == 0 or None
+
+    await until(counted, what="the timeslot service's counts caught up")
+    searched = await api.availability(walk_in, room["id"], day)
+    counted_there = await api.slot(slot["id"])
     refused = await api.booking.post(
         "/bookings", headers=auth(walk_in), json={"slot_id": slot["id"]}
     )
@@ -327,6 +338,9 @@ async def test_a_full_class_a_waiter_a_cancellation_and_the_waiter_books_the_fre
     assert body is not None
     assert f"offer_id={offer['entry_id']}" in body.get_content()
     assert refused.status_code == 409  # held for the waiter
+    assert slot["id"] in {item["slot_id"] for item in open_before}
+    assert slot["id"] not in {item["slot_id"] for item in searched}  # the search agrees
+    assert counted_there["booked_count"] == 1
     assert paid["slot_id"] == slot["id"]
     await booked_count(api, slot["id"], 1)
 

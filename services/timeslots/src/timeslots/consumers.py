@@ -1,12 +1,20 @@
-"""Kafka handler: booking events keep each slot's booked count in step with the bookings.
+"""Kafka handler: booking events keep each slot's booked count in step with the bookings,
+and waitlist offers with the places held for waiters.
 
 The booking service decides bookings; this service only mirrors how many places each slot
-has taken, for its availability search. One batch handler takes the consecutive booking
-events of a lane's transaction (:meth:`shared.messaging.EventConsumer.on_many`):
+has taken, for its availability search. A place freed in a full slot with a waitlist is held
+for the first waiter while the offer lasts (``WaitlistOfferMade``): it is not free to anyone
+else, so it counts here as a hold of the offer's entry, given back when the offer is taken
+(the booking made with it holds the place from its ``BookingCreated`` on), lapses or is
+declined. The two events of a taken offer travel on different keys, so for the moment
+between them the count may be one off, either way; it settles when both are read.
+
+One batch handler takes the consecutive events of a lane's transaction
+(:meth:`shared.messaging.EventConsumer.on_many`):
 
 1. every slot the batch names is looked up in one query; the first event naming a slot this
    service does not know is refused alone (dead-lettered) and the others applied;
-2. the events' changes to the bookings' holds are applied in their order, a few set-based
+2. the events' changes to the holds are applied in their order, a few set-based
    statements for the whole batch (:func:`timeslots.store.apply_hold_changes`);
 3. every slot the batch touched is recounted once, its rows locked in id order first, so
    that two lanes (or processes) recounting the same slots wait for each other instead of
@@ -27,6 +35,10 @@ from booking_contracts.catalogue import (
     BookingCreated,
     BookingExpired,
     BookingRescheduled,
+    WaitlistLeft,
+    WaitlistOfferLapsed,
+    WaitlistOfferMade,
+    WaitlistOfferTaken,
 )
 from booking_contracts.envelope import Envelope
 from shared.messaging import BatchItemError, EventConsumer, PermanentEventError
@@ -35,16 +47,25 @@ from timeslots import store
 CONSUMER_NAME = "timeslots-booking-counts"
 
 BookingEvent = BookingCreated | BookingCancelled | BookingExpired | BookingRescheduled
+OfferEvent = WaitlistOfferMade | WaitlistOfferTaken | WaitlistOfferLapsed | WaitlistLeft
+HoldEvent = BookingEvent | OfferEvent
 
 
 def register(consumer: EventConsumer) -> None:
-    consumer.on_many(BookingCreated, BookingCancelled, BookingExpired, BookingRescheduled)(
-        on_booking_events
-    )
+    consumer.on_many(
+        BookingCreated,
+        BookingCancelled,
+        BookingExpired,
+        BookingRescheduled,
+        WaitlistOfferMade,
+        WaitlistOfferTaken,
+        WaitlistOfferLapsed,
+        WaitlistLeft,
+    )(on_booking_events)
 
 
 async def on_booking_events(
-    session: AsyncSession, events: Sequence[tuple[Envelope, BookingEvent]]
+    session: AsyncSession, events: Sequence[tuple[Envelope, HoldEvent]]
 ) -> None:
     """Apply ``events`` in their order as if one after the other, then recount their slots.
 
@@ -52,19 +73,29 @@ async def on_booking_events(
     written then: the runtime applies the others without it).
     """
     changes = [hold_change(event) for _, event in events]
-    known = await store.existing_slots(session, (s for change in changes for s in change.slots))
+    named = (s for change in changes if change is not None for s in change.slots)
+    known = await store.existing_slots(session, named)
     for index, change in enumerate(changes):
-        for slot_id in change.slots:
+        for slot_id in change.slots if change is not None else ():
             if slot_id not in known:
                 error = PermanentEventError(f"slot {slot_id} is not a slot of this service")
                 raise BatchItemError(index, error)
-    await store.apply_hold_changes(session, changes)
+    await store.apply_hold_changes(session, [c for c in changes if c is not None])
 
 
-def hold_change(event: BookingEvent) -> store.HoldChange:
-    """What ``event`` does to its booking's hold."""
-    if isinstance(event, BookingCreated):
-        return store.Hold(event.booking_id, event.slot_id)
-    if isinstance(event, BookingCancelled | BookingExpired):
-        return store.Release(event.booking_id, event.slot_id)
-    return store.Move(event.booking_id, event.old_slot_id, event.new_slot_id)
+def hold_change(event: HoldEvent) -> store.HoldChange | None:
+    """What ``event`` does to its holder's hold: a booking's, or an offer's (held by the
+    waitlist entry's id); ``None``: nothing (a waiter who left without an offer)."""
+    match event:
+        case BookingCreated():
+            return store.Hold(event.booking_id, event.slot_id)
+        case BookingCancelled() | BookingExpired():
+            return store.Release(event.booking_id, event.slot_id)
+        case BookingRescheduled():
+            return store.Move(event.booking_id, event.old_slot_id, event.new_slot_id)
+        case WaitlistOfferMade():
+            return store.Hold(event.entry_id, event.slot_id)
+        case WaitlistOfferTaken() | WaitlistOfferLapsed():
+            return store.Release(event.entry_id, event.slot_id)
+        case WaitlistLeft():
+            return store.Release(event.entry_id, event.slot_id) if event.declined_offer else None

@@ -15,7 +15,7 @@ The database enforces what must never be wrong, whoever writes:
 * a slot is ``open`` or ``blocked``; a room has one of the four types and at least one seat;
 * a room's ``version`` grows with every change of its row (a trigger, migration 0004), so the
   ``RoomRulesSet`` written when ``published_rules`` changes carries a version of its own;
-* a booking holds at most one place (``slot_holds`` keyed by booking id).
+* a booking, or a waitlist offer, holds at most one place (``slot_holds`` keyed by holder id).
 """
 
 from __future__ import annotations
@@ -117,13 +117,15 @@ timeslots = Table(
 slot_holds = Table(
     "slot_holds",
     metadata,
-    Column("booking_id", Uuid, primary_key=True),
+    Column("holder_id", Uuid, primary_key=True),
     Column("slot_id", Uuid, nullable=False),
     Column("released", Boolean, nullable=False),
     timestamp_column("updated_at"),
     Index("ix_slot_holds_slot_id", "slot_id"),
 )
-"""Which booking holds a place in which slot, as learnt from booking events.
+"""Which holder holds a place in which slot, as learnt from booking events: a booking (its
+id), or a waitlist offer (its entry's id) while the booking service holds a freed place for
+the waiter, so the search does not show that place as free.
 
 ``timeslots.booked_count`` is the number of unreleased holds of the slot. Keeping the holds
 (not just a counter) makes the count exact whatever the order and number of deliveries: a

@@ -486,9 +486,11 @@ async def list_slots(
     return [slot_of(row) for row in await session.execute(statement)]
 
 
-# --- booking holds ---------------------------------------------------------------------
+# --- holds: bookings and waitlist offers --------------------------------------------------
 #
-# What one booking event does to its booking's hold is defined by the one-event forms
+# A place is held by a booking (its id) or by a waitlist offer (its entry's id) while the
+# booking service holds the place for the waiter. What one event does to its holder's hold
+# is defined by the one-event forms
 # ``hold``, ``release`` and ``move_hold``; the consumer applies a batch of events with
 # ``apply_hold_changes``, which ends in the same rows and counts.
 
@@ -503,24 +505,24 @@ async def existing_slots(session: AsyncSession, slot_ids: Iterable[UUID]) -> set
     return set((await session.scalars(statement)).all())
 
 
-async def hold(session: AsyncSession, booking_id: UUID, slot_id: UUID) -> None:
-    """The booking holds a place in the slot, unless it is already known (held or released)."""
+async def hold(session: AsyncSession, holder_id: UUID, slot_id: UUID) -> None:
+    """The holder holds a place in the slot, unless it is already known (held or released)."""
     statement = (
         pg_insert(slot_holds)
-        .values(booking_id=booking_id, slot_id=slot_id, released=False)
-        .on_conflict_do_nothing(index_elements=[slot_holds.c.booking_id])
+        .values(holder_id=holder_id, slot_id=slot_id, released=False)
+        .on_conflict_do_nothing(index_elements=[slot_holds.c.holder_id])
     )
     await session.execute(statement)
     await recount(session, [slot_id])
 
 
-async def release(session: AsyncSession, booking_id: UUID, slot_id: UUID) -> None:
-    """The booking gives its place back; remembered even before its creation is seen."""
+async def release(session: AsyncSession, holder_id: UUID, slot_id: UUID) -> None:
+    """The holder gives its place back; remembered even before its creation is seen."""
     statement = (
         pg_insert(slot_holds)
-        .values(booking_id=booking_id, slot_id=slot_id, released=True)
+        .values(holder_id=holder_id, slot_id=slot_id, released=True)
         .on_conflict_do_update(
-            index_elements=[slot_holds.c.booking_id],
+            index_elements=[slot_holds.c.holder_id],
             set_={"released": True, "updated_at": func.now()},
             where=slot_holds.c.released.is_(False),
         )
@@ -531,14 +533,14 @@ async def release(session: AsyncSession, booking_id: UUID, slot_id: UUID) -> Non
 
 
 async def move_hold(
-    session: AsyncSession, booking_id: UUID, old_slot_id: UUID, new_slot_id: UUID
+    session: AsyncSession, holder_id: UUID, old_slot_id: UUID, new_slot_id: UUID
 ) -> None:
     """The booking's place moves from the old slot to the new one (if it still holds one)."""
     statement = (
         pg_insert(slot_holds)
-        .values(booking_id=booking_id, slot_id=new_slot_id, released=False)
+        .values(holder_id=holder_id, slot_id=new_slot_id, released=False)
         .on_conflict_do_update(
-            index_elements=[slot_holds.c.booking_id],
+            index_elements=[slot_holds.c.holder_id],
             set_={"slot_id": new_slot_id, "updated_at": func.now()},
             where=and_(slot_holds.c.released.is_(False), slot_holds.c.slot_id == old_slot_id),
         )
@@ -551,7 +553,7 @@ async def move_hold(
 class Hold:
     """:func:`hold` as one change of a batch (:func:`apply_hold_changes`)."""
 
-    booking_id: UUID
+    holder_id: UUID
     slot_id: UUID
 
     @property
@@ -563,7 +565,7 @@ class Hold:
 class Release:
     """:func:`release` as one change of a batch (:func:`apply_hold_changes`)."""
 
-    booking_id: UUID
+    holder_id: UUID
     slot_id: UUID
 
     @property
@@ -575,7 +577,7 @@ class Release:
 class Move:
     """:func:`move_hold` as one change of a batch (:func:`apply_hold_changes`)."""
 
-    booking_id: UUID
+    holder_id: UUID
     old_slot_id: UUID
     new_slot_id: UUID
 
@@ -590,32 +592,32 @@ _MOVE_HELD = text(
     """
     UPDATE slot_holds AS h
     SET slot_id = m.new_slot_id, updated_at = now()
-    FROM unnest(:bookings, :old_slots, :new_slots) AS m(booking_id, old_slot_id, new_slot_id)
-    WHERE h.booking_id = m.booking_id AND NOT h.released AND h.slot_id = m.old_slot_id
+    FROM unnest(:holders, :old_slots, :new_slots) AS m(holder_id, old_slot_id, new_slot_id)
+    WHERE h.holder_id = m.holder_id AND NOT h.released AND h.slot_id = m.old_slot_id
     """
 ).bindparams(
-    bindparam("bookings", type_=_UUIDS),
+    bindparam("holders", type_=_UUIDS),
     bindparam("old_slots", type_=_UUIDS),
     bindparam("new_slots", type_=_UUIDS),
 )
 
 _HOLD = text(
     """
-    INSERT INTO slot_holds (booking_id, slot_id, released)
-    SELECT booking_id, slot_id, false FROM unnest(:bookings, :slots) AS h(booking_id, slot_id)
-    ON CONFLICT (booking_id) DO NOTHING
+    INSERT INTO slot_holds (holder_id, slot_id, released)
+    SELECT holder_id, slot_id, false FROM unnest(:holders, :slots) AS h(holder_id, slot_id)
+    ON CONFLICT (holder_id) DO NOTHING
     """
-).bindparams(bindparam("bookings", type_=_UUIDS), bindparam("slots", type_=_UUIDS))
+).bindparams(bindparam("holders", type_=_UUIDS), bindparam("slots", type_=_UUIDS))
 
 _RELEASE = text(
     """
-    INSERT INTO slot_holds (booking_id, slot_id, released)
-    SELECT booking_id, slot_id, true FROM unnest(:bookings, :slots) AS r(booking_id, slot_id)
-    ON CONFLICT (booking_id) DO UPDATE SET released = true, updated_at = now()
+    INSERT INTO slot_holds (holder_id, slot_id, released)
+    SELECT holder_id, slot_id, true FROM unnest(:holders, :slots) AS r(holder_id, slot_id)
+    ON CONFLICT (holder_id) DO UPDATE SET released = true, updated_at = now()
     WHERE NOT slot_holds.released
     RETURNING slot_id
     """
-).bindparams(bindparam("bookings", type_=_UUIDS), bindparam("slots", type_=_UUIDS))
+).bindparams(bindparam("holders", type_=_UUIDS), bindparam("slots", type_=_UUIDS))
 
 
 async def apply_hold_changes(session: AsyncSession, changes: Sequence[HoldChange]) -> None:
@@ -623,16 +625,16 @@ async def apply_hold_changes(session: AsyncSession, changes: Sequence[HoldChange
     after the other, in a few set-based statements, then recount once every slot they name
     or release (:func:`recount`).
 
-    ``slot_holds`` is keyed by booking: changes of different bookings write different rows
-    and commute, only the order of each booking's own changes matters. So the k-th change of
-    every booking goes in round k, rounds are applied in order, and a round (a booking at
+    ``slot_holds`` is keyed by holder: changes of different holders write different rows
+    and commute, only the order of each holder's own changes matters. So the k-th change of
+    every holder goes in round k, rounds are applied in order, and a round (a holder at
     most once) takes at most three statements.
     """
     rounds: list[list[HoldChange]] = []
     seen: dict[UUID, int] = {}
     for change in changes:
-        round_ = seen.get(change.booking_id, 0)
-        seen[change.booking_id] = round_ + 1
+        round_ = seen.get(change.holder_id, 0)
+        seen[change.holder_id] = round_ + 1
         if round_ == len(rounds):
             rounds.append([])
         rounds[round_].append(change)
@@ -643,16 +645,16 @@ async def apply_hold_changes(session: AsyncSession, changes: Sequence[HoldChange
 
 
 async def _apply_round(session: AsyncSession, changes: Sequence[HoldChange]) -> list[UUID]:
-    """Apply changes of distinct bookings; returns the slots whose place was given back.
+    """Apply changes of distinct holders; returns the slots whose place was given back.
 
     Moves first update the holds they move; then one insert takes the places of the holds
-    and of the moves of bookings not seen before (as :func:`move_hold` does), leaving every
-    known booking alone; then the releases. Rows are written in booking id order.
+    and of the moves of holders not seen before (as :func:`move_hold` does), leaving every
+    known holder alone; then the releases. Rows are written in holder id order.
     """
-    ordered = sorted(changes, key=lambda change: change.booking_id)
+    ordered = sorted(changes, key=lambda change: change.holder_id)
     moves = [change for change in ordered if isinstance(change, Move)]
     takes = [
-        (change.booking_id, change.new_slot_id if isinstance(change, Move) else change.slot_id)
+        (change.holder_id, change.new_slot_id if isinstance(change, Move) else change.slot_id)
         for change in ordered
         if not isinstance(change, Release)
     ]
@@ -661,20 +663,20 @@ async def _apply_round(session: AsyncSession, changes: Sequence[HoldChange]) -> 
         await session.execute(
             _MOVE_HELD,
             {
-                "bookings": [move.booking_id for move in moves],
+                "holders": [move.holder_id for move in moves],
                 "old_slots": [move.old_slot_id for move in moves],
                 "new_slots": [move.new_slot_id for move in moves],
             },
         )
     if takes:
-        bookings, slots = zip(*takes, strict=True)
-        await session.execute(_HOLD, {"bookings": list(bookings), "slots": list(slots)})
+        holders, slots = zip(*takes, strict=True)
+        await session.execute(_HOLD, {"holders": list(holders), "slots": list(slots)})
     if not releases:
         return []
     released = await session.scalars(
         _RELEASE,
         {
-            "bookings": [change.booking_id for change in releases],
+            "holders": [change.holder_id for change in releases],
             "slots": [change.slot_id for change in releases],
         },
     )

@@ -23,6 +23,13 @@ from booking_contracts.catalogue import (
     BookingCreated,
     BookingExpired,
     BookingRescheduled,
+    Contact,
+    WaitlistEntryEnd,
+    WaitlistExpired,
+    WaitlistLeft,
+    WaitlistOfferLapsed,
+    WaitlistOfferMade,
+    WaitlistOfferTaken,
 )
 from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
@@ -192,6 +199,98 @@ async def test_a_rescheduled_booking_moves_its_place(service: Service) -> None:
     await _eventually(service, {slots[0]["id"]: 0, slots[3]["id"]: 0})
 
 
+def _entry(slot: dict[str, Any], entry_id: uuid.UUID) -> dict[str, Any]:
+    return {"entry_id": entry_id, "slot_id": slot["id"], "room_id": slot["room_id"]} | {
+        "user_id": "waiter-1"
+    }
+
+
+def _offer(slot: dict[str, Any], entry_id: uuid.UUID) -> WaitlistOfferMade:
+    starts = datetime.fromisoformat(slot["starts_at"])
+    return WaitlistOfferMade(
+        **_entry(slot, entry_id),
+        offer_expires_at=starts - timedelta(hours=1),
+        starts_at=starts,
+        ends_at=starts + timedelta(minutes=30),
+        room_name="Room 7",
+        room_time_zone="Europe/Berlin",
+        contact=Contact(email="waiter-1@example.com"),
+    )
+
+
+async def _places_left(service: Service, room_id: str, slot_id: str) -> int:
+    """What the availability search offers of the slot (0: not listed)."""
+    response = await service.http.get(
+        f"/rooms/{room_id}/availability", params={"date": "2030-03-04"}, headers=USER
+    )
+    listed = {item["slot_id"]: item["places_left"] for item in response.json()["items"]}
+    return int(listed.get(slot_id, 0))
+
+
+async def test_a_place_held_for_a_waiter_is_not_offered_until_the_offer_lapses(
+    service: Service,
+) -> None:
+    room_id, slots = await _slots(service)
+    slot, entry = slots[0], uuid.uuid4()
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await _publish(service, _wrap(_created(first, slot)), _wrap(_created(second, slot)))
+    await _eventually(service, {slot["id"]: 2})
+
+    await _publish(service, _wrap(_cancelled(first, slot)), _wrap(_offer(slot, entry)))
+    await _eventually(service, {slot["id"]: 2})
+    while_offered = await _places_left(service, room_id, slot["id"])
+    await _publish(service, _wrap(WaitlistOfferLapsed(**_entry(slot, entry))))
+    await _eventually(service, {slot["id"]: 1})
+
+    assert while_offered == 0  # held for the waiter: booking it would be refused
+    assert await _places_left(service, room_id, slot["id"]) == 1
+
+
+async def test_an_offer_taken_holds_one_place_whichever_of_its_two_events_comes_first(
+    service: Service,
+) -> None:
+    _, slots = await _slots(service, max_bookings=1)
+    in_order, reversed_ = slots[1], slots[2]
+    for slot, reverse in ((in_order, False), (reversed_, True)):
+        entry, booking = uuid.uuid4(), uuid.uuid4()
+        taken = WaitlistOfferTaken(**_entry(slot, entry), booking_id=booking)
+        both = [_wrap(taken), _wrap(_created(booking, slot))]
+        await _publish(service, _wrap(_offer(slot, entry)))
+        await _eventually(service, {slot["id"]: 1})
+
+        await _publish(service, *(both[::-1] if reverse else both))
+
+    await _eventually(service, {in_order["id"]: 1, reversed_["id"]: 1})
+    await asyncio.sleep(0.5)  # and stays so: nothing is counted twice later
+    assert await _booked(service, in_order["id"]) == 1
+    assert await _booked(service, reversed_["id"]) == 1
+
+
+async def test_a_declined_offer_frees_its_place_and_a_waiter_leaving_the_line_changes_nothing(
+    service: Service, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    _, slots = await _slots(service)
+    slot, offered, waiting, late = slots[3], uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await _publish(service, _wrap(_created(uuid.uuid4(), slot)), _wrap(_offer(slot, offered)))
+    await _eventually(service, {slot["id"]: 2})
+
+    await _publish(
+        service,
+        _wrap(WaitlistLeft(**_entry(slot, waiting), reason=WaitlistEntryEnd.LEFT)),
+        _wrap(WaitlistExpired(**_entry(slot, late))),
+        _wrap(
+            WaitlistLeft(**_entry(slot, offered), reason=WaitlistEntryEnd.LEFT, declined_offer=True)
+        ),
+    )
+    await _eventually(service, {slot["id"]: 1})
+
+    async with sessions() as session:
+        kept = select(slot_holds.c.holder_id).where(slot_holds.c.slot_id == uuid.UUID(slot["id"]))
+        holders = set((await session.scalars(kept)).all())
+    assert offered in holders  # released, remembered
+    assert not {waiting, late} & holders  # never held a place: nothing written
+
+
 async def test_a_booking_of_an_unknown_slot_is_dead_lettered_and_the_next_one_applied(
     service: Service,
 ) -> None:
@@ -295,10 +394,10 @@ async def _holds(
     """Booking letter -> (index of the slot it holds, released)."""
     letters = {booking: letter for letter, booking in bookings.items()}
     index = {uuid.UUID(slot["id"]): i for i, slot in enumerate(slots)}
-    statement = select(slot_holds).where(slot_holds.c.booking_id.in_(letters))
+    statement = select(slot_holds).where(slot_holds.c.holder_id.in_(letters))
     async with sessions() as session:
         rows = (await session.execute(statement)).all()
-    return {letters[row.booking_id]: (index[row.slot_id], row.released) for row in rows}
+    return {letters[row.holder_id]: (index[row.slot_id], row.released) for row in rows}
 
 
 async def _counts(service: Service, slots: list[dict[str, Any]]) -> dict[int, int]:

@@ -42,7 +42,7 @@ def run(argv: list[str]) -> int:
 
 
 @pytest.mark.usefixtures("root_logger")
-def test_asyncapi_documents_the_slot_events_out_and_the_booking_events_in(
+def test_asyncapi_documents_the_slot_events_out_and_the_booking_and_offer_events_in(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert run(["asyncapi"]) == 0
@@ -57,6 +57,10 @@ def test_asyncapi_documents_the_slot_events_out_and_the_booking_events_in(
         "BookingCreated.v1",
         "BookingExpired.v1",
         "BookingRescheduled.v1",
+        "WaitlistLeft.v1",
+        "WaitlistOfferLapsed.v1",
+        "WaitlistOfferMade.v1",
+        "WaitlistOfferTaken.v1",
     ]
 
 
