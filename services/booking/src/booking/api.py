@@ -42,6 +42,15 @@ def _caller(principal: Principal) -> handlers.Caller:
     return handlers.Caller(user_id=principal.subject, is_admin=principal.is_admin)
 
 
+def _contact(given: schemas.ContactIn, principal: Principal) -> Contact:
+    """Where the caller is told about a booking or an offer: the body's email, else the
+    token's; neither is a 422 (nothing is changed)."""
+    email = given.email or principal.email
+    if not email:
+        raise domain.InvalidBooking("give contact.email: the token carries no email")
+    return Contact(email=email, phone=given.phone)
+
+
 _TOO_MANY_UNPAID_HOLDS: dict[int | str, dict[str, Any]] = {
     429: PROBLEM_RESPONSES[409]
     | {"description": "The user already holds as many unpaid bookings as allowed"}
@@ -77,12 +86,9 @@ async def create_booking(
     ``Idempotent-Replayed: true``), also while the first request is still being made (the
     retry waits for it) and also when the user has reached the cap since.
     """
-    email = body.contact.email or user.email
-    if not email:
-        raise domain.InvalidBooking("give contact.email: the token carries no email")
     request = handlers.NewBooking(
         slot_id=body.slot_id,
-        contact=Contact(email=email, phone=body.contact.phone),
+        contact=_contact(body.contact, user),
         booking_type=body.booking_type,
         notes=body.notes,
         attributes=body.attributes,
@@ -189,16 +195,14 @@ async def join_waitlist(
     `BOOKING_MAX_WAITLISTS` lines per user. 409 if the slot still has a place (book it), has
     started, or the caller is in its line or holds a place in it already; 404 unknown slot."""
     body = body or schemas.WaitlistIn()
-    email = body.contact.email or user.email
-    if not email:
-        raise domain.InvalidBooking("give contact.email: the token carries no email")
+    contact = _contact(body.contact, user)
     async with ctx.transaction() as session:
         in_line = await handlers.join_waitlist(
             session,
             ctx.runtime.outbox,
             _caller(user),
             slot_id,
-            Contact(email=email, phone=body.contact.phone),
+            contact,
             now=ctx.clock(),
             rules=ctx.config.rules,
         )
