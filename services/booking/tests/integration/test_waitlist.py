@@ -9,12 +9,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from booking.domain import WaitlistStatus
 from booking.models import allowed_waitlist_changes
 from booking_contracts import topics
 from booking_contracts.catalogue import SlotChanged, SlotSnapshot
+from tests.support.triggers import allowed_changes
 
 from .conftest import START, Service, types, user
 
@@ -249,40 +248,16 @@ async def test_the_database_allows_exactly_the_entry_changes_the_domain_allows(
     slot, _ = await _full_slot(service)
     entry_id = uuid.UUID((await _join(service, slot, "trigger-probe")).json()["entry_id"])
     booking_id = (await service.row("SELECT id FROM bookings LIMIT 1") or {})["id"]
-    statuses = [s.value for s in WaitlistStatus]
-
-    allowed = set()
-    for old in statuses:
-        for new in statuses:
-            if old == new:
-                continue
-            async with service.db.acquire() as connection:
-                transaction = connection.transaction()
-                await transaction.start()
-                try:
-                    await connection.execute("ALTER TABLE waitlist_entries DISABLE TRIGGER USER")
-                    await connection.execute(
-                        "UPDATE waitlist_entries SET status = $2::text, offer_expires_at = "
-                        "CASE WHEN $2::text = 'offered' THEN now() END, booking_id = CASE WHEN "
-                        "$2::text = 'booked' THEN $3::uuid END WHERE id = $1",
-                        entry_id,
-                        old,
-                        booking_id,
-                    )
-                    await connection.execute("ALTER TABLE waitlist_entries ENABLE TRIGGER USER")
-                    await connection.execute(
-                        "UPDATE waitlist_entries SET status = $2::text, offer_expires_at = "
-                        "CASE WHEN $2::text = 'offered' THEN now() END, booking_id = CASE WHEN "
-                        "$2::text = 'booked' THEN $3::uuid END WHERE id = $1",
-                        entry_id,
-                        new,
-                        booking_id,
-                    )
-                    allowed.add((old, new))
-                except asyncpg.CheckViolationError:
-                    pass
-                finally:
-                    await transaction.rollback()
+    allowed = await allowed_changes(
+        service.db,
+        "waitlist_entries",
+        [s.value for s in WaitlistStatus],
+        "UPDATE waitlist_entries SET status = $2::text, offer_expires_at = "
+        "CASE WHEN $2::text = 'offered' THEN now() END, booking_id = CASE WHEN "
+        "$2::text = 'booked' THEN $3::uuid END WHERE id = $1",
+        entry_id,
+        booking_id,
+    )
 
     assert allowed == set(allowed_waitlist_changes())
 
