@@ -1118,12 +1118,23 @@ async def free_places(
     session: AsyncSession, outbox: Outbox, slot_ids: Sequence[UUID], *, now: datetime
 ) -> None:
     """Places given up (one slot id per place): each is offered to the next waiter of its
-    slot's line, and the places nobody waits for go back to sale. Slots in id order."""
-    for slot_id, places in sorted(Counter(slot_ids).items()):
-        slot = await store.lock_slot(session, slot_id)
-        offered = await _offer(session, outbox, slot, places, now=now)
-        if places > offered:
-            await store.release_places(session, [slot_id] * (places - offered))
+    slot's line, and the places nobody waits for go back to sale.
+
+    The slots are locked first, in id order, and only then is it read which of them have a
+    line: joining a line holds the slot's row (shared) until it commits, so no waiter can
+    join unseen between that read and the places going back to sale. A slot nobody waits
+    for costs no more than that one read shared with the others."""
+    places_of = Counter(slot_ids)
+    locked = await store.lock_slots(session, sorted(places_of))
+    waited = set(await store.slots_with_waiters(session, list(locked)))
+    back_to_sale: list[UUID] = []
+    for slot_id, places in sorted(places_of.items()):
+        offered = 0
+        if slot_id in waited:
+            offered = await _offer(session, outbox, locked[slot_id], places, now=now)
+        back_to_sale += [slot_id] * (places - offered)
+    if back_to_sale:
+        await store.release_places(session, back_to_sale)
 
 
 async def offer_new_capacity(
