@@ -79,7 +79,7 @@ schemas: ## regenerate the event schemas (docs/events), AsyncAPI (docs/asyncapi)
 	$(RUN) python -m platform_tooling.asyncapi docs/asyncapi $(SERVICES)
 	$(RUN) python -m platform_tooling.openapi docs/openapi $(SERVICES)
 
-.PHONY: test test-fast test-contracts test-tooling coverage-tooling test-shared $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
+.PHONY: test test-fast test-contracts test-tooling coverage-tooling test-runtime $(foreach s,$(SERVICES),test-$(s)) test-api test-e2e
 test: sync infra-up lint ## every test, against real Kafka and PostgreSQL, with coverage
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse UV="$(UV)" test-lane-platform test-lane-parts
 	$(MAKE) --no-print-directory UV="$(UV)" coverage-tooling
@@ -94,10 +94,10 @@ test-lane-platform:
 	TEST_PORT_RANGE=20000-25999 $(MAKE) --no-print-directory -j1 UV="$(UV)" test-tooling test-e2e
 test-lane-parts:
 	TEST_PORT_RANGE=26000-31999 $(MAKE) --no-print-directory -j1 UV="$(UV)" \
-		test-contracts test-shared $(foreach s,$(SERVICES),test-$(s)) test-api
+		test-contracts test-runtime $(foreach s,$(SERVICES),test-$(s)) test-api
 
 test-fast: sync ## the unit tests of every package: no Kafka, no PostgreSQL, well under a minute
-	$(PYTEST) -q contracts/tests/unit shared/tests/unit $(foreach s,$(SERVICES),services/$(s)/tests/unit) tooling/tests/unit
+	$(PYTEST) -q contracts/tests/unit runtime/tests/unit $(foreach s,$(SERVICES),services/$(s)/tests/unit) tooling/tests/unit
 
 test-contracts: ## the event contract's tests (contracts/), with coverage; no infrastructure
 	COVERAGE_FILE=.run/coverage/contracts $(PYTEST) contracts/tests \
@@ -110,9 +110,9 @@ coverage-tooling: ## the tooling's coverage over its own tests and the e2e tests
 	COVERAGE_FILE=.run/coverage/tooling $(RUN) coverage report --include='tooling/*' \
 		--show-missing --skip-covered --fail-under=$(COVERAGE_MIN)
 
-test-shared: ## the kernel's tests (shared/), with coverage
-	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/shared $(PYTEST) shared/tests \
-		--cov=shared --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)
+test-runtime: ## the kernel's tests (runtime/), with coverage
+	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/runtime $(PYTEST) runtime/tests \
+		--cov=platform_runtime --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_MIN)
 
 $(foreach s,$(SERVICES),test-$(s)): test-%:
 	$(INFRA_ENV); COVERAGE_FILE=.run/coverage/$* $(PYTEST) services/$*/tests \

@@ -7,11 +7,6 @@ import pytest
 
 pytest_plugins = ["tests.support.fixtures"]
 
-# Test modules under shared/tests/ get module names starting with ``shared.`` (importlib
-# import mode names them after their path). Importing the real ``shared`` package first makes
-# those names hang off it instead of shadowing it with an empty namespace package.
-import shared  # noqa: E402,F401
-
 _ROOT = Path(__file__).parent
 _REAL = (("tests", "e2e"), ("tests", "api"))
 """Folders (from the root) whose tests talk to the real broker and database, besides each

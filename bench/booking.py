@@ -86,9 +86,9 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
-from shared.migrations import upgrade
-from shared.settings import DEV_JWT_SECRET
-from shared.tokens import issue_token
+from platform_runtime.migrations import upgrade
+from platform_runtime.settings import DEV_JWT_SECRET
+from platform_runtime.tokens import issue_token
 from tests.support.broker import private_broker
 from tests.support.ports import free_port
 
@@ -260,7 +260,8 @@ def prewarm(env: dict[str, str]) -> float:
 
 
 def serve_supports_roles() -> bool:
-    """Whether ``booking serve`` has ``--role`` and ``--workers`` (added to shared/cli.py)."""
+    """Whether ``booking serve`` has ``--role`` and ``--workers`` (added to
+    platform_runtime/cli.py)."""
     result = subprocess.run(
         [uv(), "run", "--frozen", "booking", "serve", "--help"],
         cwd=ROOT,

@@ -5,7 +5,7 @@ workers) serves two endpoints, each answering ``201``:
 
 * ``POST /noop``: the framework ceiling. FastAPI parses ``{"slot_id": ...}`` and verifies the
   bearer token through the same dependency and ``JwtVerifier`` configuration as the booking
-  service (``BOOKING_JWT_*``, :func:`shared.service.jwt_verifier`); no database.
+  service (``BOOKING_JWT_*``, :func:`platform_runtime.service.jwt_verifier`); no database.
 * ``POST /tx``: the bare-transaction ceiling. The same, plus the booking transaction in raw
   asyncpg on a pool: one conditional ``UPDATE`` of the slot's count, one ``INSERT`` of the
   booking and one ``INSERT`` of an outbox row, in one transaction; ``409`` when the slot has
@@ -32,8 +32,8 @@ from pydantic import BaseModel
 
 from booking.settings import BookingSettings
 from booking_contracts import topics
-from shared.http.auth import CurrentUser, install_auth
-from shared.service import jwt_verifier
+from platform_runtime.http.auth import CurrentUser, install_auth
+from platform_runtime.service import jwt_verifier
 
 POOL_SIZE = 10
 """Connections kept per worker process, as the service's ``database_pool_size``."""

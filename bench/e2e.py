@@ -62,11 +62,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.cpu import CpuMeter, cpu_times, listening_pid
 from bench.reminders import environment, percentile
 from booking_contracts import topics
+from platform_runtime.db import asyncpg_dsn
+from platform_runtime.lag import consumer_lag
+from platform_runtime.settings import DEV_JWT_SECRET
+from platform_runtime.tokens import issue_token
 from platform_tooling.client import Api, auth, connect
-from shared.db import asyncpg_dsn
-from shared.lag import consumer_lag
-from shared.settings import DEV_JWT_SECRET
-from shared.tokens import issue_token
 from tests.support.broker import private_broker, private_postgres
 from tests.support.platform import CONSUMER_GROUPS, SERVICES, Platform
 from tests.support.ports import free_port
@@ -142,7 +142,7 @@ PRODUCTION_POLLS = {
 """The service defaults of what ``tests/support/platform.py`` shortens for the tests."""
 PREWARM = """
 import timeslots.cli, timeslots.main, booking.cli, booking.main, reminders.cli, reminders.main
-import shared.cli, platform_tooling.standins
+import platform_runtime.cli, platform_tooling.standins
 import uvicorn.main, uvicorn.supervisors.multiprocess, uvicorn.lifespan.on
 import uvicorn.protocols.http.auto, uvicorn.protocols.websockets.auto, uvicorn.loops.auto
 timeslots.main.create_app(), booking.main.create_app(), reminders.main.create_app()
@@ -364,8 +364,8 @@ GROUPS: dict[str, list[str]] = dict(CONSUMER_GROUPS) | {STANDIN_GROUP: [topics.B
 
 @dataclass
 class LagSampler:
-    """``shared.lag.consumer_lag`` of every group every ``SAMPLE_S``, summed over the group's
-    topics; times are seconds since ``origin`` (``time.monotonic()``)."""
+    """``platform_runtime.lag.consumer_lag`` of every group every ``SAMPLE_S``, summed over the
+    group's topics; times are seconds since ``origin`` (``time.monotonic()``)."""
 
     kafka: str
     origin: float = 0.0
@@ -1192,8 +1192,8 @@ DEFINITIONS = {
     "booking, while the POST is handled) to BookingConfirmed event time, per booking confirmed "
     "by the drain deadline (the others are left out: under a backlog these understate); the "
     "HTTP time before the handler is not in it (wrk's http_p50_ms/http_p99_ms are)",
-    "lag_series": "per consumer group, shared.lag.consumer_lag summed over its topics, every "
-    f"{SAMPLE_S:g}s from the load start (t_s) through the drain; load_s = load end",
+    "lag_series": "per consumer group, platform_runtime.lag.consumer_lag summed over its "
+    f"topics, every {SAMPLE_S:g}s from the load start (t_s) through the drain; load_s = load end",
     "lag_grew": f"for some platform group (not the stand-in): the mean lag over the last "
     f"{LAG_WINDOW_S:g}s of the load exceeds the mean over the {LAG_WINDOW_S:g}s around one third "
     f"into the load by more than max({LAG_MARGIN_MIN}, {LAG_MARGIN_S:g}s x offered rate) "

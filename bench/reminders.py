@@ -50,8 +50,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
 
 import reminders
+from platform_runtime.migrations import upgrade
 from reminders.delivery import CONSUMER
-from shared.migrations import upgrade
 from tests.support.ports import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -48,9 +48,9 @@ import timeslots
 from booking_contracts.catalogue import RoomType, SlotsGenerated
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
-from shared.db import make_engine, make_session_factory
-from shared.migrations import upgrade
-from shared.outbox import Outbox
+from platform_runtime.db import make_engine, make_session_factory
+from platform_runtime.migrations import upgrade
+from platform_runtime.outbox import Outbox
 from timeslots import domain, handlers, models, operations, schemas, store
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -24,7 +24,7 @@
 #                                                          # (health and metrics only)
 #
 # Only the locked runtime dependencies of `<SERVICE>-service`, the event contract and the
-# shared kernel are installed (no dev group, no other service, no tests); the image runs as
+# runtime are installed (no dev group, no other service, no tests); the image runs as
 # uid/gid 10001.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -58,7 +58,7 @@ WORKDIR /app
 # for uv to load the workspace, even those of the services this image does not install.
 COPY pyproject.toml uv.lock ./
 COPY contracts/pyproject.toml contracts/pyproject.toml
-COPY shared/pyproject.toml shared/pyproject.toml
+COPY runtime/pyproject.toml runtime/pyproject.toml
 COPY services/booking/pyproject.toml services/booking/pyproject.toml
 COPY services/timeslots/pyproject.toml services/timeslots/pyproject.toml
 COPY services/reminders/pyproject.toml services/reminders/pyproject.toml
@@ -66,14 +66,14 @@ COPY tooling/pyproject.toml tooling/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package "${SERVICE}-service"
 
-# Then the sources of the event contract, the shared kernel and this one service (alembic.ini
+# Then the sources of the event contract, the runtime and this one service (alembic.ini
 # and migrations included), installed as editable workspace members.
 COPY contracts/ contracts/
-COPY shared/ shared/
+COPY runtime/ runtime/
 COPY services/${SERVICE}/ services/${SERVICE}/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --package "${SERVICE}-service" \
- && .venv/bin/python -m compileall -q contracts/src shared/src "services/${SERVICE}/src" "services/${SERVICE}/migrations"
+ && .venv/bin/python -m compileall -q contracts/src runtime/src "services/${SERVICE}/src" "services/${SERVICE}/migrations"
 
 # --------------------------------------------------------------------------------------------
 # runtime: the virtualenv and the sources, run by an unprivileged user

@@ -20,7 +20,7 @@
 #
 # This is a development machine: <SERVICE>_DEVELOPMENT=true (unless set otherwise), so that the
 # APIs accept tokens signed with the development JWT secret of the repository
-# (shared/src/shared/settings.py, DEV_JWT_SECRET), which a service refuses without it.
+# (runtime/src/platform_runtime/settings.py, DEV_JWT_SECRET), which a service refuses without it.
 #
 # Unless STANDINS=0, it also runs stand-ins for the systems around the platform that are not
 # ours (tooling/src/platform_tooling/standins.py): a payment service that pays every booking (users named

@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from platform_runtime.http.auth import require_admin
 from platform_tooling.client import Json, next_minute, utc_now
-from shared.http.auth import require_admin
 from tests.support.platform import Platform
 
 from .scene import Scene

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from shared.http.problems import PROBLEM_MEDIA_TYPE
+from platform_runtime.http.problems import PROBLEM_MEDIA_TYPE
 
 
 def problem_faults(response: httpx.Response, status: int) -> list[str]:

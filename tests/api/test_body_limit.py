@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared.http.problems import PROBLEM_MEDIA_TYPE
+from platform_runtime.http.problems import PROBLEM_MEDIA_TYPE
 from tests.support.abuse import CHUNK, TEN_MB
 from tests.support.platform import SERVICES, Platform
 

@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from platform_runtime.settings import DEV_JWT_SECRET
+from platform_runtime.tokens import issue_token
 from platform_tooling.client import token
-from shared.settings import DEV_JWT_SECRET
-from shared.tokens import issue_token
 
 ANOTHER_SECRET = "a-secret-the-platform-never-heard-of-0123456789"
 """As long as the real one (HS256 wants 32 bytes), so only the signature gives it away."""

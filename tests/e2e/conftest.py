@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from platform_runtime.kafka import KafkaTransport
+from platform_runtime.kafka_security import PLAINTEXT, KafkaSecurity
 from platform_tooling.client import Api, connect
 from platform_tooling.standins import MailSink, PaymentStandIn
-from shared.kafka import KafkaTransport
-from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from tests.support.broker import PrivateBroker, PrivatePostgres, private_broker, private_postgres
 from tests.support.platform import Platform
 from tests.support.ports import free_port

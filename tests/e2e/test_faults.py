@@ -32,10 +32,10 @@ from booking_contracts import topics
 from booking_contracts.catalogue import BookingConfirmed, BookingCreated, Contact, PaymentSucceeded
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
+from platform_runtime.db import asyncpg_dsn
 from platform_tooling.client import Api, auth, connect, expect, next_minute, unique_user, utc_now
 from platform_tooling.polling import until
 from platform_tooling.standins import MailSink, PaymentStandIn
-from shared.db import asyncpg_dsn
 from tests.support.broker import PrivateBroker, PrivatePostgres
 from tests.support.kafka import produce, read_all
 from tests.support.platform import CONSUMER_GROUPS, Platform, group_lag, quiet

@@ -16,10 +16,10 @@ from uuid import UUID
 import pytest
 import pytest_asyncio
 
+from platform_runtime.kafka import KafkaTransport
 from platform_tooling.client import Api, expect, next_minute, unique_user, utc_now
 from platform_tooling.polling import until
 from platform_tooling.standins import MailSink, PaymentStandIn
-from shared.kafka import KafkaTransport
 from tests.support.broker import PrivatePostgres, SecureBroker
 from tests.support.platform import Platform, quiet
 

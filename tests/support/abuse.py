@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from shared.http.context import runtime_of
-from shared.http.problems import PROBLEM_MEDIA_TYPE
+from platform_runtime.http.context import runtime_of
+from platform_runtime.http.problems import PROBLEM_MEDIA_TYPE
 
 TEN_MB = 10 * 1024 * 1024
 CHUNK = 16 * 1024

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from shared.kafka_security import KafkaSecurity, SecurityProtocol
+from platform_runtime.kafka_security import KafkaSecurity, SecurityProtocol
 from tests.support.ports import free_port, free_ports
 from tests.support.tls import BrokerTls, broker_tls
 

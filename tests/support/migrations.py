@@ -10,8 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 
-from shared.db import make_engine
-from shared.migrations import downgrade, upgrade
+from platform_runtime.db import make_engine
+from platform_runtime.migrations import downgrade, upgrade
 from tests.support.threads import in_thread
 
 

@@ -32,10 +32,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from booking_contracts import topics as event_topics
-from shared.db import asyncpg_dsn
-from shared.kafka_security import PLAINTEXT, KafkaSecurity, SecurityProtocol
-from shared.lag import consumer_lag
-from shared.migrations import upgrade
+from platform_runtime.db import asyncpg_dsn
+from platform_runtime.kafka_security import PLAINTEXT, KafkaSecurity, SecurityProtocol
+from platform_runtime.lag import consumer_lag
+from platform_runtime.migrations import upgrade
 from tests.support.ports import free_port
 from tests.support.threads import in_thread
 
@@ -64,11 +64,11 @@ FAST = {
 
 DEVELOPMENT = {"DEVELOPMENT": "true"}
 """Every service here runs as on a development machine: its API accepts tokens signed with
-the development secret (``shared.settings.DEV_JWT_SECRET``), as the tests' tokens are."""
+the development secret (``platform_runtime.settings.DEV_JWT_SECRET``), as the tests' tokens are."""
 
 
 ROLES = ("all", "api", "worker")
-"""What ``serve --role`` accepts (``shared.settings.Role``)."""
+"""What ``serve --role`` accepts (``platform_runtime.settings.Role``)."""
 
 STARTED = b"Application startup complete"
 """What uvicorn logs once a serving process has started its app."""

@@ -20,12 +20,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.db import asyncpg_dsn
-from shared.http.context import runtime_of
-from shared.migrations import upgrade
-from shared.service import jwt_verifier
-from shared.settings import DEV_JWT_SECRET, Role, ServiceSettings
-from shared.tokens import issue_token
+from platform_runtime.db import asyncpg_dsn
+from platform_runtime.http.context import runtime_of
+from platform_runtime.migrations import upgrade
+from platform_runtime.service import jwt_verifier
+from platform_runtime.settings import DEV_JWT_SECRET, Role, ServiceSettings
+from platform_runtime.tokens import issue_token
 from tests.support.fixtures import CreateDatabase
 from tests.support.threads import in_thread
 

@@ -2,6 +2,6 @@ from alembic import context
 
 from booking.models import metadata
 from booking.settings import BookingSettings
-from shared.migrations import run_env
+from platform_runtime.migrations import run_env
 
 run_env(context, metadata, BookingSettings().database_url)

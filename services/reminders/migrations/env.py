@@ -1,7 +1,7 @@
 from alembic import context
 
+from platform_runtime.migrations import run_env
 from reminders.models import metadata
 from reminders.settings import RemindersSettings
-from shared.migrations import run_env
 
 run_env(context, metadata, RemindersSettings().database_url)

@@ -1,6 +1,6 @@
 from alembic import context
 
-from shared.migrations import run_env
+from platform_runtime.migrations import run_env
 from timeslots.models import metadata
 from timeslots.settings import TimeslotsSettings
 

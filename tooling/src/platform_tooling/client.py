@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from platform_runtime.settings import DEV_JWT_SECRET
+from platform_runtime.tokens import issue_token
 from platform_tooling.polling import until
-from shared.settings import DEV_JWT_SECRET
-from shared.tokens import issue_token
 
 T = TypeVar("T")
 Json = dict[str, Any]

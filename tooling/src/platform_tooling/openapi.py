@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from platform_runtime import openapi
 from platform_tooling.documents import services_generator
-from shared import openapi
 
 main = services_generator(
     module="platform_tooling.openapi",

@@ -5,15 +5,16 @@ booking made by hand gets paid and its reminders land somewhere you can read the
 ``python -m platform_tooling.standins --kafka HOST:PORT --smtp-port 2525 --mail-dir DIR`` runs
 both until SIGINT or SIGTERM; its Kafka clients connect as the services' do, from
 ``STANDIN_KAFKA_SECURITY_PROTOCOL``, ``STANDIN_KAFKA_SASL_USERNAME`` and the other
-``STANDIN_KAFKA_*`` security settings (:mod:`shared.kafka_security`; default ``PLAINTEXT``).
+``STANDIN_KAFKA_*`` security settings (:mod:`platform_runtime.kafka_security`; default
+``PLAINTEXT``).
 
 The payment stand-in behaves as the real payment service does on the wire: it consumes
 ``BookingCreated`` from ``booking.events`` (consumer group ``payment-standin``, offsets
 committed after its answer is acknowledged) and publishes ``PaymentSucceeded`` for the price,
 or ``PaymentFailed``, on ``payments.events`` keyed by booking id; the payment id is derived from
 the booking, so a repeated ``BookingCreated`` yields the same payment. It talks to Kafka through
-the platform's transport (:mod:`shared.transport`), so its tests run on the in-memory one. It reads
-``RefundRequested`` too, keeps them and answers each with ``RefundSucceeded`` (or
+the platform's transport (:mod:`platform_runtime.transport`), so its tests run on the in-memory one.
+It reads ``RefundRequested`` too, keeps them and answers each with ``RefundSucceeded`` (or
 ``RefundFailed``) for the same refund id, payment and amount. What it does is decided by the
 user id:
 
@@ -57,10 +58,10 @@ from booking_contracts.catalogue import (
     RefundSucceeded,
 )
 from booking_contracts.envelope import Envelope, Event, EventDecodeError, decode
-from shared.kafka import KafkaTransport
-from shared.outbox import OutboundRecord
-from shared.settings import ServiceSettings
-from shared.transport import IncomingRecord, TopicPartition, Transport
+from platform_runtime.kafka import KafkaTransport
+from platform_runtime.outbox import OutboundRecord
+from platform_runtime.settings import ServiceSettings
+from platform_runtime.transport import IncomingRecord, TopicPartition, Transport
 
 log = logging.getLogger("standins")
 
@@ -118,7 +119,7 @@ class PaymentStandIn:
     """The payment service, as far as the platform can tell."""
 
     transport: Transport
-    """Its broker (a :class:`~shared.kafka.KafkaTransport` connects and logs in as a
+    """Its broker (a :class:`~platform_runtime.kafka.KafkaTransport` connects and logs in as a
     service's clients do)."""
     group: str = GROUP
     decide: Callable[[BookingCreated], Event | None] = decide

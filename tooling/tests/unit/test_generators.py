@@ -13,20 +13,20 @@ from types import ModuleType
 
 import pytest
 
+from platform_runtime import openapi as openapi_document
 from platform_tooling import asyncapi, openapi
 from platform_tooling.documents import service_app
-from shared import openapi as openapi_document
 
 FAKE_SERVICE = """
 from fastapi import APIRouter
 
 from booking_contracts import topics
-from shared.db import service_metadata
-from shared.http.auth import CurrentUser
-from shared.inbox import inbox_table
-from shared.outbox import outbox_table
-from shared.service import ServiceRuntime
-from shared.settings import ServiceSettings
+from platform_runtime.db import service_metadata
+from platform_runtime.http.auth import CurrentUser
+from platform_runtime.inbox import inbox_table
+from platform_runtime.outbox import outbox_table
+from platform_runtime.service import ServiceRuntime
+from platform_runtime.settings import ServiceSettings
 
 metadata = service_metadata()
 outbox_table(metadata)

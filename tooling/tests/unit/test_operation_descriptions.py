@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from platform_runtime import openapi
 from platform_tooling.documents import service_app
-from shared import openapi
 
 SERVICES = ["timeslots", "booking", "reminders"]
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

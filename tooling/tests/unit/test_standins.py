@@ -30,11 +30,11 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope, Event, decode
 from booking_contracts.money import Money
+from platform_runtime.memory import InMemoryTransport
+from platform_runtime.transport import KafkaRecord
 from platform_tooling import standins
 from platform_tooling.polling import until
 from platform_tooling.standins import REFUND_FAILURE, MailSink, PaymentStandIn, payment_id_of
-from shared.memory import InMemoryTransport
-from shared.transport import KafkaRecord
 from tests.support.ports import free_port
 from tests.support.threads import in_thread
 

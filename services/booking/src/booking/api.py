@@ -17,11 +17,11 @@ from booking import domain, handlers, schemas, store
 from booking.coalescing import CreateCoalescer
 from booking.domain import Action, BookingStatus, PaymentStatus
 from booking_contracts.catalogue import Contact
-from shared.http.auth import AdminUser, CurrentUser, Principal
-from shared.http.context import RequestContext, request_context
-from shared.http.inputs import Instant
-from shared.http.pagination import TimeAndIdCursor, decode_time_and_id, encode_cursor
-from shared.http.problems import PROBLEM_RESPONSES
+from platform_runtime.http.auth import AdminUser, CurrentUser, Principal
+from platform_runtime.http.context import RequestContext, request_context
+from platform_runtime.http.inputs import Instant
+from platform_runtime.http.pagination import TimeAndIdCursor, decode_time_and_id, encode_cursor
+from platform_runtime.http.problems import PROBLEM_RESPONSES
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["bookings"])
 

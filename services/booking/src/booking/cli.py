@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from booking.settings import BookingSettings
-from shared.cli import lazy_app_factory, service_main
+from platform_runtime.cli import lazy_app_factory, service_main
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 

@@ -27,8 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from booking import handlers
-from shared import tracing
-from shared.outbox import Outbox
+from platform_runtime import tracing
+from platform_runtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from booking_contracts.catalogue import (
     SlotsGenerated,
 )
 from booking_contracts.envelope import Envelope
-from shared.messaging import ConsumerMetrics, EventConsumer, EventContext
-from shared.outbox import Outbox
+from platform_runtime.messaging import ConsumerMetrics, EventConsumer, EventContext
+from platform_runtime.outbox import Outbox
 
 INVENTORY_CONSUMER = "booking-inventory"
 PAYMENTS_CONSUMER = "booking-payments"

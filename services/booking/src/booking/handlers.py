@@ -56,8 +56,8 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
-from shared.messaging import BatchItemError, caused_by
-from shared.outbox import Outbox
+from platform_runtime.messaging import BatchItemError, caused_by
+from platform_runtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from booking.coalescing import CreateCoalescer
 from booking.settings import BookingSettings
 from booking_contracts import topics
 from booking_contracts.money import utc_now
-from shared.http.pagination import InvalidCursor
-from shared.service import ServiceRuntime
-from shared.timing import Clock, sleep_unless
+from platform_runtime.http.pagination import InvalidCursor
+from platform_runtime.service import ServiceRuntime
+from platform_runtime.timing import Clock, sleep_unless
 
 log = logging.getLogger(__name__)
 

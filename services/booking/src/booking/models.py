@@ -56,9 +56,9 @@ from booking.domain import (
     WaitlistStatus,
 )
 from booking_contracts.catalogue import SlotStatus
-from shared.db import MONEY, one_of, service_metadata, sql_literal, timestamp_column
-from shared.inbox import inbox_table
-from shared.outbox import outbox_table
+from platform_runtime.db import MONEY, one_of, service_metadata, sql_literal, timestamp_column
+from platform_runtime.inbox import inbox_table
+from platform_runtime.outbox import outbox_table
 
 _RULE_MINUTES = "make_interval(mins => ((rules ->> '{rule}'::text))::integer)"
 """A rule's duration in minutes as an interval (NULL when unset), from the rules' JSON; written

@@ -15,7 +15,7 @@ from booking.domain import BookingStatus, PaymentStatus
 from booking_contracts.bounds import EmailAddress
 from booking_contracts.catalogue import Actor
 from booking_contracts.money import Money
-from shared.http.inputs import FreeFormObject, RequestModel
+from platform_runtime.http.inputs import FreeFormObject, RequestModel
 
 PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from booking.domain import RefundPolicy, RefundTier
-from shared.settings import ServiceSettings
+from platform_runtime.settings import ServiceSettings
 
 
 class RefundTierSetting(BaseModel):

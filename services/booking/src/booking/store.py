@@ -70,7 +70,13 @@ from booking_contracts.catalogue import (
     SlotStatus,
 )
 from booking_contracts.money import Money
-from shared.db import reported_detail, sql_literal, status_in, status_is, violated_constraint
+from platform_runtime.db import (
+    reported_detail,
+    sql_literal,
+    status_in,
+    status_is,
+    violated_constraint,
+)
 
 # --- inventory -------------------------------------------------------------------------
 

@@ -36,8 +36,8 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
-from shared.db import asyncpg_dsn
-from shared.migrations import upgrade
+from platform_runtime.db import asyncpg_dsn
+from platform_runtime.migrations import upgrade
 from tests.support.drivers import FixedClock, ServiceDriver
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import produce

@@ -17,7 +17,7 @@ import pytest_asyncio
 from booking import domain, handlers
 from booking.main import rules_of
 from booking_contracts.catalogue import Contact
-from shared.http.context import runtime_of
+from platform_runtime.http.context import runtime_of
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import bearer
 

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import make_url
 
 from booking.main import create_app
-from shared.http.inputs import MAX_FREE_FORM_BYTES, MAX_FREE_FORM_DEPTH
-from shared.http.pagination import encode_cursor
-from shared.settings import DEV_JWT_SECRET, Role
-from shared.tokens import issue_token
+from platform_runtime.http.inputs import MAX_FREE_FORM_BYTES, MAX_FREE_FORM_DEPTH
+from platform_runtime.http.pagination import encode_cursor
+from platform_runtime.settings import DEV_JWT_SECRET, Role
+from platform_runtime.tokens import issue_token
 from tests.support.abuse import JSON, CountedBody, fetch_from, loose_json, nested, problem
 
 from .conftest import ADMIN, Service, user

@@ -11,7 +11,7 @@ from booking import domain, handlers
 from booking.coalescing import CreateCoalescer
 from booking.main import rules_of
 from booking_contracts.catalogue import Contact
-from shared.http.context import context_of, runtime_of
+from platform_runtime.http.context import context_of, runtime_of
 
 from .conftest import START, Service, types
 

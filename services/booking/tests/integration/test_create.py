@@ -14,8 +14,8 @@ import pytest
 from booking.domain import BookingStatus
 from booking.models import allowed_status_pairs
 from booking_contracts.catalogue import RoomDeactivated, SlotChanged, SlotStatus
-from shared.settings import DEV_JWT_SECRET
-from shared.tokens import issue_token
+from platform_runtime.settings import DEV_JWT_SECRET
+from platform_runtime.tokens import issue_token
 from tests.support.triggers import allowed_changes
 
 from .conftest import START, Service, types, user

@@ -11,8 +11,8 @@ from booking import domain, handlers
 from booking_contracts.catalogue import PaymentSucceeded
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
-from shared.http.context import runtime_of
-from shared.messaging import BatchItemError
+from platform_runtime.http.context import runtime_of
+from platform_runtime.messaging import BatchItemError
 
 from .conftest import Service, types, user
 

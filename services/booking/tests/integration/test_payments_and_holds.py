@@ -14,8 +14,8 @@ from booking_contracts import topics
 from booking_contracts.catalogue import PaymentSucceeded, RefundRequested, RefundSucceeded
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
+from platform_runtime.http.context import runtime_of
 from platform_tooling.standins import REFUND_FAILURE, decide_refund
-from shared.http.context import runtime_of
 from tests.support.kafka import read_topic
 
 from .conftest import START, Service, types, user

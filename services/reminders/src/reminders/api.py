@@ -7,10 +7,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends
 
+from platform_runtime.http.auth import AdminUser
+from platform_runtime.http.context import RequestContext, request_context
+from platform_runtime.http.problems import PROBLEM_RESPONSES
 from reminders import handlers, schemas
-from shared.http.auth import AdminUser
-from shared.http.context import RequestContext, request_context
-from shared.http.problems import PROBLEM_RESPONSES
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["reminders"])
 

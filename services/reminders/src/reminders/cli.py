@@ -14,9 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
+from platform_runtime.cli import Command, lazy_app_factory, service_main
+from platform_runtime.settings import Role
 from reminders.settings import RemindersSettings
-from shared.cli import Command, lazy_app_factory, service_main
-from shared.settings import Role
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 WORKER_PORT = 8013
@@ -60,8 +60,8 @@ def _configure_worker(parser: argparse.ArgumentParser) -> None:
 def _worker(settings: RemindersSettings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from platform_runtime.http.server import uvicorn_options
     from reminders.main import create_app
-    from shared.http.server import uvicorn_options
 
     app = create_app(worker_settings(settings))
     host = args.host or settings.http_host

@@ -26,9 +26,9 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import utc_now
+from platform_runtime.messaging import EventConsumer, EventContext
 from reminders import handlers
 from reminders.domain import Schedule
-from shared.messaging import EventConsumer, EventContext
 
 if TYPE_CHECKING:
     from prometheus_client import Counter

@@ -43,16 +43,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from booking_contracts.catalogue import ReminderDue, ReminderFailed, ReminderSent
 from booking_contracts.envelope import Event
+from platform_runtime.errors import describe
+from platform_runtime.messaging import BatchItem
+from platform_runtime.outbox import Outbox
+from platform_runtime.timing import RetryPolicy, sleep_unless
 from reminders import domain, store
 from reminders.domain import Channel
 from reminders.senders import DeliveryError, SmsConfig, SmsSender, SmtpConfig, SmtpConnection
-from shared.errors import describe
-from shared.messaging import BatchItem
-from shared.outbox import Outbox
-from shared.timing import RetryPolicy, sleep_unless
 
 if TYPE_CHECKING:
-    from shared.http.metrics import Metrics
+    from platform_runtime.http.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

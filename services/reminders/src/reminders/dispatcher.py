@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from booking_contracts.catalogue import ReminderDue
+from platform_runtime.outbox import Outbox
+from platform_runtime.timing import sleep_unless
 from reminders import store
-from shared.outbox import Outbox
-from shared.timing import sleep_unless
 
 if TYPE_CHECKING:
     from prometheus_client import Counter

@@ -15,7 +15,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from booking_contracts.catalogue import ReminderChannel
-from shared.text import one_line
+from platform_runtime.text import one_line
 
 Channel = ReminderChannel
 """``email_24h``, ``email_1h`` or ``sms``: the kind of a reminder."""
@@ -272,7 +272,7 @@ def email_message(
     Built by the standard library's ``EmailMessage``, which encodes every header and refuses
     a line break inside one, so nothing that came by event (the room's name, the address)
     can add a header or a body of its own; the room's name is made one line before that
-    (:func:`shared.text.one_line`)."""
+    (:func:`platform_runtime.text.one_line`)."""
     message = EmailMessage(policy=MAIL_POLICY)
     message["From"] = sender
     message["To"] = reminder.contact_email

@@ -14,7 +14,8 @@ times, which the clocks of different booking replicas wrote: only events written
 versions existed (no ``booking_version``, taken as 0) are ordered by their times, below every
 versioned one (the order rule: :mod:`reminders.store`). Events with impossible facts (an
 unknown time zone, an end before the start) raise :class:`~reminders.domain.ImpossibleBooking`
-(in a run of confirmations: as the :class:`~shared.messaging.BatchItemError` of that event).
+(in a run of confirmations: as the :class:`~platform_runtime.messaging.BatchItemError` of that
+event).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from uuid import UUID
 
 from booking_contracts.catalogue import BookingConfirmed, BookingRescheduled, WaitlistOfferMade
 from booking_contracts.envelope import Envelope
+from platform_runtime.messaging import BatchItemError
 from reminders import domain, store
 from reminders.domain import (
     BookingNotFound,
@@ -35,7 +37,6 @@ from reminders.domain import (
     Schedule,
     check_booking,
 )
-from shared.messaging import BatchItemError
 
 if TYPE_CHECKING:
     from datetime import datetime

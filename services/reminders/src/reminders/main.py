@@ -15,12 +15,12 @@ from fastapi import FastAPI
 from booking_contracts import topics
 from booking_contracts.catalogue import ReminderDue
 from booking_contracts.money import utc_now
+from platform_runtime.service import ServiceRuntime
+from platform_runtime.timing import Clock
 from reminders import api, consumers, delivery, domain, models
 from reminders.dispatcher import Dispatcher
 from reminders.senders import SmsConfig, SmtpConfig
 from reminders.settings import RemindersSettings
-from shared.service import ServiceRuntime
-from shared.timing import Clock
 
 VERSION = version("reminders-service")
 """The service's version, from its package metadata (its ``pyproject.toml``)."""

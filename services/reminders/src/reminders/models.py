@@ -25,10 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from platform_runtime.db import one_of, service_metadata, sql_literal, timestamp_column
+from platform_runtime.inbox import inbox_table
+from platform_runtime.outbox import outbox_table
 from reminders.domain import LIVE, Channel, Status
-from shared.db import one_of, service_metadata, sql_literal, timestamp_column
-from shared.inbox import inbox_table
-from shared.outbox import outbox_table
 
 metadata = service_metadata()
 outbox = outbox_table(metadata)

@@ -8,9 +8,9 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from platform_runtime.settings import ServiceSettings
+from platform_runtime.timing import RetryPolicy
 from reminders.domain import DEFAULT_OFFER_LINK, Channel, Schedule, check_offer_link
-from shared.settings import ServiceSettings
-from shared.timing import RetryPolicy
 
 
 class RemindersSettings(ServiceSettings):

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import Contact
+from platform_runtime.db import sql_literal, status_in, status_is
 from reminders.domain import (
     LIVE,
     BookingFacts,
@@ -45,7 +46,6 @@ from reminders.domain import (
     Undelivered,
 )
 from reminders.models import LIVE_CONDITION, booking_states, reminders
-from shared.db import sql_literal, status_in, status_is
 
 # --- bookings --------------------------------------------------------------------------
 #

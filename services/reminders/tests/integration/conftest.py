@@ -30,11 +30,11 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
+from platform_runtime.db import asyncpg_dsn
+from platform_runtime.migrations import upgrade
 from reminders.cli import ALEMBIC_INI
 from reminders.main import create_app
 from reminders.settings import RemindersSettings
-from shared.db import asyncpg_dsn
-from shared.migrations import upgrade
 from tests.support.drivers import ServiceDriver, ShiftedClock
 from tests.support.fixtures import CreateDatabase
 from tests.support.kafka import produce, read_topic

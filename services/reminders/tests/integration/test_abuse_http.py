@@ -7,9 +7,9 @@ import uuid
 
 from sqlalchemy import make_url
 
+from platform_runtime.settings import DEV_JWT_SECRET, Role
+from platform_runtime.tokens import issue_token
 from reminders.main import create_app
-from shared.settings import DEV_JWT_SECRET, Role
-from shared.tokens import issue_token
 from tests.support.abuse import JSON, CountedBody, fetch_from, problem
 
 from .conftest import ADMIN, Service

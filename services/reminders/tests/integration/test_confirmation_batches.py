@@ -19,12 +19,12 @@ from prometheus_client import CollectorRegistry, Counter
 from booking_contracts import topics
 from booking_contracts.catalogue import BookingConfirmed
 from booking_contracts.envelope import Envelope
+from platform_runtime.messaging import BatchItemError, EventConsumer
+from platform_runtime.service import ServiceRuntime
+from platform_runtime.transport import IncomingRecord
 from reminders import consumers, handlers
 from reminders.domain import ImpossibleBooking
 from reminders.main import create_runtime
-from shared.messaging import BatchItemError, EventConsumer
-from shared.service import ServiceRuntime
-from shared.transport import IncomingRecord
 
 from .conftest import Service
 

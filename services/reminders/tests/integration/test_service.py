@@ -7,12 +7,12 @@ from pathlib import Path
 
 import asyncpg
 
+from platform_runtime.db import asyncpg_dsn
+from platform_runtime.migrations import downgrade, upgrade
 from reminders.cli import ALEMBIC_INI
 from reminders.main import create_app
 from reminders.models import metadata
 from reminders.settings import RemindersSettings
-from shared.db import asyncpg_dsn
-from shared.migrations import downgrade, upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
 from tests.support.service import (

@@ -12,11 +12,11 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from platform_runtime.db import asyncpg_dsn
+from platform_runtime.migrations import upgrade
 from reminders.cli import ALEMBIC_INI
 from reminders.main import create_app
 from reminders.senders import SmtpConfig, SmtpConnection
-from shared.db import asyncpg_dsn
-from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import running
 from tests.support.threads import in_thread

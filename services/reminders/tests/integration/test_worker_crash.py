@@ -20,10 +20,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from platform_runtime.db import asyncpg_dsn
+from platform_runtime.migrations import upgrade
 from reminders.cli import ALEMBIC_INI, run_worker
 from reminders.main import create_app
-from shared.db import asyncpg_dsn
-from shared.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.ports import free_port
 from tests.support.service import running

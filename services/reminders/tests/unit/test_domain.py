@@ -11,10 +11,10 @@ from email.message import EmailMessage
 import pytest
 from pydantic import ValidationError
 
+from platform_runtime.timing import RetryPolicy
 from reminders import domain
 from reminders.domain import Channel, Reminder, Schedule
 from reminders.settings import RemindersSettings
-from shared.timing import RetryPolicy
 
 START = datetime(2030, 3, 5, 9, 0, tzinfo=UTC)  # Tuesday, 10:00 in Berlin
 HOUR = timedelta(hours=1)

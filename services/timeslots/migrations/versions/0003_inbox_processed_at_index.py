@@ -1,7 +1,7 @@
 """inbox: index on processed_at, for the purge
 
 Every worker process deletes the inbox rows older than the retention
-(``<PREFIX>INBOX_RETENTION_DAYS``), a batch at a time (``shared.inbox.InboxPurger``);
+(``<PREFIX>INBOX_RETENTION_DAYS``), a batch at a time (``platform_runtime.inbox.InboxPurger``);
 the index finds them without reading the table. It is built ``CONCURRENTLY``, outside a
 transaction, so that consumers keep claiming events while a large inbox is indexed; an index
 left invalid by a build that failed is dropped first.

@@ -12,17 +12,17 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import RoomType, SlotStatus
-from shared.http.auth import AdminUser, CurrentUser
-from shared.http.context import RequestContext, built_on_the_loop, request_context
-from shared.http.inputs import CalendarDate
-from shared.http.pagination import (
+from platform_runtime.http.auth import AdminUser, CurrentUser
+from platform_runtime.http.context import RequestContext, built_on_the_loop, request_context
+from platform_runtime.http.inputs import CalendarDate
+from platform_runtime.http.pagination import (
     IdCursor,
     TimeAndIdCursor,
     decode_id,
     decode_time_and_id,
     encode_cursor,
 )
-from shared.http.problems import PROBLEM_RESPONSES
+from platform_runtime.http.problems import PROBLEM_RESPONSES
 from timeslots import domain, handlers, schemas, store
 
 router = APIRouter(responses=PROBLEM_RESPONSES)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 from uuid import UUID
 
-from shared.cli import Command, UsageError, lazy_app_factory, service_main
+from platform_runtime.cli import Command, UsageError, lazy_app_factory, service_main
 from timeslots.settings import TimeslotsSettings
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
@@ -148,8 +148,8 @@ def run_seed(settings: TimeslotsSettings, args: argparse.Namespace) -> int:
         raise UsageError(f"--days must be 1 to {settings.generation_max_days}, not {args.days}")
     from sqlalchemy.exc import SQLAlchemyError
 
-    from shared.db import make_engine, make_session_factory
-    from shared.outbox import Outbox
+    from platform_runtime.db import make_engine, make_session_factory
+    from platform_runtime.outbox import Outbox
     from timeslots import models
     from timeslots.main import limits_of
     from timeslots.operations import SOURCE

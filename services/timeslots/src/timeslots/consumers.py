@@ -10,7 +10,7 @@ declined. The two events of a taken offer travel on different keys, so for the m
 between them the count may be one off, either way; it settles when both are read.
 
 One batch handler takes the consecutive events of a lane's transaction
-(:meth:`shared.messaging.EventConsumer.on_many`):
+(:meth:`platform_runtime.messaging.EventConsumer.on_many`):
 
 1. every slot the batch names is looked up in one query; the first event naming a slot this
    service does not know is refused alone (dead-lettered) and the others applied;
@@ -41,7 +41,7 @@ from booking_contracts.catalogue import (
     WaitlistOfferTaken,
 )
 from booking_contracts.envelope import Envelope
-from shared.messaging import BatchItemError, EventConsumer, PermanentEventError
+from platform_runtime.messaging import BatchItemError, EventConsumer, PermanentEventError
 from timeslots import store
 
 CONSUMER_NAME = "timeslots-booking-counts"

@@ -26,7 +26,7 @@ from booking_contracts.catalogue import (
     SlotStatus,
 )
 from booking_contracts.money import Money, utc_now
-from shared.outbox import Outbox
+from platform_runtime.outbox import Outbox
 from timeslots import domain, store
 
 

@@ -10,9 +10,9 @@ from fastapi import FastAPI
 
 from booking_contracts import topics
 from booking_contracts.money import utc_now
-from shared.http.pagination import InvalidCursor
-from shared.service import ServiceRuntime
-from shared.timing import Clock
+from platform_runtime.http.pagination import InvalidCursor
+from platform_runtime.service import ServiceRuntime
+from platform_runtime.timing import Clock
 from timeslots import consumers, domain, handlers, models, operations
 from timeslots.api import router
 from timeslots.settings import TimeslotsSettings

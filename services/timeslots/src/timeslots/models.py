@@ -41,9 +41,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from booking_contracts.catalogue import RoomType, SlotStatus
-from shared.db import MONEY, one_of, service_metadata, timestamp_column
-from shared.inbox import inbox_table
-from shared.outbox import outbox_table
+from platform_runtime.db import MONEY, one_of, service_metadata, timestamp_column
+from platform_runtime.inbox import inbox_table
+from platform_runtime.outbox import outbox_table
 
 metadata = service_metadata()
 outbox = outbox_table(metadata)

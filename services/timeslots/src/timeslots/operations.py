@@ -24,9 +24,9 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from booking_contracts.money import Money
-from shared import progress
-from shared.db import make_engine, make_session_factory
-from shared.outbox import Outbox
+from platform_runtime import progress
+from platform_runtime.db import make_engine, make_session_factory
+from platform_runtime.outbox import Outbox
 from timeslots import domain, handlers, models, store
 from timeslots.settings import TimeslotsSettings
 
@@ -129,8 +129,8 @@ class Progress(Protocol):
 
 class ProgressBar:
     """Rooms done of all and slots created so far: the kernel's progress line
-    (:class:`shared.progress.ProgressBar`), redrawn in place on a terminal, a plain line every
-    ``log_interval_s`` seconds and a final one anywhere else."""
+    (:class:`platform_runtime.progress.ProgressBar`), redrawn in place on a terminal, a plain line
+    every ``log_interval_s`` seconds and a final one anywhere else."""
 
     def __init__(
         self,

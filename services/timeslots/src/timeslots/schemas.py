@@ -20,7 +20,7 @@ from booking_contracts.catalogue import (
     SlotStatus,
 )
 from booking_contracts.money import AMOUNT_FRACTION_DIGITS, Money, Price
-from shared.http.inputs import (
+from platform_runtime.http.inputs import (
     CalendarDate,
     FreeFormObject,
     Instant,
@@ -29,7 +29,7 @@ from shared.http.inputs import (
     RequestModel,
     WholeNumber,
 )
-from shared.text import LINE_BREAKS, refuse_control_characters, text_pattern
+from platform_runtime.text import LINE_BREAKS, refuse_control_characters, text_pattern
 from timeslots import domain, handlers
 
 TIME_ZONES = frozenset(resources.files("tzdata").joinpath("zones").read_text().split())

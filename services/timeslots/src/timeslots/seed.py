@@ -17,7 +17,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.outbox import Outbox
+from platform_runtime.outbox import Outbox
 from timeslots import handlers, schemas
 from timeslots.models import rooms
 

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from booking_contracts.catalogue import RoomType
-from shared.settings import ServiceSettings
+from platform_runtime.settings import ServiceSettings
 from timeslots import domain
 
 

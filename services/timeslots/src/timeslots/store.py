@@ -42,8 +42,8 @@ from booking_contracts.catalogue import (
     SlotStatus,
 )
 from booking_contracts.money import Money
-from shared.db import sql_literal, violated_constraint
-from shared.outbox import Outbox
+from platform_runtime.db import sql_literal, violated_constraint
+from platform_runtime.outbox import Outbox
 from timeslots import domain
 from timeslots.domain import NewRoom, PartialRules, Room, RoomChanges, Slot, StoredSchedule
 from timeslots.models import rooms, schedules, slot_holds, timeslots

@@ -11,7 +11,7 @@ from typing import Any
 import pytest_asyncio
 
 from booking_contracts import topics
-from shared.migrations import upgrade
+from platform_runtime.migrations import upgrade
 from tests.support.drivers import FixedClock, ServiceDriver
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import bearer, running

@@ -7,8 +7,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.http.inputs import MAX_FREE_FORM_BYTES, MAX_FREE_FORM_DEPTH
-from shared.http.pagination import encode_cursor
+from platform_runtime.http.inputs import MAX_FREE_FORM_BYTES, MAX_FREE_FORM_DEPTH
+from platform_runtime.http.pagination import encode_cursor
 from tests.support.abuse import JSON, CountedBody, loose_json, nested, problem
 
 from .conftest import ADMIN, USER, Service

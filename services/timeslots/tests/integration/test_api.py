@@ -12,7 +12,7 @@ import pytest
 from booking_contracts import topics
 from booking_contracts.catalogue import SlotsGenerated
 from booking_contracts.envelope import decode
-from shared.db import asyncpg_dsn
+from platform_runtime.db import asyncpg_dsn
 from tests.support.kafka import read_topic
 
 from .conftest import ADMIN, USER, Service

@@ -33,8 +33,8 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
-from shared.db import make_engine, make_session_factory
-from shared.messaging import BatchItemError, PermanentEventError
+from platform_runtime.db import make_engine, make_session_factory
+from platform_runtime.messaging import BatchItemError, PermanentEventError
 from tests.support.kafka import produce, read_topic
 from timeslots import consumers, store
 from timeslots.consumers import BookingEvent

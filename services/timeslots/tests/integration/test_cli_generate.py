@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking_contracts.catalogue import RoomType
 from booking_contracts.money import Money
-from shared.db import make_engine, make_session_factory
-from shared.migrations import upgrade
-from shared.outbox import Outbox
+from platform_runtime.db import make_engine, make_session_factory
+from platform_runtime.migrations import upgrade
+from platform_runtime.outbox import Outbox
 from tests.support.fixtures import CreateDatabase
 from tests.support.threads import in_thread
 from timeslots import domain, handlers, models

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from shared.db import asyncpg_dsn, make_engine, make_session_factory
-from shared.migrations import upgrade
+from platform_runtime.db import asyncpg_dsn, make_engine, make_session_factory
+from platform_runtime.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.threads import in_thread
 from timeslots import domain, store

@@ -16,8 +16,8 @@ from booking_contracts import topics
 from booking_contracts.catalogue import BookingCreated
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
+from platform_runtime.db import asyncpg_dsn
 from platform_tooling.polling import eventually
-from shared.db import asyncpg_dsn
 from tests.support.kafka import produce, read_topic
 from tests.support.threads import in_thread
 from timeslots.cli import main

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from booking_contracts.catalogue import RoomRules, RoomType
 from booking_contracts.money import Money
-from shared.db import asyncpg_dsn, make_engine, make_session_factory
-from shared.outbox import Outbox
+from platform_runtime.db import asyncpg_dsn, make_engine, make_session_factory
+from platform_runtime.outbox import Outbox
 from tests.support.fixtures import CreateDatabase
 from timeslots import domain, handlers, models, operations
 from timeslots.settings import TimeslotsSettings

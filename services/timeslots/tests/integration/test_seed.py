@@ -10,8 +10,8 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine
-from shared.migrations import upgrade
+from platform_runtime.db import make_engine
+from platform_runtime.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.threads import in_thread
 from timeslots.cli import ALEMBIC_INI, main

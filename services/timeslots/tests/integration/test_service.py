@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.migrations import upgrade
+from platform_runtime.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.migrations import check_migration_history
 from tests.support.platform import Replica
