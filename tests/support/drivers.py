@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
-from aiokafka import ConsumerRecord
 
+from platform_runtime.transport import IncomingRecord
 from platform_tooling.polling import until
-from tests.support.kafka import read_topic
+from tests.support.brokers import Broker
 
 T = TypeVar("T")
 
@@ -51,10 +51,10 @@ class ShiftedClock:
 
 @dataclass
 class ServiceDriver:
-    """A service under test: its HTTP client and the broker it publishes to."""
+    """A service under test: its HTTP client and the broker it runs on."""
 
     http: httpx.AsyncClient
-    kafka: str
+    broker: Broker
 
     async def until(
         self, probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0
@@ -67,11 +67,8 @@ class ServiceDriver:
     ) -> list[dict[str, Any]]:
         """The envelopes on ``topic`` keyed ``key`` (an aggregate's id), in order."""
 
-        def about(record: ConsumerRecord[bytes, bytes]) -> bool:
-            record_key: bytes | None = record.key
-            return record_key == key.encode()
+        def about(record: IncomingRecord) -> bool:
+            return record.key == key.encode()
 
-        records = await read_topic(
-            self.kafka, topic, at_least=at_least, where=about, settle_s=settle_s
-        )
-        return [json.loads(record.value) for record in records]
+        records = await self.broker.read(topic, at_least=at_least, where=about, settle_s=settle_s)
+        return [json.loads(record.value or b"") for record in records]

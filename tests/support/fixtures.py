@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from tests.support import infra
 from tests.support.broker import SecureBroker, secure_broker
+from tests.support.brokers import Broker, MemoryBroker
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +90,11 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBro
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def broker() -> Broker:
+    """The broker the service of a test module runs on: an in-memory one of the module's own,
+    so its consumer groups are its own too. A module about Kafka itself defines this fixture
+    again as ``KafkaBroker(kafka_bootstrap)``."""
+    return MemoryBroker()

@@ -18,6 +18,7 @@ from booking_contracts.money import utc_now
 from platform_runtime.http.pagination import InvalidCursor
 from platform_runtime.service import ServiceRuntime
 from platform_runtime.timing import Clock, sleep_unless
+from platform_runtime.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,16 @@ def rules_of(settings: BookingSettings) -> handlers.Rules:
     )
 
 
-def create_runtime(settings: BookingSettings, *, clock: Clock = utc_now) -> ServiceRuntime:
+def create_runtime(
+    settings: BookingSettings, *, clock: Clock = utc_now, transport: Transport | None = None
+) -> ServiceRuntime:
+    """The service's runtime; ``transport``: its broker, by default the one of the settings."""
     runtime = ServiceRuntime(
-        settings, metadata=models.metadata, source="/booking", produces=[topics.BOOKING_EVENTS]
+        settings,
+        metadata=models.metadata,
+        source="/booking",
+        produces=[topics.BOOKING_EVENTS],
+        transport=transport,
     )
     consumers.register_inventory(
         runtime.consumer(consumers.INVENTORY_CONSUMER), runtime.outbox, clock
@@ -93,9 +101,14 @@ def create_runtime(settings: BookingSettings, *, clock: Clock = utc_now) -> Serv
     return runtime
 
 
-def create_app(settings: BookingSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
+def create_app(
+    settings: BookingSettings | None = None,
+    *,
+    clock: Clock = utc_now,
+    transport: Transport | None = None,
+) -> FastAPI:
     settings = settings or BookingSettings()
-    runtime = create_runtime(settings, clock=clock)
+    runtime = create_runtime(settings, clock=clock, transport=transport)
     app = runtime.create_app(
         title="Booking service",
         version=VERSION,

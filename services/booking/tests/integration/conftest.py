@@ -1,7 +1,8 @@
-"""One migrated booking service per test module, on real PostgreSQL and Kafka.
+"""One migrated booking service per test module, on real PostgreSQL and the module's broker
+(``broker``: an in-memory one unless the module is about Kafka itself).
 
 Tests feed it exactly as production does: slot inventory as timeslot events and payments as
-payment events published to Kafka, and requests over HTTP with real tokens.
+payment events published to the broker, and requests over HTTP with real tokens.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
 from platform_runtime.db import asyncpg_dsn
 from platform_runtime.migrations import upgrade
+from tests.support.brokers import Broker
 from tests.support.drivers import FixedClock, ServiceDriver
 from tests.support.fixtures import CreateDatabase
-from tests.support.kafka import produce
 from tests.support.service import bearer, running
 from tests.support.threads import in_thread
 
@@ -141,18 +142,15 @@ class Service(ServiceDriver):
     async def publish(self, *events: Event, source: str = "/timeslots") -> list[Envelope]:
         envelopes = [Envelope.wrap(event, source=source) for event in events]
         for event, envelope in zip(events, envelopes, strict=True):
-            await produce(
-                self.kafka,
-                event.topic,
-                [envelope.to_json_bytes()],
-                key=event.aggregate_id().encode(),
+            await self.broker.publish(
+                event.topic, [envelope.to_json_bytes()], key=event.aggregate_id().encode()
             )
         return envelopes
 
     async def publish_raw(self, topic: str, envelope: Envelope) -> None:
         """Publish an envelope again, byte for byte (a redelivery)."""
         key = envelope.subject.encode() if envelope.subject else None
-        await produce(self.kafka, topic, [envelope.to_json_bytes()], key=key)
+        await self.broker.publish(topic, [envelope.to_json_bytes()], key=key)
 
     async def pay(self, booking: dict[str, Any], *, amount: str | None = None) -> Envelope:
         price = booking["price"]
@@ -232,7 +230,7 @@ def types(envelopes: Sequence[dict[str, Any]]) -> list[str]:
 
 @asynccontextmanager
 async def serve(
-    create_database: CreateDatabase, kafka_bootstrap: str, **overrides: Any
+    create_database: CreateDatabase, broker: Broker, **overrides: Any
 ) -> AsyncIterator[Service]:
     """A booking service migrated on a database of its own, with ``overrides`` of the test
     settings (e.g. ``create_batch_max=1`` turns request coalescing off)."""
@@ -240,7 +238,7 @@ async def serve(
     await in_thread(upgrade, ALEMBIC_INI, url)
     values: dict[str, Any] = {
         "database_url": url,
-        "kafka_bootstrap_servers": kafka_bootstrap,
+        "kafka_bootstrap_servers": broker.bootstrap,
         "outbox_poll_interval_s": 0.2,
         "expiry_interval_s": 0.1,
         "consumer_backoff_initial_s": 0.05,
@@ -252,18 +250,18 @@ async def serve(
     clock = FixedClock(START)
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     try:
-        app = create_app(settings, clock=clock)
+        app = create_app(settings, clock=clock, transport=broker.transport())
         async with running(app) as http:
             yield Service(
-                http=http, db=pool, kafka=kafka_bootstrap, clock=clock, settings=settings, app=app
+                http=http, db=pool, broker=broker, clock=clock, settings=settings, app=app
             )
     finally:
         await pool.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> AsyncIterator[Service]:
+async def service(create_database: CreateDatabase, broker: Broker) -> AsyncIterator[Service]:
     # Many tests leave several unpaid holds of one user behind: the cap on unpaid holds has
     # tests of its own (test_abuse_holds.py), with the default cap.
-    async with serve(create_database, kafka_bootstrap, max_unpaid_holds=1000) as running_service:
+    async with serve(create_database, broker, max_unpaid_holds=1000) as running_service:
         yield running_service

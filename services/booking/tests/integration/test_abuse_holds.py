@@ -18,6 +18,7 @@ from booking import domain, handlers
 from booking.main import rules_of
 from booking_contracts.catalogue import Contact
 from platform_runtime.http.context import runtime_of
+from tests.support.brokers import MemoryBroker
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import bearer
 
@@ -31,11 +32,12 @@ REFUSED = "you hold 5 unpaid bookings, the most allowed; pay or cancel one first
     scope="module", loop_scope="session", params=[64, 1], ids=["coalesced", "alone"]
 )
 async def capped(
-    request: pytest.FixtureRequest, create_database: CreateDatabase, kafka_bootstrap: str
+    request: pytest.FixtureRequest, create_database: CreateDatabase
 ) -> AsyncIterator[Service]:
     """A service with the default cap on unpaid holds; its concurrent creates written in
     shared transactions (``BOOKING_CREATE_BATCH_MAX=64``) or each alone (``1``)."""
-    async with serve(create_database, kafka_bootstrap, create_batch_max=request.param) as service:
+    broker = MemoryBroker()
+    async with serve(create_database, broker, create_batch_max=request.param) as service:
         yield service
 
 

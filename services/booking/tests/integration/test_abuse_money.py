@@ -25,7 +25,6 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
-from tests.support.kafka import read_topic
 from tests.support.triggers import allowed_changes
 
 from .conftest import ADMIN, START, Service, types, user
@@ -296,8 +295,7 @@ async def test_a_refund_outcome_for_an_unknown_refund_or_booking_is_dead_lettere
         service, refund | {"amount": {"amount": "1.00", "currency": "EUR"}}
     )
     ids = {str(e.id).encode() for e in (unknown_refund, unknown_booking, other_amount)}
-    dead = await read_topic(
-        service.kafka,
+    dead = await service.broker.read(
         topics.dead_letter_topic(topics.PAYMENT_EVENTS),
         at_least=3,
         where=lambda record: any(i in (record.value or b"") for i in ids),

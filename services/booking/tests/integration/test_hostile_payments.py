@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 from booking_contracts import topics
-from tests.support.kafka import produce, read_topic
 
 from .conftest import Service
 
@@ -41,10 +40,9 @@ async def test_an_amount_written_to_explode_is_dead_lettered_and_the_service_goe
     poison_id, poison = _payment(target, "1E+900000000", "EUR")  # 263 bytes, 900 M digits
     _, fine = _payment(after, after["price"]["amount"], after["price"]["currency"])
 
-    await produce(service.kafka, topics.PAYMENT_EVENTS, [poison, fine], key=b"one-partition")
+    await service.broker.publish(topics.PAYMENT_EVENTS, [poison, fine], key=b"one-partition")
     confirmed = await service.status(after["id"], "confirmed")
-    dead = await read_topic(
-        service.kafka,
+    dead = await service.broker.read(
         topics.dead_letter_topic(topics.PAYMENT_EVENTS),
         at_least=1,
         where=lambda record: poison_id.encode() in (record.value or b""),
@@ -67,7 +65,7 @@ async def test_a_lower_case_currency_confirms_and_an_insane_correlation_id_is_no
     price = booking["price"]
     _, payment = _payment(booking, price["amount"], price["currency"].lower())
 
-    await produce(service.kafka, topics.PAYMENT_EVENTS, [payment], key=booking["id"].encode())
+    await service.broker.publish(topics.PAYMENT_EVENTS, [payment], key=booking["id"].encode())
     confirmed = await service.status(booking["id"], "confirmed")
     events = await service.events(booking["id"], at_least=2)
 

@@ -16,7 +16,6 @@ from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
 from platform_runtime.http.context import runtime_of
 from platform_tooling.standins import REFUND_FAILURE, decide_refund
-from tests.support.kafka import read_topic
 
 from .conftest import START, Service, types, user
 
@@ -128,8 +127,7 @@ async def _applied(service: Service, envelope: Envelope) -> None:
 async def _dead_letters(service: Service, *envelopes: Envelope) -> list[Any]:
     """The records of these events on the payments' dead-letter topic (none, we hope)."""
     ids = [str(envelope.id).encode() for envelope in envelopes]
-    return await read_topic(
-        service.kafka,
+    return await service.broker.read(
         topics.dead_letter_topic(topics.PAYMENT_EVENTS),
         at_least=0,
         timeout_s=5.0,
@@ -227,8 +225,7 @@ async def test_a_payment_for_an_unknown_booking_is_returned_in_full(service: Ser
         ),
         source="/payments",
     )
-    dead = await read_topic(
-        service.kafka,
+    dead = await service.broker.read(
         topics.dead_letter_topic(topics.PAYMENT_EVENTS),
         at_least=1,
         where=lambda record: str(other.id).encode() in (record.value or b""),
@@ -327,8 +324,7 @@ async def test_sweepers_running_at_once_expire_each_hold_once(service: Service) 
         await service.row("SELECT status FROM bookings WHERE id = $1", uuid.UUID(b["id"]))
         for b in bookings
     ]
-    announced = await read_topic(
-        service.kafka,
+    announced = await service.broker.read(
         topics.BOOKING_EVENTS,
         at_least=30,
         settle_s=1.0,

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from tests.support.brokers import MemoryBroker
 from tests.support.fixtures import CreateDatabase
 
 from .conftest import Service, serve
@@ -20,12 +21,12 @@ from .test_rules import berlin, refused_by
     scope="module", loop_scope="session", params=[64, 1], ids=["coalesced", "alone"]
 )
 async def each_way(
-    request: pytest.FixtureRequest, create_database: CreateDatabase, kafka_bootstrap: str
+    request: pytest.FixtureRequest, create_database: CreateDatabase
 ) -> AsyncIterator[Service]:
     """A service whose concurrent creates are written in shared transactions (64) or each in
     a transaction of its own (1): the quota holds either way."""
     async with serve(
-        create_database, kafka_bootstrap, create_batch_max=request.param, max_unpaid_holds=100
+        create_database, MemoryBroker(), create_batch_max=request.param, max_unpaid_holds=100
     ) as running_service:
         yield running_service
 

@@ -17,6 +17,7 @@ from booking_contracts.catalogue import ReminderDue
 from booking_contracts.money import utc_now
 from platform_runtime.service import ServiceRuntime
 from platform_runtime.timing import Clock
+from platform_runtime.transport import Transport
 from reminders import api, consumers, delivery, domain, models
 from reminders.dispatcher import Dispatcher
 from reminders.senders import SmsConfig, SmtpConfig
@@ -54,13 +55,17 @@ def sms_config(settings: RemindersSettings) -> SmsConfig | None:
     )
 
 
-def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> ServiceRuntime:
+def create_runtime(
+    settings: RemindersSettings, *, clock: Clock = utc_now, transport: Transport | None = None
+) -> ServiceRuntime:
+    """The service's runtime; ``transport``: its broker, by default the one of the settings."""
     runtime = ServiceRuntime(
         settings,
         metadata=models.metadata,
         source="/reminders",
         produces=[topics.REMINDER_JOBS, topics.REMINDER_EVENTS],
         work_queues={topics.REMINDER_JOBS: settings.jobs_partitions},
+        transport=transport,
     )
     if settings.scheduler_enabled:
         consumers.register(
@@ -108,8 +113,13 @@ def create_runtime(settings: RemindersSettings, *, clock: Clock = utc_now) -> Se
     return runtime
 
 
-def create_app(settings: RemindersSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
-    runtime = create_runtime(settings or RemindersSettings(), clock=clock)
+def create_app(
+    settings: RemindersSettings | None = None,
+    *,
+    clock: Clock = utc_now,
+    transport: Transport | None = None,
+) -> FastAPI:
+    runtime = create_runtime(settings or RemindersSettings(), clock=clock, transport=transport)
     app = runtime.create_app(
         title="Reminders service",
         version=VERSION,

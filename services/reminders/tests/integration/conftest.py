@@ -1,7 +1,8 @@
-"""One migrated reminders service per test module, on real PostgreSQL and Kafka, delivering to
-a real SMTP server and a real HTTP SMS provider started by the tests.
+"""One migrated reminders service per test module, on real PostgreSQL and the module's broker
+(``broker``: an in-memory one unless the module is about Kafka itself), delivering to a real
+SMTP server and a real HTTP SMS provider started by the tests.
 
-Tests feed it as production does: booking events published to Kafka. Its clock runs (time
+Tests feed it as production does: booking events published to the broker. Its clock runs (time
 passes as usual) from a point the test sets, so a test moves "now" to just before a
 reminder's time and watches it arrive.
 """
@@ -18,7 +19,6 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import ConsumerRecord
 
 from booking_contracts import topics
 from booking_contracts.catalogue import (
@@ -32,12 +32,13 @@ from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
 from platform_runtime.db import asyncpg_dsn
 from platform_runtime.migrations import upgrade
+from platform_runtime.transport import IncomingRecord
 from reminders.cli import ALEMBIC_INI
 from reminders.main import create_app
 from reminders.settings import RemindersSettings
+from tests.support.brokers import Broker
 from tests.support.drivers import ServiceDriver, ShiftedClock
 from tests.support.fixtures import CreateDatabase
-from tests.support.kafka import produce, read_topic
 from tests.support.service import bearer, running
 from tests.support.threads import in_thread
 
@@ -82,7 +83,7 @@ class Service(ServiceDriver):
 
     async def publish_raw(self, envelope: Envelope, topic: str = topics.BOOKING_EVENTS) -> None:
         key = envelope.subject.encode() if envelope.subject else None
-        await produce(self.kafka, topic, [envelope.to_json_bytes()], key=key)
+        await self.broker.publish(topic, [envelope.to_json_bytes()], key=key)
 
     def confirmed(
         self,
@@ -178,12 +179,11 @@ class Service(ServiceDriver):
         )
 
     async def jobs(self, reminder_id: uuid.UUID, *, at_least: int) -> list[Envelope]:
-        def about(record: ConsumerRecord[bytes, bytes]) -> bool:
-            key: bytes | None = record.key
-            return key == str(reminder_id).encode()
+        def about(record: IncomingRecord) -> bool:
+            return record.key == str(reminder_id).encode()
 
-        records = await read_topic(self.kafka, topics.REMINDER_JOBS, at_least=at_least, where=about)
-        return [Envelope.model_validate_json(r.value) for r in records]
+        records = await self.broker.read(topics.REMINDER_JOBS, at_least=at_least, where=about)
+        return [Envelope.model_validate_json(r.value or b"") for r in records]
 
     async def admin_view(self, booking_id: uuid.UUID) -> httpx.Response:
         return await self.http.get(f"/bookings/{booking_id}/reminders", headers=ADMIN)
@@ -237,19 +237,20 @@ async def sms() -> AsyncIterator[SmsProvider]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(
-    create_database: CreateDatabase, kafka_bootstrap: str, smtp: SmtpSink, sms: SmsProvider
+    create_database: CreateDatabase, broker: Broker, smtp: SmtpSink, sms: SmsProvider
 ) -> AsyncIterator[Service]:
     url = await create_database("reminders")
     await in_thread(upgrade, ALEMBIC_INI, url)
-    settings = settings_for(url, kafka_bootstrap, smtp, sms)
+    settings = settings_for(url, broker.bootstrap, smtp, sms)
     clock = clock_at_base()
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     try:
-        async with running(create_app(settings, clock=clock)) as http:
+        app = create_app(settings, clock=clock, transport=broker.transport())
+        async with running(app) as http:
             yield Service(
                 http=http,
                 db=pool,
-                kafka=kafka_bootstrap,
+                broker=broker,
                 clock=clock,
                 smtp=smtp,
                 sms=sms,

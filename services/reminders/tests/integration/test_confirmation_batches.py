@@ -40,7 +40,7 @@ async def wired(service: Service) -> AsyncIterator[ServiceRuntime]:
     settings = service.settings.model_copy(
         update={"dispatcher_enabled": False, "worker_enabled": False}
     )
-    runtime = create_runtime(settings, clock=service.clock)
+    runtime = create_runtime(settings, clock=service.clock, transport=service.broker.transport())
     yield runtime
     await runtime.engine.dispose()
 

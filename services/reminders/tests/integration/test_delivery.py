@@ -15,7 +15,6 @@ import pytest
 
 from booking_contracts.catalogue import ReminderChannel, ReminderDue
 from booking_contracts.envelope import Envelope
-from tests.support.kafka import produce, read_topic
 
 from .conftest import Service
 
@@ -349,7 +348,7 @@ async def test_an_undecodable_job_goes_to_the_dead_letters_and_delivery_goes_on(
     service: Service,
 ) -> None:
     key = f"garbage-{uuid.uuid4()}".encode()
-    await produce(service.kafka, "reminders.jobs", [b"{not json"], key=key)
+    await service.broker.publish("reminders.jobs", [b"{not json"], key=key)
     start = service.day()
     service.clock.set(start - 3 * HOUR)
     booking = service.confirmed(start)
@@ -357,8 +356,8 @@ async def test_an_undecodable_job_goes_to_the_dead_letters_and_delivery_goes_on(
     service.clock.set(start - HOUR - SECOND)
 
     await service.statuses(booking.booking_id, {"email_1h": "sent"})
-    (dead,) = await read_topic(
-        service.kafka, "reminders.jobs.dlq", at_least=1, where=lambda r: r.key == key
+    (dead,) = await service.broker.read(
+        "reminders.jobs.dlq", at_least=1, where=lambda r: r.key == key
     )
     headers = {k: v.decode() for k, v in dead.headers}
     assert headers["dlq_consumer"] == "reminders-delivery"

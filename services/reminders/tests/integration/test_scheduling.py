@@ -11,7 +11,6 @@ import pytest
 from booking_contracts import topics
 from booking_contracts.catalogue import BookingCompleted, BookingExpired, BookingNoShow
 from booking_contracts.envelope import Event
-from tests.support.kafka import read_topic
 from tests.support.service import bearer
 
 from .conftest import Service
@@ -254,8 +253,7 @@ async def test_impossible_bookings_go_to_the_dead_letters_and_the_rest_goes_on(
     await service.publish(backwards)
     fine = await service.confirm(service.confirmed(start), expect=2)
 
-    dead = await read_topic(
-        service.kafka,
+    dead = await service.broker.read(
         topics.dead_letter_topic(topics.BOOKING_EVENTS),
         at_least=2,
         where=lambda r: r.key in {str(b.booking_id).encode() for b in (nowhere, backwards)},

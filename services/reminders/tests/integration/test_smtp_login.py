@@ -17,6 +17,7 @@ from platform_runtime.migrations import upgrade
 from reminders.cli import ALEMBIC_INI
 from reminders.main import create_app
 from reminders.senders import SmtpConfig, SmtpConnection
+from tests.support.brokers import Broker
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import running
 from tests.support.threads import in_thread
@@ -39,21 +40,22 @@ def smtp() -> Iterator[SmtpSink]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(
-    create_database: CreateDatabase, kafka_bootstrap: str, smtp: SmtpSink, sms: SmsProvider
+    create_database: CreateDatabase, broker: Broker, smtp: SmtpSink, sms: SmsProvider
 ) -> AsyncIterator[Service]:
     url = await create_database("reminders_login")
     await in_thread(upgrade, ALEMBIC_INI, url)
     settings = settings_for(
-        url, kafka_bootstrap, smtp, sms, smtp_username="reminders", smtp_password="s3cret"
+        url, broker.bootstrap, smtp, sms, smtp_username="reminders", smtp_password="s3cret"
     )
     clock = clock_at_base()
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     try:
-        async with running(create_app(settings, clock=clock)) as http:
+        app = create_app(settings, clock=clock, transport=broker.transport())
+        async with running(app) as http:
             yield Service(
                 http=http,
                 db=pool,
-                kafka=kafka_bootstrap,
+                broker=broker,
                 clock=clock,
                 smtp=smtp,
                 sms=sms,

@@ -24,6 +24,7 @@ from platform_runtime.db import asyncpg_dsn
 from platform_runtime.migrations import upgrade
 from reminders.cli import ALEMBIC_INI, run_worker
 from reminders.main import create_app
+from tests.support.brokers import KafkaBroker
 from tests.support.fixtures import CreateDatabase
 from tests.support.ports import free_port
 from tests.support.service import running
@@ -70,7 +71,7 @@ async def service(
             yield Service(
                 http=http,
                 db=pool,
-                kafka=kafka_bootstrap,
+                broker=KafkaBroker(kafka_bootstrap),
                 clock=clock,  # type: ignore[arg-type]
                 smtp=smtp,
                 sms=sms,

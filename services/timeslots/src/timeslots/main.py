@@ -13,6 +13,7 @@ from booking_contracts.money import utc_now
 from platform_runtime.http.pagination import InvalidCursor
 from platform_runtime.service import ServiceRuntime
 from platform_runtime.timing import Clock
+from platform_runtime.transport import Transport
 from timeslots import consumers, domain, handlers, models, operations
 from timeslots.api import router
 from timeslots.settings import TimeslotsSettings
@@ -47,9 +48,16 @@ def limits_of(settings: TimeslotsSettings) -> handlers.Limits:
     )
 
 
-def create_runtime(settings: TimeslotsSettings) -> ServiceRuntime:
+def create_runtime(
+    settings: TimeslotsSettings, *, transport: Transport | None = None
+) -> ServiceRuntime:
+    """The service's runtime; ``transport``: its broker, by default the one of the settings."""
     runtime = ServiceRuntime(
-        settings, metadata=models.metadata, source="/timeslots", produces=[topics.TIMESLOTS_EVENTS]
+        settings,
+        metadata=models.metadata,
+        source="/timeslots",
+        produces=[topics.TIMESLOTS_EVENTS],
+        transport=transport,
     )
     consumers.register(runtime.consumer(consumers.CONSUMER_NAME))
     defaults = settings.rule_defaults()
@@ -68,9 +76,14 @@ def create_runtime(settings: TimeslotsSettings) -> ServiceRuntime:
     return runtime
 
 
-def create_app(settings: TimeslotsSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
+def create_app(
+    settings: TimeslotsSettings | None = None,
+    *,
+    clock: Clock = utc_now,
+    transport: Transport | None = None,
+) -> FastAPI:
     settings = settings or TimeslotsSettings()
-    runtime = create_runtime(settings)
+    runtime = create_runtime(settings, transport=transport)
     app = runtime.create_app(
         title="Timeslots service",
         version=VERSION,

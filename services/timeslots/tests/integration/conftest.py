@@ -1,4 +1,5 @@
-"""One migrated timeslots service per test module, on real PostgreSQL and Kafka."""
+"""One migrated timeslots service per test module, on real PostgreSQL and the module's broker
+(``broker``: an in-memory one unless the module is about Kafka itself)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest_asyncio
 
 from booking_contracts import topics
 from platform_runtime.migrations import upgrade
+from tests.support.brokers import Broker
 from tests.support.drivers import FixedClock, ServiceDriver
 from tests.support.fixtures import CreateDatabase
 from tests.support.service import bearer, running
@@ -112,21 +114,23 @@ async def migrated(create_database: CreateDatabase) -> str:
 
 
 @asynccontextmanager
-async def serving(settings: TimeslotsSettings) -> AsyncIterator[Service]:
-    """The service of ``settings`` running (lifespan included), with a client for it."""
+async def serving(settings: TimeslotsSettings, broker: Broker) -> AsyncIterator[Service]:
+    """The service of ``settings`` running on ``broker`` (lifespan included), with a client
+    for it."""
     clock = FixedClock(START)
-    async with running(create_app(settings, clock=clock)) as http:
+    app = create_app(settings, clock=clock, transport=broker.transport())
+    async with running(app) as http:
         yield Service(
             http=http,
             database_url=settings.database_url,
-            kafka=settings.kafka_bootstrap_servers,
+            broker=broker,
             clock=clock,
             settings=settings,
         )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> AsyncIterator[Service]:
+async def service(create_database: CreateDatabase, broker: Broker) -> AsyncIterator[Service]:
     url = await migrated(create_database)
-    async with serving(settings_for(url, kafka_bootstrap)) as running_service:
+    async with serving(settings_for(url, broker.bootstrap), broker) as running_service:
         yield running_service

@@ -13,7 +13,6 @@ from booking_contracts import topics
 from booking_contracts.catalogue import SlotsGenerated
 from booking_contracts.envelope import decode
 from platform_runtime.db import asyncpg_dsn
-from tests.support.kafka import read_topic
 
 from .conftest import ADMIN, USER, Service
 
@@ -615,8 +614,7 @@ async def test_generated_events_decode_into_the_catalogue_model_slot_for_slot(
 
     await service.generate(room["id"], "2030-07-01", "2030-07-05")
     slots = await service.slots(room["id"], **{"from": "2030-07-01", "to": "2030-07-05"})
-    records = await read_topic(
-        service.kafka,
+    records = await service.broker.read(
         topics.TIMESLOTS_EVENTS,
         at_least=1,
         where=lambda r: r.key == room["id"].encode() and b"SlotsGenerated" in (r.value or b""),

@@ -1,4 +1,4 @@
-"""Booking events from Kafka keep the slots' booked counts exact, whatever their order and
+"""Booking events from the broker keep the slots' booked counts exact, whatever their order and
 however the consumer batches them."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,7 +34,7 @@ from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
 from platform_runtime.db import make_engine, make_session_factory
 from platform_runtime.messaging import BatchItemError, PermanentEventError
-from tests.support.kafka import produce, read_topic
+from platform_tooling.polling import until
 from timeslots import consumers, store
 from timeslots.consumers import BookingEvent
 from timeslots.models import slot_holds, timeslots
@@ -105,8 +104,7 @@ def _rescheduled(
 
 async def _publish(service: Service, *envelopes: Envelope) -> None:
     for envelope in envelopes:
-        await produce(
-            service.kafka,
+        await service.broker.publish(
             topics.BOOKING_EVENTS,
             [envelope.to_json_bytes()],
             key=envelope.subject.encode() if envelope.subject else None,
@@ -227,8 +225,25 @@ async def _places_left(service: Service, room_id: str, slot_id: str) -> int:
     return int(listed.get(slot_id, 0))
 
 
+async def _holds_are(
+    sessions: async_sessionmaker[AsyncSession], expected: dict[uuid.UUID, bool]
+) -> None:
+    """Wait until each holder's hold is as given (True: released, False: held): the events
+    that decide them have been read, whatever the count went through meanwhile."""
+    statement = select(slot_holds.c.holder_id, slot_holds.c.released).where(
+        slot_holds.c.holder_id.in_(list(expected))
+    )
+
+    async def seen() -> dict[uuid.UUID, bool] | None:
+        async with sessions() as session:
+            holds = {row.holder_id: row.released for row in await session.execute(statement)}
+        return holds if holds == expected else None
+
+    await until(seen, what=f"holds {expected}")
+
+
 async def test_a_place_held_for_a_waiter_is_not_offered_until_the_offer_lapses(
-    service: Service,
+    service: Service, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     room_id, slots = await _slots(service)
     slot, entry = slots[0], uuid.uuid4()
@@ -237,33 +252,37 @@ async def test_a_place_held_for_a_waiter_is_not_offered_until_the_offer_lapses(
     await _eventually(service, {slot["id"]: 2})
 
     await _publish(service, _wrap(_cancelled(first, slot)), _wrap(_offer(slot, entry)))
-    await _eventually(service, {slot["id"]: 2})
-    while_offered = await _places_left(service, room_id, slot["id"])
+    await _holds_are(sessions, {first: True, second: False, entry: False})
+    counted, listed = (
+        await _booked(service, slot["id"]),
+        await _places_left(service, room_id, slot["id"]),
+    )
     await _publish(service, _wrap(WaitlistOfferLapsed(**_entry(slot, entry))))
-    await _eventually(service, {slot["id"]: 1})
+    await _holds_are(sessions, {first: True, second: False, entry: True})
 
-    assert while_offered == 0  # held for the waiter: booking it would be refused
+    assert (counted, listed) == (2, 0)  # held for the waiter: booking it would be refused
+    assert await _booked(service, slot["id"]) == 1
     assert await _places_left(service, room_id, slot["id"]) == 1
 
 
 async def test_an_offer_taken_holds_one_place_whichever_of_its_two_events_comes_first(
-    service: Service,
+    service: Service, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     _, slots = await _slots(service, max_bookings=1)
-    in_order, reversed_ = slots[1], slots[2]
-    for slot, reverse in ((in_order, False), (reversed_, True)):
+    settled: dict[uuid.UUID, bool] = {}
+    for slot, reverse in ((slots[1], False), (slots[2], True)):
         entry, booking = uuid.uuid4(), uuid.uuid4()
         taken = WaitlistOfferTaken(**_entry(slot, entry), booking_id=booking)
         both = [_wrap(taken), _wrap(_created(booking, slot))]
         await _publish(service, _wrap(_offer(slot, entry)))
-        await _eventually(service, {slot["id"]: 1})
+        await _holds_are(sessions, {entry: False})
 
         await _publish(service, *(both[::-1] if reverse else both))
+        settled |= {entry: True, booking: False}
 
-    await _eventually(service, {in_order["id"]: 1, reversed_["id"]: 1})
-    await asyncio.sleep(0.5)  # and stays so: nothing is counted twice later
-    assert await _booked(service, in_order["id"]) == 1
-    assert await _booked(service, reversed_["id"]) == 1
+    await _holds_are(sessions, settled)
+    assert await _booked(service, slots[1]["id"]) == 1
+    assert await _booked(service, slots[2]["id"]) == 1
 
 
 async def test_a_declined_offer_frees_its_place_and_a_waiter_leaving_the_line_changes_nothing(
@@ -300,8 +319,7 @@ async def test_a_booking_of_an_unknown_slot_is_dead_lettered_and_the_next_one_ap
 
     await _publish(service, poison, _wrap(_created(uuid.uuid4(), slots[1])))
     await _eventually(service, {slots[1]["id"]: 1})
-    dead = await read_topic(
-        service.kafka,
+    dead = await service.broker.read(
         topics.dead_letter_topic(topics.BOOKING_EVENTS),
         at_least=1,
         where=lambda record: str(poison.id).encode() in (record.value or b""),
@@ -435,24 +453,13 @@ async def test_a_mixed_batch_ends_as_its_events_applied_one_by_one(
 
 
 async def _publish_together(service: Service, *envelopes: Envelope) -> None:
-    """Publish ``envelopes`` in order in one produce request under one key: one partition,
-    where the consumer finds them all at once (one lane, one batch)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=service.kafka, enable_idempotence=True, linger_ms=200
-    )
-    await producer.start()
-    try:
-        key = uuid.uuid4().bytes
-        sent = [
-            await producer.send(topics.BOOKING_EVENTS, envelope.to_json_bytes(), key=key)
-            for envelope in envelopes
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+    """Publish ``envelopes`` in order at once under one key: one partition, where the
+    consumer finds them all in one poll (one lane, one batch)."""
+    values = [envelope.to_json_bytes() for envelope in envelopes]
+    await service.broker.publish(topics.BOOKING_EVENTS, values, key=uuid.uuid4().bytes)
 
 
-async def test_a_mixed_batch_from_kafka_ends_in_the_right_counts(service: Service) -> None:
+async def test_a_mixed_batch_from_the_broker_ends_in_the_right_counts(service: Service) -> None:
     _, slots = await _slots(service, until="13:00")
     bookings: dict[str, uuid.UUID] = {}
     await _publish(service, *map(_wrap, _events([("created", "H", 6)], slots, bookings)))
@@ -502,8 +509,7 @@ async def test_an_unknown_slot_in_the_middle_of_a_batch_is_dead_lettered_alone(
     await _publish_together(service, *batch)
 
     await _eventually(service, {slots[0]["id"]: 1, slots[1]["id"]: 2, slots[2]["id"]: 1})
-    dead = await read_topic(
-        service.kafka,
+    dead = await service.broker.read(
         topics.dead_letter_topic(topics.BOOKING_EVENTS),
         at_least=1,
         settle_s=1.0,

@@ -18,7 +18,7 @@ from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
 from platform_runtime.db import asyncpg_dsn
 from platform_tooling.polling import eventually
-from tests.support.kafka import produce, read_topic
+from tests.support.brokers import Broker, KafkaBroker
 from tests.support.threads import in_thread
 from timeslots.cli import main
 
@@ -38,6 +38,12 @@ async def duplicates(service: Service) -> float:
     return float(found[1]) if found else 0.0
 
 
+@pytest.fixture(scope="module")
+def broker(kafka_bootstrap: str) -> Broker:
+    """The real broker: the operator's dead-letter commands read and replay its topics."""
+    return KafkaBroker(kafka_bootstrap)
+
+
 async def booked(service: Service, slot_id: uuid.UUID) -> int:
     response = await service.http.get(f"/slots/{slot_id}", headers=ADMIN)
     assert response.status_code == 200, response.text
@@ -49,7 +55,7 @@ async def booked(service: Service, slot_id: uuid.UUID) -> int:
 async def test_a_dead_lettered_booking_replayed_after_the_fix_holds_its_place_once(
     service: Service, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("TIMESLOTS_KAFKA_BOOTSTRAP_SERVERS", service.kafka)
+    monkeypatch.setenv("TIMESLOTS_KAFKA_BOOTSTRAP_SERVERS", service.broker.bootstrap)
     room = await service.room()
     await service.generate(room["id"], "2030-03-05", "2030-03-05")
     slot = (await service.slots(room["id"], date="2030-03-05"))[0]
@@ -68,15 +74,13 @@ async def test_a_dead_lettered_booking_replayed_after_the_fix_holds_its_place_on
         ),
         source="/booking",
     )
-    await produce(
-        service.kafka,
+    await service.broker.publish(
         topics.BOOKING_EVENTS,
         [booking.to_json_bytes()],
         key=str(booking.subject).encode(),
         headers=[(k, v.encode()) for k, v in booking.headers().items()],
     )
-    [dead] = await read_topic(
-        service.kafka,
+    [dead] = await service.broker.read(
         topics.dead_letter_topic(topics.BOOKING_EVENTS),
         at_least=1,
         where=lambda record: dict(record.headers).get("ce_id") == str(booking.id).encode(),

@@ -19,6 +19,7 @@ from booking_contracts.catalogue import RoomRules, RoomType
 from booking_contracts.money import Money
 from platform_runtime.db import asyncpg_dsn, make_engine, make_session_factory
 from platform_runtime.outbox import Outbox
+from tests.support.brokers import Broker
 from tests.support.fixtures import CreateDatabase
 from timeslots import domain, handlers, models, operations
 from timeslots.settings import TimeslotsSettings
@@ -41,12 +42,12 @@ def in_force(*layers: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def service(create_database: CreateDatabase, kafka_bootstrap: str) -> AsyncIterator[Service]:
+async def service(create_database: CreateDatabase, broker: Broker) -> AsyncIterator[Service]:
     url = await migrated(create_database)
     settings = settings_for(
-        url, kafka_bootstrap, default_rules=PLATFORM, rules_by_room_type=BY_TYPE
+        url, broker.bootstrap, default_rules=PLATFORM, rules_by_room_type=BY_TYPE
     )
-    async with serving(settings) as running_service:
+    async with serving(settings, broker) as running_service:
         yield running_service
 
 
@@ -390,14 +391,14 @@ async def test_a_sync_told_to_stop_stops_before_the_next_page(
 
 async def test_the_service_publishes_what_new_defaults_change_when_it_starts(
     rooms_before: tuple[str, dict[str, UUID]],
-    kafka_bootstrap: str,
+    broker: Broker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     url, rooms = rooms_before
-    settings = settings_for(url, kafka_bootstrap, rules_by_room_type=AFTER)
+    settings = settings_for(url, broker.bootstrap, rules_by_room_type=AFTER)
 
     with caplog.at_level(logging.INFO, logger="timeslots.main"):
-        async with serving(settings) as service:
+        async with serving(settings, broker) as service:
             treatment = await service.events(str(rooms["treatment"]), at_least=3)
             office = await service.events(str(rooms["office"]), at_least=3)
             meeting = await service.events(str(rooms["meeting"]), at_least=2, settle_s=0.5)
