@@ -532,18 +532,25 @@ async def release_place(session: AsyncSession, slot_id: UUID) -> None:
     await session.execute(statement)
 
 
+_RELEASE_PLACES = text(
+    """
+    UPDATE slots AS s
+    SET booked_count = s.booked_count - given.places, updated_at = now()
+    FROM unnest(:slot_ids, :places) AS given(slot_id, places)
+    WHERE s.id = given.slot_id
+    """
+).bindparams(bindparam("slot_ids", type_=ARRAY(Uuid)), bindparam("places", type_=ARRAY(Integer)))
+
+
 async def release_places(session: AsyncSession, slot_ids: Sequence[UUID]) -> None:
-    """Give back one place per occurrence of a slot id (in one lock order)."""
-    counts: dict[UUID, int] = {}
-    for slot_id in slot_ids:
-        counts[slot_id] = counts.get(slot_id, 0) + 1
-    for slot_id in sorted(counts):
-        statement = (
-            update(slots)
-            .where(slots.c.id == slot_id)
-            .values(booked_count=slots.c.booked_count - counts[slot_id], updated_at=func.now())
-        )
-        await session.execute(statement)
+    """Give back one place per occurrence of a slot id, in one statement. The caller holds
+    the slots' rows already (it took their places, or locked them, in this transaction), so
+    the order the statement meets them in cannot deadlock."""
+    counts = Counter(slot_ids)
+    ordered = sorted(counts)
+    await session.execute(
+        _RELEASE_PLACES, {"slot_ids": ordered, "places": [counts[s] for s in ordered]}
+    )
 
 
 async def get_slot(session: AsyncSession, slot_id: UUID) -> Slot:
