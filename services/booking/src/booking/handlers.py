@@ -978,11 +978,7 @@ async def refund_settled(
         raise UnknownRefund(
             f"refund {event.refund_id} was never asked for booking {event.booking_id}"
         )
-    if (refund.payment_id, refund.amount) != (event.payment_id, event.amount):
-        raise UnknownRefund(
-            f"refund {refund.id} was asked as {refund.amount} of payment {refund.payment_id}, "
-            f"not {event.amount} of payment {event.payment_id}"
-        )
+    _check_asked(event, refund.id, payment_id=refund.payment_id, amount=refund.amount)
     failure, outcome = _outcome_of(event)
     status = domain.settle_refund(refund.status, outcome)
     if status is None:
@@ -990,6 +986,17 @@ async def refund_settled(
     return await store.settle_refund(
         session, refund, status=status, failure_reason=failure, now=now
     )
+
+
+def _check_asked(
+    event: RefundSucceeded | RefundFailed, refund_id: UUID, *, payment_id: str, amount: Money
+) -> None:
+    """An outcome must report the refund as it was asked: the same payment and amount."""
+    if (payment_id, amount) != (event.payment_id, event.amount):
+        raise UnknownRefund(
+            f"refund {refund_id} was asked as {amount} of payment {payment_id}, "
+            f"not {event.amount} of payment {event.payment_id}"
+        )
 
 
 def _outcome_of(event: RefundSucceeded | RefundFailed) -> tuple[str | None, RefundStatus]:
@@ -1005,11 +1012,7 @@ async def _settle_stray_refund(
     *,
     now: datetime,
 ) -> store.StrayPayment:
-    if (stray.payment_id, stray.amount) != (event.payment_id, event.amount):
-        raise UnknownRefund(
-            f"refund {stray.refund_id} was asked as {stray.amount} of payment "
-            f"{stray.payment_id}, not {event.amount} of payment {event.payment_id}"
-        )
+    _check_asked(event, stray.refund_id, payment_id=stray.payment_id, amount=stray.amount)
     failure, outcome = _outcome_of(event)
     status = domain.settle_refund(stray.refund_status, outcome)
     if status is None:

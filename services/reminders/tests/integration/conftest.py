@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -235,14 +236,23 @@ async def sms() -> AsyncIterator[SmsProvider]:
     await provider.stop()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def service(
-    create_database: CreateDatabase, broker: Broker, smtp: SmtpSink, sms: SmsProvider
+@asynccontextmanager
+async def serve(
+    create_database: CreateDatabase,
+    broker: Broker,
+    smtp: SmtpSink,
+    sms: SmsProvider,
+    *,
+    clock: ShiftedClock | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Service]:
+    """A reminders service migrated on a database of its own, running on ``broker`` and
+    delivering to ``smtp`` and ``sms``, with ``overrides`` of the test settings; its clock
+    is ``clock`` (by default real time shifted to ``BASE``)."""
     url = await create_database("reminders")
     await in_thread(upgrade, ALEMBIC_INI, url)
-    settings = settings_for(url, broker.bootstrap, smtp, sms)
-    clock = clock_at_base()
+    settings = settings_for(url, broker.bootstrap, smtp, sms, **overrides)
+    clock = clock or clock_at_base()
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
     try:
         app = create_app(settings, clock=clock, transport=broker.transport())
@@ -258,3 +268,11 @@ async def service(
             )
     finally:
         await pool.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(
+    create_database: CreateDatabase, broker: Broker, smtp: SmtpSink, sms: SmsProvider
+) -> AsyncIterator[Service]:
+    async with serve(create_database, broker, smtp, sms) as running_service:
+        yield running_service

@@ -8,21 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import pytest_asyncio
 
-from platform_runtime.db import asyncpg_dsn
-from platform_runtime.migrations import upgrade
-from reminders.cli import ALEMBIC_INI
-from reminders.main import create_app
 from reminders.senders import SmtpConfig, SmtpConnection
 from tests.support.brokers import Broker
 from tests.support.fixtures import CreateDatabase
-from tests.support.service import running
-from tests.support.threads import in_thread
 
-from .conftest import Service, clock_at_base, settings_for
+from .conftest import Service, serve
 from .fakes import SmsProvider, SmtpSink, self_signed_tls
 
 HOUR = timedelta(hours=1)
@@ -42,27 +35,10 @@ def smtp() -> Iterator[SmtpSink]:
 async def service(
     create_database: CreateDatabase, broker: Broker, smtp: SmtpSink, sms: SmsProvider
 ) -> AsyncIterator[Service]:
-    url = await create_database("reminders_login")
-    await in_thread(upgrade, ALEMBIC_INI, url)
-    settings = settings_for(
-        url, broker.bootstrap, smtp, sms, smtp_username="reminders", smtp_password="s3cret"
-    )
-    clock = clock_at_base()
-    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
-    try:
-        app = create_app(settings, clock=clock, transport=broker.transport())
-        async with running(app) as http:
-            yield Service(
-                http=http,
-                db=pool,
-                broker=broker,
-                clock=clock,
-                smtp=smtp,
-                sms=sms,
-                settings=settings,
-            )
-    finally:
-        await pool.close()
+    async with serve(
+        create_database, broker, smtp, sms, smtp_username="reminders", smtp_password="s3cret"
+    ) as running_service:
+        yield running_service
 
 
 async def test_a_login_is_never_sent_to_a_server_that_offers_no_starttls(

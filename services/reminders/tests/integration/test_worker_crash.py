@@ -15,22 +15,18 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
 
-from platform_runtime.db import asyncpg_dsn
-from platform_runtime.migrations import upgrade
-from reminders.cli import ALEMBIC_INI, run_worker
-from reminders.main import create_app
+from reminders.cli import run_worker
 from tests.support.brokers import KafkaBroker
+from tests.support.drivers import ShiftedClock
 from tests.support.fixtures import CreateDatabase
 from tests.support.ports import free_port
-from tests.support.service import running
 from tests.support.threads import in_thread
 
-from .conftest import Service, settings_for
+from .conftest import Service, serve
 from .fakes import SmsProvider, SmtpSink
 
 BOOKINGS = 24
@@ -50,45 +46,21 @@ def smtp() -> Iterator[SmtpSink]:
 async def service(
     create_database: CreateDatabase, kafka_bootstrap: str, smtp: SmtpSink, sms: SmsProvider
 ) -> AsyncIterator[Service]:
-    """Scheduler and dispatcher in this process on the real clock; workers elsewhere."""
-    url = await create_database("reminders_crash")
-    await in_thread(upgrade, ALEMBIC_INI, url)
-    settings = settings_for(
-        url,
-        kafka_bootstrap,
+    """Scheduler and dispatcher in this process on the real clock (the workers in the other
+    processes have it); workers elsewhere, on the real broker."""
+    async with serve(
+        create_database,
+        KafkaBroker(kafka_bootstrap),
         smtp,
         sms,
+        clock=ShiftedClock(timedelta(0)),
         worker_enabled=False,
         lease_s=3,
         smtp_timeout_s=2.5,
         sms_timeout_s=2.5,
         delivery_concurrency=CONCURRENCY,
-    )
-    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=4)
-    clock = _RealClock()
-    try:
-        async with running(create_app(settings, clock=clock)) as http:
-            yield Service(
-                http=http,
-                db=pool,
-                broker=KafkaBroker(kafka_bootstrap),
-                clock=clock,  # type: ignore[arg-type]
-                smtp=smtp,
-                sms=sms,
-                settings=settings,
-            )
-    finally:
-        await pool.close()
-
-
-class _RealClock:
-    """The worker in the other process has the real clock: so has everything here."""
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC)
-
-    def set(self, moment: datetime) -> None:  # pragma: no cover - never moved in this module
-        raise AssertionError("the real clock does not move")
+    ) as running_service:
+        yield running_service
 
 
 def _worker_process(service: Service, log: Path, port: int) -> subprocess.Popen[bytes]:
