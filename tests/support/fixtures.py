@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from tests.support import infra
 from tests.support.broker import SecureBroker, secure_broker
-from tests.support.brokers import Broker, MemoryBroker
+from tests.support.brokers import Broker, KafkaBroker, MemoryBroker
 
 
 @pytest.fixture(scope="session")
@@ -92,9 +92,23 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBro
         broker.stop()
 
 
+BROKERS = ("memory",)
+"""Which brokers a test module's service runs on, unless the module says otherwise with a
+``BROKERS`` of its own: ``"memory"`` (an in-memory broker of the module's own) and/or
+``"kafka"`` (the real broker). A module about delivery itself (order, batches, duplicates,
+poison) runs on both: each of its tests once per broker."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker" in metafunc.fixturenames:
+        kinds = getattr(metafunc.module, "BROKERS", BROKERS)
+        metafunc.parametrize("broker", kinds, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def broker() -> Broker:
-    """The broker the service of a test module runs on: an in-memory one of the module's own,
-    so its consumer groups are its own too. A module about Kafka itself defines this fixture
-    again as ``KafkaBroker(kafka_bootstrap)``."""
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """The broker the service of a test module runs on (see ``BROKERS``): an in-memory one
+    of the module's own, so its consumer groups are its own too, or the real broker."""
+    if request.param == "kafka":
+        return KafkaBroker(request.getfixturevalue("kafka_bootstrap"))
     return MemoryBroker()

@@ -12,6 +12,10 @@ from booking_contracts import topics
 
 from .conftest import Service
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (poison: a payment
+written to explode is dead-lettered and the partition moves on)."""
+
 
 def _payment(booking: dict[str, Any], amount: str, currency: str) -> tuple[str, bytes]:
     event_id = str(uuid.uuid4())

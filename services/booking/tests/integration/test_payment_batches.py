@@ -16,6 +16,10 @@ from platform_runtime.messaging import BatchItemError
 
 from .conftest import Service, types, user
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (batches: how the
+consumer cuts a partition's records into transactions)."""
+
 
 def payment(
     booking: dict[str, Any], *, payment_id: str | None = None, amount: str | None = None

@@ -1,6 +1,6 @@
 """A quota holds under concurrency: many requests of one user at once get exactly what the
 quota allows, whether the service writes concurrent creates in shared transactions or each
-alone. A module of its own: its services must not share a consumer group with another's."""
+alone. Each of its two services runs on an in-memory broker of its own."""
 
 from __future__ import annotations
 

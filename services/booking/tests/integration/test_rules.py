@@ -15,6 +15,10 @@ from booking_contracts.catalogue import RoomRules, RoomRulesSet
 
 from .conftest import ADMIN, START, Service, user
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (a rule change reaches
+the service in one event hop)."""
+
 
 async def _at(service: Service, when: datetime) -> None:
     service.clock.now = when

@@ -11,6 +11,10 @@ from booking_contracts.envelope import Envelope, Event
 
 from .conftest import START, Service, types, user
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (order: versions, not
+clocks, decide what the service keeps, however the broker delivers)."""
+
 
 def _written_at(event: Event, shift: timedelta) -> Envelope:
     """``event`` in an envelope stamped by a replica whose clock is ``shift`` off."""

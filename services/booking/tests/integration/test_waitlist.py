@@ -17,6 +17,10 @@ from tests.support.triggers import allowed_changes
 
 from .conftest import START, Service, types, user
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (the waitlist's events,
+in order and once)."""
+
 
 async def _join(service: Service, slot: SlotSnapshot, who: str) -> Any:
     return await service.http.post(f"/slots/{slot.slot_id}/waitlist", headers=user(who))

@@ -20,6 +20,10 @@ from reminders.consumers import CONSUMER
 
 from .conftest import Service
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (order: the booking's
+version decides, however the broker delivers)."""
+
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 

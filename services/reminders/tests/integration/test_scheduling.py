@@ -15,6 +15,10 @@ from tests.support.service import bearer
 
 from .conftest import Service
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (events on time, twice,
+late and out of order)."""
+
 HOUR = timedelta(hours=1)
 
 

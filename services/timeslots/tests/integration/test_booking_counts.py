@@ -41,6 +41,10 @@ from timeslots.models import slot_holds, timeslots
 
 from .conftest import ADMIN, USER, Service
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (order, repeats and
+batches of booking events)."""
+
 PRICE = Money.of("15.00", "EUR")
 
 

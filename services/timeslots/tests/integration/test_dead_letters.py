@@ -18,7 +18,6 @@ from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
 from platform_runtime.db import asyncpg_dsn
 from platform_tooling.polling import eventually
-from tests.support.brokers import Broker, KafkaBroker
 from tests.support.threads import in_thread
 from timeslots.cli import main
 
@@ -38,10 +37,8 @@ async def duplicates(service: Service) -> float:
     return float(found[1]) if found else 0.0
 
 
-@pytest.fixture(scope="module")
-def broker(kafka_bootstrap: str) -> Broker:
-    """The real broker: the operator's dead-letter commands read and replay its topics."""
-    return KafkaBroker(kafka_bootstrap)
+BROKERS = ("kafka",)
+"""The real broker only: the operator's dead-letter commands read and replay its topics."""
 
 
 async def booked(service: Service, slot_id: uuid.UUID) -> int:

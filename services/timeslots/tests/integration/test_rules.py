@@ -26,6 +26,10 @@ from timeslots.settings import TimeslotsSettings
 
 from .conftest import ADMIN, USER, Service, migrated, serving, settings_for
 
+BROKERS = ("memory", "kafka")
+"""The in-memory broker and the real one: this module is about delivery too (rules published on
+change, once, as events)."""
+
 PLATFORM: dict[str, Any] = {"cancel_notice_minutes": 1440, "offer_minutes": 30}
 BY_TYPE: dict[str, dict[str, Any]] = {
     "meeting": {"book_notice_minutes": 120, "quotas": [{"most": 2, "per": "week"}]},
