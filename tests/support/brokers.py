@@ -22,6 +22,7 @@ from typing import Protocol
 
 from aiokafka import ConsumerRecord
 
+from platform_runtime.kafka import incoming
 from platform_runtime.memory import InMemoryTransport
 from platform_runtime.transport import IncomingRecord, KafkaRecord, Transport
 from tests.support.kafka import produce, read_topic
@@ -109,17 +110,6 @@ class KafkaBroker:
             timeout_s=timeout_s,
         )
         return [incoming(record) for record in records]
-
-
-def incoming(record: ConsumerRecord[bytes, bytes]) -> IncomingRecord:
-    return IncomingRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        headers=list(record.headers),
-    )
 
 
 NOWHERE = "127.0.0.1:1"
