@@ -523,15 +523,6 @@ async def quota_usage(
     return {(row.scope, row.window_starts_at): row.used for row in await session.execute(statement)}
 
 
-async def release_place(session: AsyncSession, slot_id: UUID) -> None:
-    statement = (
-        update(slots)
-        .where(slots.c.id == slot_id)
-        .values(booked_count=slots.c.booked_count - 1, updated_at=func.now())
-    )
-    await session.execute(statement)
-
-
 _RELEASE_PLACES = text(
     """
     UPDATE slots AS s

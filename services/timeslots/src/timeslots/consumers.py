@@ -72,15 +72,18 @@ async def on_booking_events(
     Raises :class:`BatchItemError` naming the first event whose slot is unknown (nothing is
     written then: the runtime applies the others without it).
     """
-    changes = [hold_change(event) for _, event in events]
-    named = (s for change in changes if change is not None for s in change.slots)
-    known = await store.existing_slots(session, named)
-    for index, change in enumerate(changes):
-        for slot_id in change.slots if change is not None else ():
+    changes = [
+        (index, change)
+        for index, (_, event) in enumerate(events)
+        if (change := hold_change(event)) is not None
+    ]
+    known = await store.existing_slots(session, (s for _, c in changes for s in c.slots))
+    for index, change in changes:
+        for slot_id in change.slots:
             if slot_id not in known:
                 error = PermanentEventError(f"slot {slot_id} is not a slot of this service")
                 raise BatchItemError(index, error)
-    await store.apply_hold_changes(session, [c for c in changes if c is not None])
+    await store.apply_hold_changes(session, [change for _, change in changes])
 
 
 def hold_change(event: HoldEvent) -> store.HoldChange | None:

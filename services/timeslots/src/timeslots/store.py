@@ -490,9 +490,9 @@ async def list_slots(
 #
 # A place is held by a booking (its id) or by a waitlist offer (its entry's id) while the
 # booking service holds the place for the waiter. What one event does to its holder's hold
-# is defined by the one-event forms
-# ``hold``, ``release`` and ``move_hold``; the consumer applies a batch of events with
-# ``apply_hold_changes``, which ends in the same rows and counts.
+# is defined by the one-event forms ``hold``, ``release`` and ``move_hold``; the consumer
+# applies a batch of events with ``apply_hold_changes``, which ends in the same rows and
+# counts.
 
 _UUIDS = ARRAY(Uuid)
 
