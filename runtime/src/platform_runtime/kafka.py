@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import InvalidPartitionsError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 from faststream.kafka import KafkaBroker
 
@@ -221,21 +221,44 @@ async def ensure_topics(
 
 
 async def _grow(admin: AIOKafkaAdminClient, wanted: Mapping[str, int]) -> None:
-    counts: dict[str, int] = {}
-    for attempt in range(50):  # a topic created a moment ago may not be described yet
-        described = await admin.describe_topics(list(wanted))
-        counts = {d["topic"]: len(d["partitions"]) for d in described if not d["error_code"]}
-        if len(counts) == len(wanted):
-            break
-        await asyncio.sleep(0.1 * min(attempt + 1, 5))
-    else:
+    counts = await _partition_counts(admin, wanted)
+    if len(counts) < len(wanted):
         log.warning(
             "cannot describe %s: not grown now", ", ".join(sorted(set(wanted) - set(counts)))
         )
     smaller = {t: n for t, n in wanted.items() if counts.get(t, n) < n}
-    if smaller:
+    if not smaller:
+        return
+    try:
         await admin.create_partitions({t: NewPartitions(total_count=n) for t, n in smaller.items()})
-        log.info("grew work queues %s", ", ".join(f"{t} to {n}" for t, n in smaller.items()))
+    except InvalidPartitionsError:
+        # Another replica grew it first (the broker says "already has n"); its metadata
+        # may lag behind that, so wait until it shows every queue at its size.
+        counts = await _partition_counts(admin, smaller, at_least=smaller)
+        if any(counts.get(t, 0) < n for t, n in smaller.items()):
+            raise
+        log.info("another replica grew %s first", ", ".join(sorted(smaller)))
+        return
+    log.info("grew work queues %s", ", ".join(f"{t} to {n}" for t, n in smaller.items()))
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient,
+    topics: Collection[str],
+    *,
+    at_least: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """The topics' partition counts, once the broker describes them all (and, with
+    ``at_least``, shows each with at least so many); what it last showed after 50 tries.
+    A topic created or grown a moment ago may not be in its metadata yet."""
+    counts: dict[str, int] = {}
+    for attempt in range(50):
+        described = await admin.describe_topics(list(topics))
+        counts = {d["topic"]: len(d["partitions"]) for d in described if not d["error_code"]}
+        if len(counts) == len(topics) and all(counts[t] >= n for t, n in (at_least or {}).items()):
+            break
+        await asyncio.sleep(0.1 * min(attempt + 1, 5))
+    return counts
 
 
 REBALANCE_TIMEOUT_MS = 30_000
