@@ -58,13 +58,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 import asyncpg
-from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
+from typing_extensions import TypeVar
 
 from booking_contracts.envelope import (
     Envelope,
@@ -76,11 +76,12 @@ from booking_contracts.envelope import (
 )
 from booking_contracts.money import utc_now
 from booking_contracts.topics import MAX_DEAD_LETTER_VALUE_BYTES, dead_letter_topic
-from platform_runtime import inbox, tracing
+from platform_runtime import tracing
 from platform_runtime.errors import KernelError, describe
 from platform_runtime.observability import correlation_id as correlation_id_var
 from platform_runtime.outbox import causation_id_var, reply_ids
 from platform_runtime.timing import RetryPolicy, sleep_unless
+from platform_runtime.transactions import Transactions
 from platform_runtime.transport import CommitFailed, GroupConsumer, IncomingRecord, Transport
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
+S = TypeVar("S", default=AsyncSession)
+"""The transaction handlers are given (see :mod:`platform_runtime.transactions`)."""
 
 POLL_TIMEOUT_MS = 200
 """Longest wait of one poll for records (so that a stop is noticed)."""
@@ -113,19 +116,19 @@ class BatchItemError(KernelError):
 
 
 @dataclass(frozen=True)
-class EventContext:
+class EventContext(Generic[S]):
     """What a handler gets beside the event: its transaction and the envelope."""
 
-    session: AsyncSession
+    session: S
     envelope: Envelope
     record: IncomingRecord
 
 
-Handler = Callable[[Any, EventContext], Awaitable[None]]
+Handler = Callable[[Any, EventContext[Any]], Awaitable[None]]
 
 BatchItem = tuple[Envelope, Event]
 
-ManyHandler = Callable[[AsyncSession, list[tuple[Envelope, Any]]], Awaitable[None]]
+ManyHandler = Callable[[Any, list[tuple[Envelope, Any]]], Awaitable[None]]
 H = TypeVar("H", bound=ManyHandler)
 
 
@@ -261,17 +264,17 @@ class _Run:
 
 @dataclass(frozen=True)
 class _BatchApply:
-    apply: Callable[[AsyncSession, list[BatchItem]], Awaitable[Any]]
+    apply: Callable[[Any, list[BatchItem]], Awaitable[Any]]
     applied: Callable[[Any], None]
 
 
 @dataclass
-class EventConsumer:
+class EventConsumer(Generic[S]):
     """One consumer group: event type -> handler, applied exactly once per event id."""
 
     name: str
-    session_factory: async_sessionmaker[AsyncSession]
-    inbox_table: Table
+    transactions: Transactions[S]
+    """Where batches are applied and their event ids claimed: the service's database."""
     dead_letters: DeadLetterSink
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     permanent_errors: tuple[type[BaseException], ...] = ()
@@ -326,13 +329,14 @@ class EventConsumer:
     def on(
         self, event_type: type[E]
     ) -> Callable[
-        [Callable[[E, EventContext], Awaitable[None]]], Callable[[E, EventContext], Awaitable[None]]
+        [Callable[[E, EventContext[S]], Awaitable[None]]],
+        Callable[[E, EventContext[S]], Awaitable[None]],
     ]:
         """Register the handler of ``event_type`` (one handler per type)."""
 
         def register(
-            handler: Callable[[E, EventContext], Awaitable[None]],
-        ) -> Callable[[E, EventContext], Awaitable[None]]:
+            handler: Callable[[E, EventContext[S]], Awaitable[None]],
+        ) -> Callable[[E, EventContext[S]], Awaitable[None]]:
             if event_type in self._handlers:
                 raise ValueError(f"{self.name} already handles {event_type.type_name()}")
             if self._batch is not None:
@@ -374,7 +378,7 @@ class EventConsumer:
     def on_batch(
         self,
         event_type: type[E],
-        apply: Callable[[AsyncSession, list[BatchItem]], Awaitable[Any]],
+        apply: Callable[[S, list[BatchItem]], Awaitable[Any]],
         applied: Callable[[Any], None],
     ) -> None:
         """Make this consumer a work queue of ``event_type``: each batch of new events is
@@ -666,10 +670,9 @@ class EventConsumer:
                 consumer=self.name,
                 topic_of={str(item.envelope.id): item.record.topic for item in run},
             ):
-                async with self.session_factory() as session, session.begin():
-                    fresh = await inbox.claim_many(
+                async with self.transactions.begin() as session:
+                    fresh = await self.transactions.claim(
                         session,
-                        self.inbox_table,
                         consumer=self.name,
                         events={item.envelope.id: item.envelope.type for item in run},
                     )
@@ -725,7 +728,7 @@ class EventConsumer:
         if group:
             yield group
 
-    async def _handle_one(self, session: AsyncSession, item: _Item) -> None:
+    async def _handle_one(self, session: S, item: _Item) -> None:
         handler = self._handlers[type(item.event)]
         context = EventContext(session=session, envelope=item.envelope, record=item.record)
         with caused_by(item.envelope), tracing.handling(item.envelope):
@@ -849,5 +852,5 @@ def caused_by(envelope: Envelope) -> Iterator[None]:
         correlation_id_var.reset(correlation_token)
 
 
-async def _not_called(event: Event, ctx: EventContext) -> None:  # pragma: no cover
+async def _not_called(event: Event, ctx: EventContext[Any]) -> None:  # pragma: no cover
     raise AssertionError("batch consumers apply batches, not single events")

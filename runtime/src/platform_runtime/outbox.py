@@ -100,8 +100,16 @@ def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
     )
 
 
+class MemoryOutbox(Protocol):
+    """The outbox of a transaction of a database held in the process
+    (:class:`platform_runtime.memorydb.MemoryTransaction`): published once it commits."""
+
+    outbox: list[OutboundRecord]
+
+
 class Outbox:
-    """Writes events into the outbox within the caller's transaction.
+    """Writes events into the outbox within the caller's transaction (a session, or a
+    transaction of a :class:`~platform_runtime.memorydb.MemoryDatabase`).
 
     ``on_commit`` is called once a transaction that wrote outbox rows has committed (never
     on rollback): it wakes the relay (in this process, or through :class:`OutboxNotifier`).
@@ -116,7 +124,7 @@ class Outbox:
 
     async def add(
         self,
-        session: AsyncSession,
+        session: AsyncSession | MemoryOutbox,
         *events: Event,
         traceparents: Sequence[str | None] | None = None,
     ) -> list[Envelope]:
@@ -141,7 +149,7 @@ class Outbox:
         return await self._write(session, events, envelopes)
 
     async def add_replies(
-        self, session: AsyncSession, replies: Sequence[tuple[Envelope, Event]]
+        self, session: AsyncSession | MemoryOutbox, replies: Sequence[tuple[Envelope, Event]]
     ) -> list[Envelope]:
         """Record events written on behalf of others, in one statement: each ``(cause,
         event)`` gets the correlation id of the envelope ``cause`` and names it as its cause,
@@ -162,10 +170,24 @@ class Outbox:
         return await self._write(session, events, envelopes)
 
     async def _write(
-        self, session: AsyncSession, events: Sequence[Event], envelopes: list[Envelope]
+        self,
+        session: AsyncSession | MemoryOutbox,
+        events: Sequence[Event],
+        envelopes: list[Envelope],
     ) -> list[Envelope]:
         if not events:
             return []
+        if not isinstance(session, AsyncSession):  # a memory database's transaction
+            session.outbox.extend(
+                OutboundRecord(
+                    topic=event.topic,
+                    key=event.aggregate_id(),
+                    value=envelope.to_json_bytes(),
+                    headers=envelope.headers(),
+                )
+                for event, envelope in zip(events, envelopes, strict=True)
+            )
+            return envelopes
         rows = [
             {
                 "event_id": envelope.id,

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData, Table
@@ -34,9 +35,12 @@ from platform_runtime.messaging import EventConsumer, is_outage
 from platform_runtime.outbox import Outbox, OutboxNotifier, OutboxRelay, RelayStats
 from platform_runtime.settings import Role, ServiceSettings
 from platform_runtime.timing import Clock, RetryPolicy, sleep_unless
+from platform_runtime.transactions import SqlTransactions, Stores
 from platform_runtime.transport import RecordPublisher, Transport
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BackgroundLoop = Callable[[asyncio.Event], Awaitable[None]]
 """A coroutine function that runs until the given event is set."""
@@ -254,6 +258,11 @@ class ServiceRuntime:
         """This process runs the relay, consumers and background loops (``all``, ``worker``)."""
         return self.role is not Role.API
 
+    def stores(self, store: Callable[[AsyncSession], T]) -> Stores[AsyncSession, T]:
+        """Transactions on the service's database, each seen through ``store`` (the SQL store
+        its use cases take)."""
+        return Stores(SqlTransactions(self.sessions, self.inbox_table), store)
+
     def consumer(
         self, name: str, *, permanent_errors: tuple[type[BaseException], ...] = ()
     ) -> EventConsumer:
@@ -283,8 +292,7 @@ class ServiceRuntime:
         """A consumer group run as an intake loop: it is stopped before the other loops."""
         consumer = EventConsumer(
             name=name,
-            session_factory=self.sessions,
-            inbox_table=self.inbox_table,
+            transactions=SqlTransactions(self.sessions, self.inbox_table),
             dead_letters=self.publisher,
             retry=self._retry_policy(),
             permanent_errors=permanent_errors,

@@ -15,6 +15,7 @@ from platform_runtime.http.metrics import Metrics
 from platform_runtime.kafka import KafkaPublisher, KafkaTransport, ensure_topics
 from platform_runtime.messaging import EventConsumer, EventContext
 from platform_runtime.timing import RetryPolicy
+from platform_runtime.transactions import SqlTransactions
 
 from .conftest import Db, KernelTestEvent, effects, inbox
 
@@ -101,8 +102,7 @@ def new_consumer(
     """A consumer of ``group`` with quick retries and ``Refused`` as its permanent error."""
     return EventConsumer(
         name=group,
-        session_factory=db.sessions,
-        inbox_table=inbox,
+        transactions=SqlTransactions(db.sessions, inbox),
         dead_letters=dead_letters,
         retry=RetryPolicy(
             max_attempts=max_attempts,

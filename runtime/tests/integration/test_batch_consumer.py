@@ -15,6 +15,7 @@ from booking_contracts.envelope import Envelope
 from platform_runtime.kafka import KafkaPublisher, KafkaTransport
 from platform_runtime.messaging import BatchItem, EventConsumer
 from platform_runtime.timing import RetryPolicy
+from platform_runtime.transactions import SqlTransactions
 from platform_tooling.polling import eventually
 from tests.support.kafka import produce, read_topic
 
@@ -37,8 +38,7 @@ async def running_batches(
     dead_letters = KafkaPublisher(bootstrap, client_id=group)
     consumer = EventConsumer(
         name=group,
-        session_factory=db.sessions,
-        inbox_table=inbox,
+        transactions=SqlTransactions(db.sessions, inbox),
         dead_letters=dead_letters,
         retry=RetryPolicy(
             max_attempts=3, initial=timedelta(seconds=0.01), maximum=timedelta(seconds=0.05)

@@ -7,23 +7,25 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import PaymentSucceeded
 from booking_contracts.envelope import Envelope
 from platform_runtime.http.metrics import Metrics
 from platform_runtime.kafka import KafkaPublisher
 from platform_runtime.messaging import EventContext
+from platform_runtime.transactions import SqlTransactions
 from platform_runtime.transport import IncomingRecord
 from platform_tooling.polling import eventually
 from tests.support.kafka import read_all
 
-from .conftest import Db, KernelTestEvent, effects
+from .conftest import Db, KernelTestEvent, effects, inbox
 from .helpers import (
     consuming,
     effect_notes,
@@ -280,25 +282,22 @@ async def test_the_partitions_of_a_poll_are_applied_concurrently(
     assert met == {"p0": True, "p1": True}
 
 
-class DatabaseDown:
-    """A session factory whose database is unreachable for its first ``failures`` calls."""
+class DatabaseDown(SqlTransactions):
+    """Transactions on a database that is unreachable for the first ``failures`` of them."""
 
     def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        failures: int,
-        on_failure: Callable[[], None] = lambda: None,
+        self, db: Db, failures: int, on_failure: Callable[[], None] = lambda: None
     ) -> None:
-        self.sessions = sessions
+        super().__init__(db.sessions, inbox)
         self.failures = failures
         self.on_failure = on_failure
 
-    def __call__(self) -> AsyncSession:
+    def begin(self) -> AbstractAsyncContextManager[AsyncSession]:
         if self.failures > 0:
             self.failures -= 1
             self.on_failure()
             raise ConnectionRefusedError("the database is down")
-        return self.sessions()
+        return super().begin()
 
 
 async def test_while_the_database_is_unreachable_records_wait_without_counting_attempts(
@@ -314,13 +313,11 @@ async def test_while_the_database_is_unreachable_records_wait_without_counting_a
     consumer = new_consumer(db, kafka_bootstrap, unique("g"), publisher, max_attempts=1)
     consumer.on(KernelTestEvent)(write_effect)
 
-    consumer.session_factory = DatabaseDown(db.sessions, failures=3)  # type: ignore[assignment]
+    consumer.transactions = DatabaseDown(db, failures=3)
     batch = await consumer.handle(records("a", "b", "c", first=0))
-    consumer.session_factory = DatabaseDown(db.sessions, failures=3)  # type: ignore[assignment]
+    consumer.transactions = DatabaseDown(db, failures=3)
     alone = await consumer.handle(records("d", first=3))
-    consumer.session_factory = DatabaseDown(  # type: ignore[assignment]
-        db.sessions, failures=1_000, on_failure=consumer.stop
-    )
+    consumer.transactions = DatabaseDown(db, failures=1_000, on_failure=consumer.stop)
     stopped = await consumer.handle(records("e", "f", first=4))  # stopped while it waits
     await publisher.stop()
 

@@ -16,10 +16,11 @@ from sqlalchemy.pool import NullPool
 from platform_runtime.db import make_session_factory
 from platform_runtime.kafka import KafkaPublisher, ensure_topics
 from platform_runtime.messaging import EventContext
+from platform_runtime.transactions import SqlTransactions
 from platform_tooling.polling import eventually
 from tests.support.kafka import produce, read_topic
 
-from .conftest import Db, KernelTestEvent
+from .conftest import Db, KernelTestEvent, inbox
 from .helpers import consuming, effect_notes, new_consumer, running_consumer
 from .test_consumer import envelope_bytes
 
@@ -81,7 +82,7 @@ async def test_too_many_connections_is_waited_out_and_dead_letters_nothing(
     dead_letters = KafkaPublisher(kafka_bootstrap, client_id=group)
     await ensure_topics(kafka_bootstrap, [topic])
     consumer = new_consumer(db, kafka_bootstrap, group, dead_letters, max_attempts=2)
-    consumer.session_factory = make_session_factory(engine)
+    consumer.transactions = SqlTransactions(make_session_factory(engine), inbox)
     refused: list[str] = []
 
     @consumer.on(KernelTestEvent)

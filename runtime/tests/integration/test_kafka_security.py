@@ -24,6 +24,7 @@ from platform_runtime.messaging import EventConsumer, EventContext
 from platform_runtime.outbox import OutboundRecord
 from platform_runtime.service import ServiceRuntime
 from platform_runtime.settings import ServiceSettings
+from platform_runtime.transactions import SqlTransactions
 from platform_tooling.polling import eventually
 from tests.support.broker import SecureBroker
 from tests.support.fixtures import CreateDatabase
@@ -63,8 +64,7 @@ async def test_the_publisher_a_consumer_and_the_lag_monitor_work_over_tls_with_a
     publisher = KafkaPublisher(secure_kafka.bootstrap, client_id=group, security=security)
     consumer = EventConsumer(
         name=group,
-        session_factory=db.sessions,
-        inbox_table=inbox,
+        transactions=SqlTransactions(db.sessions, inbox),
         dead_letters=publisher,
         transport=KafkaTransport(secure_kafka.bootstrap, security=security),
     )

@@ -4,17 +4,18 @@ runs on it with no broker."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from uuid import uuid4
 
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
-from sqlalchemy import MetaData
 
 from booking_contracts.catalogue import PaymentFailed, PaymentSucceeded
 from booking_contracts.envelope import Envelope
 from platform_runtime.memory import InMemoryTransport, UnknownTopic
+from platform_runtime.memorydb import MemoryDatabase
 from platform_runtime.messaging import EventConsumer
-from platform_runtime.outbox import OutboundRecord, outbox_table
+from platform_runtime.outbox import OutboundRecord
 from platform_runtime.transport import CommitFailed, KafkaRecord, RecordPublisher, Transport
 from platform_tooling.polling import until
 
@@ -157,13 +158,12 @@ async def test_partitions_move_to_a_new_member_only_after_the_owner_handed_over(
     assert len(first.assignment()) == 4
 
 
-def consumer_on(transport: Transport) -> EventConsumer:
+def consumer_on(transport: Transport) -> EventConsumer[Any]:
     """A consumer of ``PaymentSucceeded`` whose handler is never reached: the records below
     are skipped or dead-lettered before any database work."""
     consumer = EventConsumer(
         name="memory",
-        session_factory=None,  # type: ignore[arg-type]
-        inbox_table=outbox_table(MetaData()),
+        transactions=MemoryDatabase(None),
         dead_letters=transport.publisher(client_id="dead-letters"),
         transport=transport,
     )

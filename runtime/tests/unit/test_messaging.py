@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from booking_contracts import Event
+from booking_contracts import Envelope, Event
 from booking_contracts.catalogue import PaymentFailed, PaymentSucceeded
 from booking_contracts.topics import MAX_DEAD_LETTER_VALUE_BYTES
+from platform_runtime.memorydb import MemoryDatabase, MemoryTransaction
 from platform_runtime.messaging import (
     EventConsumer,
     bounded_dead_letter,
     is_bad_data,
     is_outage,
 )
-from platform_runtime.outbox import outbox_table
 from platform_runtime.timing import RetryPolicy
 from platform_runtime.transport import IncomingRecord
 
@@ -63,12 +63,10 @@ def test_data_and_logic_errors_are_not_outages(exc: BaseException) -> None:
 
 
 def test_a_consumer_subscribes_to_the_topics_of_its_handled_events() -> None:
-    from sqlalchemy import MetaData
 
     consumer = EventConsumer(
         name="c",
-        session_factory=None,  # type: ignore[arg-type]
-        inbox_table=outbox_table(MetaData()),
+        transactions=MemoryDatabase(None),
         dead_letters=None,  # type: ignore[arg-type]
     )
 
@@ -99,13 +97,11 @@ class CollectingSink:
         self.sent.append((topic, value, headers))
 
 
-def make_consumer(sink: CollectingSink) -> EventConsumer:
-    from sqlalchemy import MetaData
+def make_consumer(sink: CollectingSink) -> EventConsumer[Any]:
 
     consumer = EventConsumer(
         name="unit",
-        session_factory=None,  # type: ignore[arg-type]
-        inbox_table=outbox_table(MetaData()),
+        transactions=MemoryDatabase(None),
         dead_letters=sink,
         retry=RetryPolicy(initial=timedelta(seconds=0.001), maximum=timedelta(seconds=0.001)),
     )
@@ -168,15 +164,13 @@ async def test_a_dead_letter_waits_for_the_broker_and_is_abandoned_on_stop() -> 
 async def test_both_consumer_kinds_export_their_dead_letters_from_zero() -> None:
     """``increase(events_consumed_total{outcome="dead_lettered"}[..])`` must also see the
     first dead letter: the series exists, at 0, before it."""
-    from sqlalchemy import MetaData
 
     from platform_runtime.http.metrics import Metrics
     from platform_runtime.transport import IncomingRecord
 
     metrics = Metrics()
     options = {
-        "session_factory": None,
-        "inbox_table": outbox_table(MetaData()),
+        "transactions": MemoryDatabase(None),
         "retry": RetryPolicy(initial=timedelta(seconds=0.001), maximum=timedelta(seconds=0.001)),
         "metrics": metrics,
     }
@@ -201,12 +195,10 @@ async def test_both_consumer_kinds_export_their_dead_letters_from_zero() -> None
 
 
 def test_a_consumer_is_either_a_work_queue_or_has_handlers() -> None:
-    from sqlalchemy import MetaData
 
     queue = EventConsumer(
         name="queue",
-        session_factory=None,  # type: ignore[arg-type]
-        inbox_table=outbox_table(MetaData()),
+        transactions=MemoryDatabase(None),
         dead_letters=CollectingSink(),
     )
     queue.on_batch(PaymentFailed, lambda session, items: _never_called(None, None), lambda _: None)
@@ -224,13 +216,12 @@ async def _never_called(event: object, ctx: object) -> None:
 # --- batch handlers (on_many) -------------------------------------------------------------
 
 
-def _payment_consumer(sink: CollectingSink | None = None) -> EventConsumer:
-    from sqlalchemy import MetaData
-
+def _payment_consumer(
+    sink: CollectingSink | None = None, db: MemoryDatabase[list[str]] | None = None
+) -> EventConsumer[Written]:
     return EventConsumer(
         name="batches",
-        session_factory=None,  # type: ignore[arg-type]
-        inbox_table=outbox_table(MetaData()),
+        transactions=db or MemoryDatabase[list[str]]([]),
         dead_letters=sink or CollectingSink(),
         retry=RetryPolicy(
             max_attempts=2, initial=timedelta(seconds=0.001), maximum=timedelta(seconds=0.001)
@@ -243,7 +234,6 @@ async def _many_never_called(session: object, batch: object) -> None:
 
 
 def test_a_type_has_one_handler_whether_it_takes_events_one_by_one_or_in_batches() -> None:
-    from sqlalchemy import MetaData
 
     consumer = _payment_consumer()
     consumer.on(PaymentSucceeded)(_never_called)
@@ -259,8 +249,7 @@ def test_a_type_has_one_handler_whether_it_takes_events_one_by_one_or_in_batches
 
     queue = EventConsumer(
         name="queue",
-        session_factory=None,  # type: ignore[arg-type]
-        inbox_table=outbox_table(MetaData()),
+        transactions=MemoryDatabase(None),
         dead_letters=CollectingSink(),
     )
     queue.on_batch(PaymentFailed, lambda session, items: _never_called(None, None), print)
@@ -336,52 +325,23 @@ def test_new_events_are_cut_into_runs_of_one_batch_handler_and_single_events() -
     assert list(consumer._groups(run, [])) == []
 
 
-class _FakeSession:
-    """Stands for a database session: what a handler writes is kept only if its transaction
-    commits (leaves the ``begin()`` block without an error)."""
-
-    def __init__(self, committed: list[str]) -> None:
-        self.committed = committed
-        self.pending: list[str] = []
-
-    async def __aenter__(self) -> _FakeSession:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def begin(self) -> object:
-        import contextlib
-
-        @contextlib.asynccontextmanager
-        async def transaction() -> AsyncIterator[None]:
-            yield
-            self.committed.extend(self.pending)
-
-        return transaction()
+Written: TypeAlias = MemoryTransaction[list[str]]
+"""A transaction of a database whose state is the payment ids written (kept if it commits)."""
 
 
 async def _run_batches(
-    monkeypatch: pytest.MonkeyPatch,
     payment_ids: list[str],
-    many: Callable[[_FakeSession, list[tuple[object, PaymentFailed]]], Awaitable[None]],
+    many: Callable[[Written, list[tuple[Envelope, PaymentFailed]]], Awaitable[None]],
 ) -> tuple[dict[tuple[str, int], int], list[str], CollectingSink]:
     """``handle`` one partition of ``PaymentFailed`` events (payment ids ``payment_ids``)
-    with the batch handler ``many``, on sessions that keep what committed; every event id
-    is new to the inbox. Returns the offsets to commit, what committed and the dead letters."""
-    from booking_contracts import Envelope
-    from platform_runtime import inbox
+    with the batch handler ``many``, on a database that keeps what committed. Returns the
+    offsets to commit, what committed and the dead letters."""
     from platform_runtime.transport import IncomingRecord
 
-    async def all_new(session: object, table: object, *, consumer: str, events: Any) -> set[Any]:
-        return set(events)
-
-    monkeypatch.setattr(inbox, "claim_many", all_new)
-    committed: list[str] = []
+    db = MemoryDatabase[list[str]]([])
     sink = CollectingSink()
-    consumer = _payment_consumer(sink)
-    consumer.session_factory = lambda: _FakeSession(committed)  # type: ignore[assignment]
-    consumer.on_many(PaymentFailed)(many)  # type: ignore[type-var]
+    consumer = _payment_consumer(sink, db)
+    consumer.on_many(PaymentFailed)(many)
     records = [
         IncomingRecord(
             "payments.events",
@@ -392,25 +352,23 @@ async def _run_batches(
         )
         for offset, p in enumerate(payment_ids)
     ]
-    return await consumer.handle(records), committed, sink
+    return await consumer.handle(records), (await db.read()), sink
 
 
-async def test_a_blamed_event_is_dead_lettered_alone_and_the_others_applied_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_blamed_event_is_dead_lettered_alone_and_the_others_applied_once() -> None:
     from platform_runtime.messaging import BatchItemError, PermanentEventError
 
     calls: list[list[str]] = []
 
-    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+    async def many(session: Written, batch: list[tuple[Envelope, PaymentFailed]]) -> None:
         calls.append([event.payment_id for _, event in batch])
         for index, (_, event) in enumerate(batch):
             if event.payment_id == "bad":
                 raise BatchItemError(index, PermanentEventError("no such payment"))
-            session.pending.append(event.payment_id)
+            session.state.append(event.payment_id)
 
     ids = ["a", "b", "bad", "c", "d", "e"]
-    positions, committed, sink = await _run_batches(monkeypatch, ids, many)
+    positions, committed, sink = await _run_batches(ids, many)
 
     assert positions == {("payments.events", 0): 6}
     assert committed == ["a", "b", "c", "d", "e"]
@@ -428,19 +386,17 @@ async def test_a_blamed_event_is_dead_lettered_alone_and_the_others_applied_once
     assert json.loads(value)["data"]["payment_id"] == "bad"
 
 
-async def test_a_batch_failing_without_blame_is_halved_until_it_commits(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_batch_failing_without_blame_is_halved_until_it_commits() -> None:
     calls: list[list[str]] = []
 
-    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+    async def many(session: Written, batch: list[tuple[Envelope, PaymentFailed]]) -> None:
         calls.append([event.payment_id for _, event in batch])
-        session.pending.extend(event.payment_id for _, event in batch)
+        session.state.extend(event.payment_id for _, event in batch)
         if len(calls) == 1:
             raise RuntimeError("could not serialize access")
 
     ids = ["a", "b", "c", "d", "e"]
-    positions, committed, sink = await _run_batches(monkeypatch, ids, many)
+    positions, committed, sink = await _run_batches(ids, many)
 
     assert positions == {("payments.events", 0): 5}
     assert committed == ids
@@ -448,18 +404,16 @@ async def test_a_batch_failing_without_blame_is_halved_until_it_commits(
     assert sink.sent == []
 
 
-async def test_an_event_that_always_fails_a_batch_is_found_and_dead_lettered_after_its_attempts(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_an_event_that_always_fails_a_batch_is_found_and_dead_lettered_in_the_end() -> None:
     calls: list[list[str]] = []
 
-    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+    async def many(session: Written, batch: list[tuple[Envelope, PaymentFailed]]) -> None:
         calls.append([event.payment_id for _, event in batch])
-        session.pending.extend(event.payment_id for _, event in batch)
+        session.state.extend(event.payment_id for _, event in batch)
         if any(event.payment_id == "bug" for _, event in batch):
             raise KeyError("a bug that does not go away")
 
-    positions, committed, sink = await _run_batches(monkeypatch, ["a", "b", "bug", "c"], many)
+    positions, committed, sink = await _run_batches(["a", "b", "bug", "c"], many)
 
     assert positions == {("payments.events", 0): 4}
     assert committed == ["a", "b", "c"]
@@ -469,18 +423,16 @@ async def test_an_event_that_always_fails_a_batch_is_found_and_dead_lettered_aft
     assert (headers["dlq_kind"], headers["dlq_original_offset"]) == ("retries_exhausted", "2")
 
 
-async def test_a_permanent_error_that_blames_no_event_dead_letters_only_the_culprit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_permanent_error_that_blames_no_event_dead_letters_only_the_culprit() -> None:
     from platform_runtime.messaging import PermanentEventError
 
-    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
-        session.pending.extend(event.payment_id for _, event in batch)
+    async def many(session: Written, batch: list[tuple[Envelope, PaymentFailed]]) -> None:
+        session.state.extend(event.payment_id for _, event in batch)
         if any(event.payment_id == "bad" for _, event in batch):
             raise PermanentEventError("one of these can never be applied")
 
     ids = ["a", "b", "c", "bad", "d"]
-    positions, committed, sink = await _run_batches(monkeypatch, ids, many)
+    positions, committed, sink = await _run_batches(ids, many)
 
     assert positions == {("payments.events", 0): 5}
     assert committed == ["a", "b", "c", "d"]
@@ -490,16 +442,14 @@ async def test_a_permanent_error_that_blames_no_event_dead_letters_only_the_culp
     assert (headers["dlq_kind"], headers["dlq_original_offset"]) == ("rejected", "3")
 
 
-async def test_a_blamed_event_failing_because_the_database_is_down_is_not_dead_lettered(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_blamed_event_failing_because_the_database_is_down_is_not_dead_lettered() -> None:
     """As for a one-event handler: an error caused by a connection problem is an outage
     (retried without counting), also when a batch handler blames it on one event."""
     from platform_runtime.messaging import BatchItemError
 
     attempts = {"p": 0}
 
-    async def many(session: _FakeSession, batch: list[tuple[object, PaymentFailed]]) -> None:
+    async def many(session: Written, batch: list[tuple[Envelope, PaymentFailed]]) -> None:
         for index, (_, event) in enumerate(batch):
             if event.payment_id == "p" and attempts["p"] < 3:  # more than max_attempts
                 attempts["p"] += 1
@@ -510,9 +460,9 @@ async def test_a_blamed_event_failing_because_the_database_is_down_is_not_dead_l
                         raise RuntimeError("could not apply the payment") from reset
                 except RuntimeError as exc:
                     raise BatchItemError(index, exc) from exc
-            session.pending.append(event.payment_id)
+            session.state.append(event.payment_id)
 
-    positions, committed, sink = await _run_batches(monkeypatch, ["a", "p", "b"], many)
+    positions, committed, sink = await _run_batches(["a", "p", "b"], many)
 
     assert positions == {("payments.events", 0): 3}
     assert sink.sent == [], "nothing dead-lettered while the database was down"
