@@ -11,6 +11,7 @@ from platform_runtime.http.auth import AdminUser
 from platform_runtime.http.context import RequestContext, request_context
 from platform_runtime.http.problems import PROBLEM_RESPONSES
 from reminders import handlers, schemas
+from reminders.store import SqlStore
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["reminders"])
 
@@ -23,7 +24,7 @@ async def booking_reminders(
 ) -> schemas.BookingRemindersOut:
     """Every reminder of a booking, live or not, with its status (admins only)."""
     async with ctx.transaction() as session:
-        rows = await handlers.booking_reminders(session, booking_id)
+        rows = await handlers.booking_reminders(SqlStore(session), booking_id)
     return schemas.BookingRemindersOut(
         booking_id=booking_id, reminders=[schemas.ReminderOut.of(r) for r in rows]
     )

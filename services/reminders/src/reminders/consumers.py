@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from booking_contracts.catalogue import (
     BookingCancelled,
@@ -29,38 +29,41 @@ from booking_contracts.money import utc_now
 from platform_runtime.messaging import EventConsumer, EventContext
 from reminders import handlers
 from reminders.domain import Schedule
+from reminders.handlers import Store
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
-    from sqlalchemy.ext.asyncio import AsyncSession
 
 CONSUMER = "reminders-bookings"
 
+S = TypeVar("S")
+
 
 def register(
-    consumer: EventConsumer,
+    consumer: EventConsumer[S],
+    store_of: Callable[[S], Store],
     schedule: Schedule,
     scheduled: Counter,
     clock: Callable[[], datetime] = utc_now,
 ) -> None:
     @consumer.on_many(BookingConfirmed)
-    async def confirmed(
-        session: AsyncSession, confirmations: list[tuple[Envelope, BookingConfirmed]]
-    ) -> None:
+    async def confirmed(tx: S, confirmations: list[tuple[Envelope, BookingConfirmed]]) -> None:
         await handlers.confirm_bookings(
-            session, confirmations, schedule=schedule, scheduled=scheduled
+            store_of(tx), confirmations, schedule=schedule, scheduled=scheduled
         )
 
     @consumer.on(BookingRescheduled)
-    async def rescheduled(event: BookingRescheduled, ctx: EventContext) -> None:
-        await handlers.reschedule(ctx.session, event, as_of=ctx.envelope.time, schedule=schedule)
+    async def rescheduled(event: BookingRescheduled, ctx: EventContext[S]) -> None:
+        await handlers.reschedule(
+            store_of(ctx.session), event, as_of=ctx.envelope.time, schedule=schedule
+        )
 
     async def ended(
         event: BookingCancelled | BookingCompleted | BookingNoShow | BookingExpired,
-        ctx: EventContext,
+        ctx: EventContext[S],
     ) -> None:
         await handlers.end(
-            ctx.session,
+            store_of(ctx.session),
             event.booking_id,
             version=event.booking_version or 0,
             as_of=ctx.envelope.time,
@@ -72,14 +75,16 @@ def register(
     consumer.on(BookingExpired)(ended)
 
     @consumer.on(WaitlistOfferMade)
-    async def offer_made(event: WaitlistOfferMade, ctx: EventContext) -> None:
-        await handlers.offer_made(ctx.session, event, as_of=ctx.envelope.time, now=clock())
+    async def offer_made(event: WaitlistOfferMade, ctx: EventContext[S]) -> None:
+        await handlers.offer_made(
+            store_of(ctx.session), event, as_of=ctx.envelope.time, now=clock()
+        )
 
     async def offer_over(
         event: WaitlistOfferTaken | WaitlistOfferLapsed | WaitlistLeft | WaitlistExpired,
-        ctx: EventContext,
+        ctx: EventContext[S],
     ) -> None:
-        await handlers.offer_over(ctx.session, event.entry_id)
+        await handlers.offer_over(store_of(ctx.session), event.entry_id)
 
     consumer.on(WaitlistOfferTaken)(offer_over)
     consumer.on(WaitlistOfferLapsed)(offer_over)

@@ -37,9 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from typing import TYPE_CHECKING
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from booking_contracts.catalogue import ReminderDue, ReminderFailed, ReminderSent
 from booking_contracts.envelope import Event
@@ -47,8 +45,10 @@ from platform_runtime.errors import describe
 from platform_runtime.messaging import BatchItem
 from platform_runtime.outbox import Outbox
 from platform_runtime.timing import RetryPolicy, sleep_unless
-from reminders import domain, store
+from platform_runtime.transactions import Stores
+from reminders import domain
 from reminders.domain import Channel
+from reminders.handlers import Store
 from reminders.senders import DeliveryError, SmsConfig, SmsSender, SmtpConfig, SmtpConnection
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ RECORD_LINGER_S = 0.2
 class Delivery:
     """The sending half of a worker process: a bounded pool of senders and a recorder."""
 
-    sessions: async_sessionmaker[AsyncSession]
+    stores: Stores[Any, Store]
     outbox: Outbox
     clock: Callable[[], datetime]
     policy: RetryPolicy
@@ -83,17 +83,17 @@ class Delivery:
     concurrency: int = 16
     hold_max: int = 2000
     """Leases this process may hold at most, counting those waiting for their time."""
-    _queue: asyncio.Queue[store.Lease] = field(default_factory=asyncio.Queue)
-    _waiting: list[tuple[datetime, int, store.Lease]] = field(default_factory=list)
-    _held: set[store.Lease] = field(default_factory=set)
+    _queue: asyncio.Queue[domain.Lease] = field(default_factory=asyncio.Queue)
+    _waiting: list[tuple[datetime, int, domain.Lease]] = field(default_factory=list)
+    _held: set[domain.Lease] = field(default_factory=set)
     """The leases in ``_waiting``."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _to_write: collections.deque[store.Lease] = field(default_factory=collections.deque)
-    _written: dict[store.Lease, bytes] = field(default_factory=dict)
+    _to_write: collections.deque[domain.Lease] = field(default_factory=collections.deque)
+    _written: dict[domain.Lease, bytes] = field(default_factory=dict)
     """Emails written while their lease waits for its time (see :meth:`_writer`)."""
     _write_wake: asyncio.Event = field(default_factory=asyncio.Event)
     _order: itertools.count[int] = field(default_factory=itertools.count)
-    _results: asyncio.Queue[store.Sent | store.Failure] = field(default_factory=asyncio.Queue)
+    _results: asyncio.Queue[domain.Sent | domain.Failure] = field(default_factory=asyncio.Queue)
     _outstanding: int = 0
     _sms: SmsSender | None = field(default=None, init=False)
 
@@ -126,20 +126,20 @@ class Delivery:
         ready = self._outstanding - len(self._waiting)
         return max(0, min(2 * self.concurrency - ready, self.hold_max - self._outstanding))
 
-    async def take(self, session: AsyncSession, jobs: list[BatchItem]) -> list[store.Lease]:
+    async def take(self, tx: Any, jobs: list[BatchItem]) -> list[domain.Lease]:
         """In the batch's transaction (the kernel claimed the job ids already): lease every
         reminder whose current job this still is; the rest are dropped."""
         wanted = [
-            store.Job(envelope.id, event.reminder_id, event.scheduled_for)
+            domain.Job(envelope.id, event.reminder_id, event.scheduled_for)
             for envelope, event in jobs
             if isinstance(event, ReminderDue)
         ]
-        leases = await store.take_leases(session, wanted, now=self.clock(), lease=self.lease)
+        leases = await self.stores.store(tx).take_leases(wanted, now=self.clock(), lease=self.lease)
         if len(leases) < len(wanted):
             self._dropped.labels("not_current").inc(len(wanted) - len(leases))
         return leases
 
-    def hand_out(self, leases: list[store.Lease]) -> None:
+    def hand_out(self, leases: list[domain.Lease]) -> None:
         """Once the leases are committed: give them to the senders (those not due yet once
         their time comes)."""
         now = self.clock()
@@ -191,17 +191,17 @@ class Delivery:
             if wait_s > 0:
                 await sleep_unless(self._wake, min(wait_s, TICK_S))
                 continue
-            due: list[store.Lease] = []
+            due: list[domain.Lease] = []
             while self._waiting and self._waiting[0][0] <= now:
                 due.append(heapq.heappop(self._waiting)[2])
             self._held.difference_update(due)
             await self._release_due(due)
 
-    async def _release_due(self, due: list[store.Lease]) -> None:
+    async def _release_due(self, due: list[domain.Lease]) -> None:
         """Their time came: to the senders, unless the reminder changed while they waited."""
         try:
-            async with self.sessions() as session:
-                held = await store.still_held(session, due)
+            async with self.stores.begin() as reader:
+                held = await reader.still_held(due)
         except Exception:  # the recording of the outcome is fenced anyway: send
             log.warning("checking %d waiting leases failed; sending them", len(due), exc_info=True)
             held = {lease.reminder.id for lease in due}
@@ -221,8 +221,8 @@ class Delivery:
         self._written.clear()
         self._outstanding -= len(waiting)
         if waiting:
-            async with self.sessions.begin() as session:
-                await store.release(session, waiting)
+            async with self.stores.begin() as writer:
+                await writer.release(waiting)
 
     # --- the senders ------------------------------------------------------------------
 
@@ -276,8 +276,8 @@ class Delivery:
             await connection.close()
 
     async def deliver(
-        self, lease: store.Lease, connection: SmtpConnection
-    ) -> store.Sent | store.Failure | None:
+        self, lease: domain.Lease, connection: SmtpConnection
+    ) -> domain.Sent | domain.Failure | None:
         """Send one message; None when the lease ran out before it could start."""
         reminder = lease.reminder
         timeout = timedelta(seconds=max(self.smtp.timeout_s, self.sms.timeout_s if self.sms else 0))
@@ -303,8 +303,8 @@ class Delivery:
                 error,
                 "giving up" if gives_up else f"retrying at {retry_at}",
             )
-            return store.Failure(lease=lease, error=error, retry_at=retry_at)
-        return store.Sent(lease=lease, sent_at=self.clock())
+            return domain.Failure(lease=lease, error=error, retry_at=retry_at)
+        return domain.Sent(lease=lease, sent_at=self.clock())
 
     async def _send_sms(self, reminder: domain.Reminder) -> None:
         if self._sms is None or reminder.contact_phone is None:
@@ -317,8 +317,8 @@ class Delivery:
 
     # --- the recorder -----------------------------------------------------------------
 
-    def _drain_results(self) -> list[store.Sent | store.Failure]:
-        batch: list[store.Sent | store.Failure] = []
+    def _drain_results(self) -> list[domain.Sent | domain.Failure]:
+        batch: list[domain.Sent | domain.Failure] = []
         while not self._results.empty() and len(batch) < FLUSH_BATCH:
             batch.append(self._results.get_nowait())
         return batch
@@ -338,13 +338,13 @@ class Delivery:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
-    async def _record(self, batch: list[store.Sent | store.Failure]) -> None:
-        sent = [o for o in batch if isinstance(o, store.Sent)]
-        failures = [o for o in batch if isinstance(o, store.Failure)]
+    async def _record(self, batch: list[domain.Sent | domain.Failure]) -> None:
+        sent = [o for o in batch if isinstance(o, domain.Sent)]
+        failures = [o for o in batch if isinstance(o, domain.Failure)]
         events: list[Event] = []
-        async with self.sessions.begin() as session:
+        async with self.stores.begin() as writer:
             if sent:
-                for done in await store.record_sent(session, sent):
+                for done in await writer.record_sent(sent):
                     events.append(
                         ReminderSent(
                             reminder_id=done.id,
@@ -358,7 +358,7 @@ class Delivery:
                     lateness = (done.sent_at - done.scheduled_for).total_seconds()
                     self._lateness.labels(done.channel).observe(max(lateness, 0.0))
             if failures:
-                for failed in await store.record_failures(session, failures):
+                for failed in await writer.record_failures(failures):
                     if failed.status == domain.Status.FAILED:
                         events.append(
                             ReminderFailed(
@@ -372,4 +372,4 @@ class Delivery:
                         self._outcomes.labels(failed.channel, "failed").inc()
                     else:
                         self._outcomes.labels(failed.channel, "retry").inc()
-            await self.outbox.add(session, *events)
+            await self.outbox.add(writer.tx, *events)

@@ -21,14 +21,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from booking_contracts.catalogue import ReminderDue
 from platform_runtime.outbox import Outbox
 from platform_runtime.timing import sleep_unless
-from reminders import store
+from platform_runtime.transactions import Stores
+from reminders.handlers import Store
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -47,7 +46,7 @@ class Round:
 
 
 async def dispatch(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     *,
     now: datetime,
@@ -56,14 +55,14 @@ async def dispatch(
     ahead: timedelta = timedelta(0),
 ) -> Round:
     """One batch, in the caller's transaction."""
-    due = await store.take_due(session, now=now, limit=limit, ahead=ahead)
+    due = await store.take_due(now=now, limit=limit, ahead=ahead)
     stale = [d.id for d in due if d.starts_at <= now]
     live = [d for d in due if d.starts_at > now]
     if stale:
-        await store.cancel_stale(session, stale)
+        await store.cancel_stale(stale)
     if live:
         envelopes = await outbox.add(
-            session,
+            store.tx,
             *(
                 ReminderDue(
                     reminder_id=d.id,
@@ -75,7 +74,6 @@ async def dispatch(
             ),
         )
         await store.mark_queued(
-            session,
             {d.id: envelope.id for d, envelope in zip(live, envelopes, strict=True)},
             lease_expires_at=now + job_timeout,
         )
@@ -84,7 +82,7 @@ async def dispatch(
 
 @dataclass
 class Dispatcher:
-    sessions: async_sessionmaker[AsyncSession]
+    stores: Stores[Any, Store]
     outbox: Outbox
     clock: Callable[[], datetime]
     batch_size: int
@@ -94,9 +92,9 @@ class Dispatcher:
     ahead: timedelta = timedelta(0)
 
     async def run_once(self) -> Round:
-        async with self.sessions.begin() as session:
+        async with self.stores.begin() as store:
             result = await dispatch(
-                session,
+                store,
                 self.outbox,
                 now=self.clock(),
                 limit=self.batch_size,

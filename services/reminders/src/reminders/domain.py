@@ -410,3 +410,57 @@ class StoredReminder:
     room_time_zone: str
     created_at: datetime
     updated_at: datetime
+
+
+# --- what the store is given and gives back -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A confirmed booking to remember, as its event reports it: the booking's ``version``
+    (0: unversioned) and ``as_of`` (the event's time), the event's order key."""
+
+    facts: BookingFacts
+    version: int
+    as_of: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    id: UUID
+    booking_id: UUID
+    channel: Channel
+    scheduled_for: datetime
+    starts_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's claim on one reminder: ``attempt`` (with the scheduled time) fences the
+    result it may record; the message goes out at ``not_before`` at the earliest."""
+
+    reminder: Reminder
+    attempt: int
+    expires_at: datetime
+    not_before: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: UUID
+    reminder_id: UUID
+    scheduled_for: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    lease: Lease
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    lease: Lease
+    error: str
+    retry_at: datetime | None
+    """When to try again; None: no more attempts, the reminder failed."""

@@ -22,33 +22,125 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
-from booking_contracts.catalogue import BookingConfirmed, BookingRescheduled, WaitlistOfferMade
+from booking_contracts.catalogue import (
+    BookingConfirmed,
+    BookingRescheduled,
+    Contact,
+    WaitlistOfferMade,
+)
 from booking_contracts.envelope import Envelope
 from platform_runtime.messaging import BatchItemError
-from reminders import domain, store
+from reminders import domain
 from reminders.domain import (
     BookingNotFound,
     Channel,
+    Confirmation,
+    Due,
+    Failure,
     ImpossibleBooking,
+    Job,
+    Lease,
     Schedule,
+    Sent,
     check_booking,
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from prometheus_client import Counter
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from platform_runtime.outbox import MemoryOutbox
 
 log = logging.getLogger(__name__)
 
 
+class Store(Protocol):
+    """What the use cases read and change, in one transaction: the service's database
+    (:class:`reminders.store.SqlStore`), or its twin held in the process
+    (:class:`reminders.memory.MemoryStore`), which the same contract tests hold to the same
+    behaviour. The methods are documented on the SQL store."""
+
+    @property
+    def tx(self) -> AsyncSession | MemoryOutbox:
+        """The transaction, for the outbox to write the use case's events into."""
+        ...
+
+    async def remember_bookings(self, confirmations: Sequence[Confirmation]) -> set[UUID]: ...
+
+    async def move_booking(
+        self,
+        booking_id: UUID,
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        room_time_zone: str,
+        version: int,
+        as_of: datetime,
+    ) -> domain.BookingFacts | None: ...
+
+    async def end_booking(self, booking_id: UUID, *, version: int, as_of: datetime) -> None: ...
+
+    async def booking_known(self, booking_id: UUID) -> bool: ...
+
+    async def add_reminders(
+        self, plans: Sequence[tuple[domain.BookingFacts, Mapping[Channel, datetime]]]
+    ) -> int: ...
+
+    async def add_offer_email(
+        self,
+        *,
+        entry_id: UUID,
+        user_id: str,
+        slot_id: UUID,
+        contact: Contact,
+        starts_at: datetime,
+        ends_at: datetime,
+        room_name: str,
+        room_time_zone: str,
+        offer_expires_at: datetime,
+        due_at: datetime,
+    ) -> None: ...
+
+    async def replan(
+        self, facts: domain.BookingFacts, planned: Mapping[Channel, datetime]
+    ) -> None: ...
+
+    async def cancel_live(
+        self, booking_id: UUID, *, except_kinds: Sequence[str] = (), reason: str | None = None
+    ) -> int: ...
+
+    async def take_due(
+        self, *, now: datetime, limit: int, ahead: timedelta = timedelta(0)
+    ) -> list[Due]: ...
+
+    async def mark_queued(
+        self, jobs: Mapping[UUID, UUID], *, lease_expires_at: datetime
+    ) -> None: ...
+
+    async def cancel_stale(self, ids: Sequence[UUID]) -> None: ...
+
+    async def take_leases(
+        self, jobs: Sequence[Job], *, now: datetime, lease: timedelta
+    ) -> list[Lease]: ...
+
+    async def still_held(self, leases: Sequence[Lease]) -> set[UUID]: ...
+
+    async def release(self, leases: Sequence[Lease]) -> None: ...
+
+    async def record_sent(self, sent: Sequence[Sent]) -> list[domain.Delivered]: ...
+
+    async def record_failures(self, failures: Sequence[Failure]) -> list[domain.Undelivered]: ...
+
+    async def reminders_of(self, booking_id: UUID) -> list[domain.StoredReminder]: ...
+
+
 async def confirm_bookings(
-    session: AsyncSession,
+    store: Store,
     confirmations: Sequence[tuple[Envelope, BookingConfirmed]],
     *,
     schedule: Schedule,
@@ -73,9 +165,8 @@ async def confirm_bookings(
         firsts.setdefault(event.booking_id, index)  # a later one is a duplicate
     facts = {booking_id: _facts(confirmations[i][1]) for booking_id, i in firsts.items()}
     new = await store.remember_bookings(
-        session,
         [
-            store.Confirmation(
+            Confirmation(
                 facts[booking_id],
                 version=confirmations[i][1].booking_version or 0,
                 as_of=confirmations[i][0].time,
@@ -94,7 +185,7 @@ async def confirm_bookings(
             as_of=envelope.time,
         )
         plans.append((facts[event.booking_id], planned))
-    await store.add_reminders(session, plans)
+    await store.add_reminders(plans)
     counts = Tally(channel for _, planned in plans for channel in planned)
     for channel, count in counts.items():
         scheduled.labels(channel.value).inc(count)
@@ -114,7 +205,7 @@ def _facts(event: BookingConfirmed) -> domain.BookingFacts:
 
 
 async def reschedule(
-    session: AsyncSession, event: BookingRescheduled, *, as_of: datetime, schedule: Schedule
+    store: Store, event: BookingRescheduled, *, as_of: datetime, schedule: Schedule
 ) -> None:
     """Move a live booking's reminders to its new time (those now past are dropped); a stale
     event, or one for no live booking, changes nothing."""
@@ -124,7 +215,6 @@ async def reschedule(
         time_zone=event.room_time_zone,
     )
     facts = await store.move_booking(
-        session,
         event.booking_id,
         starts_at=event.new_starts_at,
         ends_at=event.new_ends_at,
@@ -138,20 +228,20 @@ async def reschedule(
     planned = schedule.plan(
         starts_at=facts.starts_at, has_phone=facts.contact_phone is not None, as_of=as_of
     )
-    await store.replan(session, facts, planned)
+    await store.replan(facts, planned)
 
 
-async def end(session: AsyncSession, booking_id: UUID, *, version: int, as_of: datetime) -> None:
+async def end(store: Store, booking_id: UUID, *, version: int, as_of: datetime) -> None:
     """A booking ended (cancelled, completed, no-show, expired): its live reminders go."""
-    await store.end_booking(session, booking_id, version=version, as_of=as_of)
-    await store.cancel_live(session, booking_id)
+    await store.end_booking(booking_id, version=version, as_of=as_of)
+    await store.cancel_live(booking_id)
 
 
-async def booking_reminders(session: AsyncSession, booking_id: UUID) -> list[domain.StoredReminder]:
+async def booking_reminders(store: Store, booking_id: UUID) -> list[domain.StoredReminder]:
     """Every reminder of a booking, live or not, by scheduled time; ``BookingNotFound`` when
     neither a reminder nor an event of it is known here."""
-    rows = await store.reminders_of(session, booking_id)
-    if not rows and not await store.booking_known(session, booking_id):
+    rows = await store.reminders_of(booking_id)
+    if not rows and not await store.booking_known(booking_id):
         raise BookingNotFound(f"no reminders of booking {booking_id} are known")
     return rows
 
@@ -160,7 +250,7 @@ async def booking_reminders(session: AsyncSession, booking_id: UUID) -> list[dom
 
 
 async def offer_made(
-    session: AsyncSession, event: WaitlistOfferMade, *, as_of: datetime, now: datetime
+    store: Store, event: WaitlistOfferMade, *, as_of: datetime, now: datetime
 ) -> None:
     """Tell the waiter at once (due when the offer was made, ``as_of``) that a place is held
     for them; an offer read after it ended is not told."""
@@ -170,7 +260,6 @@ async def offer_made(
         starts_at=event.starts_at, ends_at=event.ends_at, time_zone=event.room_time_zone
     )
     await store.add_offer_email(
-        session,
         entry_id=event.entry_id,
         user_id=event.user_id,
         slot_id=event.slot_id,
@@ -184,6 +273,6 @@ async def offer_made(
     )
 
 
-async def offer_over(session: AsyncSession, entry_id: UUID) -> None:
+async def offer_over(store: Store, entry_id: UUID) -> None:
     """The offer was taken, declined, lapsed or closed: an email not sent yet is not sent."""
-    await store.cancel_live(session, entry_id, reason="the offer is over")
+    await store.cancel_live(entry_id, reason="the offer is over")

@@ -22,6 +22,7 @@ from reminders import api, consumers, delivery, domain, models
 from reminders.dispatcher import Dispatcher
 from reminders.senders import SmsConfig, SmtpConfig
 from reminders.settings import RemindersSettings
+from reminders.store import SqlStore
 
 VERSION = version("reminders-service")
 """The service's version, from its package metadata (its ``pyproject.toml``)."""
@@ -70,6 +71,7 @@ def create_runtime(
     if settings.scheduler_enabled:
         consumers.register(
             runtime.consumer(consumers.CONSUMER, permanent_errors=(domain.ImpossibleBooking,)),
+            SqlStore,
             settings.schedule(),
             runtime.metrics.counter(
                 "reminders_scheduled_total", "Reminders scheduled by channel", ["channel"]
@@ -78,7 +80,7 @@ def create_runtime(
         )
     if settings.dispatcher_enabled:
         dispatcher = Dispatcher(
-            sessions=runtime.sessions,
+            stores=runtime.stores(SqlStore),
             outbox=runtime.outbox,
             clock=clock,
             batch_size=settings.dispatch_batch_size,
@@ -94,7 +96,7 @@ def create_runtime(
         runtime.background("dispatcher", dispatcher.run)
     if settings.worker_enabled:
         worker = delivery.Delivery(
-            sessions=runtime.sessions,
+            stores=runtime.stores(SqlStore),
             outbox=runtime.outbox,
             clock=clock,
             policy=settings.retry_policy(),

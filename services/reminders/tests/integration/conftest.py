@@ -23,27 +23,22 @@ import pytest_asyncio
 
 from booking_contracts import topics
 from booking_contracts.catalogue import (
-    Actor,
-    BookingCancelled,
     BookingConfirmed,
-    BookingRescheduled,
-    Contact,
 )
 from booking_contracts.envelope import Envelope, Event
-from booking_contracts.money import Money
 from platform_runtime.db import asyncpg_dsn
 from platform_runtime.migrations import upgrade
 from platform_runtime.transport import IncomingRecord
 from reminders.cli import ALEMBIC_INI
 from reminders.main import create_app
 from reminders.settings import RemindersSettings
+from tests.support import booking_events
 from tests.support.brokers import Broker
 from tests.support.drivers import ServiceDriver, ShiftedClock
 from tests.support.fixtures import CreateDatabase
+from tests.support.senders import SmsProvider, SmtpSink
 from tests.support.service import bearer, running
 from tests.support.threads import in_thread
-
-from .fakes import SmsProvider, SmtpSink
 
 T = TypeVar("T")
 
@@ -86,53 +81,9 @@ class Service(ServiceDriver):
         key = envelope.subject.encode() if envelope.subject else None
         await self.broker.publish(topic, [envelope.to_json_bytes()], key=key)
 
-    def confirmed(
-        self,
-        starts_at: datetime,
-        *,
-        phone: str | None = None,
-        booking_id: uuid.UUID | None = None,
-        time_zone: str = "Europe/Berlin",
-        room_name: str = "Room 7",
-        minutes: int = 60,
-    ) -> BookingConfirmed:
-        booking_id = booking_id or uuid.uuid4()
-        return BookingConfirmed(
-            booking_id=booking_id,
-            user_id="user-1",
-            slot_id=uuid.uuid4(),
-            room_id=uuid.uuid4(),
-            room_name=room_name,
-            room_time_zone=time_zone,
-            starts_at=starts_at,
-            ends_at=starts_at + timedelta(minutes=minutes),
-            contact=Contact(email=f"{booking_id}@example.com", phone=phone),
-            payment_id=f"pay-{booking_id}",
-            price=Money.of("20.00", "EUR"),
-        )
-
-    def cancelled(self, booking: BookingConfirmed) -> BookingCancelled:
-        return BookingCancelled(
-            booking_id=booking.booking_id,
-            user_id=booking.user_id,
-            slot_id=booking.slot_id,
-            room_id=booking.room_id,
-            cancelled_by=Actor.USER,
-        )
-
-    def rescheduled(self, booking: BookingConfirmed, new_start: datetime) -> BookingRescheduled:
-        return BookingRescheduled(
-            booking_id=booking.booking_id,
-            user_id=booking.user_id,
-            room_id=booking.room_id,
-            old_slot_id=booking.slot_id,
-            new_slot_id=uuid.uuid4(),
-            old_starts_at=booking.starts_at,
-            new_starts_at=new_start,
-            new_ends_at=new_start + timedelta(hours=1),
-            room_time_zone=booking.room_time_zone,
-            price_difference=Money.of("0.00", "EUR"),
-        )
+    confirmed = staticmethod(booking_events.confirmed)
+    cancelled = staticmethod(booking_events.cancelled)
+    rescheduled = staticmethod(booking_events.rescheduled)
 
     async def confirm(self, booking: BookingConfirmed, *, expect: int) -> list[dict[str, Any]]:
         """Publish the confirmation and wait until the booking is known with ``expect``

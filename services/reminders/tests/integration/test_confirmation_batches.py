@@ -25,6 +25,7 @@ from platform_runtime.transport import IncomingRecord
 from reminders import consumers, handlers
 from reminders.domain import ImpossibleBooking
 from reminders.main import create_runtime
+from reminders.store import SqlStore
 
 from .conftest import Service
 
@@ -74,7 +75,10 @@ async def apply(
     """One call of the batch handler, in one transaction."""
     async with runtime.sessions.begin() as session:
         await handlers.confirm_bookings(
-            session, items, schedule=service.settings.schedule(), scheduled=scheduled.counter
+            SqlStore(session),
+            items,
+            schedule=service.settings.schedule(),
+            scheduled=scheduled.counter,
         )
 
 
@@ -296,9 +300,9 @@ async def test_through_the_consumer_an_impossible_confirmation_is_dead_lettered_
     calls: list[list[uuid.UUID]] = []
     confirm = handlers.confirm_bookings
 
-    def counting(session: Any, items: Sequence[Item], **kwargs: Any) -> Awaitable[None]:
+    def counting(store: Any, items: Sequence[Item], **kwargs: Any) -> Awaitable[None]:
         calls.append([envelope.id for envelope, _ in items])
-        return confirm(session, items, **kwargs)
+        return confirm(store, items, **kwargs)
 
     spy: Callable[..., Awaitable[None]] = counting
     monkeypatch.setattr(handlers, "confirm_bookings", spy)

@@ -14,9 +14,9 @@ import pytest_asyncio
 from reminders.senders import SmtpConfig, SmtpConnection
 from tests.support.brokers import Broker
 from tests.support.fixtures import CreateDatabase
+from tests.support.senders import SmsProvider, SmtpSink, self_signed_tls
 
 from .conftest import Service, serve
-from .fakes import SmsProvider, SmtpSink, self_signed_tls
 
 HOUR = timedelta(hours=1)
 SECOND = timedelta(seconds=1)

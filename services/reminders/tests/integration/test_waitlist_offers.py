@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from booking_contracts.catalogue import (
-    Contact,
     WaitlistOfferMade,
     WaitlistOfferTaken,
 )
+from tests.support import booking_events
 
 from .conftest import Service
 
@@ -19,19 +19,7 @@ HOUR = timedelta(hours=1)
 
 
 def _offer(service: Service, starts_at: datetime, *, minutes: int = 15) -> WaitlistOfferMade:
-    entry_id = uuid.uuid4()
-    return WaitlistOfferMade(
-        entry_id=entry_id,
-        slot_id=uuid.uuid4(),
-        room_id=uuid.uuid4(),
-        user_id="waiter-1",
-        offer_expires_at=service.clock() + timedelta(minutes=minutes),
-        starts_at=starts_at,
-        ends_at=starts_at + HOUR,
-        room_name="Studio 3",
-        room_time_zone="America/New_York",
-        contact=Contact(email=f"{entry_id}@example.com"),
-    )
+    return booking_events.offer(starts_at, expires_at=service.clock() + timedelta(minutes=minutes))
 
 
 async def test_the_waiter_gets_one_email_with_the_local_time_the_offers_end_and_the_link(

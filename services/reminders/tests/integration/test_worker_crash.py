@@ -24,10 +24,10 @@ from tests.support.brokers import KafkaBroker
 from tests.support.drivers import ShiftedClock
 from tests.support.fixtures import CreateDatabase
 from tests.support.ports import free_port
+from tests.support.senders import SmsProvider, SmtpSink
 from tests.support.threads import in_thread
 
 from .conftest import Service, serve
-from .fakes import SmsProvider, SmtpSink
 
 BOOKINGS = 24
 CONCURRENCY = 4
