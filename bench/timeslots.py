@@ -51,7 +51,9 @@ from booking_contracts.money import Money
 from platform_runtime.db import make_engine, make_session_factory
 from platform_runtime.migrations import upgrade
 from platform_runtime.outbox import Outbox
+from platform_runtime.transactions import SqlTransactions, Stores
 from timeslots import domain, handlers, models, operations, schemas, store
+from timeslots.store import SqlStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # As ``timeslots.cli.ALEMBIC_INI``, without importing the CLI (and the whole app with it).
@@ -457,9 +459,9 @@ async def create_rooms(
                 time_zone=TIME_ZONE,
             )
             room = await handlers.create_room(
-                session, outbox, body.command(), defaults=domain.RuleDefaults()
+                SqlStore(session), outbox, body.command(), defaults=domain.RuleDefaults()
             )
-            await handlers.put_schedule(session, room.id, schedule.command())
+            await handlers.put_schedule(SqlStore(session), room.id, schedule.command())
             ids.append(room.id)
     return ids
 
@@ -544,7 +546,7 @@ async def measure_ours(
     load = os.getloadavg()[0]
     with CpuMeter(backend_pids) as cpu:
         report = await operations.generate_slots(
-            sessions,
+            Stores(SqlTransactions(sessions, models.inbox), SqlStore),
             outbox,
             room_ids,
             date_from=DATE_FROM,
@@ -596,7 +598,10 @@ async def measure_breakdown(
     """
     async with sessions() as session:
         inputs = [
-            (await store.get_room(session, room_id), await store.get_schedule(session, room_id))
+            (
+                await SqlStore(session).get_room(room_id),
+                await SqlStore(session).get_schedule(room_id),
+            )
             for room_id in room_ids
         ]
     expanded = []
@@ -618,13 +623,13 @@ async def measure_breakdown(
     with CpuMeter(backend_pids) as reads:
         for room_id, specs in zip(room_ids, expanded, strict=True):
             async with sessions() as session, session.begin():
-                await store.get_room(session, room_id, lock=True)
-                stored = await store.get_schedule(session, room_id)
+                await SqlStore(session).get_room(room_id, lock=True)
+                stored = await SqlStore(session).get_schedule(room_id)
                 assert stored is not None
                 starts = [spec.starts_at for spec in specs]
                 ends = [spec.ends_at for spec in specs]
-                existing = await store.spans_between(session, room_id, starts[0], ends[-1])
-                starts, ends = store.without_overlaps(existing, starts, ends)
+                existing = await SqlStore(session).spans_between(room_id, starts[0], ends[-1])
+                starts, ends = domain.without_overlaps(existing, starts, ends)
             work.append((room_id, starts, ends, specs[0].price, stored.max_bookings))
     outbox = Outbox(models.outbox, source=SOURCE)
 
@@ -633,8 +638,7 @@ async def measure_breakdown(
     with CpuMeter(backend_pids) as insert_generated:
         for room_id, starts, ends, price, max_bookings in work:
             async with sessions() as session, session.begin():
-                inserted = await store.insert_generated(
-                    session,
+                inserted = await SqlStore(session).insert_generated(
                     outbox,
                     room_id=room_id,
                     starts=starts,
@@ -725,8 +729,8 @@ async def measure_naive(
         started = time.perf_counter()
         async with sessions() as session, session.begin():
             await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-            room = await store.get_room(session, room_id, lock=True)
-            stored = await store.get_schedule(session, room_id)
+            room = await SqlStore(session).get_room(room_id, lock=True)
+            stored = await SqlStore(session).get_schedule(room_id)
             assert stored is not None
             specs = domain.expand(
                 stored.to_domain(room.time_zone),
@@ -798,8 +802,7 @@ async def measure_search(
         async with sessions() as session:
             await session.connection()  # pool checkout and pre-ping are not the search
             started = time.perf_counter()
-            found = await store.search(
-                session,
+            found = await SqlStore(session).search(
                 room_id=room_id,
                 room_type=None,
                 date_from=day,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
@@ -9,7 +11,6 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import RoomType, SlotStatus
 from platform_runtime.http.auth import AdminUser, CurrentUser
@@ -23,7 +24,8 @@ from platform_runtime.http.pagination import (
     encode_cursor,
 )
 from platform_runtime.http.problems import PROBLEM_RESPONSES
-from timeslots import domain, handlers, schemas, store
+from timeslots import domain, handlers, schemas
+from timeslots.store import SqlStore
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
@@ -40,6 +42,13 @@ MinDuration = Annotated[
 ]
 
 
+@asynccontextmanager
+async def _store(ctx: RequestContext[handlers.Limits]) -> AsyncIterator[SqlStore]:
+    """The request's transaction, seen through the store."""
+    async with ctx.transaction() as session:
+        yield SqlStore(session)
+
+
 # --- rooms -----------------------------------------------------------------------------
 
 
@@ -53,9 +62,9 @@ async def create_room(body: schemas.RoomIn, ctx: Ctx, _: AdminUser) -> schemas.R
 
     Publishes `RoomUpserted`, then `RoomRulesSet` with its rules in force (the defaults of its
     type and of the platform)."""
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         room = await handlers.create_room(
-            session, ctx.runtime.outbox, body.command(), defaults=ctx.config.rule_defaults
+            store, ctx.runtime.outbox, body.command(), defaults=ctx.config.rule_defaults
         )
     return _room_out(room)
 
@@ -71,9 +80,9 @@ async def list_rooms(
 ) -> schemas.RoomPage:
     """Rooms in id order, of the type and active state if given; a page at a time."""
     after = decode_id(cursor)
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         found = await store.list_rooms(
-            session, room_type=room_type, active=active, after=after, limit=limit + 1
+            room_type=room_type, active=active, after=after, limit=limit + 1
         )
     page = found[:limit]
     next_cursor = encode_cursor(page[-1].id) if len(found) > limit else None
@@ -83,8 +92,8 @@ async def list_rooms(
 @router.get("/rooms/{room_id}", tags=["rooms"])
 async def get_room(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.RoomOut:
     """One room, active or not (404 if there is none of that id)."""
-    async with ctx.transaction() as session:
-        return _room_out(await store.get_room(session, room_id))
+    async with _store(ctx) as store:
+        return _room_out(await store.get_room(room_id))
 
 
 @router.patch("/rooms/{room_id}", tags=["rooms"])
@@ -97,9 +106,9 @@ async def update_room(
     applies to slots generated afterwards. Publishes `RoomUpserted` when something changed,
     and `RoomRulesSet` when a new room type changes the rules in force. A room type whose
     defaults contradict the room's own rules is a 422 `urn:problem:invalid_rules`."""
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         room = await handlers.update_room(
-            session,
+            store,
             ctx.runtime.outbox,
             room_id,
             body.command(),
@@ -111,8 +120,8 @@ async def update_room(
 @router.post("/rooms/{room_id}/deactivate", tags=["rooms"])
 async def deactivate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.RoomOut:
     """No new bookings or slots for the room; existing bookings stay."""
-    async with ctx.transaction() as session:
-        room = await handlers.set_room_active(session, ctx.runtime.outbox, room_id, active=False)
+    async with _store(ctx) as store:
+        room = await handlers.set_room_active(store, ctx.runtime.outbox, room_id, active=False)
     return _room_out(room)
 
 
@@ -120,8 +129,8 @@ async def deactivate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.Room
 async def activate_room(room_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.RoomOut:
     """Reactivate a deactivated room (admins): it takes new bookings and slots again. An
     active room stays as it is. Publishes `RoomUpserted` when the room was inactive."""
-    async with ctx.transaction() as session:
-        room = await handlers.set_room_active(session, ctx.runtime.outbox, room_id, active=True)
+    async with _store(ctx) as store:
+        room = await handlers.set_room_active(store, ctx.runtime.outbox, room_id, active=True)
     return _room_out(room)
 
 
@@ -149,9 +158,9 @@ async def put_room_rules(
     Beyond the schema: the rules in force (these over the defaults) have a horizon longer
     than the notice to book, at most one quota per window and scope and at most one refund
     tier per notice; otherwise a 422 `urn:problem:invalid_rules`."""
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         view = await handlers.set_room_rules(
-            session, ctx.runtime.outbox, room_id, body.command(), defaults=ctx.config.rule_defaults
+            store, ctx.runtime.outbox, room_id, body.command(), defaults=ctx.config.rule_defaults
         )
     return _rules_out(view)
 
@@ -160,8 +169,8 @@ async def put_room_rules(
 async def get_room_rules(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.RoomRulesOut:
     """The booking rules in force for the room, as last published (those bookings follow),
     and the rules it sets itself."""
-    async with ctx.transaction() as session:
-        view = await handlers.get_room_rules(session, room_id, defaults=ctx.config.rule_defaults)
+    async with _store(ctx) as store:
+        view = await handlers.get_room_rules(store, room_id, defaults=ctx.config.rule_defaults)
     return _rules_out(view)
 
 
@@ -195,16 +204,16 @@ async def put_schedule(
     Beyond the schema: each working interval ends after it starts and intervals of a day do
     not overlap, each blackout ends after it starts, every open weekday has hours, and a slot
     plus its buffer fits a day; otherwise a 422 `urn:problem:invalid_schedule`."""
-    async with ctx.transaction() as session:
-        schedule, time_zone = await handlers.put_schedule(session, room_id, body.command())
+    async with _store(ctx) as store:
+        schedule, time_zone = await handlers.put_schedule(store, room_id, body.command())
     return _schedule_out(schedule, time_zone)
 
 
 @router.get("/rooms/{room_id}/schedule", tags=["schedules"])
 async def get_schedule(room_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.ScheduleOut:
     """The room's working hours, in its local time (409 while the room has no schedule)."""
-    async with ctx.transaction() as session:
-        schedule, time_zone = await handlers.get_schedule(session, room_id)
+    async with _store(ctx) as store:
+        schedule, time_zone = await handlers.get_schedule(store, room_id)
     return _schedule_out(schedule, time_zone)
 
 
@@ -223,9 +232,9 @@ async def generate_slots(
 
     Beyond the schema: `date_to` is not before `date_from`, and the range has at most
     `generation_max_days` (default 366) days; otherwise a 422 `urn:problem:invalid_range`."""
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         result = await handlers.generate(
-            session,
+            store,
             ctx.runtime.outbox,
             room_id,
             date_from=body.date_from,
@@ -255,9 +264,9 @@ async def add_custom_slots(
     `custom_slot_horizon_days` (default 732) days ahead, is priced in the room's currency and
     does not overlap another slot of the request; at most `custom_slots_max` slots per
     request. Otherwise a 422 `urn:problem:invalid_slot`."""
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         created = await handlers.add_custom_slots(
-            session,
+            store,
             ctx.runtime.outbox,
             room_id,
             [slot.command() for slot in body.slots],
@@ -286,12 +295,10 @@ async def list_slots(
         on=on, date_from=date_from, date_to=date_to, max_days=ctx.config.search_max_days
     )
     after = decode_time_and_id(cursor)
-    async with ctx.transaction() as session:
-        room = await store.get_room(session, room_id)
+    async with _store(ctx) as store:
+        room = await store.get_room(room_id)
         start, end = _local_day_bounds(room.time_zone, first, last)
-        found = await store.list_slots(
-            session, room_id, start=start, end=end, after=after, limit=limit + 1
-        )
+        found = await store.list_slots(room_id, start=start, end=end, after=after, limit=limit + 1)
     page = found[:limit]
     next_cursor = encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
     return schemas.SlotPage(items=[_slot_out(slot) for slot in page], next_cursor=next_cursor)
@@ -300,8 +307,8 @@ async def list_slots(
 @router.get("/slots/{slot_id}", tags=["slots"])
 async def get_slot(slot_id: UUID, ctx: Ctx, _: CurrentUser) -> schemas.SlotOut:
     """One slot, blocked and full ones too (404 if there is none of that id)."""
-    async with ctx.transaction() as session:
-        return _slot_out(await store.get_slot(session, slot_id))
+    async with _store(ctx) as store:
+        return _slot_out(await store.get_slot(slot_id))
 
 
 @router.post("/slots/{slot_id}/block", tags=["slots"])
@@ -319,8 +326,8 @@ async def unblock_slot(slot_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.SlotOut
 async def _set_status(
     ctx: RequestContext[handlers.Limits], slot_id: UUID, status: SlotStatus
 ) -> schemas.SlotOut:
-    async with ctx.transaction() as session:
-        slot = await handlers.set_slot_status(session, ctx.runtime.outbox, slot_id, status)
+    async with _store(ctx) as store:
+        slot = await handlers.set_slot_status(store, ctx.runtime.outbox, slot_id, status)
     return _slot_out(slot)
 
 
@@ -341,7 +348,7 @@ class AvailabilityQuery:
     async def run(
         self,
         ctx: RequestContext[handlers.Limits],
-        session: AsyncSession,
+        store: handlers.Store,
         *,
         room_id: UUID | None = None,
         room_type: RoomType | None = None,
@@ -353,7 +360,6 @@ class AvailabilityQuery:
             max_days=ctx.config.search_max_days,
         )
         found = await store.search(
-            session,
             room_id=room_id,
             room_type=room_type,
             date_from=first,
@@ -383,9 +389,9 @@ async def room_availability(
 
     Give `date`, or `from` and `to` at most `search_max_days` (default 31) days apart, `to`
     not before `from`; otherwise a 422 `urn:problem:invalid_range`."""
-    async with ctx.transaction() as session:
-        await store.get_room(session, room_id)
-        return await query.run(ctx, session, room_id=room_id)
+    async with _store(ctx) as store:
+        await store.get_room(room_id)
+        return await query.run(ctx, store, room_id=room_id)
 
 
 @router.get("/availability", tags=["availability"])
@@ -396,11 +402,11 @@ async def availability_by_type(
 
     Give `date`, or `from` and `to` at most `search_max_days` (default 31) days apart, `to`
     not before `from`; otherwise a 422 `urn:problem:invalid_range`."""
-    async with ctx.transaction() as session:
-        return await query.run(ctx, session, room_type=room_type)
+    async with _store(ctx) as store:
+        return await query.run(ctx, store, room_type=room_type)
 
 
-def _available_out(item: store.Available) -> schemas.AvailableSlot:
+def _available_out(item: domain.Available) -> schemas.AvailableSlot:
     zone = ZoneInfo(item.time_zone)
     return schemas.AvailableSlot(
         slot_id=item.slot_id,

@@ -15,7 +15,7 @@ One batch handler takes the consecutive events of a lane's transaction
 1. every slot the batch names is looked up in one query; the first event naming a slot this
    service does not know is refused alone (dead-lettered) and the others applied;
 2. the events' changes to the holds are applied in their order, a few set-based
-   statements for the whole batch (:func:`timeslots.store.apply_hold_changes`);
+   statements for the whole batch (``Store.apply_hold_changes``);
 3. every slot the batch touched is recounted once, its rows locked in id order first, so
    that two lanes (or processes) recounting the same slots wait for each other instead of
    deadlocking.
@@ -26,9 +26,8 @@ before their creation all end in the same count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from booking_contracts.catalogue import (
     BookingCancelled,
@@ -42,7 +41,8 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope
 from platform_runtime.messaging import BatchItemError, EventConsumer, PermanentEventError
-from timeslots import store
+from timeslots.domain import Hold, HoldChange, Move, Release
+from timeslots.handlers import Store
 
 CONSUMER_NAME = "timeslots-booking-counts"
 
@@ -50,8 +50,15 @@ BookingEvent = BookingCreated | BookingCancelled | BookingExpired | BookingResch
 OfferEvent = WaitlistOfferMade | WaitlistOfferTaken | WaitlistOfferLapsed | WaitlistLeft
 HoldEvent = BookingEvent | OfferEvent
 
+S = TypeVar("S")
 
-def register(consumer: EventConsumer) -> None:
+
+def register(consumer: EventConsumer[S], store_of: Callable[[S], Store]) -> None:
+    """The hold counts on ``consumer``, whose transactions ``store_of`` turns into the store."""
+
+    async def count(tx: S, events: Sequence[tuple[Envelope, HoldEvent]]) -> None:
+        await on_booking_events(store_of(tx), events)
+
     consumer.on_many(
         BookingCreated,
         BookingCancelled,
@@ -61,12 +68,10 @@ def register(consumer: EventConsumer) -> None:
         WaitlistOfferTaken,
         WaitlistOfferLapsed,
         WaitlistLeft,
-    )(on_booking_events)
+    )(count)
 
 
-async def on_booking_events(
-    session: AsyncSession, events: Sequence[tuple[Envelope, HoldEvent]]
-) -> None:
+async def on_booking_events(store: Store, events: Sequence[tuple[Envelope, HoldEvent]]) -> None:
     """Apply ``events`` in their order as if one after the other, then recount their slots.
 
     Raises :class:`BatchItemError` naming the first event whose slot is unknown (nothing is
@@ -77,28 +82,28 @@ async def on_booking_events(
         for index, (_, event) in enumerate(events)
         if (change := hold_change(event)) is not None
     ]
-    known = await store.existing_slots(session, (s for _, c in changes for s in c.slots))
+    known = await store.existing_slots(s for _, c in changes for s in c.slots)
     for index, change in changes:
         for slot_id in change.slots:
             if slot_id not in known:
                 error = PermanentEventError(f"slot {slot_id} is not a slot of this service")
                 raise BatchItemError(index, error)
-    await store.apply_hold_changes(session, [change for _, change in changes])
+    await store.apply_hold_changes([change for _, change in changes])
 
 
-def hold_change(event: HoldEvent) -> store.HoldChange | None:
+def hold_change(event: HoldEvent) -> HoldChange | None:
     """What ``event`` does to its holder's hold: a booking's, or an offer's (held by the
     waitlist entry's id); ``None``: nothing (a waiter who left without an offer)."""
     match event:
         case BookingCreated():
-            return store.Hold(event.booking_id, event.slot_id)
+            return Hold(event.booking_id, event.slot_id)
         case BookingCancelled() | BookingExpired():
-            return store.Release(event.booking_id, event.slot_id)
+            return Release(event.booking_id, event.slot_id)
         case BookingRescheduled():
-            return store.Move(event.booking_id, event.old_slot_id, event.new_slot_id)
+            return Move(event.booking_id, event.old_slot_id, event.new_slot_id)
         case WaitlistOfferMade():
-            return store.Hold(event.entry_id, event.slot_id)
+            return Hold(event.entry_id, event.slot_id)
         case WaitlistOfferTaken() | WaitlistOfferLapsed():
-            return store.Release(event.entry_id, event.slot_id)
+            return Release(event.entry_id, event.slot_id)
         case WaitlistLeft():
-            return store.Release(event.entry_id, event.slot_id) if event.declined_offer else None
+            return Release(event.entry_id, event.slot_id) if event.declined_offer else None

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from itertools import pairwise
+from itertools import islice, pairwise
 from types import MappingProxyType
 from typing import Any, cast
 from uuid import UUID
@@ -61,6 +61,7 @@ from booking_contracts.catalogue import (
     RoomRules,
     RoomSnapshot,
     RoomType,
+    SlotsGenerated,
     SlotSnapshot,
     SlotStatus,
 )
@@ -703,3 +704,105 @@ class RoomChanges:
         """The fields to change, by name."""
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
         return {name: value for name, value in values.items() if value is not None}
+
+
+# --- what the store is given and gives back -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    created: int
+    first_starts_at: datetime | None
+    last_starts_at: datetime | None
+    events: int
+
+
+def without_overlaps(
+    existing: Sequence[tuple[datetime, datetime]],
+    starts: Sequence[datetime],
+    ends: Sequence[datetime],
+) -> tuple[list[datetime], list[datetime]]:
+    """The new spans (sorted, non-overlapping) that overlap none of ``existing``.
+
+    One merge of the two sorted lists: linear in their lengths.
+    """
+    taken = sorted(existing)
+    kept_starts: list[datetime] = []
+    kept_ends: list[datetime] = []
+    index = 0
+    for start, end in zip(starts, ends, strict=True):
+        while index < len(taken) and taken[index][1] <= start:
+            index += 1
+        if index < len(taken) and taken[index][0] < end:
+            continue
+        kept_starts.append(start)
+        kept_ends.append(end)
+    return kept_starts, kept_ends
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The holder holds a place in the slot (unless it is known already), as one change of
+    a batch (``Store.apply_hold_changes``)."""
+
+    holder_id: UUID
+    slot_id: UUID
+
+    @property
+    def slots(self) -> tuple[UUID, ...]:
+        return (self.slot_id,)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The holder gives its place back (remembered even before its hold is seen), as one
+    change of a batch."""
+
+    holder_id: UUID
+    slot_id: UUID
+
+    @property
+    def slots(self) -> tuple[UUID, ...]:
+        return (self.slot_id,)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """The holder's place moves from the old slot to the new one (if it still holds one),
+    as one change of a batch."""
+
+    holder_id: UUID
+    old_slot_id: UUID
+    new_slot_id: UUID
+
+    @property
+    def slots(self) -> tuple[UUID, ...]:
+        return (self.old_slot_id, self.new_slot_id)
+
+
+HoldChange = Hold | Release | Move
+
+
+@dataclass(frozen=True, slots=True)
+class Available:
+    slot_id: UUID
+    room_id: UUID
+    room_name: str
+    time_zone: str
+    starts_at: datetime
+    ends_at: datetime
+    price: Money
+    places_left: int
+    free_minutes: int | None
+
+
+def slots_generated(
+    room_id: UUID, snapshots: Sequence[SlotSnapshot], per_event: int
+) -> list[SlotsGenerated]:
+    """The ``SlotsGenerated`` events announcing ``snapshots`` (in their order), at most
+    ``per_event`` slots each."""
+    iterator = iter(snapshots)
+    return [
+        SlotsGenerated.model_construct(room_id=room_id, slots=list(chunk))
+        for chunk in iter(lambda: tuple(islice(iterator, per_event)), ())
+    ]

@@ -7,27 +7,124 @@ same transaction, so an event leaves the service if and only if its change commi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from itertools import islice
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import (
     RoomDeactivated,
     RoomRules,
     RoomRulesSet,
+    RoomType,
     RoomUpserted,
     SlotChanged,
-    SlotsGenerated,
     SlotSnapshot,
     SlotStatus,
 )
 from booking_contracts.money import Money, utc_now
 from platform_runtime.outbox import Outbox
-from timeslots import domain, store
+from timeslots import domain
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from platform_runtime.outbox import MemoryOutbox
+
+
+class Store(Protocol):
+    """What the use cases read and change, in one transaction: the service's database
+    (:class:`timeslots.store.SqlStore`), or its twin held in the process
+    (:class:`timeslots.memory.MemoryStore`), which the same contract tests hold to the same
+    behaviour. The methods are documented on the SQL store."""
+
+    @property
+    def tx(self) -> AsyncSession | MemoryOutbox:
+        """The transaction, for the outbox to write the use case's events into."""
+        ...
+
+    async def insert_room(self, room_id: UUID, new: domain.NewRoom) -> domain.Room: ...
+
+    async def update_room(
+        self, room_id: UUID, changes: domain.RoomChanges
+    ) -> domain.Room | None: ...
+
+    async def get_room(self, room_id: UUID, *, lock: bool = False) -> domain.Room: ...
+
+    async def set_own_rules(self, room_id: UUID, own: domain.PartialRules) -> domain.Room: ...
+
+    async def record_published_rules(self, room_id: UUID, rules: RoomRules) -> domain.Room: ...
+
+    async def lock_rooms(self, *, after: UUID | None, limit: int) -> list[domain.Room]: ...
+
+    async def list_rooms(
+        self, *, room_type: RoomType | None, active: bool | None, after: UUID | None, limit: int
+    ) -> list[domain.Room]: ...
+
+    async def active_room_ids(self) -> list[UUID]: ...
+
+    async def put_schedule(self, schedule: domain.StoredSchedule) -> domain.StoredSchedule: ...
+
+    async def get_schedule(self, room_id: UUID) -> domain.StoredSchedule | None: ...
+
+    async def insert_generated(
+        self,
+        outbox: Outbox,
+        *,
+        room_id: UUID,
+        starts: Sequence[datetime],
+        ends: Sequence[datetime],
+        price: Money,
+        max_bookings: int,
+        slots_per_event: int,
+    ) -> domain.Inserted: ...
+
+    async def insert_custom(
+        self,
+        *,
+        room_id: UUID,
+        currency: str,
+        slots: Sequence[tuple[datetime, datetime, Decimal, int]],
+    ) -> list[domain.Slot]: ...
+
+    async def spans_between(
+        self, room_id: UUID, start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime]]: ...
+
+    async def get_slot(self, slot_id: UUID) -> domain.Slot: ...
+
+    async def set_slot_status(
+        self, slot_id: UUID, status: SlotStatus
+    ) -> tuple[domain.Slot, bool]: ...
+
+    async def list_slots(
+        self,
+        room_id: UUID,
+        *,
+        start: datetime,
+        end: datetime,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[domain.Slot]: ...
+
+    async def existing_slots(self, slot_ids: Iterable[UUID]) -> set[UUID]: ...
+
+    async def apply_hold_changes(self, changes: Sequence[domain.HoldChange]) -> None: ...
+
+    async def search(
+        self,
+        *,
+        room_id: UUID | None,
+        room_type: RoomType | None,
+        date_from: date,
+        date_to: date,
+        min_duration: timedelta | None,
+        now: datetime,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[domain.Available]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,19 +171,19 @@ class NewSlot:
 
 
 async def create_room(
-    session: AsyncSession, outbox: Outbox, new: domain.NewRoom, *, defaults: domain.RuleDefaults
+    store: Store, outbox: Outbox, new: domain.NewRoom, *, defaults: domain.RuleDefaults
 ) -> domain.Room:
     """Create the room and publish it, then its rules in force (its type's and the
     platform's defaults)."""
-    room = await store.insert_room(session, uuid.uuid4(), new)
+    room = await store.insert_room(uuid.uuid4(), new)
     await outbox.add(
-        session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
+        store.tx, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
     )
-    return await publish_rules(session, outbox, room, defaults)
+    return await publish_rules(store, outbox, room, defaults)
 
 
 async def update_room(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     room_id: UUID,
     patch: domain.RoomChanges,
@@ -97,26 +194,26 @@ async def update_room(
     may change the rules in force, which are published then (``InvalidRules`` when the room's
     own rules contradict the new type's defaults: nothing changes)."""
     if not patch.given():
-        return await store.get_room(session, room_id)
-    room = await store.update_room(session, room_id, patch)
+        return await store.get_room(room_id)
+    room = await store.update_room(room_id, patch)
     if room is None:
         raise domain.RoomNotFound(f"room {room_id} does not exist")
     await outbox.add(
-        session, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
+        store.tx, RoomUpserted(room_id=room.id, room=room.snapshot(), room_version=room.version)
     )
     if patch.room_type is not None:
-        room = await publish_rules(session, outbox, room, defaults)
+        room = await publish_rules(store, outbox, room, defaults)
     return room
 
 
 async def set_room_active(
-    session: AsyncSession, outbox: Outbox, room_id: UUID, *, active: bool
+    store: Store, outbox: Outbox, room_id: UUID, *, active: bool
 ) -> domain.Room:
     """Deactivate (no new bookings, existing ones stay) or reactivate; repeats change nothing."""
-    room = await store.get_room(session, room_id, lock=True)
+    room = await store.get_room(room_id, lock=True)
     if room.active == active:
         return room
-    updated = await store.update_room(session, room_id, domain.RoomChanges(active=active))
+    updated = await store.update_room(room_id, domain.RoomChanges(active=active))
     assert updated is not None  # locked above
     event = (
         RoomUpserted(room_id=room_id, room=updated.snapshot(), room_version=updated.version)
@@ -125,7 +222,7 @@ async def set_room_active(
             room_id=room_id, deactivated_at=updated.updated_at, room_version=updated.version
         )
     )
-    await outbox.add(session, event)
+    await outbox.add(store.tx, event)
     return updated
 
 
@@ -133,7 +230,7 @@ async def set_room_active(
 
 
 async def publish_rules(
-    session: AsyncSession, outbox: Outbox, room: domain.Room, defaults: domain.RuleDefaults
+    store: Store, outbox: Outbox, room: domain.Room, defaults: domain.RuleDefaults
 ) -> domain.Room:
     """Publish the room's rules in force if they differ from those it last published: record
     them (a new room version) and announce them in ``RoomRulesSet`` with that version.
@@ -144,9 +241,9 @@ async def publish_rules(
     rules = domain.rules_in_force(defaults, room.room_type, room.own_rules)
     if rules == room.published_rules:
         return room
-    published = await store.record_published_rules(session, room.id, rules)
+    published = await store.record_published_rules(room.id, rules)
     await outbox.add(
-        session, RoomRulesSet(room_id=room.id, rules=rules, room_version=published.version)
+        store.tx, RoomRulesSet(room_id=room.id, rules=rules, room_version=published.version)
     )
     return published
 
@@ -162,7 +259,7 @@ class RoomRulesView:
 
 
 async def set_room_rules(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     room_id: UUID,
     own: domain.PartialRules,
@@ -172,21 +269,21 @@ async def set_room_rules(
     """Replace the rules the room sets itself (empty: it inherits every rule) and publish the
     rules in force if they changed. Rules that contradict the defaults once merged raise
     ``InvalidRules`` and change nothing; the same rules again change nothing."""
-    room = await store.get_room(session, room_id, lock=True)
+    room = await store.get_room(room_id, lock=True)
     domain.rules_in_force(defaults, room.room_type, own)
     if own != room.own_rules:
-        room = await store.set_own_rules(session, room_id, own)
-    room = await publish_rules(session, outbox, room, defaults)
+        room = await store.set_own_rules(room_id, own)
+    room = await publish_rules(store, outbox, room, defaults)
     assert room.published_rules is not None  # published above, now or before
     return RoomRulesView(room.id, room.published_rules, room.own_rules, room.version)
 
 
 async def get_room_rules(
-    session: AsyncSession, room_id: UUID, *, defaults: domain.RuleDefaults
+    store: Store, room_id: UUID, *, defaults: domain.RuleDefaults
 ) -> RoomRulesView:
     """The rules in force as last published for the room (those the booking service
     applies); for a room whose rules were never published yet, those the defaults give."""
-    room = await store.get_room(session, room_id)
+    room = await store.get_room(room_id)
     rules = room.published_rules
     if rules is None:
         rules = domain.rules_in_force(defaults, room.room_type, room.own_rules)
@@ -206,7 +303,7 @@ class RulesPage:
 
 
 async def publish_rules_of_rooms(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     *,
     after: UUID | None,
@@ -216,12 +313,12 @@ async def publish_rules_of_rooms(
     """Publish the rules in force of the next ``limit`` rooms by id that differ from those
     last published. The rooms are locked first, in id order: a second caller at the same time
     waits, then finds the rules published and publishes nothing."""
-    rooms = await store.lock_rooms(session, after=after, limit=limit)
+    rooms = await store.lock_rooms(after=after, limit=limit)
     published: list[UUID] = []
     invalid: dict[UUID, str] = {}
     for room in rooms:
         try:
-            updated = await publish_rules(session, outbox, room, defaults)
+            updated = await publish_rules(store, outbox, room, defaults)
         except domain.InvalidRules as exc:
             invalid[room.id] = str(exc)
             continue
@@ -234,10 +331,10 @@ async def publish_rules_of_rooms(
 
 
 async def put_schedule(
-    session: AsyncSession, room_id: UUID, body: NewSchedule
+    store: Store, room_id: UUID, body: NewSchedule
 ) -> tuple[domain.StoredSchedule, str]:
     """Replace the room's schedule (checked against the domain rules first)."""
-    room = await store.get_room(session, room_id)
+    room = await store.get_room(room_id)
     weekdays = sorted(set(body.open_weekdays))
     missing = [weekday for weekday in weekdays if not body.weekday_hours.get(weekday)]
     if missing:
@@ -256,12 +353,12 @@ async def put_schedule(
         updated_at=utc_now(),
     )
     schedule.to_domain(room.time_zone)  # raises InvalidSchedule
-    return await store.put_schedule(session, schedule), room.time_zone
+    return await store.put_schedule(schedule), room.time_zone
 
 
-async def get_schedule(session: AsyncSession, room_id: UUID) -> tuple[domain.StoredSchedule, str]:
-    room = await store.get_room(session, room_id)
-    schedule = await store.get_schedule(session, room_id)
+async def get_schedule(store: Store, room_id: UUID) -> tuple[domain.StoredSchedule, str]:
+    room = await store.get_room(room_id)
+    schedule = await store.get_schedule(room_id)
     if schedule is None:
         raise domain.RoomUnavailable(f"room {room_id} has no schedule yet")
     return schedule, room.time_zone
@@ -282,7 +379,7 @@ class Generation:
 
 
 async def generate(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     room_id: UUID,
     *,
@@ -298,10 +395,10 @@ async def generate(
     ``SlotsGenerated`` events of at most ``limits.slots_per_event`` slots each. The room's
     row is locked meanwhile, so concurrent generations of one room take turns.
     """
-    room = await store.get_room(session, room_id, lock=True)
+    room = await store.get_room(room_id, lock=True)
     if not room.active:
         raise domain.RoomUnavailable(f"room {room_id} is inactive; activate it to add slots")
-    stored = await store.get_schedule(session, room_id)
+    stored = await store.get_schedule(room_id)
     if stored is None:
         raise domain.RoomUnavailable(f"room {room_id} has no schedule; set one first")
     if price_override is not None:
@@ -318,10 +415,9 @@ async def generate(
     starts = [spec.starts_at for spec in specs]
     ends = [spec.ends_at for spec in specs]
     if specs:  # slots added by hand meanwhile win over the schedule's
-        existing = await store.spans_between(session, room_id, starts[0], ends[-1])
-        starts, ends = store.without_overlaps(existing, starts, ends)
+        existing = await store.spans_between(room_id, starts[0], ends[-1])
+        starts, ends = domain.without_overlaps(existing, starts, ends)
     inserted = await store.insert_generated(
-        session,
         outbox,
         room_id=room_id,
         starts=starts,
@@ -342,7 +438,7 @@ async def generate(
 
 
 async def add_custom_slots(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     room_id: UUID,
     slots: Sequence[NewSlot],
@@ -355,7 +451,7 @@ async def add_custom_slots(
         raise domain.InvalidSlot(
             f"{len(slots)} slots in one request; at most {limits.custom_slots_max} are allowed"
         )
-    room = await store.get_room(session, room_id, lock=True)
+    room = await store.get_room(room_id, lock=True)
     if not room.active:
         raise domain.RoomUnavailable(f"room {room_id} is inactive; activate it to add slots")
     horizon = now + timedelta(days=limits.custom_slot_horizon_days)
@@ -370,24 +466,22 @@ async def add_custom_slots(
         rows.append((slot.starts_at, slot.ends_at, price.amount, slot.max_bookings))
     lowest = min(start for start, _ in spans)
     highest = max(end for _, end in spans)
-    existing = await store.spans_between(session, room_id, lowest, highest)
+    existing = await store.spans_between(room_id, lowest, highest)
     domain.validate_custom_slots(existing, spans, max_minutes=limits.custom_slot_max_minutes)
     created = await store.insert_custom(
-        session, room_id=room_id, currency=room.hourly_rate.currency, slots=rows
+        room_id=room_id, currency=room.hourly_rate.currency, slots=rows
     )
-    await _announce(
-        session, outbox, room_id, [s.snapshot() for s in created], limits.slots_per_event
-    )
+    await _announce(store, outbox, room_id, [s.snapshot() for s in created], limits.slots_per_event)
     return created
 
 
 async def set_slot_status(
-    session: AsyncSession, outbox: Outbox, slot_id: UUID, status: SlotStatus
+    store: Store, outbox: Outbox, slot_id: UUID, status: SlotStatus
 ) -> domain.Slot:
     """Block or unblock a slot; bookings it already has stay. Repeats change nothing."""
-    slot, changed = await store.set_slot_status(session, slot_id, status)
+    slot, changed = await store.set_slot_status(slot_id, status)
     if changed:
-        await outbox.add(session, SlotChanged(room_id=slot.room_id, slot=slot.snapshot()))
+        await outbox.add(store.tx, SlotChanged(room_id=slot.room_id, slot=slot.snapshot()))
     return slot
 
 
@@ -411,23 +505,13 @@ def _check_currency(price: Money, rate: Money) -> None:
 
 
 async def _announce(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     room_id: UUID,
     snapshots: Sequence[SlotSnapshot],
     per_event: int,
 ) -> None:
-    events = [
-        SlotsGenerated.model_construct(room_id=room_id, slots=list(chunk))
-        for chunk in _chunks(snapshots, per_event)
-    ]
-    await outbox.add(session, *events)
-
-
-def _chunks(items: Sequence[SlotSnapshot], size: int) -> Iterator[tuple[SlotSnapshot, ...]]:
-    iterator = iter(items)
-    while chunk := tuple(islice(iterator, size)):
-        yield chunk
+    await outbox.add(store.tx, *domain.slots_generated(room_id, snapshots, per_event))
 
 
 # --- availability ----------------------------------------------------------------------

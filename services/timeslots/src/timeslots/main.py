@@ -17,6 +17,7 @@ from platform_runtime.transport import Transport
 from timeslots import consumers, domain, handlers, models, operations
 from timeslots.api import router
 from timeslots.settings import TimeslotsSettings
+from timeslots.store import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,15 @@ def create_runtime(
         produces=[topics.TIMESLOTS_EVENTS],
         transport=transport,
     )
-    consumers.register(runtime.consumer(consumers.CONSUMER_NAME))
+    consumers.register(runtime.consumer(consumers.CONSUMER_NAME), SqlStore)
     defaults = settings.rule_defaults()
 
     async def publish_changed_rules(stop: asyncio.Event) -> None:
         """Once, when the worker starts: publish the rules in force of the rooms whose rules
         the defaults of this deploy change (and of rooms never published)."""
-        done = await operations.sync_rules(runtime.sessions, runtime.outbox, defaults, stop=stop)
+        done = await operations.sync_rules(
+            runtime.stores(SqlStore), runtime.outbox, defaults, stop=stop
+        )
         for room_id, reason in done.invalid.items():
             log.error("room %s keeps the rules last published: %s", room_id, reason)
         log.info(

@@ -21,14 +21,15 @@ from decimal import Decimal
 from typing import Any, Protocol, TextIO
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from booking_contracts.money import Money
 from platform_runtime import progress
 from platform_runtime.db import make_engine, make_session_factory
 from platform_runtime.outbox import Outbox
-from timeslots import domain, handlers, models, store
+from platform_runtime.transactions import SqlTransactions, Stores
+from timeslots import domain, handlers, models
+from timeslots.handlers import Store
 from timeslots.settings import TimeslotsSettings
+from timeslots.store import SqlStore
 
 SOURCE = "/timeslots"
 _REASON_MAX_CHARS = 500
@@ -184,7 +185,7 @@ class ProgressBar:
 
 
 async def generate_slots(
-    sessions: async_sessionmaker[AsyncSession],
+    stores: Stores[Any, Store],
     outbox: Outbox,
     room_ids: Sequence[UUID] | None,
     *,
@@ -205,8 +206,8 @@ async def generate_slots(
     """
     started = clock()
     if room_ids is None:
-        async with sessions() as session:
-            room_ids = await store.active_room_ids(session)
+        async with stores.begin() as store:
+            room_ids = await store.active_room_ids()
     progress.start(len(room_ids))
     pending = iter(room_ids)
     results: dict[UUID, RoomResult] = {}
@@ -214,7 +215,7 @@ async def generate_slots(
     async def worker() -> None:
         for room_id in pending:  # the workers share one iterator: each room once
             result = await _generate_room(
-                sessions,
+                stores,
                 outbox,
                 room_id,
                 date_from=date_from,
@@ -239,7 +240,7 @@ async def generate_slots(
 
 
 async def _generate_room(
-    sessions: async_sessionmaker[AsyncSession],
+    stores: Stores[Any, Store],
     outbox: Outbox,
     room_id: UUID,
     *,
@@ -249,13 +250,13 @@ async def _generate_room(
     limits: handlers.Limits,
 ) -> RoomResult:
     try:
-        async with sessions() as session, session.begin():
+        async with stores.begin() as store:
             price = None
             if price_override is not None:
-                room = await store.get_room(session, room_id)
+                room = await store.get_room(room_id)
                 price = override_price(price_override, room.hourly_rate.currency)
             generation = await handlers.generate(
-                session,
+                store,
                 outbox,
                 room_id,
                 date_from=date_from,
@@ -306,7 +307,7 @@ async def generate_with_settings(
     )
     try:
         return await generate_slots(
-            make_session_factory(engine),
+            Stores(SqlTransactions(make_session_factory(engine), models.inbox), SqlStore),
             Outbox(models.outbox, source=SOURCE),
             room_ids,
             date_from=date_from,
@@ -337,7 +338,7 @@ class RulesSync:
 
 
 async def sync_rules(
-    sessions: async_sessionmaker[AsyncSession],
+    stores: Stores[Any, Store],
     outbox: Outbox,
     defaults: domain.RuleDefaults,
     *,
@@ -355,9 +356,9 @@ async def sync_rules(
     published: list[UUID] = []
     invalid: dict[UUID, str] = {}
     while stop is None or not stop.is_set():
-        async with sessions() as session, session.begin():
+        async with stores.begin() as store:
             done = await handlers.publish_rules_of_rooms(
-                session, outbox, after=after, limit=page, defaults=defaults
+                store, outbox, after=after, limit=page, defaults=defaults
             )
         rooms += done.rooms
         published += done.published

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from platform_runtime.outbox import Outbox
 from timeslots import handlers, schemas
 from timeslots.models import rooms
+from timeslots.store import SqlStore
 
 SEED_DAYS = 30
 
@@ -124,6 +125,7 @@ async def seed(
         body = schemas.RoomIn.model_validate(spec["room"])
         schedule = schemas.ScheduleIn.model_validate(spec["schedule"])
         async with sessions() as session, session.begin():
+            store = SqlStore(session)
             room_id = await session.scalar(
                 select(rooms.c.id).where(rooms.c.name == body.name).order_by(rooms.c.created_at)
             )
@@ -131,12 +133,12 @@ async def seed(
             if room_id is None:
                 room_id = (
                     await handlers.create_room(
-                        session, outbox, body.command(), defaults=limits.rule_defaults
+                        store, outbox, body.command(), defaults=limits.rule_defaults
                     )
                 ).id
-            await handlers.put_schedule(session, room_id, schedule.command())
+            await handlers.put_schedule(store, room_id, schedule.command())
             generation = await handlers.generate(
-                session,
+                store,
                 outbox,
                 room_id,
                 date_from=today + timedelta(days=1),

@@ -35,9 +35,10 @@ from booking_contracts.money import Money
 from platform_runtime.db import make_engine, make_session_factory
 from platform_runtime.messaging import BatchItemError, PermanentEventError
 from platform_tooling.polling import until
-from timeslots import consumers, store
+from timeslots import consumers
 from timeslots.consumers import BookingEvent
 from timeslots.models import slot_holds, timeslots
+from timeslots.store import SqlStore
 
 from .conftest import ADMIN, USER, Service
 
@@ -405,7 +406,9 @@ async def _handle_batch(
     """What the consumer does with a lane's run of booking events: one handler call in one
     transaction."""
     async with sessions.begin() as session:
-        await consumers.on_booking_events(session, [(_wrap(event), event) for event in events])
+        await consumers.on_booking_events(
+            SqlStore(session), [(_wrap(event), event) for event in events]
+        )
 
 
 async def _holds(
@@ -439,15 +442,14 @@ async def test_a_mixed_batch_ends_as_its_events_applied_one_by_one(
     await _handle_batch(sessions, _events(MIXED_BATCH, batch_slots, batch_bookings))
     for event in _events(MIXED_BATCH, single_slots, single_bookings):
         async with sessions.begin() as session:
+            store = SqlStore(session)
             match event:
                 case BookingCreated():
-                    await store.hold(session, event.booking_id, event.slot_id)
+                    await store.hold(event.booking_id, event.slot_id)
                 case BookingCancelled() | BookingExpired():
-                    await store.release(session, event.booking_id, event.slot_id)
+                    await store.release(event.booking_id, event.slot_id)
                 case BookingRescheduled():
-                    await store.move_hold(
-                        session, event.booking_id, event.old_slot_id, event.new_slot_id
-                    )
+                    await store.move_hold(event.booking_id, event.old_slot_id, event.new_slot_id)
 
     assert await _counts(service, batch_slots) == MIXED_COUNTS
     assert await _counts(service, single_slots) == MIXED_COUNTS

@@ -24,6 +24,7 @@ from tests.support.fixtures import CreateDatabase
 from tests.support.threads import in_thread
 from timeslots import domain, handlers, models
 from timeslots.cli import ALEMBIC_INI, main
+from timeslots.store import SqlStore
 
 # 2030-01-07 is a Monday: a week of 09:00-12:00 on weekdays in 30-minute slots is 5 x 6.
 WEEK = ["--from", "2030-01-07", "--to", "2030-01-13"]
@@ -57,8 +58,9 @@ async def add_room(
 ) -> UUID:
     outbox = Outbox(models.outbox, source="/timeslots")
     async with make_session_factory(engine)() as session, session.begin():
+        store = SqlStore(session)
         room = await handlers.create_room(
-            session,
+            store,
             outbox,
             domain.NewRoom(
                 name=f"Room {uuid.uuid4().hex[:6]}",
@@ -71,7 +73,7 @@ async def add_room(
         )
         if schedule:
             await handlers.put_schedule(
-                session,
+                store,
                 room.id,
                 handlers.NewSchedule(
                     open_weekdays=[1, 2, 3, 4, 5],
@@ -82,7 +84,7 @@ async def add_room(
                 ),
             )
         if not active:
-            await handlers.set_room_active(session, outbox, room.id, active=False)
+            await handlers.set_room_active(store, outbox, room.id, active=False)
     return room.id
 
 

@@ -16,8 +16,9 @@ from platform_runtime.db import asyncpg_dsn, make_engine, make_session_factory
 from platform_runtime.migrations import upgrade
 from tests.support.fixtures import CreateDatabase
 from tests.support.threads import in_thread
-from timeslots import domain, store
+from timeslots import domain
 from timeslots.cli import ALEMBIC_INI
+from timeslots.store import SqlStore
 
 ROOM = """
 INSERT INTO rooms (id, name, capacity, room_type, hourly_rate, currency, time_zone)
@@ -159,8 +160,7 @@ async def test_a_writer_that_skips_the_checks_still_gets_a_clear_overlap_error(
     try:
         async with make_session_factory(engine)() as session, session.begin():
             with pytest.raises(domain.SlotOverlap, match="nothing was added"):
-                await store.insert_custom(
-                    session,
+                await SqlStore(session).insert_custom(
                     room_id=room,
                     currency="EUR",
                     slots=[

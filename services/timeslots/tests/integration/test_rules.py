@@ -13,16 +13,18 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 import pytest_asyncio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from booking_contracts.catalogue import RoomRules, RoomType
 from booking_contracts.money import Money
 from platform_runtime.db import asyncpg_dsn, make_engine, make_session_factory
 from platform_runtime.outbox import Outbox
+from platform_runtime.transactions import SqlTransactions, Stores
 from tests.support.brokers import Broker
 from tests.support.fixtures import CreateDatabase
 from timeslots import domain, handlers, models, operations
 from timeslots.settings import TimeslotsSettings
+from timeslots.store import SqlStore
 
 from .conftest import ADMIN, USER, Service, migrated, serving, settings_for
 
@@ -283,8 +285,9 @@ async def add_room(
     defaults = TimeslotsSettings(rules_by_room_type=BEFORE).rule_defaults()
     outbox = Outbox(models.outbox, source="/timeslots")
     async with sessions() as session, session.begin():
+        store = SqlStore(session)
         room = await handlers.create_room(
-            session,
+            store,
             outbox,
             domain.NewRoom(
                 name=f"{room_type} room",
@@ -297,8 +300,13 @@ async def add_room(
         )
         if own:
             own_rules = domain.PartialRules.checked(own, whose="test")
-            await handlers.set_room_rules(session, outbox, room.id, own_rules, defaults=defaults)
+            await handlers.set_room_rules(store, outbox, room.id, own_rules, defaults=defaults)
     return room.id
+
+
+def stores_on(engine: AsyncEngine) -> Stores[AsyncSession, SqlStore]:
+    """The service's store on a database connection of its own (as another replica)."""
+    return Stores(SqlTransactions(make_session_factory(engine), models.inbox), SqlStore)
 
 
 async def rules_events(database_url: str) -> dict[UUID, int]:
@@ -347,9 +355,7 @@ async def test_two_replicas_starting_at_once_publish_each_change_once(
         await hold.start()
         await holder.execute("SELECT id FROM rooms FOR UPDATE")  # both replicas wait here
         syncs = [
-            asyncio.create_task(
-                operations.sync_rules(make_session_factory(engine), outbox, defaults, page=2)
-            )
+            asyncio.create_task(operations.sync_rules(stores_on(engine), outbox, defaults, page=2))
             for engine in engines
         ]
         await asyncio.sleep(0.3)
@@ -382,7 +388,7 @@ async def test_a_sync_told_to_stop_stops_before_the_next_page(
     stop.set()
     try:
         done = await operations.sync_rules(
-            make_session_factory(engine),
+            stores_on(engine),
             Outbox(models.outbox, source="/timeslots"),
             TimeslotsSettings(rules_by_room_type=AFTER).rule_defaults(),
             stop=stop,

@@ -24,7 +24,7 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.money import Money
 from timeslots.consumers import HoldEvent, hold_change
-from timeslots.store import Hold, HoldChange, Move, Release
+from timeslots.domain import Hold, HoldChange, Move, Release
 
 SLOT, OTHER, ROOM = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 BOOKING, ENTRY = uuid.uuid4(), uuid.uuid4()
