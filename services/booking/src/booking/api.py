@@ -6,6 +6,8 @@ exist); admins see all and alone complete bookings or mark no-shows.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
@@ -13,9 +15,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
-from booking import domain, handlers, schemas, store
+from booking import domain, handlers, schemas
 from booking.coalescing import CreateCoalescer
 from booking.domain import Action, BookingStatus, PaymentStatus
+from booking.store import SqlStore
 from booking_contracts.catalogue import Contact
 from platform_runtime.http.auth import AdminUser, CurrentUser, Principal
 from platform_runtime.http.context import RequestContext, request_context
@@ -36,6 +39,13 @@ class Config:
 
 
 Ctx = Annotated[RequestContext[Config], Depends(request_context)]
+
+
+@asynccontextmanager
+async def _store(ctx: RequestContext[Config]) -> AsyncIterator[SqlStore]:
+    """The request's transaction, seen through the store."""
+    async with ctx.transaction() as session:
+        yield SqlStore(session)
 
 
 def _caller(principal: Principal) -> handlers.Caller:
@@ -95,9 +105,9 @@ async def create_booking(
         idempotency_key=idempotency_key,
     )
     if body.offer_id is not None:
-        async with ctx.transaction() as session:
+        async with _store(ctx) as store:
             created = await handlers.book_offer(
-                session,
+                store,
                 ctx.runtime.outbox,
                 _caller(user),
                 request,
@@ -136,7 +146,7 @@ async def list_bookings(
     """The caller's bookings by start time; admins may look at anyone's or a room's."""
     if not user.is_admin and (user_id not in (None, user.subject) or room_id is not None):
         raise domain.Forbidden("only admins filter by another user or by room")
-    where = store.BookingFilter(
+    where = domain.BookingFilter(
         user_id=user_id if user.is_admin else user.subject,
         room_id=room_id,
         statuses=tuple(status or ()),
@@ -144,10 +154,8 @@ async def list_bookings(
         starts_from=starts_from,
         starts_before=starts_before,
     )
-    async with ctx.transaction() as session:
-        found = await store.list_bookings(
-            session, where, after=decode_time_and_id(cursor), limit=limit + 1
-        )
+    async with _store(ctx) as store:
+        found = await store.list_bookings(where, after=decode_time_and_id(cursor), limit=limit + 1)
     page = found[:limit]
     next_cursor = encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
     return schemas.BookingPage(
@@ -160,8 +168,8 @@ async def list_bookings(
 async def get_booking(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.BookingOut:
     """One of the caller's bookings; admins see anyone's. Another user's booking is not found
     (404), as one that does not exist."""
-    async with ctx.transaction() as session:
-        booking = await handlers.visible_booking(session, _caller(user), booking_id)
+    async with _store(ctx) as store:
+        booking = await handlers.visible_booking(store, _caller(user), booking_id)
     return schemas.BookingOut.of(booking, for_admin=user.is_admin)
 
 
@@ -179,8 +187,8 @@ async def bookable_slots(
     event hop. The plain search (the timeslot service's availability) stays as it is: it
     knows neither the caller nor the rules' counts."""
     now = ctx.clock()
-    async with ctx.transaction() as session:
-        room, slots = await handlers.bookable_slots(session, _caller(user), room_id, on, now=now)
+    async with _store(ctx) as store:
+        room, slots = await handlers.bookable_slots(store, _caller(user), room_id, on, now=now)
     return schemas.BookableOut.of(room, on, slots)
 
 
@@ -196,9 +204,9 @@ async def join_waitlist(
     started, or the caller is in its line or holds a place in it already; 404 unknown slot."""
     body = body or schemas.WaitlistIn()
     contact = _contact(body.contact, user)
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         in_line = await handlers.join_waitlist(
-            session,
+            store,
             ctx.runtime.outbox,
             _caller(user),
             slot_id,
@@ -212,8 +220,8 @@ async def join_waitlist(
 @router.get("/slots/{slot_id}/waitlist", tags=["waitlist"])
 async def my_place_in_line(slot_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.WaitlistEntryOut:
     """The caller's place in the slot's line, or the offer held for them (404: not in it)."""
-    async with ctx.transaction() as session:
-        in_line = await handlers.my_place_in_line(session, _caller(user), slot_id)
+    async with _store(ctx) as store:
+        in_line = await handlers.my_place_in_line(store, _caller(user), slot_id)
     return schemas.WaitlistEntryOut.of(in_line.entry, in_line.position)
 
 
@@ -221,9 +229,9 @@ async def my_place_in_line(slot_id: UUID, ctx: Ctx, user: CurrentUser) -> schema
 async def leave_waitlist(slot_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.WaitlistEntryOut:
     """Leave the slot's line; with an offer held, this declines it and the place goes to the
     next in line (404: not in it)."""
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         left = await handlers.leave_waitlist(
-            session, ctx.runtime.outbox, _caller(user), slot_id, now=ctx.clock()
+            store, ctx.runtime.outbox, _caller(user), slot_id, now=ctx.clock()
         )
     return schemas.WaitlistEntryOut.of(left, None)
 
@@ -232,9 +240,9 @@ async def leave_waitlist(slot_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.
 async def refund_quote(booking_id: UUID, ctx: Ctx, user: CurrentUser) -> schemas.RefundQuoteOut:
     """What cancelling now would refund, by the refund policy (409 if it cannot be cancelled)."""
     now = ctx.clock()
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         booking, quote = await handlers.refund_quote(
-            session, _caller(user), booking_id, now=now, rules=ctx.config.rules
+            store, _caller(user), booking_id, now=now, rules=ctx.config.rules
         )
     return schemas.RefundQuoteOut(
         booking_id=booking.id,
@@ -256,9 +264,9 @@ async def cancel_booking(
     ``refund_pending`` until the payment service reports the refund made (``refunded``) or
     not (``refund_failed``).
     """
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         booking = await handlers.cancel(
-            session,
+            store,
             ctx.runtime.outbox,
             _caller(user),
             booking_id,
@@ -282,9 +290,9 @@ async def reschedule_booking(
     becomes the booking's. What cancelling refunds still counts the notice to the start the
     booking had when it was paid (``refund_basis_starts_at``): moving never raises it.
     """
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         booking = await handlers.reschedule(
-            session,
+            store,
             ctx.runtime.outbox,
             _caller(user),
             booking_id,
@@ -314,8 +322,8 @@ async def mark_no_show(booking_id: UUID, ctx: Ctx, _: AdminUser) -> schemas.Book
 async def _finish(
     ctx: RequestContext[Config], booking_id: UUID, action: Action
 ) -> schemas.BookingOut:
-    async with ctx.transaction() as session:
+    async with _store(ctx) as store:
         booking = await handlers.finish(
-            session, ctx.runtime.outbox, booking_id, action=action, now=ctx.clock()
+            store, ctx.runtime.outbox, booking_id, action=action, now=ctx.clock()
         )
     return schemas.BookingOut.of(booking, for_admin=True)

@@ -29,6 +29,7 @@ from typing import Any
 from booking import handlers
 from platform_runtime import tracing
 from platform_runtime.outbox import Outbox
+from platform_runtime.transactions import Stores
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class _Waiting:
 class CreateCoalescer:
     """Writes the concurrent ``create`` requests of one process a batch at a time."""
 
-    sessions: Any
+    stores: Stores[Any, handlers.Store]
     outbox: Outbox
     rules: handlers.Rules
     max_batch: int = 64
@@ -76,7 +77,7 @@ class CreateCoalescer:
             if outcome is not None:
                 raise outcome
         return await handlers.create_idempotently(
-            self.sessions, self.outbox, caller, request, now=now, rules=self.rules
+            self.stores, self.outbox, caller, request, now=now, rules=self.rules
         )
 
     async def _write_while_waiting(self) -> None:
@@ -98,9 +99,9 @@ class CreateCoalescer:
             return [None]  # alone: no batch to share
         requests = [(w.caller, w.request) for w in batch]
         try:
-            async with self.sessions.begin() as session:
+            async with self.stores.begin() as store:
                 outcomes = await handlers.create_many(
-                    session,
+                    store,
                     self.outbox,
                     requests,
                     now=max(w.now for w in batch),

@@ -24,7 +24,8 @@ from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from booking import handlers, store
+from booking import handlers
+from booking.store import SqlStore
 from booking_contracts.catalogue import (
     PaymentFailed,
     PaymentSucceeded,
@@ -49,20 +50,19 @@ def register_inventory(
 ) -> None:
     @consumer.on(RoomUpserted)
     async def room_upserted(event: RoomUpserted, ctx: EventContext) -> None:
-        await store.upsert_room(
-            ctx.session, event.room, version=event.room_version or 0, as_of=ctx.envelope.time
+        await SqlStore(ctx.session).upsert_room(
+            event.room, version=event.room_version or 0, as_of=ctx.envelope.time
         )
 
     @consumer.on(RoomDeactivated)
     async def room_deactivated(event: RoomDeactivated, ctx: EventContext) -> None:
-        await store.deactivate_room(
-            ctx.session, event.room_id, version=event.room_version or 0, as_of=ctx.envelope.time
+        await SqlStore(ctx.session).deactivate_room(
+            event.room_id, version=event.room_version or 0, as_of=ctx.envelope.time
         )
 
     @consumer.on(RoomRulesSet)
     async def room_rules_set(event: RoomRulesSet, ctx: EventContext) -> None:
-        await store.set_room_rules(
-            ctx.session,
+        await SqlStore(ctx.session).set_room_rules(
             event.room_id,
             event.rules,
             version=event.room_version,
@@ -71,16 +71,18 @@ def register_inventory(
 
     @consumer.on(SlotsGenerated)
     async def slots_generated(event: SlotsGenerated, ctx: EventContext) -> None:
-        await store.upsert_slots(ctx.session, event.slots)
+        await SqlStore(ctx.session).upsert_slots(event.slots)
         # a slot regenerated with more places: its line gets them first
         await handlers.offer_new_capacity(
-            ctx.session, outbox, [s.slot_id for s in event.slots], now=clock()
+            SqlStore(ctx.session), outbox, [s.slot_id for s in event.slots], now=clock()
         )
 
     @consumer.on(SlotChanged)
     async def slot_changed(event: SlotChanged, ctx: EventContext) -> None:
-        await store.upsert_slots(ctx.session, [event.slot])
-        await handlers.offer_new_capacity(ctx.session, outbox, [event.slot.slot_id], now=clock())
+        await SqlStore(ctx.session).upsert_slots([event.slot])
+        await handlers.offer_new_capacity(
+            SqlStore(ctx.session), outbox, [event.slot.slot_id], now=clock()
+        )
 
 
 def register_payments(
@@ -103,7 +105,7 @@ def register_payments(
     async def payments_succeeded(
         session: AsyncSession, payments: list[tuple[Envelope, PaymentSucceeded]]
     ) -> None:
-        returned = await handlers.payments_succeeded(session, outbox, payments)
+        returned = await handlers.payments_succeeded(SqlStore(session), outbox, payments)
         if returned and unapplied is not None:
             counter = unapplied
 
@@ -115,12 +117,12 @@ def register_payments(
 
     @consumer.on(PaymentFailed)
     async def payment_failed(event: PaymentFailed, ctx: EventContext) -> None:
-        await handlers.payment_failed(ctx.session, outbox, event, now=clock())
+        await handlers.payment_failed(SqlStore(ctx.session), outbox, event, now=clock())
 
     @consumer.on(RefundSucceeded)
     async def refund_succeeded(event: RefundSucceeded, ctx: EventContext) -> None:
-        await handlers.refund_settled(ctx.session, event, now=clock())
+        await handlers.refund_settled(SqlStore(ctx.session), event, now=clock())
 
     @consumer.on(RefundFailed)
     async def refund_failed(event: RefundFailed, ctx: EventContext) -> None:
-        await handlers.refund_settled(ctx.session, event, now=clock())
+        await handlers.refund_settled(SqlStore(ctx.session), event, now=clock())

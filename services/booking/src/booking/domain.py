@@ -888,3 +888,86 @@ class Booking:
     """The rules of its room it was made under, as far as they bind it after it was made:
     the notices to cancel and to move, the moves allowed and the refund tiers (None: a
     booking made before terms were kept, which follows its room's rules now)."""
+
+
+# --- what the store is given and gives back -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """A place taken: its slot, and the slot's room with the rules it was taken under."""
+
+    slot: Slot
+    room: Room
+
+
+def already_holds(slot_id: UUID) -> SlotUnavailable:
+    return SlotUnavailable(f"you already hold a place in slot {slot_id}")
+
+
+def slot_full(slot_id: UUID, places: int) -> SlotUnavailable:
+    return SlotUnavailable(f"slot {slot_id} is full ({places} place{'' if places == 1 else 's'})")
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What :func:`take_places` took."""
+
+    places: dict[UUID, tuple[Place, int]]
+    """Per slot that gave any: the slot with its room, and how many places it gave."""
+    full: dict[UUID, int]
+    """Per slot that takes bookings but had fewer places left than wanted (locked, so this
+    is so until the transaction ends): its number of places."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBooking:
+    """A new booking, held unpaid in ``slot`` until ``hold_expires_at``."""
+
+    id: UUID
+    user_id: str
+    slot: Slot
+    booking_type: str
+    notes: str
+    attributes: dict[str, Any]
+    contact: Contact
+    hold_expires_at: datetime
+    idempotency_key: str | None
+    request_fingerprint: str | None
+    terms: RoomRules | None = None
+    """The rules of its room that bind it once made (:func:`terms_of`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BookingFilter:
+    user_id: str | None = None
+    room_id: UUID | None = None
+    statuses: tuple[BookingStatus, ...] = ()
+    payment_statuses: tuple[PaymentStatus, ...] = ()
+    starts_from: datetime | None = None
+    starts_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """A refund asked of the payment service, as far as its outcome needs it."""
+
+    id: UUID
+    booking_id: UUID
+    payment_id: str
+    amount: Money
+    status: RefundStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StrayPayment:
+    """A payment no booking took, and the refund that returns it in full."""
+
+    payment_id: str
+    booking_id: UUID
+    """The booking the payment named (which may not exist)."""
+    amount: Money
+    reason: str
+    refund_id: UUID
+    refund_status: RefundStatus
+    failure_reason: str | None

@@ -13,22 +13,30 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from booking import domain, store
+from booking import domain
 from booking.domain import (
     Action,
+    Booking,
+    BookingFilter,
     BookingStatus,
+    PendingBooking,
+    Place,
+    Refund,
     RefundPolicy,
     RefundQuote,
     RefundStatus,
+    Room,
+    Slot,
+    StrayPayment,
+    Taken,
+    WaitlistEntry,
+    WaitlistStatus,
 )
 from booking_contracts.catalogue import (
     Actor,
@@ -45,6 +53,9 @@ from booking_contracts.catalogue import (
     RefundFailed,
     RefundRequested,
     RefundSucceeded,
+    RoomRules,
+    RoomSnapshot,
+    SlotSnapshot,
     SlotStatus,
     WaitlistEntryEnd,
     WaitlistExpired,
@@ -58,8 +69,195 @@ from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
 from platform_runtime.messaging import BatchItemError, caused_by
 from platform_runtime.outbox import Outbox
+from platform_runtime.transactions import Stores
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from platform_runtime.outbox import MemoryOutbox
 
 log = logging.getLogger(__name__)
+
+
+class Store(Protocol):
+    """What the use cases read and change, in one transaction: the service's database
+    (:class:`booking.store.SqlStore`; the methods are documented there). Its twin held in the
+    process, which the same contract tests will hold to the same behaviour, is still to come:
+    booking's use cases are tested on PostgreSQL."""
+
+    @property
+    def tx(self) -> AsyncSession | MemoryOutbox:
+        """The transaction, for the outbox to write the use case's events into."""
+        ...
+
+    async def upsert_room(self, room: RoomSnapshot, *, version: int, as_of: datetime) -> None: ...
+
+    async def deactivate_room(self, room_id: UUID, *, version: int, as_of: datetime) -> None: ...
+
+    async def set_room_rules(
+        self, room_id: UUID, rules: RoomRules, *, version: int, as_of: datetime
+    ) -> None: ...
+
+    async def upsert_slots(self, snapshots: Sequence[SlotSnapshot]) -> None: ...
+
+    async def take_place(self, slot_id: UUID, *, now: datetime) -> Place: ...
+
+    async def take_places(self, wanted: Mapping[UUID, int], *, now: datetime) -> Taken: ...
+
+    async def count_against_quotas(
+        self, booking: Booking, windows: Sequence[domain.QuotaWindow]
+    ) -> domain.RuleBroken | None: ...
+
+    async def release_quotas(self, booking_ids: Sequence[UUID]) -> None: ...
+
+    async def slots_between(self, room_id: UUID, span: domain.Span) -> list[Slot]: ...
+
+    async def slots_held_by(self, user_id: str, slot_ids: Collection[UUID]) -> set[UUID]: ...
+
+    async def quota_usage(
+        self, user_id: str, keys: Collection[tuple[str, datetime]]
+    ) -> dict[tuple[str, datetime], int]: ...
+
+    async def release_places(self, slot_ids: Sequence[UUID]) -> None: ...
+
+    async def get_slot(self, slot_id: UUID) -> Slot: ...
+
+    async def lock_slots(self, slot_ids: Sequence[UUID]) -> dict[UUID, Slot]: ...
+
+    async def get_room(self, room_id: UUID) -> Room | None: ...
+
+    async def insert_booking(
+        self, booking: PendingBooking, *, max_unpaid_holds: int | None
+    ) -> Booking: ...
+
+    async def insert_bookings(
+        self, new: Sequence[PendingBooking], *, max_unpaid_holds: int | None
+    ) -> dict[UUID, Booking]: ...
+
+    async def lock_unpaid_holds(self, user_ids: Collection[str]) -> dict[str, int]: ...
+
+    async def lock_idempotency_keys(self, keys: Collection[tuple[str, str]]) -> None: ...
+
+    async def find_by_idempotency_keys(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Booking]: ...
+
+    async def get_booking(self, booking_id: UUID, *, lock: bool = False) -> Booking: ...
+
+    async def lock_bookings(
+        self, booking_ids: Sequence[UUID]
+    ) -> tuple[dict[UUID, Booking], dict[UUID, Room]]: ...
+
+    async def get_rooms(self, room_ids: Sequence[UUID]) -> dict[UUID, Room]: ...
+
+    async def confirm_paid(self, payments: Mapping[UUID, str]) -> dict[UUID, int]: ...
+
+    async def find_by_idempotency_key(self, user_id: str, key: str) -> Booking | None: ...
+
+    async def cancel_booking(
+        self, booking_id: UUID, *, by: Actor, reason: str | None, at: datetime
+    ) -> Booking: ...
+
+    async def move_booking(self, booking_id: UUID, slot: Slot) -> Booking: ...
+
+    async def set_status(self, booking_id: UUID, status: BookingStatus) -> Booking: ...
+
+    async def confirm_booking(
+        self, booking_id: UUID, *, payment_id: str, refund_basis_starts_at: datetime
+    ) -> Booking: ...
+
+    async def attach_payment(self, booking_id: UUID, payment_id: str) -> Booking: ...
+
+    async def expire_due(self, *, now: datetime, limit: int) -> list[Booking]: ...
+
+    async def list_bookings(
+        self,
+        where: BookingFilter,
+        *,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[Booking]: ...
+
+    async def request_refund(
+        self,
+        *,
+        refund_id: UUID,
+        booking_id: UUID,
+        payment_id: str,
+        amount: Money,
+        reason: str,
+    ) -> Booking | None: ...
+
+    async def get_refund(self, refund_id: UUID) -> Refund | None: ...
+
+    async def settle_refund(
+        self,
+        refund: Refund,
+        *,
+        status: RefundStatus,
+        failure_reason: str | None,
+        now: datetime,
+    ) -> Booking: ...
+
+    async def record_stray_payment(
+        self,
+        *,
+        payment_id: str,
+        booking_id: UUID,
+        amount: Money,
+        reason: str,
+        refund_id: UUID,
+    ) -> StrayPayment | None: ...
+
+    async def lock_stray_refund(self, refund_id: UUID) -> StrayPayment | None: ...
+
+    async def settle_stray_refund(
+        self,
+        stray: StrayPayment,
+        *,
+        status: RefundStatus,
+        failure_reason: str | None,
+        now: datetime,
+    ) -> StrayPayment: ...
+
+    async def lock_slot(self, slot_id: UUID, *, share: bool = False) -> Slot: ...
+
+    async def lock_lines_of(self, user_id: str) -> int: ...
+
+    async def insert_entry(
+        self, entry_id: UUID, slot: Slot, user_id: str, contact: Contact
+    ) -> WaitlistEntry: ...
+
+    async def position_in_line(self, entry: WaitlistEntry) -> int: ...
+
+    async def live_entry(
+        self, user_id: str, slot_id: UUID, *, lock: bool = False
+    ) -> WaitlistEntry | None: ...
+
+    async def get_entry(self, entry_id: UUID, *, lock: bool = False) -> WaitlistEntry | None: ...
+
+    async def change_entry(
+        self,
+        entry_id: UUID,
+        status: WaitlistStatus,
+        *,
+        offer_expires_at: datetime | None = None,
+        booking_id: UUID | None = None,
+    ) -> WaitlistEntry: ...
+
+    async def waiting_in_line(self, slot_id: UUID, *, limit: int) -> list[WaitlistEntry]: ...
+
+    async def busy_at(
+        self, user_ids: Collection[str], starts_at: datetime, ends_at: datetime
+    ) -> set[str]: ...
+
+    async def due_offers(self, *, now: datetime, limit: int) -> list[WaitlistEntry]: ...
+
+    async def closed_lines(self, *, now: datetime, limit: int) -> list[WaitlistEntry]: ...
+
+    async def take_offered_places(self, slot_id: UUID, places: int) -> None: ...
+
+    async def slots_with_waiters(self, slot_ids: Collection[UUID]) -> list[UUID]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +315,7 @@ class Created:
 
 
 async def create(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     caller: Caller,
     request: NewBooking,
@@ -133,33 +331,28 @@ async def create(
     bookings (an admin's own: any number): the database counts them and refuses one more.
     """
     if request.idempotency_key is not None:
-        await store.lock_idempotency_keys(session, [(caller.user_id, request.idempotency_key)])
-        earlier = await _replay(session, caller, request)
+        await store.lock_idempotency_keys([(caller.user_id, request.idempotency_key)])
+        earlier = await _replay(store, caller, request)
         if earlier is not None:
             return Created(earlier, replayed=True)
-    place = await store.take_place(session, request.slot_id, now=now)
-    try:  # no savepoint: a refused INSERT ends the whole transaction, place included
-        booking = await store.insert_booking(
-            session,
-            _pending(caller, request, place, now=now, rules=rules),
-            max_unpaid_holds=None if caller.is_admin else rules.max_unpaid_holds,
-        )
-    except IntegrityError as exc:
-        # The user already holds the slot (one live booking per user and slot). Not the key's
-        # index: the requests with one key take turns, and each finds the booking of the last.
-        raise _already_holds(request.slot_id) from exc
+    place = await store.take_place(request.slot_id, now=now)
+    # the user holding the slot already is refused with the whole transaction, place included
+    booking = await store.insert_booking(
+        _pending(caller, request, place, now=now, rules=rules),
+        max_unpaid_holds=None if caller.is_admin else rules.max_unpaid_holds,
+    )
     windows = domain.quota_windows(place.room, place.slot.starts_at)
-    if windows and (refusal := await store.count_against_quotas(session, booking, windows)):
+    if windows and (refusal := await store.count_against_quotas(booking, windows)):
         raise refusal  # the transaction is rolled back: place and booking with it
-    await outbox.add(session, _created_event(booking))
+    await outbox.add(store.tx, _created_event(booking))
     return Created(booking, replayed=False)
 
 
 def _pending(
-    caller: Caller, request: NewBooking, place: store.Place, *, now: datetime, rules: Rules
-) -> store.PendingBooking:
+    caller: Caller, request: NewBooking, place: domain.Place, *, now: datetime, rules: Rules
+) -> domain.PendingBooking:
     slot, hold = place.slot, place.room.rules.hold_or(rules.hold)
-    return store.PendingBooking(
+    return domain.PendingBooking(
         id=uuid.uuid4(),
         user_id=caller.user_id,
         slot=slot,
@@ -193,7 +386,7 @@ Outcome = Created | domain.BookingError | None
 
 
 async def create_many(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     requests: Sequence[tuple[Caller, NewBooking]],
     *,
@@ -221,15 +414,15 @@ async def create_many(
     user and slot, one use of a key, the cap on unpaid holds).
     """
     outcomes: list[Outcome] = [None] * len(requests)
-    todo = await _replay_many(session, requests, outcomes)
+    todo = await _replay_many(store, requests, outcomes)
     if not todo:
         return outcomes
     rows, unused, full = await _places_and_holds(
-        session, requests, todo, now=now, rules=rules, outcomes=outcomes
+        store, requests, todo, now=now, rules=rules, outcomes=outcomes
     )
     ordered = sorted(rows.values(), key=lambda r: (r.user_id, str(r.slot.id)))
     inserted = (
-        await store.insert_bookings(session, ordered, max_unpaid_holds=rules.max_unpaid_holds)
+        await store.insert_bookings(ordered, max_unpaid_holds=rules.max_unpaid_holds)
         if ordered
         else {}
     )
@@ -241,15 +434,15 @@ async def create_many(
             continue
         refused.append(row.slot.id)  # its place goes back
         if row.idempotency_key is None:
-            outcomes[i] = _already_holds(row.slot.id)
+            outcomes[i] = domain.already_holds(row.slot.id)
     if refused:
-        await store.release_places(session, refused)
+        await store.release_places(refused)
     for i, (slot_id, places) in full.items():
         if slot_id not in refused:  # else a place went back: alone, it may get it
-            outcomes[i] = store.slot_full(slot_id, places)
+            outcomes[i] = domain.slot_full(slot_id, places)
     made = [(i, inserted[row.id]) for i, row in rows.items() if row.id in inserted]
     await outbox.add(
-        session,
+        store.tx,
         *(_created_event(booking) for _, booking in made),
         # each BookingCreated continues the trace of its own request
         traceparents=[traceparents[i] for i, _ in made] if traceparents is not None else None,
@@ -258,7 +451,7 @@ async def create_many(
 
 
 async def _replay_many(
-    session: AsyncSession, requests: Sequence[tuple[Caller, NewBooking]], outcomes: list[Outcome]
+    store: Store, requests: Sequence[tuple[Caller, NewBooking]], outcomes: list[Outcome]
 ) -> list[int]:
     """Settle the batch's replays in ``outcomes``; returns the requests left to make in the
     batch (by index): neither an admin's, nor a key's second request of the batch."""
@@ -269,8 +462,8 @@ async def _replay_many(
     )
     earlier: dict[tuple[str, str], domain.Booking] = {}
     if keys:
-        await store.lock_idempotency_keys(session, keys)
-        earlier = await store.find_by_idempotency_keys(session, keys)
+        await store.lock_idempotency_keys(keys)
+        earlier = await store.find_by_idempotency_keys(keys)
     todo: list[int] = []
     keys_in_batch: set[tuple[str, str]] = set()
     for i in in_batch:
@@ -288,14 +481,14 @@ async def _replay_many(
 
 
 async def _places_and_holds(
-    session: AsyncSession,
+    store: Store,
     requests: Sequence[tuple[Caller, NewBooking]],
     todo: Sequence[int],
     *,
     now: datetime,
     rules: Rules,
     outcomes: list[Outcome],
-) -> tuple[dict[int, store.PendingBooking], list[UUID], dict[int, tuple[UUID, int]]]:
+) -> tuple[dict[int, domain.PendingBooking], list[UUID], dict[int, tuple[UUID, int]]]:
     """The booking rows (by request index) of the requests that got a place and a hold
     under their user's cap, in the order they came; the places taken for none (one slot
     id per place, to give back); and the requests for a slot that had no place left for
@@ -306,12 +499,12 @@ async def _places_and_holds(
     (counted under the lock) is refused here, in ``outcomes``, as the database would refuse
     it alone: asking again at the cap costs no transaction of its own."""
     wanted = Counter(requests[i][1].slot_id for i in todo)
-    got = await store.take_places(session, wanted, now=now)
+    got = await store.take_places(wanted, now=now)
     taken = got.places
     users = {requests[i][0].user_id for i in todo if requests[i][1].slot_id in taken}
-    held = await store.lock_unpaid_holds(session, users) if users else {}
+    held = await store.lock_unpaid_holds(users) if users else {}
     holds_left = {user: rules.max_unpaid_holds - held.get(user, 0) for user in users}
-    rows: dict[int, store.PendingBooking] = {}
+    rows: dict[int, domain.PendingBooking] = {}
     full: dict[int, tuple[UUID, int]] = {}
     for i in todo:
         caller, request = requests[i]
@@ -345,7 +538,7 @@ def _key_reused() -> domain.IdempotencyConflict:
 
 
 async def create_idempotently(
-    sessions: Any,
+    stores: Stores[Any, Store],
     outbox: Outbox,
     caller: Caller,
     request: NewBooking,
@@ -354,19 +547,13 @@ async def create_idempotently(
     rules: Rules,
 ) -> Created:
     """``create`` in its own transaction."""
-    async with sessions.begin() as session:
-        return await create(session, outbox, caller, request, now=now, rules=rules)
+    async with stores.begin() as store:
+        return await create(store, outbox, caller, request, now=now, rules=rules)
 
 
-def _already_holds(slot_id: UUID) -> domain.SlotUnavailable:
-    return domain.SlotUnavailable(f"you already hold a place in slot {slot_id}")
-
-
-async def _replay(
-    session: AsyncSession, caller: Caller, request: NewBooking
-) -> domain.Booking | None:
+async def _replay(store: Store, caller: Caller, request: NewBooking) -> domain.Booking | None:
     assert request.idempotency_key is not None
-    earlier = await store.find_by_idempotency_key(session, caller.user_id, request.idempotency_key)
+    earlier = await store.find_by_idempotency_key(caller.user_id, request.idempotency_key)
     if earlier is not None and earlier.request_fingerprint != request.fingerprint():
         raise _key_reused()
     return earlier
@@ -376,55 +563,55 @@ async def _replay(
 
 
 async def visible_booking(
-    session: AsyncSession, caller: Caller, booking_id: UUID, *, lock: bool = False
+    store: Store, caller: Caller, booking_id: UUID, *, lock: bool = False
 ) -> domain.Booking:
     """The booking if the caller may see it; anyone else learns nothing (not found)."""
-    booking = await store.get_booking(session, booking_id, lock=lock)
+    booking = await store.get_booking(booking_id, lock=lock)
     if not caller.may_see(booking):
         raise domain.BookingNotFound(f"booking {booking_id} does not exist")
     return booking
 
 
 async def bookable_slots(
-    session: AsyncSession, caller: Caller, room_id: UUID, on: date, *, now: datetime
+    store: Store, caller: Caller, room_id: UUID, on: date, *, now: datetime
 ) -> tuple[domain.Room, list[domain.Slot]]:
     """The room's slots on ``on`` (a day of the room's calendar) the caller could book now,
     under the room's rules as this service applies them (see :func:`domain.bookable`)."""
-    room = await store.get_room(session, room_id)
+    room = await store.get_room(room_id)
     if room is None or not room.name:
         raise domain.RoomNotFound(f"room {room_id} is not known here")
     if not room.active:
         return room, []
-    slots = await store.slots_between(session, room_id, domain.local_day(on, room.time_zone))
+    slots = await store.slots_between(room_id, domain.local_day(on, room.time_zone))
     if not slots:
         return room, []
-    held = await store.slots_held_by(session, caller.user_id, [slot.id for slot in slots])
+    held = await store.slots_held_by(caller.user_id, [slot.id for slot in slots])
     keys = {
         (window.scope, window.span.starts_at)
         for slot in slots
         for window in domain.quota_windows(room, slot.starts_at)
     }
-    used = await store.quota_usage(session, caller.user_id, keys)
+    used = await store.quota_usage(caller.user_id, keys)
     return room, domain.bookable(slots, room, now=now, held=held, used=used)
 
 
 async def refund_quote(
-    session: AsyncSession, caller: Caller, booking_id: UUID, *, now: datetime, rules: Rules
+    store: Store, caller: Caller, booking_id: UUID, *, now: datetime, rules: Rules
 ) -> tuple[domain.Booking, RefundQuote]:
     """What cancelling now would refund (and whether cancelling is possible at all)."""
-    booking = await visible_booking(session, caller, booking_id)
+    booking = await visible_booking(store, caller, booking_id)
     domain.transition(booking.status, Action.CANCEL)
-    room_rules = await _terms(session, booking)
+    room_rules = await _terms(store, booking)
     _check_cancellation(room_rules, caller, booking, now=now)
     return booking, _quote(booking, caller, now=now, policy=room_rules.refunds_or(rules.refunds))
 
 
-async def _terms(session: AsyncSession, booking: domain.Booking) -> domain.BookingRules:
+async def _terms(store: Store, booking: domain.Booking) -> domain.BookingRules:
     """The rules that bind the booking: those it was made under, else (a booking made before
     terms were kept) its room's now."""
     if booking.terms is not None:
         return booking.terms
-    room = await store.get_room(session, booking.room_id)
+    room = await store.get_room(booking.room_id)
     return room.rules if room is not None else domain.BookingRules()
 
 
@@ -462,7 +649,7 @@ def _quote(
 
 
 async def cancel(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     caller: Caller,
     booking_id: UUID,
@@ -472,17 +659,17 @@ async def cancel(
     rules: Rules,
 ) -> domain.Booking:
     """Cancel a pending or confirmed booking, free its place and refund by the policy."""
-    booking = await visible_booking(session, caller, booking_id, lock=True)
+    booking = await visible_booking(store, caller, booking_id, lock=True)
     domain.transition(booking.status, Action.CANCEL)
-    room_rules = await _terms(session, booking)
+    room_rules = await _terms(store, booking)
     _check_cancellation(room_rules, caller, booking, now=now)
     quote = _quote(booking, caller, now=now, policy=room_rules.refunds_or(rules.refunds))
     by = Actor.ADMIN if _for_someone_else(caller, booking) else Actor.USER
-    return await _cancel(session, outbox, booking, by=by, reason=reason, quote=quote, now=now)
+    return await _cancel(store, outbox, booking, by=by, reason=reason, quote=quote, now=now)
 
 
 async def _cancel(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     booking: domain.Booking,
     *,
@@ -492,9 +679,9 @@ async def _cancel(
     now: datetime,
 ) -> domain.Booking:
     refund = quote.amount if quote is not None and quote.amount.amount > 0 else None
-    cancelled = await store.cancel_booking(session, booking.id, by=by, reason=reason, at=now)
-    await free_places(session, outbox, [booking.slot_id], now=now)
-    await store.release_quotas(session, [booking.id])
+    cancelled = await store.cancel_booking(booking.id, by=by, reason=reason, at=now)
+    await free_places(store, outbox, [booking.slot_id], now=now)
+    await store.release_quotas([booking.id])
     events: list[Event] = [
         BookingCancelled(
             booking_id=booking.id,
@@ -509,7 +696,7 @@ async def _cancel(
     ]
     if refund is not None and quote is not None and booking.payment_id is not None:
         requested = await _request_refund(
-            session,
+            store,
             booking.id,
             refund_id=uuid.uuid5(booking.id, "cancel"),  # a booking is cancelled once
             payment_id=booking.payment_id,
@@ -519,12 +706,12 @@ async def _cancel(
         if requested is not None:
             cancelled, event = requested
             events.append(event)
-    await outbox.add(session, *events)
+    await outbox.add(store.tx, *events)
     return cancelled
 
 
 async def _request_refund(
-    session: AsyncSession,
+    store: Store,
     booking_id: UUID,
     *,
     refund_id: UUID,
@@ -536,7 +723,6 @@ async def _request_refund(
     that asks for it; None if a refund with this id was asked for already: the same refund
     is never asked for twice."""
     booking = await store.request_refund(
-        session,
         refund_id=refund_id,
         booking_id=booking_id,
         payment_id=payment_id,
@@ -559,7 +745,7 @@ async def _request_refund(
 
 
 async def reschedule(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     caller: Caller,
     booking_id: UUID,
@@ -575,41 +761,37 @@ async def reschedule(
     slots are locked in id order before either changes, so two moves in opposite directions
     take turns instead of deadlocking, and the price is the one of the locked slot.
     """
-    booking = await visible_booking(session, caller, booking_id, lock=True)
+    booking = await visible_booking(store, caller, booking_id, lock=True)
     domain.transition(booking.status, Action.RESCHEDULE, starts_at=booking.starts_at, now=now)
     if new_slot_id == booking.slot_id:
         raise domain.InvalidBooking("the booking is already in that slot")
-    target = (await store.lock_slots(session, [booking.slot_id, new_slot_id])).get(new_slot_id)
+    target = (await store.lock_slots([booking.slot_id, new_slot_id])).get(new_slot_id)
     if target is None:
         raise domain.SlotNotFound(f"slot {new_slot_id} is not known")
     if target.room_id != booking.room_id:
         raise domain.InvalidBooking("a booking can only move to another slot of the same room")
     if not _for_someone_else(caller, booking):
-        (await _terms(session, booking)).check_reschedule(
+        (await _terms(store, booking)).check_reschedule(
             starts_at=booking.starts_at,
             to_starts_at=target.starts_at,
             moved=booking.reschedules,
             now=now,
         )
     refund = domain.reprice(booking.price, target.price)
-    place = await store.take_place(session, new_slot_id, now=now)
+    place = await store.take_place(new_slot_id, now=now)
     slot = place.slot
-    await free_places(session, outbox, [booking.slot_id], now=now)
-    try:
-        async with session.begin_nested():
-            moved = await store.move_booking(session, booking.id, slot)
-    except IntegrityError as exc:
-        raise domain.SlotUnavailable(f"you already hold a place in slot {slot.id}") from exc
+    await free_places(store, outbox, [booking.slot_id], now=now)
+    moved = await store.move_booking(booking.id, slot)  # refused if the user holds that slot
     # the move counts where it lands, by the room's quotas now, and gives back what it held
-    await store.release_quotas(session, [booking.id])
+    await store.release_quotas([booking.id])
     windows = domain.quota_windows(place.room, slot.starts_at)
-    if windows and (refusal := await store.count_against_quotas(session, moved, windows)):
+    if windows and (refusal := await store.count_against_quotas(moved, windows)):
         raise refusal
     version = moved.version  # the move's; a refund request below is a change of its own
     events: list[Event] = []
     if refund.amount > 0 and booking.payment_id is not None:
         requested = await _request_refund(
-            session,
+            store,
             booking.id,
             # the booking's price only ever falls, so no two moves refund from the same price
             refund_id=uuid.uuid5(booking.id, f"reschedule:{booking.price}->{slot.price}"),
@@ -622,7 +804,7 @@ async def reschedule(
             moved, event = requested
             events.append(event)
     await outbox.add(
-        session,
+        store.tx,
         BookingRescheduled(
             booking_id=booking.id,
             user_id=booking.user_id,
@@ -642,15 +824,15 @@ async def reschedule(
 
 
 async def finish(
-    session: AsyncSession, outbox: Outbox, booking_id: UUID, *, action: Action, now: datetime
+    store: Store, outbox: Outbox, booking_id: UUID, *, action: Action, now: datetime
 ) -> domain.Booking:
     """Admin: mark a confirmed booking whose slot has started completed or a no-show."""
-    booking = await store.get_booking(session, booking_id, lock=True)
+    booking = await store.get_booking(booking_id, lock=True)
     status = domain.transition(booking.status, action, starts_at=booking.starts_at, now=now)
-    finished = await store.set_status(session, booking.id, status)
+    finished = await store.set_status(booking.id, status)
     event_type = BookingCompleted if action is Action.COMPLETE else BookingNoShow
     await outbox.add(
-        session,
+        store.tx,
         event_type(
             booking_id=booking.id,
             slot_id=booking.slot_id,
@@ -664,19 +846,19 @@ async def finish(
 # --- holds -----------------------------------------------------------------------------
 
 
-async def expire_holds(session: AsyncSession, outbox: Outbox, *, now: datetime, limit: int) -> int:
+async def expire_holds(store: Store, outbox: Outbox, *, now: datetime, limit: int) -> int:
     """Expire pending bookings whose hold ran out and free their places; returns how many.
 
     Rows another replica is expiring are skipped (``SKIP LOCKED``), so any number of
     sweepers share the work without doing any of it twice.
     """
-    expired = await store.expire_due(session, now=now, limit=limit)
+    expired = await store.expire_due(now=now, limit=limit)
     if not expired:
         return 0
-    await free_places(session, outbox, [booking.slot_id for booking in expired], now=now)
-    await store.release_quotas(session, [booking.id for booking in expired])
+    await free_places(store, outbox, [booking.slot_id for booking in expired], now=now)
+    await store.release_quotas([booking.id for booking in expired])
     await outbox.add(
-        session,
+        store.tx,
         *(
             BookingExpired(
                 booking_id=b.id,
@@ -718,7 +900,7 @@ class Unapplied:
 
 
 async def payment_succeeded(
-    session: AsyncSession, outbox: Outbox, event: PaymentSucceeded
+    store: Store, outbox: Outbox, event: PaymentSucceeded
 ) -> domain.Booking | Unapplied:
     """Confirm the pending booking; a payment that came too late or twice is refunded.
 
@@ -727,12 +909,12 @@ async def payment_succeeded(
     returned in full (:func:`_return_stray_payment`), the booking untouched.
     """
     try:
-        booking = await store.get_booking(session, event.booking_id, lock=True)
+        booking = await store.get_booking(event.booking_id, lock=True)
     except domain.BookingNotFound:
         if event.amount.amount <= 0:
             raise  # nothing was paid: nothing to return
         return await _return_stray_payment(
-            session,
+            store,
             outbox,
             event,
             cause=UnappliedCause.UNKNOWN_BOOKING,
@@ -752,7 +934,7 @@ async def payment_succeeded(
                 f"{booking.price} of booking {booking.id}, and returns nothing"
             )
         return await _return_stray_payment(
-            session,
+            store,
             outbox,
             event,
             cause=UnappliedCause.WRONG_AMOUNT,
@@ -760,18 +942,18 @@ async def payment_succeeded(
             f"of the booking",
         )
     if booking.status is not BookingStatus.PENDING or booking.payment_id is not None:
-        return await _refund_unwanted_payment(session, outbox, booking, event)
+        return await _refund_unwanted_payment(store, outbox, booking, event)
     domain.transition(booking.status, Action.CONFIRM)
     confirmed = await store.confirm_booking(
-        session, booking.id, payment_id=event.payment_id, refund_basis_starts_at=booking.starts_at
+        booking.id, payment_id=event.payment_id, refund_basis_starts_at=booking.starts_at
     )
-    room = await store.get_room(session, booking.room_id)
-    await outbox.add(session, _confirmed(booking, event.payment_id, room, confirmed.version))
+    room = await store.get_room(booking.room_id)
+    await outbox.add(store.tx, _confirmed(booking, event.payment_id, room, confirmed.version))
     return confirmed
 
 
 async def payments_succeeded(
-    session: AsyncSession, outbox: Outbox, payments: Sequence[tuple[Envelope, PaymentSucceeded]]
+    store: Store, outbox: Outbox, payments: Sequence[tuple[Envelope, PaymentSucceeded]]
 ) -> list[Unapplied]:
     """:func:`payment_succeeded` for many payments, in their order, set-based.
 
@@ -786,7 +968,7 @@ async def payments_succeeded(
 
     Returns the payments this call recorded as stray (not those recorded before).
     """
-    booked, rooms = await store.lock_bookings(session, [event.booking_id for _, event in payments])
+    booked, rooms = await store.lock_bookings([event.booking_id for _, event in payments])
     confirms: list[tuple[Envelope, PaymentSucceeded, domain.Booking]] = []
     returned: list[Unapplied] = []
     seen: set[UUID] = set()
@@ -795,17 +977,17 @@ async def payments_succeeded(
         if booking is not None and event.booking_id not in seen and _plain_confirm(booking, event):
             confirms.append((envelope, event, booking))
         else:
-            await _confirm_all(session, outbox, confirms, rooms)
+            await _confirm_all(store, outbox, confirms, rooms)
             confirms = []
             try:
                 with caused_by(envelope):
-                    outcome = await payment_succeeded(session, outbox, event)
+                    outcome = await payment_succeeded(store, outbox, event)
             except Exception as exc:
                 raise BatchItemError(index, exc) from exc
             if isinstance(outcome, Unapplied) and outcome.recorded:
                 returned.append(outcome)
         seen.add(event.booking_id)
-    await _confirm_all(session, outbox, confirms, rooms)
+    await _confirm_all(store, outbox, confirms, rooms)
     return returned
 
 
@@ -819,7 +1001,7 @@ def _plain_confirm(booking: domain.Booking, event: PaymentSucceeded) -> bool:
 
 
 async def _confirm_all(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     confirms: Sequence[tuple[Envelope, PaymentSucceeded, domain.Booking]],
     rooms: dict[UUID, domain.Room],
@@ -827,12 +1009,12 @@ async def _confirm_all(
     if not confirms:
         return
     done = await store.confirm_paid(
-        session, {booking.id: event.payment_id for _, event, booking in confirms}
+        {booking.id: event.payment_id for _, event, booking in confirms}
     )
     if len(done) != len(confirms):  # the rows are locked: they cannot have changed
         raise RuntimeError(f"confirmed {len(done)} of {len(confirms)} locked pending bookings")
     await outbox.add_replies(
-        session,
+        store.tx,
         [
             (
                 envelope,
@@ -864,7 +1046,7 @@ def _confirmed(
 
 
 async def _refund_unwanted_payment(
-    session: AsyncSession, outbox: Outbox, booking: domain.Booking, event: PaymentSucceeded
+    store: Store, outbox: Outbox, booking: domain.Booking, event: PaymentSucceeded
 ) -> domain.Booking:
     """The booking cannot take this payment (expired, cancelled or already paid): return it."""
     reason = (
@@ -873,9 +1055,9 @@ async def _refund_unwanted_payment(
         else f"booking was already paid with payment {booking.payment_id}"
     )
     if booking.payment_id is None:
-        booking = await store.attach_payment(session, booking.id, event.payment_id)
+        booking = await store.attach_payment(booking.id, event.payment_id)
     requested = await _request_refund(
-        session,
+        store,
         booking.id,
         refund_id=uuid.uuid5(booking.id, f"refund:{event.payment_id}"),
         payment_id=event.payment_id,
@@ -885,12 +1067,12 @@ async def _refund_unwanted_payment(
     if requested is None:
         return booking  # this payment's refund was asked for already
     refunded, refund_requested = requested
-    await outbox.add(session, refund_requested)
+    await outbox.add(store.tx, refund_requested)
     return refunded
 
 
 async def _return_stray_payment(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     event: PaymentSucceeded,
     *,
@@ -902,7 +1084,6 @@ async def _return_stray_payment(
     again, with any event id, finds it recorded and asks for nothing more."""
     refund_id = uuid.uuid5(event.booking_id, f"stray:{event.payment_id}")
     stray = await store.record_stray_payment(
-        session,
         payment_id=event.payment_id,
         booking_id=event.booking_id,
         amount=event.amount,
@@ -920,7 +1101,7 @@ async def _return_stray_payment(
         refund_id,
     )
     await outbox.add(
-        session,
+        store.tx,
         RefundRequested(
             booking_id=event.booking_id,
             refund_id=refund_id,
@@ -933,15 +1114,15 @@ async def _return_stray_payment(
 
 
 async def payment_failed(
-    session: AsyncSession, outbox: Outbox, event: PaymentFailed, *, now: datetime
+    store: Store, outbox: Outbox, event: PaymentFailed, *, now: datetime
 ) -> domain.Booking:
     """A failed payment cancels the pending booking and frees its place; otherwise nothing."""
-    booking = await store.get_booking(session, event.booking_id, lock=True)
+    booking = await store.get_booking(event.booking_id, lock=True)
     if booking.status is not BookingStatus.PENDING:
         return booking
     domain.transition(booking.status, Action.FAIL)
     return await _cancel(
-        session,
+        store,
         outbox,
         booking,
         by=Actor.SYSTEM,
@@ -959,8 +1140,8 @@ class UnknownRefund(domain.BookingError):
 
 
 async def refund_settled(
-    session: AsyncSession, event: RefundSucceeded | RefundFailed, *, now: datetime
-) -> domain.Booking | store.StrayPayment:
+    store: Store, event: RefundSucceeded | RefundFailed, *, now: datetime
+) -> domain.Booking | domain.StrayPayment:
     """Record what the payment service made of a refund; the booking's payment status follows
     (``refunded`` once every refund succeeded, ``refund_failed`` with the reason). The refund
     of a stray payment settles that payment's refund status (no booking involved).
@@ -969,11 +1150,11 @@ async def refund_settled(
     outcome for an unknown booking or refund, or that names another payment or amount than
     was asked for, raises (it can never apply).
     """
-    stray = await store.lock_stray_refund(session, event.refund_id)
+    stray = await store.lock_stray_refund(event.refund_id)
     if stray is not None and stray.booking_id == event.booking_id:
-        return await _settle_stray_refund(session, stray, event, now=now)
-    booking = await store.get_booking(session, event.booking_id, lock=True)
-    refund = await store.get_refund(session, event.refund_id)
+        return await _settle_stray_refund(store, stray, event, now=now)
+    booking = await store.get_booking(event.booking_id, lock=True)
+    refund = await store.get_refund(event.refund_id)
     if refund is None or refund.booking_id != booking.id:
         raise UnknownRefund(
             f"refund {event.refund_id} was never asked for booking {event.booking_id}"
@@ -983,9 +1164,7 @@ async def refund_settled(
     status = domain.settle_refund(refund.status, outcome)
     if status is None:
         return booking
-    return await store.settle_refund(
-        session, refund, status=status, failure_reason=failure, now=now
-    )
+    return await store.settle_refund(refund, status=status, failure_reason=failure, now=now)
 
 
 def _check_asked(
@@ -1006,12 +1185,12 @@ def _outcome_of(event: RefundSucceeded | RefundFailed) -> tuple[str | None, Refu
 
 
 async def _settle_stray_refund(
-    session: AsyncSession,
-    stray: store.StrayPayment,
+    store: Store,
+    stray: domain.StrayPayment,
     event: RefundSucceeded | RefundFailed,
     *,
     now: datetime,
-) -> store.StrayPayment:
+) -> domain.StrayPayment:
     _check_asked(event, stray.refund_id, payment_id=stray.payment_id, amount=stray.amount)
     failure, outcome = _outcome_of(event)
     status = domain.settle_refund(stray.refund_status, outcome)
@@ -1021,9 +1200,7 @@ async def _settle_stray_refund(
         log.warning(
             "refund %s of stray payment %s failed: %s", stray.refund_id, stray.payment_id, failure
         )
-    return await store.settle_stray_refund(
-        session, stray, status=status, failure_reason=failure, now=now
-    )
+    return await store.settle_stray_refund(stray, status=status, failure_reason=failure, now=now)
 
 
 # --- the waitlist ------------------------------------------------------------------------
@@ -1054,7 +1231,7 @@ def _about(entry: domain.WaitlistEntry) -> dict[str, Any]:
 
 
 async def join_waitlist(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     caller: Caller,
     slot_id: UUID,
@@ -1065,10 +1242,10 @@ async def join_waitlist(
 ) -> InLine:
     """Put the caller at the end of a full slot's line. The slot is locked (shared) so its
     places cannot free meanwhile: a place that frees after the join is offered in order."""
-    slot = await store.lock_slot(session, slot_id, share=True)
-    if await store.slots_held_by(session, caller.user_id, [slot_id]):
+    slot = await store.lock_slot(slot_id, share=True)
+    if await store.slots_held_by(caller.user_id, [slot_id]):
         raise domain.WaitlistRefused("you already hold a place in this slot")
-    in_line = await store.lock_lines_of(session, caller.user_id)
+    in_line = await store.lock_lines_of(caller.user_id)
     domain.check_joining(
         starts_at=slot.starts_at,
         now=now,
@@ -1076,23 +1253,23 @@ async def join_waitlist(
         in_line=in_line,
         most=rules.max_waitlists,
     )
-    if await store.live_entry(session, caller.user_id, slot_id) is not None:
+    if await store.live_entry(caller.user_id, slot_id) is not None:
         raise domain.WaitlistRefused("you are in this slot's line already")
-    entry = await store.insert_entry(session, uuid.uuid4(), slot, caller.user_id, contact)
-    position = await store.position_in_line(session, entry)
+    entry = await store.insert_entry(uuid.uuid4(), slot, caller.user_id, contact)
+    position = await store.position_in_line(entry)
     await outbox.add(
-        session,
+        store.tx,
         WaitlistJoined(**_about(entry), position=position),
     )
     return InLine(entry, position)
 
 
-async def my_place_in_line(session: AsyncSession, caller: Caller, slot_id: UUID) -> InLine:
-    entry = await store.live_entry(session, caller.user_id, slot_id)
+async def my_place_in_line(store: Store, caller: Caller, slot_id: UUID) -> InLine:
+    entry = await store.live_entry(caller.user_id, slot_id)
     if entry is None:
         raise domain.NotInLine(f"you are not in the line of slot {slot_id}")
     position = (
-        await store.position_in_line(session, entry)
+        await store.position_in_line(entry)
         if entry.status is domain.WaitlistStatus.WAITING
         else None
     )
@@ -1100,25 +1277,25 @@ async def my_place_in_line(session: AsyncSession, caller: Caller, slot_id: UUID)
 
 
 async def leave_waitlist(
-    session: AsyncSession, outbox: Outbox, caller: Caller, slot_id: UUID, *, now: datetime
+    store: Store, outbox: Outbox, caller: Caller, slot_id: UUID, *, now: datetime
 ) -> domain.WaitlistEntry:
     """Leave the slot's line; leaving with an offer declines it: the place goes on."""
-    entry = await store.live_entry(session, caller.user_id, slot_id, lock=True)
+    entry = await store.live_entry(caller.user_id, slot_id, lock=True)
     if entry is None:
         raise domain.NotInLine(f"you are not in the line of slot {slot_id}")
     offered = entry.status is domain.WaitlistStatus.OFFERED
-    left = await store.change_entry(session, entry.id, domain.WaitlistStatus.LEFT)
+    left = await store.change_entry(entry.id, domain.WaitlistStatus.LEFT)
     await outbox.add(
-        session,
+        store.tx,
         WaitlistLeft(**_about(entry), reason=WaitlistEntryEnd.LEFT, declined_offer=offered),
     )
     if offered:
-        await free_places(session, outbox, [entry.slot_id], now=now)
+        await free_places(store, outbox, [entry.slot_id], now=now)
     return left
 
 
 async def free_places(
-    session: AsyncSession, outbox: Outbox, slot_ids: Sequence[UUID], *, now: datetime
+    store: Store, outbox: Outbox, slot_ids: Sequence[UUID], *, now: datetime
 ) -> None:
     """Places given up (one slot id per place): each is offered to the next waiter of its
     slot's line, and the places nobody waits for go back to sale.
@@ -1128,73 +1305,71 @@ async def free_places(
     join unseen between that read and the places going back to sale. A slot nobody waits
     for costs no more than that one read shared with the others."""
     places_of = Counter(slot_ids)
-    locked = await store.lock_slots(session, sorted(places_of))
-    waited = set(await store.slots_with_waiters(session, list(locked)))
+    locked = await store.lock_slots(sorted(places_of))
+    waited = set(await store.slots_with_waiters(list(locked)))
     back_to_sale: list[UUID] = []
     for slot_id, places in sorted(places_of.items()):
         offered = 0
         if slot_id in waited:
-            offered = await _offer(session, outbox, locked[slot_id], places, now=now)
+            offered = await _offer(store, outbox, locked[slot_id], places, now=now)
         back_to_sale += [slot_id] * (places - offered)
     if back_to_sale:
-        await store.release_places(session, back_to_sale)
+        await store.release_places(back_to_sale)
 
 
 async def offer_new_capacity(
-    session: AsyncSession, outbox: Outbox, slot_ids: Sequence[UUID], *, now: datetime
+    store: Store, outbox: Outbox, slot_ids: Sequence[UUID], *, now: datetime
 ) -> None:
     """Places a slot gained (its capacity raised) go to its line first."""
-    for slot_id in await store.slots_with_waiters(session, slot_ids):
-        slot = await store.lock_slot(session, slot_id)
+    for slot_id in await store.slots_with_waiters(slot_ids):
+        slot = await store.lock_slot(slot_id)
         free = slot.max_bookings - slot.booked_count
         if free > 0:
-            offered = await _offer(session, outbox, slot, free, now=now)
+            offered = await _offer(store, outbox, slot, free, now=now)
             if offered:
-                await store.take_offered_places(session, slot_id, offered)
+                await store.take_offered_places(slot_id, offered)
 
 
 async def _offer(
-    session: AsyncSession, outbox: Outbox, slot: domain.Slot, places: int, *, now: datetime
+    store: Store, outbox: Outbox, slot: domain.Slot, places: int, *, now: datetime
 ) -> int:
     """Offer up to ``places`` of the (locked) slot to its first waiters, passing over those
     who hold a booking at its time by now; returns how many were offered."""
     if slot.starts_at <= now or slot.status != SlotStatus.OPEN or places <= 0:
         return 0
-    room = await store.get_room(session, slot.room_id)
+    room = await store.get_room(slot.room_id)
     if room is None or not room.active:
         return 0
     offered = 0
     while offered < places:
-        line = await store.waiting_in_line(session, slot.id, limit=places - offered + 8)
+        line = await store.waiting_in_line(slot.id, limit=places - offered + 8)
         if not line:
             break
-        busy = await store.busy_at(
-            session, {entry.user_id for entry in line}, slot.starts_at, slot.ends_at
-        )
+        busy = await store.busy_at({entry.user_id for entry in line}, slot.starts_at, slot.ends_at)
         by_id = {entry.id: entry for entry in line}
         remaining = [entry.waiter() for entry in line]
         while remaining and offered < places:
             choice = domain.next_offer(remaining, busy=busy)
             for waiter in choice.skipped:
-                await _skip(session, outbox, by_id[waiter.entry_id])
+                await _skip(store, outbox, by_id[waiter.entry_id])
             if choice.offer_to is None:
                 break
-            await _make_offer(session, outbox, by_id[choice.offer_to.entry_id], slot, room, now=now)
+            await _make_offer(store, outbox, by_id[choice.offer_to.entry_id], slot, room, now=now)
             offered += 1
             remaining = [w for w in remaining if w.seq > choice.offer_to.seq]
     return offered
 
 
-async def _skip(session: AsyncSession, outbox: Outbox, entry: domain.WaitlistEntry) -> None:
-    await store.change_entry(session, entry.id, domain.WaitlistStatus.SKIPPED)
+async def _skip(store: Store, outbox: Outbox, entry: domain.WaitlistEntry) -> None:
+    await store.change_entry(entry.id, domain.WaitlistStatus.SKIPPED)
     await outbox.add(
-        session,
+        store.tx,
         WaitlistLeft(**_about(entry), reason=WaitlistEntryEnd.SKIPPED),
     )
 
 
 async def _make_offer(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     entry: domain.WaitlistEntry,
     slot: domain.Slot,
@@ -1203,11 +1378,9 @@ async def _make_offer(
     now: datetime,
 ) -> None:
     until = domain.offer_expires_at(now, room.rules.offer, slot.starts_at)
-    await store.change_entry(
-        session, entry.id, domain.WaitlistStatus.OFFERED, offer_expires_at=until
-    )
+    await store.change_entry(entry.id, domain.WaitlistStatus.OFFERED, offer_expires_at=until)
     await outbox.add(
-        session,
+        store.tx,
         WaitlistOfferMade(
             **_about(entry),
             offer_expires_at=until,
@@ -1221,7 +1394,7 @@ async def _make_offer(
 
 
 async def book_offer(
-    session: AsyncSession,
+    store: Store,
     outbox: Outbox,
     caller: Caller,
     request: NewBooking,
@@ -1234,11 +1407,11 @@ async def book_offer(
     place the offer held (it is counted already). A retry with the request's
     ``Idempotency-Key`` answers the same booking."""
     if request.idempotency_key is not None:
-        await store.lock_idempotency_keys(session, [(caller.user_id, request.idempotency_key)])
-        earlier = await _replay(session, caller, request)
+        await store.lock_idempotency_keys([(caller.user_id, request.idempotency_key)])
+        earlier = await _replay(store, caller, request)
         if earlier is not None:
             return Created(earlier, replayed=True)
-    entry = await store.get_entry(session, offer_id, lock=True)
+    entry = await store.get_entry(offer_id, lock=True)
     if entry is None or entry.user_id != caller.user_id or entry.slot_id != request.slot_id:
         raise domain.NotInLine(f"you have no offer {offer_id} for slot {request.slot_id}")
     if entry.status is not domain.WaitlistStatus.OFFERED or (
@@ -1247,47 +1420,44 @@ async def book_offer(
         raise domain.WaitlistRefused(
             f"the offer is over ({entry.status}): the place it held went on"
         )
-    slot = await store.get_slot(session, entry.slot_id)
-    room = await store.get_room(session, slot.room_id)
+    slot = await store.get_slot(entry.slot_id)
+    room = await store.get_room(slot.room_id)
     assert room is not None  # an offer is made only for a known room
     booking = await store.insert_booking(
-        session,
-        _pending(caller, request, store.Place(slot, room), now=now, rules=rules),
+        _pending(caller, request, domain.Place(slot, room), now=now, rules=rules),
         max_unpaid_holds=None if caller.is_admin else rules.max_unpaid_holds,
     )
     windows = domain.quota_windows(room, slot.starts_at)
-    if windows and (refusal := await store.count_against_quotas(session, booking, windows)):
+    if windows and (refusal := await store.count_against_quotas(booking, windows)):
         raise refusal
-    await store.change_entry(session, entry.id, domain.WaitlistStatus.BOOKED, booking_id=booking.id)
+    await store.change_entry(entry.id, domain.WaitlistStatus.BOOKED, booking_id=booking.id)
     await outbox.add(
-        session,
+        store.tx,
         _created_event(booking),
         WaitlistOfferTaken(**_about(entry), booking_id=booking.id),
     )
     return Created(booking, replayed=False)
 
 
-async def sweep_waitlists(
-    session: AsyncSession, outbox: Outbox, *, now: datetime, limit: int
-) -> int:
+async def sweep_waitlists(store: Store, outbox: Outbox, *, now: datetime, limit: int) -> int:
     """Lapse the offers that ran out (their places go on down the line) and close the lines
     of slots that started; returns how many entries changed. Rows another replica's sweeper
     holds are skipped."""
-    lapsed = await store.due_offers(session, now=now, limit=limit)
+    lapsed = await store.due_offers(now=now, limit=limit)
     for entry in lapsed:
-        await store.change_entry(session, entry.id, domain.WaitlistStatus.LAPSED)
+        await store.change_entry(entry.id, domain.WaitlistStatus.LAPSED)
     if lapsed:
         await outbox.add(
-            session,
+            store.tx,
             *(WaitlistOfferLapsed(**_about(entry)) for entry in lapsed),
         )
-        await free_places(session, outbox, [entry.slot_id for entry in lapsed], now=now)
-    closed = await store.closed_lines(session, now=now, limit=limit)
+        await free_places(store, outbox, [entry.slot_id for entry in lapsed], now=now)
+    closed = await store.closed_lines(now=now, limit=limit)
     for entry in closed:
-        await store.change_entry(session, entry.id, domain.WaitlistStatus.EXPIRED)
+        await store.change_entry(entry.id, domain.WaitlistStatus.EXPIRED)
     if closed:
         await outbox.add(
-            session,
+            store.tx,
             *(WaitlistExpired(**_about(entry)) for entry in closed),
         )
     return len(lapsed) + len(closed)

@@ -13,6 +13,7 @@ from booking import consumers, domain, handlers, models
 from booking.api import Config, router
 from booking.coalescing import CreateCoalescer
 from booking.settings import BookingSettings
+from booking.store import SqlStore
 from booking_contracts import topics
 from booking_contracts.money import utc_now
 from platform_runtime.http.pagination import InvalidCursor
@@ -73,12 +74,14 @@ def create_runtime(
         runtime.metrics,
     )
 
+    stores = runtime.stores(SqlStore)
+
     async def expire_holds(stop: asyncio.Event) -> None:
         """Expire unpaid holds; with a full batch, go again at once (catching up)."""
         while not stop.is_set():
-            async with runtime.sessions.begin() as session:
+            async with stores.begin() as store:
                 expired = await handlers.expire_holds(
-                    session, runtime.outbox, now=clock(), limit=settings.expiry_batch_size
+                    store, runtime.outbox, now=clock(), limit=settings.expiry_batch_size
                 )
             if expired:
                 log.info("expired %d unpaid holds", expired)
@@ -90,9 +93,9 @@ def create_runtime(
     async def sweep_waitlists(stop: asyncio.Event) -> None:
         """Lapse offers that ran out and close the lines of started slots."""
         while not stop.is_set():
-            async with runtime.sessions.begin() as session:
+            async with stores.begin() as store:
                 changed = await handlers.sweep_waitlists(
-                    session, runtime.outbox, now=clock(), limit=settings.expiry_batch_size
+                    store, runtime.outbox, now=clock(), limit=settings.expiry_batch_size
                 )
             if changed < settings.expiry_batch_size:
                 await sleep_unless(stop, settings.expiry_interval_s)
@@ -121,7 +124,7 @@ def create_app(
         config=Config(
             rules=rules_of(settings),
             coalescer=CreateCoalescer(
-                runtime.sessions,
+                runtime.stores(SqlStore),
                 runtime.outbox,
                 rules_of(settings),
                 max_batch=settings.create_batch_max,

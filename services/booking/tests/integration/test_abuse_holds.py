@@ -16,6 +16,7 @@ import pytest_asyncio
 
 from booking import domain, handlers
 from booking.main import rules_of
+from booking.store import SqlStore
 from booking_contracts.catalogue import Contact
 from platform_runtime.http.context import runtime_of
 from tests.support.brokers import MemoryBroker
@@ -201,12 +202,12 @@ async def test_a_batch_gives_a_user_no_more_holds_than_the_cap_and_makes_the_res
 
     async with runtime.sessions.begin() as session:
         outcomes = await handlers.create_many(
-            session, runtime.outbox, batch, now=START, rules=rules
+            SqlStore(session), runtime.outbox, batch, now=START, rules=rules
         )
     alone = await asyncio.gather(
         *(
             handlers.create_idempotently(
-                runtime.sessions, runtime.outbox, *batch[i], now=START, rules=rules
+                runtime.stores(SqlStore), runtime.outbox, *batch[i], now=START, rules=rules
             )
             for i in (4, 5)  # a sixth (its place is free), the admin's
         ),
@@ -241,7 +242,11 @@ async def test_after_the_cap_was_lowered_a_refusal_counts_every_hold_of_the_user
 
     with pytest.raises(domain.TooManyUnpaidHolds) as refused:
         await handlers.create_idempotently(
-            runtime.sessions, runtime.outbox, *ask(who, slots[5].slot_id), now=START, rules=lowered
+            runtime.stores(SqlStore),
+            runtime.outbox,
+            *ask(who, slots[5].slot_id),
+            now=START,
+            rules=lowered,
         )
 
     assert str(refused.value) == (

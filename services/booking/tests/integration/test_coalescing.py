@@ -10,8 +10,10 @@ from typing import Any
 from booking import domain, handlers
 from booking.coalescing import CreateCoalescer
 from booking.main import rules_of
+from booking.store import SqlStore
 from booking_contracts.catalogue import Contact
 from platform_runtime.http.context import context_of, runtime_of
+from platform_runtime.transactions import SqlTransactions, Stores
 
 from .conftest import START, Service, types
 
@@ -51,7 +53,7 @@ async def test_one_batch_settles_each_request_on_its_own(service: Service) -> No
 
     async with runtime.sessions.begin() as session:
         outcomes = await handlers.create_many(
-            session, runtime.outbox, batch, now=START, rules=rules_of(service.settings)
+            SqlStore(session), runtime.outbox, batch, now=START, rules=rules_of(service.settings)
         )
 
     ann, bob, cid, cid_again, dan, eve, eve_again, retry, reused = outcomes
@@ -104,26 +106,28 @@ async def test_concurrent_requests_share_transactions_and_never_exceed_the_place
     assert rows == {"n": 32}
 
 
-class FirstTransactionFails:
-    """The service's sessions, except that the first transaction (the batch's) breaks."""
+class FirstTransactionFails(SqlTransactions):
+    """The service's transactions, except that the first one (the batch's) breaks."""
 
-    def __init__(self, sessions: Any) -> None:
-        self.sessions = sessions
+    def __init__(self, service: SqlTransactions) -> None:
+        super().__init__(service.sessions, service.inbox_table)
         self.began = 0
 
     def begin(self) -> Any:
         self.began += 1
         if self.began == 1:
             raise ConnectionError("the batch's connection broke")
-        return self.sessions.begin()
+        return super().begin()
 
 
 async def test_a_batch_that_fails_as_a_whole_makes_each_request_alone(service: Service) -> None:
     room = await service.room()
     first, second = await service.slots(room, 2)
     runtime = runtime_of(service.app)
-    sessions = FirstTransactionFails(runtime.sessions)
-    coalescer = CreateCoalescer(sessions, runtime.outbox, rules_of(service.settings))
+    transactions = FirstTransactionFails(SqlTransactions(runtime.sessions, runtime.inbox_table))
+    coalescer = CreateCoalescer(
+        Stores(transactions, SqlStore), runtime.outbox, rules_of(service.settings)
+    )
 
     made = await asyncio.gather(
         coalescer.create(*ask("yan", first.slot_id), now=START),
@@ -131,7 +135,7 @@ async def test_a_batch_that_fails_as_a_whole_makes_each_request_alone(service: S
     )
 
     assert [m.booking.user_id for m in made] == ["yan", "zed"]
-    assert sessions.began == 3  # the batch's, then one each
+    assert transactions.began == 3  # the batch's, then one each
     assert coalescer.batches == 0
     assert await service.booked(first.slot_id) == 1
     assert await service.booked(second.slot_id) == 1
@@ -150,7 +154,7 @@ async def test_a_user_at_the_cap_is_refused_by_the_batch_itself(service: Service
 
     async with runtime.sessions.begin() as session:
         gil, hal = await handlers.create_many(
-            session, runtime.outbox, batch, now=START, rules=rules
+            SqlStore(session), runtime.outbox, batch, now=START, rules=rules
         )
 
     assert isinstance(gil, domain.TooManyUnpaidHolds)
@@ -181,7 +185,7 @@ async def test_a_full_slot_is_refused_by_the_batch_itself_unless_a_place_goes_ba
 
     async with runtime.sessions.begin() as session:
         lea, kim, max_ = await handlers.create_many(
-            session, runtime.outbox, batch, now=START, rules=rules_of(service.settings)
+            SqlStore(session), runtime.outbox, batch, now=START, rules=rules_of(service.settings)
         )
 
     assert isinstance(lea, domain.SlotUnavailable)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from booking import domain, handlers
+from booking.store import SqlStore
 from booking_contracts.catalogue import PaymentSucceeded
 from booking_contracts.envelope import Envelope
 from booking_contracts.money import Money
@@ -38,7 +39,7 @@ async def apply(
 ) -> list[handlers.Unapplied]:
     runtime = runtime_of(service.app)
     async with runtime.sessions.begin() as session:
-        return await handlers.payments_succeeded(session, runtime.outbox, payments)
+        return await handlers.payments_succeeded(SqlStore(session), runtime.outbox, payments)
 
 
 async def test_a_batch_confirms_each_booking_and_answers_each_payment_on_its_own(

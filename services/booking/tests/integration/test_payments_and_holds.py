@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from booking import handlers
+from booking.store import SqlStore
 from booking_contracts import topics
 from booking_contracts.catalogue import PaymentSucceeded, RefundRequested, RefundSucceeded
 from booking_contracts.envelope import Envelope
@@ -308,7 +309,9 @@ async def test_sweepers_running_at_once_expire_each_hold_once(service: Service) 
 
     async def sweep() -> int:
         async with runtime.sessions.begin() as session:
-            return await handlers.expire_holds(session, runtime.outbox, now=later, limit=7)
+            return await handlers.expire_holds(
+                SqlStore(session), runtime.outbox, now=later, limit=7
+            )
 
     due = await service.row(
         "SELECT count(*) AS n FROM bookings WHERE status = 'pending' AND hold_expires_at <= $1",

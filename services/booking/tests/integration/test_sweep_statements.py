@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import event
 
 from booking import handlers
+from booking.store import SqlStore
 from platform_runtime.db import make_engine, make_session_factory
 from platform_runtime.http.context import runtime_of
 
@@ -30,7 +31,7 @@ async def _sweep(service: Service, holds: int) -> tuple[int, list[str]]:
     try:
         async with make_session_factory(engine).begin() as session:
             expired = await handlers.expire_holds(
-                session,
+                SqlStore(session),
                 runtime_of(service.app).outbox,
                 now=service.clock() + timedelta(hours=1),
                 limit=500,
