@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from uuid import UUID
 
+from booking_contracts.money import utc_now
 from platform_runtime.errors import describe
 from platform_runtime.outbox import OutboundRecord
 from platform_runtime.transport import RecordPublisher
@@ -45,6 +46,20 @@ class MemoryTransaction(Generic[T]):
     state: T
     inbox: set[tuple[str, UUID]]
     outbox: list[OutboundRecord] = field(default_factory=list)
+
+
+class TwinStore(Generic[T]):
+    """The base of a service's store twin: its methods work on ``tx``'s copy of the state."""
+
+    def __init__(self, tx: MemoryTransaction[T]) -> None:
+        self._tx = tx
+        self.state = tx.state
+        self.now = utc_now()
+        """The transaction's time (PostgreSQL's ``now()``)."""
+
+    @property
+    def tx(self) -> MemoryTransaction[T]:
+        return self._tx
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Generic, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol
 from uuid import UUID
 
 from sqlalchemy import Table
@@ -27,6 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typing_extensions import TypeVar
 
 from platform_runtime import inbox
+
+if TYPE_CHECKING:
+    from platform_runtime.outbox import MemoryOutbox
 
 S = TypeVar("S", default=AsyncSession)
 """What a transaction is to the handlers: a session, by default."""
@@ -74,3 +77,22 @@ class Stores(Generic[Tx, Store]):
         """A transaction's store: committed when the block ends, rolled back when it raises."""
         async with self.transactions.begin() as tx:
             yield self.store(tx)
+
+
+class TransactionalStore(Protocol):
+    """What every service's store has beside its own methods (a service's ``Store`` protocol
+    extends this): the transaction it works in, for the outbox to write events into."""
+
+    @property
+    def tx(self) -> AsyncSession | MemoryOutbox: ...
+
+
+class SessionStore:
+    """The base of a service's SQL store: its methods run in ``session``'s transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def tx(self) -> AsyncSession:
+        return self.session

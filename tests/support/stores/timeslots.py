@@ -326,27 +326,21 @@ class StoreContract:
         await slots(stores, first, 9, 10)
         await slots(stores, second, 9, 11)
         async with stores.begin() as store:
-            page = await store.search(
-                room_id=None,
-                room_type=RoomType.MEETING,
-                date_from=DAY,
-                date_to=DAY,
-                min_duration=None,
-                now=NOW,
-                after=None,
-                limit=3,
-            )
-            last = page[-1]
-            rest = await store.search(
-                room_id=None,
-                room_type=RoomType.MEETING,
-                date_from=DAY,
-                date_to=DAY,
-                min_duration=None,
-                now=NOW,
-                after=(last.starts_at, last.slot_id),
-                limit=3,
-            )
+
+            async def meeting_rooms(after: tuple[datetime, uuid.UUID] | None) -> list[Any]:
+                return await store.search(
+                    room_id=None,
+                    room_type=RoomType.MEETING,
+                    date_from=DAY,
+                    date_to=DAY,
+                    min_duration=None,
+                    now=NOW,
+                    after=after,
+                    limit=3,
+                )
+
+            page = await meeting_rooms(None)
+            rest = await meeting_rooms((page[-1].starts_at, page[-1].slot_id))
             await store.update_room(second, RoomChanges(active=False))
         assert [a.starts_at.hour for a in page + rest] == [9, 9, 10, 11]
         assert len({a.slot_id for a in page + rest}) == 4

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from booking import domain
@@ -69,26 +69,16 @@ from booking_contracts.envelope import Envelope, Event
 from booking_contracts.money import Money
 from platform_runtime.messaging import BatchItemError, caused_by
 from platform_runtime.outbox import Outbox
-from platform_runtime.transactions import Stores
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from platform_runtime.outbox import MemoryOutbox
+from platform_runtime.transactions import Stores, TransactionalStore
 
 log = logging.getLogger(__name__)
 
 
-class Store(Protocol):
+class Store(TransactionalStore, Protocol):
     """What the use cases read and change, in one transaction: the service's database
     (:class:`booking.store.SqlStore`; the methods are documented there). Its twin held in the
     process, which the same contract tests will hold to the same behaviour, is still to come:
     booking's use cases are tested on PostgreSQL."""
-
-    @property
-    def tx(self) -> AsyncSession | MemoryOutbox:
-        """The transaction, for the outbox to write the use case's events into."""
-        ...
 
     async def upsert_room(self, room: RoomSnapshot, *, version: int, as_of: datetime) -> None: ...
 

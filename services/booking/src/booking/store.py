@@ -35,7 +35,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking import domain
 from booking.domain import (
@@ -83,6 +82,7 @@ from platform_runtime.db import (
     status_is,
     violated_constraint,
 )
+from platform_runtime.transactions import SessionStore
 
 # --- inventory -------------------------------------------------------------------------
 
@@ -393,18 +393,10 @@ def entry_of(row: Row[Any]) -> WaitlistEntry:
 _LOCK_LINES = text("SELECT pg_advisory_xact_lock(hashtextextended('waitlist:' || :user_id, 0))")
 
 
-class SqlStore:
+class SqlStore(SessionStore):
     """The booking service's state in its PostgreSQL database (the
     :class:`booking.handlers.Store` of its use cases): every method runs in the session's
     transaction."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    @property
-    def tx(self) -> AsyncSession:
-        """The transaction (the outbox writes into it)."""
-        return self.session
 
     async def upsert_room(self, room: RoomSnapshot, *, version: int, as_of: datetime) -> None:
         """Apply a room's snapshot (``version`` 0: an event that had none) if it is newer than the

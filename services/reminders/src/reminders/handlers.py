@@ -35,6 +35,7 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Envelope
 from platform_runtime.messaging import BatchItemError
+from platform_runtime.transactions import TransactionalStore
 from reminders import domain
 from reminders.domain import (
     BookingNotFound,
@@ -52,23 +53,15 @@ from reminders.domain import (
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from platform_runtime.outbox import MemoryOutbox
 
 log = logging.getLogger(__name__)
 
 
-class Store(Protocol):
+class Store(TransactionalStore, Protocol):
     """What the use cases read and change, in one transaction: the service's database
     (:class:`reminders.store.SqlStore`), or its twin held in the process
     (:class:`reminders.memory.MemoryStore`), which the same contract tests hold to the same
     behaviour. The methods are documented on the SQL store."""
-
-    @property
-    def tx(self) -> AsyncSession | MemoryOutbox:
-        """The transaction, for the outbox to write the use case's events into."""
-        ...
 
     async def remember_bookings(self, confirmations: Sequence[Confirmation]) -> set[UUID]: ...
 

@@ -22,8 +22,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from booking_contracts.catalogue import Contact
-from booking_contracts.money import utc_now
-from platform_runtime.memorydb import MemoryDatabase, MemoryTransaction
+from platform_runtime.memorydb import MemoryDatabase, TwinStore
 from platform_runtime.transport import RecordPublisher
 from reminders.domain import (
     LIVE,
@@ -148,18 +147,8 @@ def _newer(key: tuple[int, datetime], *, version: int, as_of: datetime) -> bool:
     return key < (0, as_of)
 
 
-class MemoryStore:
+class MemoryStore(TwinStore[RemindersState]):
     """The service's state in a :class:`MemoryDatabase` transaction (see the module)."""
-
-    def __init__(self, tx: MemoryTransaction[RemindersState]) -> None:
-        self._tx = tx
-        self.state = tx.state
-        self.now = utc_now()
-        """The transaction's time (PostgreSQL's ``now()``)."""
-
-    @property
-    def tx(self) -> MemoryTransaction[RemindersState]:
-        return self._tx
 
     # --- bookings ------------------------------------------------------------------------
 

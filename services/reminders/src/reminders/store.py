@@ -32,10 +32,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import Contact
 from platform_runtime.db import sql_literal, status_in, status_is
+from platform_runtime.transactions import SessionStore
 from reminders.domain import (
     LIVE,
     BookingFacts,
@@ -315,17 +315,9 @@ _RECORD_FAILED = text(
 # --- reads -----------------------------------------------------------------------------
 
 
-class SqlStore:
+class SqlStore(SessionStore):
     """The reminders service's state in its PostgreSQL database (:class:`reminders.handlers.Store`):
     every method runs in the session's transaction."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    @property
-    def tx(self) -> AsyncSession:
-        """The transaction (the outbox writes into it)."""
-        return self.session
 
     async def remember_bookings(self, confirmations: Sequence[Confirmation]) -> set[UUID]:
         """Record newly confirmed bookings in one statement, each with its confirmation's order

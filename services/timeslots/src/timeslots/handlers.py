@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from booking_contracts.catalogue import (
@@ -26,24 +26,15 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.money import Money, utc_now
 from platform_runtime.outbox import Outbox
+from platform_runtime.transactions import TransactionalStore
 from timeslots import domain
 
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
 
-    from platform_runtime.outbox import MemoryOutbox
-
-
-class Store(Protocol):
+class Store(TransactionalStore, Protocol):
     """What the use cases read and change, in one transaction: the service's database
     (:class:`timeslots.store.SqlStore`), or its twin held in the process
     (:class:`timeslots.memory.MemoryStore`), which the same contract tests hold to the same
     behaviour. The methods are documented on the SQL store."""
-
-    @property
-    def tx(self) -> AsyncSession | MemoryOutbox:
-        """The transaction, for the outbox to write the use case's events into."""
-        ...
 
     async def insert_room(self, room_id: UUID, new: domain.NewRoom) -> domain.Room: ...
 

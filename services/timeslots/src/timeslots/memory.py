@@ -27,8 +27,8 @@ from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 from booking_contracts.catalogue import RoomRules, RoomType, SlotStatus
-from booking_contracts.money import Money, utc_now
-from platform_runtime.memorydb import MemoryDatabase, MemoryTransaction
+from booking_contracts.money import Money
+from platform_runtime.memorydb import MemoryDatabase, TwinStore
 from platform_runtime.outbox import Outbox
 from platform_runtime.transport import RecordPublisher
 from timeslots import domain
@@ -78,18 +78,8 @@ def _midnight(day: date, zone: str) -> datetime:
     return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
-class MemoryStore:
+class MemoryStore(TwinStore[TimeslotsState]):
     """The service's state in a :class:`MemoryDatabase` transaction (see the module)."""
-
-    def __init__(self, tx: MemoryTransaction[TimeslotsState]) -> None:
-        self._tx = tx
-        self.state = tx.state
-        self.now = utc_now()
-        """The transaction's time (PostgreSQL's ``now()``)."""
-
-    @property
-    def tx(self) -> MemoryTransaction[TimeslotsState]:
-        return self._tx
 
     # --- rooms ---------------------------------------------------------------------------
 

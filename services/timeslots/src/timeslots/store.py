@@ -34,7 +34,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking_contracts.catalogue import (
     RoomRules,
@@ -45,6 +44,7 @@ from booking_contracts.catalogue import (
 from booking_contracts.money import Money
 from platform_runtime.db import sql_literal, violated_constraint
 from platform_runtime.outbox import Outbox
+from platform_runtime.transactions import SessionStore
 from timeslots import domain
 from timeslots.domain import (
     Available,
@@ -331,18 +331,10 @@ _RUNS_SEARCH = text(_RUNS)
 _NO_CURSOR = (datetime(1, 1, 1, tzinfo=UTC), UUID(int=0))
 
 
-class SqlStore:
+class SqlStore(SessionStore):
     """The timeslots service's state in its PostgreSQL database (the
     :class:`timeslots.handlers.Store` of its use cases): every method runs in the session's
     transaction and commits nothing."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    @property
-    def tx(self) -> AsyncSession:
-        """The transaction (the outbox writes into it)."""
-        return self.session
 
     async def insert_room(self, room_id: UUID, new: NewRoom) -> Room:
         fields = {name: getattr(new, name) for name in new.__dataclass_fields__}
