@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -46,6 +46,8 @@ class MemoryTransaction(Generic[T]):
     state: T
     inbox: set[tuple[str, UUID]]
     outbox: list[OutboundRecord] = field(default_factory=list)
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+    """Called once the transaction committed, in order (never when it rolls back)."""
 
 
 class TwinStore(Generic[T]):
@@ -60,6 +62,9 @@ class TwinStore(Generic[T]):
     @property
     def tx(self) -> MemoryTransaction[T]:
         return self._tx
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._tx.on_commit.append(callback)
 
 
 @dataclass
@@ -84,6 +89,8 @@ class MemoryDatabase(Generic[T]):
             self.state, self.inbox = tx.state, tx.inbox
             self.pending.extend(tx.outbox)
             self.commits += 1
+        for callback in tx.on_commit:
+            callback()
         await self.relay()
 
     async def claim(

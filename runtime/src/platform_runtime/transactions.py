@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol
 from uuid import UUID
 
-from sqlalchemy import Table
+from sqlalchemy import Table, event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typing_extensions import TypeVar
 
@@ -86,6 +86,10 @@ class TransactionalStore(Protocol):
     @property
     def tx(self) -> AsyncSession | MemoryOutbox: ...
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction committed (never when it rolls back)."""
+        ...
+
 
 class SessionStore:
     """The base of a service's SQL store: its methods run in ``session``'s transaction."""
@@ -96,3 +100,6 @@ class SessionStore:
     @property
     def tx(self) -> AsyncSession:
         return self.session
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        event.listen(self.session.sync_session, "after_commit", lambda _: callback(), once=True)

@@ -15,7 +15,7 @@ from sqlalchemy import MetaData
 
 from booking_contracts.catalogue import PaymentFailed
 from platform_runtime.memory import InMemoryTransport
-from platform_runtime.memorydb import MemoryDatabase, MemoryTransaction
+from platform_runtime.memorydb import MemoryDatabase, MemoryTransaction, TwinStore
 from platform_runtime.outbox import Outbox, outbox_table
 from platform_runtime.transactions import Stores
 
@@ -144,3 +144,23 @@ async def test_stores_give_each_transaction_seen_through_the_services_store() ->
         await add_then_fail()
 
     assert await db.read() == {"n": 2}
+
+
+async def test_what_waits_for_the_commit_runs_after_it_and_never_after_a_rollback() -> None:
+    db = MemoryDatabase[dict[str, int]]({"n": 0})
+    stores = Stores(db, TwinStore[dict[str, int]])
+    heard: list[str] = []
+
+    async def change_then_fail() -> None:
+        async with stores.begin() as store:
+            store.after_commit(lambda: heard.append("rolled back"))
+            raise Rollback
+
+    with pytest.raises(Rollback):
+        await change_then_fail()
+    async with stores.begin() as store:
+        store.state["n"] += 1
+        store.after_commit(lambda: heard.append(f"committed {db.commits}"))
+        assert heard == []
+
+    assert heard == ["committed 1"]

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-
-from sqlalchemy import event as orm_event
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from typing import TypeVar
 
 from booking import handlers
-from booking.store import SqlStore
+from booking.handlers import Store
 from booking_contracts.catalogue import (
     PaymentFailed,
     PaymentSucceeded,
@@ -45,24 +42,30 @@ INVENTORY_CONSUMER = "booking-inventory"
 PAYMENTS_CONSUMER = "booking-payments"
 
 
+S = TypeVar("S")
+
+
 def register_inventory(
-    consumer: EventConsumer, outbox: Outbox, clock: Callable[[], datetime]
+    consumer: EventConsumer[S],
+    store_of: Callable[[S], Store],
+    outbox: Outbox,
+    clock: Callable[[], datetime],
 ) -> None:
     @consumer.on(RoomUpserted)
-    async def room_upserted(event: RoomUpserted, ctx: EventContext) -> None:
-        await SqlStore(ctx.session).upsert_room(
+    async def room_upserted(event: RoomUpserted, ctx: EventContext[S]) -> None:
+        await store_of(ctx.session).upsert_room(
             event.room, version=event.room_version or 0, as_of=ctx.envelope.time
         )
 
     @consumer.on(RoomDeactivated)
-    async def room_deactivated(event: RoomDeactivated, ctx: EventContext) -> None:
-        await SqlStore(ctx.session).deactivate_room(
+    async def room_deactivated(event: RoomDeactivated, ctx: EventContext[S]) -> None:
+        await store_of(ctx.session).deactivate_room(
             event.room_id, version=event.room_version or 0, as_of=ctx.envelope.time
         )
 
     @consumer.on(RoomRulesSet)
-    async def room_rules_set(event: RoomRulesSet, ctx: EventContext) -> None:
-        await SqlStore(ctx.session).set_room_rules(
+    async def room_rules_set(event: RoomRulesSet, ctx: EventContext[S]) -> None:
+        await store_of(ctx.session).set_room_rules(
             event.room_id,
             event.rules,
             version=event.room_version,
@@ -70,23 +73,24 @@ def register_inventory(
         )
 
     @consumer.on(SlotsGenerated)
-    async def slots_generated(event: SlotsGenerated, ctx: EventContext) -> None:
-        await SqlStore(ctx.session).upsert_slots(event.slots)
+    async def slots_generated(event: SlotsGenerated, ctx: EventContext[S]) -> None:
+        await store_of(ctx.session).upsert_slots(event.slots)
         # a slot regenerated with more places: its line gets them first
         await handlers.offer_new_capacity(
-            SqlStore(ctx.session), outbox, [s.slot_id for s in event.slots], now=clock()
+            store_of(ctx.session), outbox, [s.slot_id for s in event.slots], now=clock()
         )
 
     @consumer.on(SlotChanged)
-    async def slot_changed(event: SlotChanged, ctx: EventContext) -> None:
-        await SqlStore(ctx.session).upsert_slots([event.slot])
+    async def slot_changed(event: SlotChanged, ctx: EventContext[S]) -> None:
+        await store_of(ctx.session).upsert_slots([event.slot])
         await handlers.offer_new_capacity(
-            SqlStore(ctx.session), outbox, [event.slot.slot_id], now=clock()
+            store_of(ctx.session), outbox, [event.slot.slot_id], now=clock()
         )
 
 
 def register_payments(
-    consumer: EventConsumer,
+    consumer: EventConsumer[S],
+    store_of: Callable[[S], Store],
     outbox: Outbox,
     clock: Callable[[], datetime],
     metrics: ConsumerMetrics | None = None,
@@ -102,27 +106,26 @@ def register_payments(
             unapplied.labels(cause.value)  # each cause is reported from 0 on
 
     @consumer.on_many(PaymentSucceeded)
-    async def payments_succeeded(
-        session: AsyncSession, payments: list[tuple[Envelope, PaymentSucceeded]]
-    ) -> None:
-        returned = await handlers.payments_succeeded(SqlStore(session), outbox, payments)
+    async def payments_succeeded(tx: S, payments: list[tuple[Envelope, PaymentSucceeded]]) -> None:
+        store = store_of(tx)
+        returned = await handlers.payments_succeeded(store, outbox, payments)
         if returned and unapplied is not None:
             counter = unapplied
 
-            def count(_: Session) -> None:  # once committed: a batch applied again counts once
+            def count() -> None:  # once committed: a batch applied again counts once
                 for payment in returned:
                     counter.labels(payment.cause.value).inc()
 
-            orm_event.listen(session.sync_session, "after_commit", count, once=True)
+            store.after_commit(count)
 
     @consumer.on(PaymentFailed)
-    async def payment_failed(event: PaymentFailed, ctx: EventContext) -> None:
-        await handlers.payment_failed(SqlStore(ctx.session), outbox, event, now=clock())
+    async def payment_failed(event: PaymentFailed, ctx: EventContext[S]) -> None:
+        await handlers.payment_failed(store_of(ctx.session), outbox, event, now=clock())
 
     @consumer.on(RefundSucceeded)
-    async def refund_succeeded(event: RefundSucceeded, ctx: EventContext) -> None:
-        await handlers.refund_settled(SqlStore(ctx.session), event, now=clock())
+    async def refund_succeeded(event: RefundSucceeded, ctx: EventContext[S]) -> None:
+        await handlers.refund_settled(store_of(ctx.session), event, now=clock())
 
     @consumer.on(RefundFailed)
-    async def refund_failed(event: RefundFailed, ctx: EventContext) -> None:
-        await handlers.refund_settled(SqlStore(ctx.session), event, now=clock())
+    async def refund_failed(event: RefundFailed, ctx: EventContext[S]) -> None:
+        await handlers.refund_settled(store_of(ctx.session), event, now=clock())

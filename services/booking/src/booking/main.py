@@ -65,10 +65,11 @@ def create_runtime(
         transport=transport,
     )
     consumers.register_inventory(
-        runtime.consumer(consumers.INVENTORY_CONSUMER), runtime.outbox, clock
+        runtime.consumer(consumers.INVENTORY_CONSUMER), SqlStore, runtime.outbox, clock
     )
     consumers.register_payments(
         runtime.consumer(consumers.PAYMENTS_CONSUMER, permanent_errors=(domain.BookingError,)),
+        SqlStore,
         runtime.outbox,
         clock,
         runtime.metrics,
