@@ -911,7 +911,7 @@ def slot_full(slot_id: UUID, places: int) -> SlotUnavailable:
 
 @dataclass(frozen=True)
 class Taken:
-    """What :func:`take_places` took."""
+    """What the store's ``take_places`` took."""
 
     places: dict[UUID, tuple[Place, int]]
     """Per slot that gave any: the slot with its room, and how many places it gave."""

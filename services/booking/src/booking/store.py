@@ -535,7 +535,7 @@ class SqlStore(SessionStore):
 
         Two statements: the slots are locked in id order (one lock order for every writer: no
         deadlocks) and read, then the places they can give are taken in one ``UPDATE`` under
-        the same conditions as :func:`take_place`; ``booked_count <= max_bookings`` holds
+        the same conditions as ``take_place``; ``booked_count <= max_bookings`` holds
         whatever happens (a CHECK constraint).
         """
         ids = sorted(wanted)
@@ -733,7 +733,7 @@ class SqlStore(SessionStore):
         user already holds the slot, or reuses an ``Idempotency-Key``) is left out, not an
         error. Returns the inserted bookings by id. A row that would give its user more than
         ``max_unpaid_holds`` unpaid bookings fails the whole statement, as in
-        :func:`insert_booking`: leave such rows out (:func:`lock_unpaid_holds` tells which)."""
+        ``insert_booking``: leave such rows out (``lock_unpaid_holds`` tells which)."""
         await self._cap_unpaid_holds(max_unpaid_holds)
         statement = (
             pg_insert(bookings)

@@ -622,9 +622,9 @@ class SqlStore(SessionStore):
         await self.recount([old_slot_id, new_slot_id])
 
     async def apply_hold_changes(self, changes: Sequence[HoldChange]) -> None:
-        """Apply ``changes`` as :func:`hold`, :func:`release` and :func:`move_hold` would one
+        """Apply ``changes`` as :meth:`hold`, :meth:`release` and :meth:`move_hold` would one
         after the other, in a few set-based statements, then recount once every slot they name
-        or release (:func:`recount`).
+        or release (:meth:`recount`).
 
         ``slot_holds`` is keyed by holder: changes of different holders write different rows
         and commute, only the order of each holder's own changes matters. So the k-th change of
@@ -648,7 +648,7 @@ class SqlStore(SessionStore):
         """Apply changes of distinct holders; returns the slots whose place was given back.
 
         Moves first update the holds they move; then one insert takes the places of the holds
-        and of the moves of holders not seen before (as :func:`move_hold` does), leaving every
+        and of the moves of holders not seen before (as :meth:`move_hold` does), leaving every
         known holder alone; then the releases. Rows are written in holder id order.
         """
         ordered = sorted(changes, key=lambda change: change.holder_id)
