@@ -77,8 +77,8 @@ log = logging.getLogger(__name__)
 class Store(TransactionalStore, Protocol):
     """What the use cases read and change, in one transaction: the service's database
     (:class:`booking.store.SqlStore`; the methods are documented there). Its twin held in the
-    process, which the same contract tests will hold to the same behaviour, is still to come:
-    booking's use cases are tested on PostgreSQL."""
+    process (:class:`booking.memory.MemoryStore`) is being written, held to the same contract
+    cases; until it is whole, booking's use cases are tested on PostgreSQL."""
 
     async def upsert_room(self, room: RoomSnapshot, *, version: int, as_of: datetime) -> None: ...
 

@@ -1,0 +1,19 @@
+"""The store twin held in the process keeps the contract of the SQL store, as far as it goes
+so far (the same cases run against PostgreSQL in ``tests/integration/test_sql_store.py``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from booking.memory import MemoryStore, memory_database
+from platform_runtime.transactions import Stores
+from tests.support.stores.booking import AnyStores, StoreContract
+
+
+@pytest.fixture
+def stores() -> AnyStores:
+    return Stores(memory_database(), MemoryStore)
+
+
+class TestMemoryStore(StoreContract):
+    pass

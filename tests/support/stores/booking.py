@@ -1,0 +1,231 @@
+"""The contract of the booking service's store, as far as its twin goes so far (the copy of
+the inventory and the places taken in it): the same cases against the SQL store on PostgreSQL
+(``services/booking/tests/integration/test_sql_store.py``) and the twin held in the process
+(``services/booking/tests/unit/test_memory_store.py``).
+
+A test module subclasses :class:`StoreContract` and gives the fixture ``stores``: a
+:class:`~platform_runtime.transactions.Stores` on an empty database of the service.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from booking import domain
+from booking_contracts.catalogue import (
+    BookingQuota,
+    QuotaPeriod,
+    RoomRules,
+    RoomSnapshot,
+    RoomType,
+    SlotSnapshot,
+    SlotStatus,
+)
+from booking_contracts.money import Money
+from platform_runtime.transactions import Stores
+
+AnyStores = Stores[Any, Any]
+NOW = datetime(2031, 5, 1, 12, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+PRICE = Money.of("20.00", "EUR")
+
+
+def snapshot(room_id: uuid.UUID, name: str = "Room 1", *, active: bool = True) -> RoomSnapshot:
+    return RoomSnapshot(
+        room_id=room_id,
+        name=name,
+        room_type=RoomType.MEETING,
+        capacity=4,
+        time_zone="Europe/Berlin",
+        hourly_rate=PRICE,
+        active=active,
+    )
+
+
+def slot(
+    room_id: uuid.UUID,
+    *,
+    starts_in: timedelta = 24 * HOUR,
+    places: int = 2,
+    revision: int = 1,
+    status: SlotStatus = SlotStatus.OPEN,
+    slot_id: uuid.UUID | None = None,
+) -> SlotSnapshot:
+    return SlotSnapshot(
+        slot_id=slot_id or uuid.uuid4(),
+        room_id=room_id,
+        starts_at=NOW + starts_in,
+        ends_at=NOW + starts_in + HOUR,
+        price=PRICE,
+        max_bookings=places,
+        status=status,
+        revision=revision,
+    )
+
+
+async def room_with(stores: AnyStores, *slots_: SlotSnapshot, **rules: Any) -> uuid.UUID:
+    """A known, active room with ``slots_`` (their room id is replaced) and ``rules``."""
+    room_id = uuid.uuid4()
+    async with stores.begin() as store:
+        await store.upsert_room(snapshot(room_id), version=1, as_of=NOW)
+        if rules:
+            await store.set_room_rules(room_id, RoomRules(**rules), version=1, as_of=NOW)
+        await store.upsert_slots([s.model_copy(update={"room_id": room_id}) for s in slots_])
+    return room_id
+
+
+async def room(stores: AnyStores, room_id: uuid.UUID) -> domain.Room | None:
+    async with stores.begin() as store:
+        found: domain.Room | None = await store.get_room(room_id)
+        return found
+
+
+async def booked(stores: AnyStores, slot_id: uuid.UUID) -> int:
+    async with stores.begin() as store:
+        return int((await store.get_slot(slot_id)).booked_count)
+
+
+async def take(stores: AnyStores, slot_id: uuid.UUID, *, now: datetime = NOW) -> domain.Place:
+    async with stores.begin() as store:
+        place: domain.Place = await store.take_place(slot_id, now=now)
+        return place
+
+
+class StoreContract:
+    """The cases (the test module gives the fixture ``stores``, on an empty database)."""
+
+    # --- the copy of the inventory -------------------------------------------------------
+
+    async def test_a_rooms_state_follows_its_newest_event_and_a_placeholder_takes_a_name(
+        self, stores: AnyStores
+    ) -> None:
+        early, late = uuid.uuid4(), uuid.uuid4()
+        async with stores.begin() as store:
+            await store.deactivate_room(early, version=2, as_of=NOW)  # seen before the room
+            await store.upsert_room(snapshot(early, active=True), version=1, as_of=NOW)
+            await store.upsert_room(snapshot(late), version=3, as_of=NOW)
+            await store.upsert_room(snapshot(late, "Old name", active=False), version=2, as_of=NOW)
+            await store.upsert_room(snapshot(late, "Newer"), version=0, as_of=NOW + HOUR)
+            both = await store.get_rooms([early, late, uuid.uuid4()])
+        assert (both[early].name, both[early].active) == ("Room 1", False)
+        assert (both[late].name, both[late].active, both[late].room_type) == (
+            "Room 1",
+            True,
+            "meeting",
+        )
+        assert len(both) == 2
+
+    async def test_rules_follow_their_own_versions_and_rules_seen_first_take_nothing(
+        self, stores: AnyStores
+    ) -> None:
+        room_id = uuid.uuid4()
+        async with stores.begin() as store:
+            await store.set_room_rules(
+                room_id, RoomRules(book_notice_minutes=60), version=2, as_of=NOW
+            )
+            placeholder = await store.get_room(room_id)
+            await store.set_room_rules(
+                room_id, RoomRules(book_notice_minutes=5), version=1, as_of=NOW
+            )
+            await store.upsert_room(snapshot(room_id), version=1, as_of=NOW)
+        assert placeholder is not None
+        assert (placeholder.name, placeholder.active) == ("", False)
+        named = await room(stores, room_id)
+        assert named is not None
+        assert (named.name, named.rules.book_notice) == ("Room 1", HOUR)
+
+    async def test_a_newer_slot_revision_replaces_an_older_one_but_never_its_places_taken(
+        self, stores: AnyStores
+    ) -> None:
+        first = slot(uuid.uuid4())
+        room_id = await room_with(stores, first)
+        await take(stores, first.slot_id)
+        async with stores.begin() as store:
+            await store.upsert_slots(
+                [
+                    first.model_copy(update={"room_id": room_id, "max_bookings": 5, "revision": 3}),
+                ]
+            )
+            await store.upsert_slots(
+                [first.model_copy(update={"room_id": room_id, "max_bookings": 9, "revision": 2})]
+            )
+            got = await store.get_slot(first.slot_id)
+            with pytest.raises(domain.SlotNotFound):
+                await store.get_slot(room_id)
+        assert (got.max_bookings, got.booked_count) == (5, 1)
+
+    async def test_a_rooms_slots_are_read_by_start_and_locked_if_known(
+        self, stores: AnyStores
+    ) -> None:
+        later, earlier = slot(uuid.uuid4(), starts_in=30 * HOUR), slot(uuid.uuid4())
+        room_id = await room_with(stores, later, earlier)
+        span = domain.Span(NOW, NOW + 48 * HOUR, "two days")
+        async with stores.begin() as store:
+            found = await store.slots_between(room_id, span)
+            locked = await store.lock_slots([later.slot_id, uuid.uuid4()])
+            one = await store.lock_slot(earlier.slot_id, share=True)
+        assert [s.id for s in found] == [earlier.slot_id, later.slot_id]
+        assert list(locked) == [later.slot_id]
+        assert one.id == earlier.slot_id
+
+    # --- places --------------------------------------------------------------------------
+
+    async def test_places_are_taken_until_the_slot_is_full_and_given_back(
+        self, stores: AnyStores
+    ) -> None:
+        open_ = slot(uuid.uuid4(), places=2)
+        await room_with(stores, open_)
+        first = await take(stores, open_.slot_id)
+        await take(stores, open_.slot_id)
+        with pytest.raises(domain.SlotUnavailable, match="is full"):
+            await take(stores, open_.slot_id)
+        async with stores.begin() as store:
+            await store.release_places([open_.slot_id, open_.slot_id])
+        assert (first.slot.booked_count, first.room.name) == (1, "Room 1")
+        assert await booked(stores, open_.slot_id) == 0
+
+    async def test_a_place_is_refused_with_the_reason(self, stores: AnyStores) -> None:
+        started = slot(uuid.uuid4(), starts_in=-HOUR)
+        blocked = slot(uuid.uuid4(), status=SlotStatus.BLOCKED)
+        soon = slot(uuid.uuid4(), starts_in=HOUR / 2)
+        await room_with(stores, started, blocked, soon, book_notice_minutes=60)
+        orphan = slot(uuid.uuid4())
+        async with stores.begin() as store:
+            await store.upsert_slots([orphan])
+        with pytest.raises(domain.SlotUnavailable, match="already started"):
+            await take(stores, started.slot_id)
+        with pytest.raises(domain.SlotUnavailable, match="is blocked"):
+            await take(stores, blocked.slot_id)
+        with pytest.raises(domain.RuleBroken):
+            await take(stores, soon.slot_id)
+        with pytest.raises(domain.SlotUnavailable, match="not known here yet"):
+            await take(stores, orphan.slot_id)
+        with pytest.raises(domain.SlotNotFound):
+            await take(stores, uuid.uuid4())
+
+    async def test_an_inactive_room_takes_no_bookings(self, stores: AnyStores) -> None:
+        open_ = slot(uuid.uuid4())
+        room_id = await room_with(stores, open_)
+        async with stores.begin() as store:
+            await store.deactivate_room(room_id, version=2, as_of=NOW)
+        with pytest.raises(domain.SlotUnavailable, match="inactive"):
+            await take(stores, open_.slot_id)
+
+    async def test_places_for_a_batch_are_what_each_slot_has_left(self, stores: AnyStores) -> None:
+        roomy, tight = slot(uuid.uuid4(), places=3), slot(uuid.uuid4(), places=1)
+        await room_with(stores, roomy, tight)
+        quota = BookingQuota(most=1, per=QuotaPeriod.DAY)
+        counted = slot(uuid.uuid4())
+        await room_with(stores, counted, quotas=[quota])
+        async with stores.begin() as store:
+            taken = await store.take_places(
+                {roomy.slot_id: 2, tight.slot_id: 2, counted.slot_id: 1, uuid.uuid4(): 1},
+                now=NOW,
+            )
+        assert {s: n for s, (_, n) in taken.places.items()} == {roomy.slot_id: 2, tight.slot_id: 1}
+        assert taken.full == {tight.slot_id: 1}
+        assert [await booked(stores, s.slot_id) for s in (roomy, tight, counted)] == [2, 1, 0]
