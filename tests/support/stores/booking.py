@@ -17,7 +17,9 @@ import pytest
 
 from booking import domain
 from booking_contracts.catalogue import (
+    Actor,
     BookingQuota,
+    Contact,
     QuotaPeriod,
     RoomRules,
     RoomSnapshot,
@@ -229,3 +231,218 @@ class StoreContract:
         assert {s: n for s, (_, n) in taken.places.items()} == {roomy.slot_id: 2, tight.slot_id: 1}
         assert taken.full == {tight.slot_id: 1}
         assert [await booked(stores, s.slot_id) for s in (roomy, tight, counted)] == [2, 1, 0]
+
+
+# --- bookings ------------------------------------------------------------------------------
+
+
+async def slot_of_room(
+    stores: AnyStores, *, places: int = 3, starts_in: timedelta = 24 * HOUR
+) -> domain.Slot:
+    """A slot of a new room, as the store reads it."""
+    snap = slot(uuid.uuid4(), places=places, starts_in=starts_in)
+    await room_with(stores, snap)
+    async with stores.begin() as store:
+        found: domain.Slot = await store.get_slot(snap.slot_id)
+        return found
+
+
+def pending(
+    slot_: domain.Slot, user: str = "ada", *, key: str | None = None, hold: timedelta = HOUR
+) -> domain.PendingBooking:
+    return domain.PendingBooking(
+        id=uuid.uuid4(),
+        user_id=user,
+        slot=slot_,
+        booking_type="standard",
+        notes="",
+        attributes={},
+        contact=Contact(email=f"{user}@example.com"),
+        hold_expires_at=NOW + hold,
+        idempotency_key=key,
+        request_fingerprint="f" if key else None,
+        terms=RoomRules(cancel_notice_minutes=30),
+    )
+
+
+async def made(
+    stores: AnyStores, new: domain.PendingBooking, most: int | None = None
+) -> domain.Booking:
+    async with stores.begin() as store:
+        booking: domain.Booking = await store.insert_booking(new, max_unpaid_holds=most)
+        return booking
+
+
+async def change(stores: AnyStores, method: str, *args: Any, **kwargs: Any) -> Any:
+    async with stores.begin() as store:
+        return await getattr(store, method)(*args, **kwargs)
+
+
+class BookingContract(StoreContract):
+    """The cases of the bookings (with those of the inventory and places)."""
+
+    async def test_a_booking_is_made_pending_once_per_user_slot_and_key(
+        self, stores: AnyStores
+    ) -> None:
+        one = await slot_of_room(stores)
+        first = await made(stores, pending(one, key="k1"))
+        assert (first.status, first.payment_status, first.version) == (
+            domain.BookingStatus.PENDING,
+            domain.PaymentStatus.PENDING,
+            1,
+        )
+        assert (first.starts_at, first.price, first.room_id) == (
+            one.starts_at,
+            one.price,
+            one.room_id,
+        )
+        assert first.terms is not None
+        assert first.terms.cancel_notice == timedelta(minutes=30)
+        with pytest.raises(domain.SlotUnavailable, match="already hold"):
+            await made(stores, pending(one))
+        other = await slot_of_room(stores)
+        with pytest.raises(domain.SlotUnavailable, match="already hold"):
+            await made(stores, pending(other, key="k1"))
+        await change(stores, "cancel_booking", first.id, by=Actor.USER, reason=None, at=NOW)
+        again = await made(stores, pending(one))
+        assert again.status is domain.BookingStatus.PENDING
+        async with stores.begin() as store:
+            found = await store.find_by_idempotency_keys([("ada", "k1"), ("bob", "k1")])
+            alone = await store.find_by_idempotency_key("ada", "k1")
+            assert await store.find_by_idempotency_key("ada", "k2") is None
+        assert [b.id for b in found.values()] == [first.id]
+        assert alone is not None
+        assert alone.id == first.id
+
+    async def test_a_user_holds_at_most_the_cap_of_unpaid_bookings(self, stores: AnyStores) -> None:
+        one = await slot_of_room(stores, places=9)
+        two, three = await slot_of_room(stores), await slot_of_room(stores)
+        await made(stores, pending(one), most=2)
+        await made(stores, pending(two), most=2)
+        with pytest.raises(domain.TooManyUnpaidHolds) as refused:
+            await made(stores, pending(three), most=2)
+        assert (refused.value.held, refused.value.most) == (2, 2)
+        await made(stores, pending(three), most=None)  # an admin's own: not capped
+        async with stores.begin() as store:
+            held = await store.lock_unpaid_holds(["ada", "bob"])
+        assert held == {"ada": 3}
+
+    async def test_a_batch_leaves_out_conflicts_and_fails_whole_over_the_cap(
+        self, stores: AnyStores
+    ) -> None:
+        one, two = await slot_of_room(stores), await slot_of_room(stores)
+        taken = await made(stores, pending(one, "bob"))
+        rows = [pending(one, "bob"), pending(one, "cid"), pending(two, "cid")]
+        async with stores.begin() as store:
+            inserted = await store.insert_bookings(rows, max_unpaid_holds=5)
+        assert set(inserted) == {rows[1].id, rows[2].id}
+        with pytest.raises(domain.TooManyUnpaidHolds):
+            await change(
+                stores,
+                "insert_bookings",
+                [pending(two, "dan"), pending(one, "cid")],
+                max_unpaid_holds=2,
+            )
+        async with stores.begin() as store:
+            held = await store.lock_unpaid_holds(["bob", "cid", "dan"])
+            still = await store.get_booking(taken.id)
+        assert held == {"bob": 1, "cid": 2}
+        assert still.status is domain.BookingStatus.PENDING
+
+    async def test_a_booking_moves_along_its_state_machine_counting_versions(
+        self, stores: AnyStores
+    ) -> None:
+        one = await slot_of_room(stores)
+        booking = await made(stores, pending(one))
+        paid = await change(
+            stores,
+            "confirm_booking",
+            booking.id,
+            payment_id="pay-1",
+            refund_basis_starts_at=one.starts_at,
+        )
+        done = await change(stores, "set_status", booking.id, domain.BookingStatus.COMPLETED)
+        assert (paid.status, paid.payment_id, paid.refund_basis_starts_at, paid.version) == (
+            domain.BookingStatus.CONFIRMED,
+            "pay-1",
+            one.starts_at,
+            2,
+        )
+        assert (done.status, done.version) == (domain.BookingStatus.COMPLETED, 3)
+        with pytest.raises(Exception, match="cannot go from"):
+            await change(stores, "set_status", booking.id, domain.BookingStatus.PENDING)
+        with pytest.raises(domain.BookingNotFound):
+            await change(stores, "get_booking", one.id)
+
+    async def test_the_start_a_booking_was_paid_for_never_changes(self, stores: AnyStores) -> None:
+        one, later = await slot_of_room(stores), await slot_of_room(stores, starts_in=48 * HOUR)
+        booking = await made(stores, pending(one))
+        async with stores.begin() as store:
+            confirmed = await store.confirm_paid({booking.id: "pay-1", uuid.uuid4(): "pay-2"})
+            again = await store.confirm_paid({booking.id: "pay-3"})
+        assert (confirmed, again) == ({booking.id: 2}, {})
+        moved = await change(stores, "move_booking", booking.id, later)
+        assert (moved.slot_id, moved.starts_at, moved.reschedules, moved.version) == (
+            later.id,
+            later.starts_at,
+            1,
+            3,
+        )
+        assert moved.refund_basis_starts_at == one.starts_at
+        with pytest.raises(Exception, match="never changes"):
+            await change(
+                stores,
+                "confirm_booking",
+                booking.id,
+                payment_id="pay-1",
+                refund_basis_starts_at=later.starts_at,
+            )
+
+    async def test_a_move_onto_a_slot_the_user_holds_is_refused_and_changes_nothing(
+        self, stores: AnyStores
+    ) -> None:
+        one, two = await slot_of_room(stores), await slot_of_room(stores)
+        first, second = await made(stores, pending(one)), await made(stores, pending(two))
+        async with stores.begin() as store:
+            with pytest.raises(domain.SlotUnavailable, match="already hold"):
+                await store.move_booking(first.id, two)
+            unchanged = await store.get_booking(first.id)
+        assert (unchanged.slot_id, unchanged.version) == (one.id, 1)
+        async with stores.begin() as store:
+            held = await store.slots_held_by("ada", [one.id, two.id, uuid.uuid4()])
+            found, rooms = await store.lock_bookings([second.id, uuid.uuid4()])
+        assert held == {one.id, two.id}
+        assert list(found) == [second.id]
+        assert [(r.id, r.name, r.active) for r in rooms.values()] == [(two.room_id, "Room 1", True)]
+
+    async def test_holds_that_ran_out_expire_the_earliest_first(self, stores: AnyStores) -> None:
+        one = await slot_of_room(stores, places=5)
+        late = await made(stores, pending(one, "ada", hold=3 * HOUR))
+        early = await made(stores, pending(one, "bob", hold=HOUR))
+        await made(stores, pending(one, "cid", hold=5 * HOUR))
+        async with stores.begin() as store:
+            first = await store.expire_due(now=NOW + 4 * HOUR, limit=1)
+            rest = await store.expire_due(now=NOW + 4 * HOUR, limit=10)
+        assert [(b.id, b.status) for b in first + rest] == [
+            (early.id, domain.BookingStatus.EXPIRED),
+            (late.id, domain.BookingStatus.EXPIRED),
+        ]
+
+    async def test_bookings_are_listed_by_start_filtered_a_page_at_a_time(
+        self, stores: AnyStores
+    ) -> None:
+        soon, later = await slot_of_room(stores), await slot_of_room(stores, starts_in=48 * HOUR)
+        a = await made(stores, pending(later, "ada"))
+        b = await made(stores, pending(soon, "ada"))
+        await made(stores, pending(soon, "bob"))
+        mine = domain.BookingFilter(user_id="ada", statuses=(domain.BookingStatus.PENDING,))
+        async with stores.begin() as store:
+            first = await store.list_bookings(mine, after=None, limit=1)
+            rest = await store.list_bookings(
+                mine, after=(first[-1].starts_at, first[-1].id), limit=5
+            )
+            none = await store.list_bookings(
+                domain.BookingFilter(starts_before=soon.starts_at), after=None, limit=5
+            )
+        assert [x.id for x in first + rest] == [b.id, a.id]
+        assert none == []

@@ -11,8 +11,13 @@ revision replaces an older one but never its booked count, and a place is taken 
 the slot is open, not started, not full and its room's rules take the booking. The contract
 tests (``tests/support/stores/booking.py``) run the same cases against both stores.
 
-Still to come: bookings, quotas, refunds, stray payments and the waitlist (until then,
-booking's use cases are tested on PostgreSQL). Not modelled: locks (the memory database runs
+It keeps the bookings too: one live booking per user and slot, an ``Idempotency-Key`` used
+once per user, the cap on unpaid holds (a statement that would break it fails whole), the
+state machine of ``domain.TRANSITIONS``, a refund basis that never changes once set, and a
+version counted on every change of a booking's row.
+
+Still to come: quotas, refunds, stray payments and the waitlist (until then, booking's use
+cases are tested on PostgreSQL). Not modelled: locks (the memory database runs
 one transaction at a time).
 """
 
@@ -20,20 +25,36 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from booking import domain
-from booking.domain import Place, Room, Slot, Taken, slot_full
-from booking_contracts.catalogue import RoomRules, RoomSnapshot, SlotSnapshot, SlotStatus
+from booking.domain import (
+    Booking,
+    BookingFilter,
+    BookingStatus,
+    PaymentStatus,
+    PendingBooking,
+    Place,
+    Room,
+    Slot,
+    Taken,
+    slot_full,
+)
+from booking_contracts.catalogue import Actor, RoomRules, RoomSnapshot, SlotSnapshot, SlotStatus
 from platform_runtime.memorydb import MemoryDatabase, TwinStore
 from platform_runtime.transport import RecordPublisher
 
 
 class ConstraintViolation(Exception):
     """What the database would refuse (its message names the rule, as PostgreSQL's does)."""
+
+
+class UniqueViolation(ConstraintViolation):
+    """A row a unique index refuses."""
 
 
 @dataclass
@@ -64,6 +85,15 @@ class SlotRow:
 class BookingState:
     rooms: dict[UUID, RoomRow] = field(default_factory=dict)
     slots: dict[UUID, SlotRow] = field(default_factory=dict)
+    bookings: dict[UUID, Booking] = field(default_factory=dict)
+
+
+LIVE = (BookingStatus.PENDING, BookingStatus.CONFIRMED)
+"""The statuses in which a booking holds its place: one per user and slot."""
+STATUS_CHANGES = {
+    (old, new) for moves in domain.TRANSITIONS.values() for old, new in moves.items() if old != new
+}
+"""The status changes the database lets through (the trigger of migration 0002)."""
 
 
 def memory_database(publisher: RecordPublisher | None = None) -> MemoryDatabase[BookingState]:
@@ -231,6 +261,243 @@ class MemoryStore(TwinStore[BookingState]):
         for slot_id, count in Counter(slot_ids).items():
             if slot_id in self.state.slots:
                 self._add_places(slot_id, -count)
+
+    # --- bookings ------------------------------------------------------------------------
+
+    def _pending_of(self, user_id: str) -> int:
+        return sum(
+            1
+            for b in self.state.bookings.values()
+            if b.user_id == user_id and b.status is BookingStatus.PENDING
+        )
+
+    def _conflicts(self, booking: Booking) -> bool:
+        """Whether ``booking`` would break a unique index: a second live booking of its user
+        in its slot, or its user's ``Idempotency-Key`` used again."""
+        return any(
+            other.id != booking.id
+            and other.user_id == booking.user_id
+            and (
+                (
+                    other.slot_id == booking.slot_id
+                    and other.status in LIVE
+                    and booking.status in LIVE
+                )
+                or (
+                    booking.idempotency_key is not None
+                    and other.idempotency_key == booking.idempotency_key
+                )
+            )
+            for other in self.state.bookings.values()
+        )
+
+    def _new(self, pending: PendingBooking) -> Booking:
+        slot = pending.slot
+        return Booking(
+            id=pending.id,
+            user_id=pending.user_id,
+            room_id=slot.room_id,
+            slot_id=slot.id,
+            starts_at=slot.starts_at,
+            ends_at=slot.ends_at,
+            status=BookingStatus.PENDING,
+            booking_type=pending.booking_type,
+            price=slot.price,
+            payment_status=PaymentStatus.PENDING,
+            payment_id=None,
+            refund=None,
+            refund_basis_starts_at=None,
+            refund_failure_reason=None,
+            notes=pending.notes,
+            attributes=dict(pending.attributes),
+            contact=pending.contact,
+            hold_expires_at=pending.hold_expires_at,
+            created_at=self.now,
+            updated_at=self.now,
+            cancelled_at=None,
+            cancellation_reason=None,
+            cancelled_by=None,
+            idempotency_key=pending.idempotency_key,
+            request_fingerprint=pending.request_fingerprint,
+            version=1,
+            terms=None if pending.terms is None else domain.rules_of(pending.terms),
+        )
+
+    def _capped(self, user_id: str, most: int | None) -> None:
+        """The cap on unpaid holds (the trigger of migration 0004), before a hold is added."""
+        held = self._pending_of(user_id)
+        if most is not None and held >= most:
+            raise domain.TooManyUnpaidHolds(held=held, most=most)
+
+    async def insert_booking(
+        self, booking: PendingBooking, *, max_unpaid_holds: int | None
+    ) -> Booking:
+        self._capped(booking.user_id, max_unpaid_holds)
+        new = self._new(booking)
+        if self._conflicts(new):
+            raise domain.already_holds(booking.slot.id)
+        self.state.bookings[new.id] = new
+        return new
+
+    async def insert_bookings(
+        self, new: Sequence[PendingBooking], *, max_unpaid_holds: int | None
+    ) -> dict[UUID, Booking]:
+        before = dict(self.state.bookings)
+        inserted: dict[UUID, Booking] = {}
+        try:
+            for pending in new:
+                self._capped(pending.user_id, max_unpaid_holds)
+                booking = self._new(pending)
+                if not self._conflicts(booking):
+                    self.state.bookings[booking.id] = inserted[booking.id] = booking
+        except domain.TooManyUnpaidHolds:
+            self.state.bookings = before  # the statement fails whole
+            raise
+        return inserted
+
+    async def lock_unpaid_holds(self, user_ids: Collection[str]) -> dict[str, int]:
+        held = {user: self._pending_of(user) for user in set(user_ids)}
+        return {user: n for user, n in held.items() if n}
+
+    async def lock_idempotency_keys(self, keys: Collection[tuple[str, str]]) -> None:
+        """Nothing to wait for: the memory database runs one transaction at a time."""
+
+    async def find_by_idempotency_keys(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Booking]:
+        wanted = set(keys)
+        return {
+            (b.user_id, b.idempotency_key): b
+            for b in self.state.bookings.values()
+            if b.idempotency_key is not None and (b.user_id, b.idempotency_key) in wanted
+        }
+
+    async def find_by_idempotency_key(self, user_id: str, key: str) -> Booking | None:
+        return (await self.find_by_idempotency_keys([(user_id, key)])).get((user_id, key))
+
+    async def get_booking(self, booking_id: UUID, *, lock: bool = False) -> Booking:
+        booking = self.state.bookings.get(booking_id)
+        if booking is None:
+            raise domain.BookingNotFound(f"booking {booking_id} does not exist")
+        return booking
+
+    async def lock_bookings(
+        self, booking_ids: Sequence[UUID]
+    ) -> tuple[dict[UUID, Booking], dict[UUID, Room]]:
+        found = {i: b for i in sorted(set(booking_ids)) if (b := self.state.bookings.get(i))}
+        known = {
+            b.room_id: Room(b.room_id, row.room.name, row.room.time_zone, row.room.active)
+            for b in found.values()
+            if (row := self.state.rooms.get(b.room_id)) is not None
+        }
+        return found, known
+
+    async def slots_held_by(self, user_id: str, slot_ids: Collection[UUID]) -> set[UUID]:
+        wanted = set(slot_ids)
+        return {
+            b.slot_id
+            for b in self.state.bookings.values()
+            if b.user_id == user_id and b.slot_id in wanted and b.status in LIVE
+        }
+
+    def _change(self, booking_id: UUID, **changes: Any) -> Booking:
+        """A change of the booking's row, as its triggers let it: along the state machine,
+        its refund basis never changed once set, its version counted."""
+        old = self.state.bookings[booking_id]
+        new = dataclasses.replace(old, **changes, version=old.version + 1, updated_at=self.now)
+        if new.status != old.status and (old.status, new.status) not in STATUS_CHANGES:
+            raise ConstraintViolation(f"a booking cannot go from {old.status} to {new.status}")
+        basis = old.refund_basis_starts_at
+        if basis is not None and new.refund_basis_starts_at != basis:
+            raise ConstraintViolation("the start a booking was paid for never changes")
+        if self._conflicts(new):
+            raise UniqueViolation(f"uq_bookings_live_user_slot: booking {booking_id}")
+        self.state.bookings[booking_id] = new
+        return new
+
+    async def cancel_booking(
+        self, booking_id: UUID, *, by: Actor, reason: str | None, at: datetime
+    ) -> Booking:
+        return self._change(
+            booking_id,
+            status=BookingStatus.CANCELLED,
+            cancelled_at=at,
+            cancelled_by=by,
+            cancellation_reason=reason,
+        )
+
+    async def move_booking(self, booking_id: UUID, slot: Slot) -> Booking:
+        old = self.state.bookings[booking_id]
+        try:
+            return self._change(
+                booking_id,
+                slot_id=slot.id,
+                starts_at=slot.starts_at,
+                ends_at=slot.ends_at,
+                price=slot.price,
+                reschedules=old.reschedules + 1,
+            )
+        except UniqueViolation as exc:
+            raise domain.already_holds(slot.id) from exc
+
+    async def set_status(self, booking_id: UUID, status: BookingStatus) -> Booking:
+        return self._change(booking_id, status=status)
+
+    async def confirm_booking(
+        self, booking_id: UUID, *, payment_id: str, refund_basis_starts_at: datetime
+    ) -> Booking:
+        return self._change(
+            booking_id,
+            status=BookingStatus.CONFIRMED,
+            payment_status=PaymentStatus.PAID,
+            payment_id=payment_id,
+            refund_basis_starts_at=refund_basis_starts_at,
+        )
+
+    async def confirm_paid(self, payments: Mapping[UUID, str]) -> dict[UUID, int]:
+        confirmed: dict[UUID, int] = {}
+        for booking_id, payment_id in payments.items():
+            booking = self.state.bookings.get(booking_id)
+            if booking is None or booking.status is not BookingStatus.PENDING:
+                continue
+            if booking.payment_id is not None:
+                continue
+            done = await self.confirm_booking(
+                booking_id, payment_id=payment_id, refund_basis_starts_at=booking.starts_at
+            )
+            confirmed[booking_id] = done.version
+        return confirmed
+
+    async def attach_payment(self, booking_id: UUID, payment_id: str) -> Booking:
+        return self._change(booking_id, payment_id=payment_id)
+
+    async def expire_due(self, *, now: datetime, limit: int) -> list[Booking]:
+        due = sorted(
+            (
+                b
+                for b in self.state.bookings.values()
+                if b.status is BookingStatus.PENDING and b.hold_expires_at <= now
+            ),
+            key=lambda b: (b.hold_expires_at, b.id),
+        )[:limit]
+        return [self._change(b.id, status=BookingStatus.EXPIRED) for b in due]
+
+    async def list_bookings(
+        self, where: BookingFilter, *, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[Booking]:
+        def kept(b: Booking) -> bool:
+            return (
+                (where.user_id is None or b.user_id == where.user_id)
+                and (where.room_id is None or b.room_id == where.room_id)
+                and (not where.statuses or b.status in where.statuses)
+                and (not where.payment_statuses or b.payment_status in where.payment_statuses)
+                and (where.starts_from is None or b.starts_at >= where.starts_from)
+                and (where.starts_before is None or b.starts_at < where.starts_before)
+                and (after is None or (b.starts_at, b.id) > after)
+            )
+
+        found = [b for b in self.state.bookings.values() if kept(b)]
+        return sorted(found, key=lambda b: (b.starts_at, b.id))[:limit]
 
 
 def _check(slot: Slot) -> None:

@@ -16,7 +16,7 @@ from platform_runtime.db import make_engine, make_session_factory
 from platform_runtime.migrations import upgrade
 from platform_runtime.transactions import SqlTransactions, Stores
 from tests.support.fixtures import CreateDatabase
-from tests.support.stores.booking import AnyStores, StoreContract
+from tests.support.stores.booking import AnyStores, BookingContract
 from tests.support.threads import in_thread
 
 
@@ -34,9 +34,9 @@ async def engine(create_database: CreateDatabase) -> AsyncIterator[AsyncEngine]:
 async def stores(engine: AsyncEngine) -> AnyStores:
     """The store on that database, emptied for each case."""
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE rooms, slots CASCADE"))
+        await connection.execute(text("TRUNCATE rooms, slots, bookings CASCADE"))
     return Stores(SqlTransactions(make_session_factory(engine), inbox), SqlStore)
 
 
-class TestSqlStore(StoreContract):
+class TestSqlStore(BookingContract):
     pass
