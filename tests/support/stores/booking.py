@@ -446,3 +446,183 @@ class BookingContract(StoreContract):
             )
         assert [x.id for x in first + rest] == [b.id, a.id]
         assert none == []
+
+
+# --- quotas, refunds, stray payments, the waitlist -------------------------------------------
+
+
+class FullContract(BookingContract):
+    """Every case of the store."""
+
+    async def test_a_quota_counts_each_booking_once_refuses_over_it_and_gives_back(
+        self, stores: AnyStores
+    ) -> None:
+        one, two = slot(uuid.uuid4(), places=5), slot(uuid.uuid4(), starts_in=25 * HOUR)
+        quota = BookingQuota(most=1, per=QuotaPeriod.DAY)
+        room_id = await room_with(stores, one, two, quotas=[quota])
+        the_room = await room(stores, room_id)
+        assert the_room is not None
+        windows = domain.quota_windows(the_room, NOW + 24 * HOUR)
+        first = await made(stores, pending(await slot_of_room(stores)))
+        second = await made(stores, pending(await slot_of_room(stores)))
+        key = (windows[0].scope, windows[0].span.starts_at)
+        async with stores.begin() as store:
+            assert await store.count_against_quotas(first, windows) is None
+            refused = await store.count_against_quotas(second, windows)
+            used = await store.quota_usage("ada", [key])
+        assert isinstance(refused, domain.RuleBroken)
+        assert used == {key: 1}
+        async with stores.begin() as store:
+            await store.release_quotas([first.id, first.id])
+            await store.release_quotas([first.id])  # given back once
+            assert await store.quota_usage("ada", [key]) == {key: 0}
+            assert await store.count_against_quotas(second, windows) is None
+
+    async def test_refunds_are_asked_once_and_settle_into_the_bookings_payment_status(
+        self, stores: AnyStores
+    ) -> None:
+        booking = await made(stores, pending(await slot_of_room(stores)))
+        await change(
+            stores,
+            "confirm_booking",
+            booking.id,
+            payment_id="pay-1",
+            refund_basis_starts_at=booking.starts_at,
+        )
+        first, second = uuid.uuid4(), uuid.uuid4()
+        half = Money.of("10.00", "EUR")
+        asked = {"booking_id": booking.id, "payment_id": "pay-1", "amount": half}
+        async with stores.begin() as store:
+            pending_ = await store.request_refund(refund_id=first, reason="moved", **asked)
+            assert await store.request_refund(refund_id=first, reason="again", **asked) is None
+            await store.request_refund(refund_id=second, reason="cancelled", **asked)
+            one = await store.get_refund(first)
+            assert await store.get_refund(booking.id) is None
+        assert pending_ is not None
+        assert (pending_.payment_status, pending_.refund) == (
+            domain.PaymentStatus.REFUND_PENDING,
+            half,
+        )
+        assert one is not None
+        failed = await change(
+            stores,
+            "settle_refund",
+            one,
+            status=domain.RefundStatus.FAILED,
+            failure_reason="card expired",
+            now=NOW,
+        )
+        assert (failed.payment_status, failed.refund_failure_reason, failed.refund) == (
+            domain.PaymentStatus.REFUND_FAILED,
+            "card expired",
+            Money.of("20.00", "EUR"),
+        )
+        with pytest.raises(RuntimeError, match="no longer requested"):
+            await change(
+                stores,
+                "settle_refund",
+                one,
+                status=domain.RefundStatus.SUCCEEDED,
+                failure_reason=None,
+                now=NOW,
+            )
+        async with stores.begin() as store:
+            for refund_id in (first, second):
+                refund = await store.get_refund(refund_id)
+                assert refund is not None
+                done = await store.settle_refund(
+                    refund, status=domain.RefundStatus.SUCCEEDED, failure_reason=None, now=NOW
+                )
+        assert (done.payment_status, done.refund_failure_reason) == (
+            domain.PaymentStatus.REFUNDED,
+            None,
+        )
+
+    async def test_a_stray_payment_is_recorded_once_and_its_refund_settles_once(
+        self, stores: AnyStores
+    ) -> None:
+        refund_id = uuid.uuid4()
+        stray = {
+            "payment_id": "pay-9",
+            "booking_id": uuid.uuid4(),
+            "amount": PRICE,
+            "reason": "no such booking",
+        }
+        async with stores.begin() as store:
+            recorded = await store.record_stray_payment(refund_id=refund_id, **stray)
+            again = await store.record_stray_payment(refund_id=uuid.uuid4(), **stray)
+            locked = await store.lock_stray_refund(refund_id)
+            assert await store.lock_stray_refund(uuid.uuid4()) is None
+        assert recorded is not None
+        assert again is None
+        assert locked == recorded
+        settled = await change(
+            stores,
+            "settle_stray_refund",
+            recorded,
+            status=domain.RefundStatus.SUCCEEDED,
+            failure_reason=None,
+            now=NOW,
+        )
+        assert settled.refund_status is domain.RefundStatus.SUCCEEDED
+        with pytest.raises(RuntimeError, match="no longer requested"):
+            await change(
+                stores,
+                "settle_stray_refund",
+                recorded,
+                status=domain.RefundStatus.FAILED,
+                failure_reason="x",
+                now=NOW,
+            )
+
+    async def test_a_line_keeps_its_order_its_states_and_one_live_entry_per_user(
+        self, stores: AnyStores
+    ) -> None:
+        full = await slot_of_room(stores, places=1)
+        contact = Contact(email="w@example.com")
+        async with stores.begin() as store:
+            first = await store.insert_entry(uuid.uuid4(), full, "ada", contact)
+            second = await store.insert_entry(uuid.uuid4(), full, "bob", contact)
+            assert await store.lock_lines_of("ada") == 1
+            assert [await store.position_in_line(e) for e in (first, second)] == [1, 2]
+            line = await store.waiting_in_line(full.id, limit=5)
+            assert await store.slots_with_waiters([full.id, uuid.uuid4()]) == [full.id]
+        assert [e.id for e in line] == [first.id, second.id]
+        with pytest.raises(Exception, match="uq_waitlist_entries_live_user_slot"):
+            async with stores.begin() as store:
+                await store.insert_entry(uuid.uuid4(), full, "ada", contact)
+        offered = await change(
+            stores,
+            "change_entry",
+            first.id,
+            domain.WaitlistStatus.OFFERED,
+            offer_expires_at=NOW + HOUR,
+        )
+        assert offered.status is domain.WaitlistStatus.OFFERED
+        with pytest.raises(Exception, match="cannot go from"):
+            await change(stores, "change_entry", first.id, domain.WaitlistStatus.WAITING)
+        async with stores.begin() as store:
+            assert [e.id for e in await store.due_offers(now=NOW + 2 * HOUR, limit=5)] == [first.id]
+            assert await store.due_offers(now=NOW, limit=5) == []
+            live = await store.live_entry("ada", full.id)
+            got = await store.get_entry(second.id)
+            assert await store.get_entry(full.id) is None
+            assert [e.id for e in await store.closed_lines(now=NOW, limit=5)] == []
+            closed = await store.closed_lines(now=NOW + 48 * HOUR, limit=5)
+        assert live is not None
+        assert live.id == first.id
+        assert got == second
+        assert [e.id for e in closed] == [second.id]
+
+    async def test_who_is_busy_then_and_the_places_offered_out_of_new_capacity(
+        self, stores: AnyStores
+    ) -> None:
+        one = await slot_of_room(stores, places=3)
+        booking = await made(stores, pending(one, "ada"))
+        async with stores.begin() as store:
+            busy = await store.busy_at(["ada", "bob"], one.starts_at, one.ends_at)
+            free = await store.busy_at(["ada"], one.ends_at, one.ends_at + HOUR)
+            await store.take_offered_places(one.id, 2)
+        assert (busy, free) == ({"ada"}, set())
+        assert await booked(stores, one.id) == 2  # counted by the offers (the booking: by hand)
+        assert booking.slot_id == one.id

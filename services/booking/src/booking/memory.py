@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -39,12 +40,25 @@ from booking.domain import (
     PaymentStatus,
     PendingBooking,
     Place,
+    Refund,
+    RefundStatus,
     Room,
     Slot,
+    StrayPayment,
     Taken,
+    WaitlistEntry,
+    WaitlistStatus,
     slot_full,
 )
-from booking_contracts.catalogue import Actor, RoomRules, RoomSnapshot, SlotSnapshot, SlotStatus
+from booking_contracts.catalogue import (
+    Actor,
+    Contact,
+    RoomRules,
+    RoomSnapshot,
+    SlotSnapshot,
+    SlotStatus,
+)
+from booking_contracts.money import Money
 from platform_runtime.memorydb import MemoryDatabase, TwinStore
 from platform_runtime.transport import RecordPublisher
 
@@ -82,10 +96,26 @@ class SlotRow:
 
 
 @dataclass
+class RefundRow:
+    refund: Refund
+    failure_reason: str | None = None
+    settled_at: datetime | None = None
+
+
+@dataclass
 class BookingState:
     rooms: dict[UUID, RoomRow] = field(default_factory=dict)
     slots: dict[UUID, SlotRow] = field(default_factory=dict)
     bookings: dict[UUID, Booking] = field(default_factory=dict)
+    quota_counts: dict[tuple[str, str, datetime], int] = field(default_factory=dict)
+    """(user, scope, window start) -> the user's bookings counted in that window."""
+    booking_quotas: dict[UUID, list[tuple[str, str, datetime]]] = field(default_factory=dict)
+    """What each booking counted, to give back once."""
+    refunds: dict[UUID, RefundRow] = field(default_factory=dict)
+    strays: dict[str, StrayPayment] = field(default_factory=dict)
+    """Payments no booking took, by payment id."""
+    entries: dict[UUID, WaitlistEntry] = field(default_factory=dict)
+    """Waitlist entries, by id."""
 
 
 LIVE = (BookingStatus.PENDING, BookingStatus.CONFIRMED)
@@ -498,6 +528,262 @@ class MemoryStore(TwinStore[BookingState]):
 
         found = [b for b in self.state.bookings.values() if kept(b)]
         return sorted(found, key=lambda b: (b.starts_at, b.id))[:limit]
+
+    # --- quotas --------------------------------------------------------------------------
+
+    async def count_against_quotas(
+        self, booking: Booking, windows: Sequence[domain.QuotaWindow]
+    ) -> domain.RuleBroken | None:
+        counts = self.state.quota_counts
+        for window in windows:
+            key = (booking.user_id, window.scope, window.span.starts_at)
+            used = counts.get(key)
+            if used is not None and used >= window.quota.most:
+                return domain.quota_refusal(
+                    window.quota, used=used, span=window.span, room=window.where
+                )
+            counts[key] = (used or 0) + 1
+        if windows:
+            self.state.booking_quotas[booking.id] = [
+                (booking.user_id, w.scope, w.span.starts_at) for w in windows
+            ]
+        return None
+
+    async def release_quotas(self, booking_ids: Sequence[UUID]) -> None:
+        for booking_id in sorted(set(booking_ids)):
+            for key in self.state.booking_quotas.pop(booking_id, []):
+                self.state.quota_counts[key] -= 1
+
+    async def quota_usage(
+        self, user_id: str, keys: Collection[tuple[str, datetime]]
+    ) -> dict[tuple[str, datetime], int]:
+        counts = self.state.quota_counts
+        return {
+            (scope, start): counts[user_id, scope, start]
+            for scope, start in set(keys)
+            if (user_id, scope, start) in counts
+        }
+
+    # --- refunds -------------------------------------------------------------------------
+
+    async def request_refund(
+        self,
+        *,
+        refund_id: UUID,
+        booking_id: UUID,
+        payment_id: str,
+        amount: Money,
+        reason: str,
+    ) -> Booking | None:
+        if refund_id in self.state.refunds:
+            return None
+        refund = Refund(refund_id, booking_id, payment_id, amount, RefundStatus.REQUESTED)
+        self.state.refunds[refund_id] = RefundRow(refund)
+        return self._sum_up_refunds(booking_id)
+
+    async def get_refund(self, refund_id: UUID) -> Refund | None:
+        row = self.state.refunds.get(refund_id)
+        return row.refund if row is not None else None
+
+    async def settle_refund(
+        self,
+        refund: Refund,
+        *,
+        status: RefundStatus,
+        failure_reason: str | None,
+        now: datetime,
+    ) -> Booking:
+        row = self.state.refunds.get(refund.id)
+        if row is None or row.refund.status is not refund.status:
+            raise RuntimeError(f"refund {refund.id} is no longer {refund.status.value}")
+        _settles(refund.status, status)
+        row.refund = dataclasses.replace(row.refund, status=status)
+        row.failure_reason, row.settled_at = failure_reason, now
+        return self._sum_up_refunds(refund.booking_id)
+
+    def _sum_up_refunds(self, booking_id: UUID) -> Booking:
+        """The booking's payment status, refund total and latest refund failure, from its
+        refunds (``domain.PAYMENT_STATUS_OF_REFUNDS``)."""
+        rows = [r for r in self.state.refunds.values() if r.refund.booking_id == booking_id]
+        booking = self.state.bookings[booking_id]
+        statuses = {r.refund.status for r in rows}
+        paid = next(p for refund, p in domain.PAYMENT_STATUS_OF_REFUNDS if refund in statuses)
+        failed = sorted(
+            (r for r in rows if r.refund.status is RefundStatus.FAILED),
+            key=lambda r: r.settled_at or self.now,
+            reverse=True,
+        )
+        total = sum((r.refund.amount.amount for r in rows), start=Decimal(0))
+        return self._change(
+            booking_id,
+            payment_status=paid,
+            refund=Money.of(total, booking.price.currency),
+            refund_failure_reason=failed[0].failure_reason if failed else None,
+        )
+
+    async def record_stray_payment(
+        self,
+        *,
+        payment_id: str,
+        booking_id: UUID,
+        amount: Money,
+        reason: str,
+        refund_id: UUID,
+    ) -> StrayPayment | None:
+        if payment_id in self.state.strays:
+            return None
+        if any(s.refund_id == refund_id for s in self.state.strays.values()):
+            raise UniqueViolation(f"the refund {refund_id} of a stray payment exists")
+        stray = StrayPayment(
+            payment_id, booking_id, amount, reason, refund_id, RefundStatus.REQUESTED, None
+        )
+        self.state.strays[payment_id] = stray
+        return stray
+
+    async def lock_stray_refund(self, refund_id: UUID) -> StrayPayment | None:
+        return next((s for s in self.state.strays.values() if s.refund_id == refund_id), None)
+
+    async def settle_stray_refund(
+        self,
+        stray: StrayPayment,
+        *,
+        status: RefundStatus,
+        failure_reason: str | None,
+        now: datetime,
+    ) -> StrayPayment:
+        known = self.state.strays.get(stray.payment_id)
+        if known is None or known.refund_status is not stray.refund_status:
+            raise RuntimeError(
+                f"the refund of stray payment {stray.payment_id} is no longer "
+                f"{stray.refund_status.value}"
+            )
+        _settles(stray.refund_status, status)
+        settled = dataclasses.replace(known, refund_status=status, failure_reason=failure_reason)
+        self.state.strays[stray.payment_id] = settled
+        return settled
+
+    # --- the waitlist --------------------------------------------------------------------
+
+    def _entries(self, *statuses: WaitlistStatus) -> list[WaitlistEntry]:
+        return sorted(
+            (e for e in self.state.entries.values() if e.status in statuses),
+            key=lambda e: e.seq,
+        )
+
+    async def lock_lines_of(self, user_id: str) -> int:
+        return sum(1 for e in self._entries(*domain.LIVE_WAITLIST) if e.user_id == user_id)
+
+    async def insert_entry(
+        self, entry_id: UUID, slot: Slot, user_id: str, contact: Contact
+    ) -> WaitlistEntry:
+        if slot.id not in self.state.slots:
+            raise ConstraintViolation(
+                f"slot {slot.id} is not known (waitlist_entries_slot_id_fkey)"
+            )
+        if await self.live_entry(user_id, slot.id) is not None:
+            raise UniqueViolation("uq_waitlist_entries_live_user_slot")
+        seq = max((e.seq for e in self.state.entries.values()), default=0) + 1
+        entry = WaitlistEntry(
+            entry_id,
+            seq,
+            slot.id,
+            slot.room_id,
+            user_id,
+            contact,
+            WaitlistStatus.WAITING,
+            None,
+            None,
+            self.now,
+        )
+        self.state.entries[entry_id] = entry
+        return entry
+
+    async def position_in_line(self, entry: WaitlistEntry) -> int:
+        waiting = self._entries(WaitlistStatus.WAITING)
+        return 1 + sum(1 for e in waiting if e.slot_id == entry.slot_id and e.seq < entry.seq)
+
+    async def live_entry(
+        self, user_id: str, slot_id: UUID, *, lock: bool = False
+    ) -> WaitlistEntry | None:
+        return next(
+            (
+                e
+                for e in self._entries(*domain.LIVE_WAITLIST)
+                if e.user_id == user_id and e.slot_id == slot_id
+            ),
+            None,
+        )
+
+    async def get_entry(self, entry_id: UUID, *, lock: bool = False) -> WaitlistEntry | None:
+        return self.state.entries.get(entry_id)
+
+    async def change_entry(
+        self,
+        entry_id: UUID,
+        status: WaitlistStatus,
+        *,
+        offer_expires_at: datetime | None = None,
+        booking_id: UUID | None = None,
+    ) -> WaitlistEntry:
+        old = self.state.entries[entry_id]
+        allowed = domain.WAITLIST_TRANSITIONS.get(old.status, frozenset())
+        if status is not old.status and status not in allowed:
+            raise ConstraintViolation(f"a waitlist entry cannot go from {old.status} to {status}")
+        if (status is WaitlistStatus.OFFERED) != (offer_expires_at is not None):
+            raise ConstraintViolation(f"entry {entry_id} breaks offered_until")
+        if (status is WaitlistStatus.BOOKED) != (booking_id is not None):
+            raise ConstraintViolation(f"entry {entry_id} breaks booked_with_booking")
+        new = dataclasses.replace(
+            old, status=status, offer_expires_at=offer_expires_at, booking_id=booking_id
+        )
+        self.state.entries[entry_id] = new
+        return new
+
+    async def waiting_in_line(self, slot_id: UUID, *, limit: int) -> list[WaitlistEntry]:
+        return [e for e in self._entries(WaitlistStatus.WAITING) if e.slot_id == slot_id][:limit]
+
+    async def busy_at(
+        self, user_ids: Collection[str], starts_at: datetime, ends_at: datetime
+    ) -> set[str]:
+        users = set(user_ids)
+        return {
+            b.user_id
+            for b in self.state.bookings.values()
+            if b.user_id in users
+            and b.status in LIVE
+            and b.starts_at < ends_at
+            and b.ends_at > starts_at
+        }
+
+    async def due_offers(self, *, now: datetime, limit: int) -> list[WaitlistEntry]:
+        due = [
+            e
+            for e in self._entries(WaitlistStatus.OFFERED)
+            if e.offer_expires_at is not None and e.offer_expires_at <= now
+        ]
+        return sorted(due, key=lambda e: (e.offer_expires_at, e.seq))[:limit]
+
+    async def closed_lines(self, *, now: datetime, limit: int) -> list[WaitlistEntry]:
+        return [
+            e
+            for e in self._entries(WaitlistStatus.WAITING)
+            if self.state.slots[e.slot_id].slot.starts_at <= now
+        ][:limit]
+
+    async def take_offered_places(self, slot_id: UUID, places: int) -> None:
+        self._add_places(slot_id, places)
+
+    async def slots_with_waiters(self, slot_ids: Collection[UUID]) -> list[UUID]:
+        wanted = set(slot_ids)
+        return sorted(
+            {e.slot_id for e in self._entries(WaitlistStatus.WAITING) if e.slot_id in wanted}
+        )
+
+
+def _settles(old: RefundStatus, new: RefundStatus) -> None:
+    """A refund settles only as ``domain.REFUND_SETTLEMENTS`` allows (a trigger)."""
+    if new is not old and new not in domain.REFUND_SETTLEMENTS.get(old, frozenset()):
+        raise ConstraintViolation(f"a refund cannot go from {old} to {new}")
 
 
 def _check(slot: Slot) -> None:

@@ -16,8 +16,19 @@ from platform_runtime.db import make_engine, make_session_factory
 from platform_runtime.migrations import upgrade
 from platform_runtime.transactions import SqlTransactions, Stores
 from tests.support.fixtures import CreateDatabase
-from tests.support.stores.booking import AnyStores, BookingContract
+from tests.support.stores.booking import AnyStores, FullContract
 from tests.support.threads import in_thread
+
+TABLES = (
+    "rooms",
+    "slots",
+    "bookings",
+    "refunds",
+    "stray_payments",
+    "quota_counts",
+    "booking_quotas",
+    "waitlist_entries",
+)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -34,9 +45,9 @@ async def engine(create_database: CreateDatabase) -> AsyncIterator[AsyncEngine]:
 async def stores(engine: AsyncEngine) -> AnyStores:
     """The store on that database, emptied for each case."""
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE rooms, slots, bookings CASCADE"))
+        await connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
     return Stores(SqlTransactions(make_session_factory(engine), inbox), SqlStore)
 
 
-class TestSqlStore(BookingContract):
+class TestSqlStore(FullContract):
     pass

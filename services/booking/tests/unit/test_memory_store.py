@@ -7,7 +7,7 @@ import pytest
 
 from booking.memory import MemoryStore, memory_database
 from platform_runtime.transactions import Stores
-from tests.support.stores.booking import AnyStores, BookingContract
+from tests.support.stores.booking import AnyStores, FullContract
 
 
 @pytest.fixture
@@ -15,5 +15,5 @@ def stores() -> AnyStores:
     return Stores(memory_database(), MemoryStore)
 
 
-class TestMemoryStore(BookingContract):
+class TestMemoryStore(FullContract):
     pass
