@@ -76,9 +76,9 @@ log = logging.getLogger(__name__)
 
 class Store(TransactionalStore, Protocol):
     """What the use cases read and change, in one transaction: the service's database
-    (:class:`booking.store.SqlStore`; the methods are documented there). Its twin held in the
-    process (:class:`booking.memory.MemoryStore`) is being written, held to the same contract
-    cases; until it is whole, booking's use cases are tested on PostgreSQL."""
+    (:class:`booking.store.SqlStore`), or its twin held in the process
+    (:class:`booking.memory.MemoryStore`), which the same contract tests hold to the same
+    behaviour. The methods are documented on the SQL store."""
 
     async def upsert_room(self, room: RoomSnapshot, *, version: int, as_of: datetime) -> None: ...
 

@@ -1,24 +1,28 @@
-"""The booking service's store held in the process: the twin of :class:`booking.store.SqlStore`,
-being written part by part.
+"""The booking service's store held in the process: the twin of :class:`booking.store.SqlStore`.
 
 :class:`MemoryStore` works on a transaction of a
-:class:`~platform_runtime.memorydb.MemoryDatabase` whose state is a :class:`BookingState`. So
-far it keeps the service's copy of the inventory and the places taken in it, the same way as
-the SQL store and its tables: a room's state follows the newest of its events (by version,
-the envelope time only between events without one), a placeholder left by a deactivation or
-rules seen before the room takes nothing, rules follow their own versions, a slot's newer
-revision replaces an older one but never its booked count, and a place is taken only while
-the slot is open, not started, not full and its room's rules take the booking. The contract
-tests (``tests/support/stores/booking.py``) run the same cases against both stores.
+:class:`~platform_runtime.memorydb.MemoryDatabase` whose state is a :class:`BookingState`, so
+that the use cases run in the fast tests with no PostgreSQL. It keeps what the SQL store and
+its tables and triggers keep, the same way:
 
-It keeps the bookings too: one live booking per user and slot, an ``Idempotency-Key`` used
-once per user, the cap on unpaid holds (a statement that would break it fails whole), the
-state machine of ``domain.TRANSITIONS``, a refund basis that never changes once set, and a
-version counted on every change of a booking's row.
+* the copy of the inventory: a room's state follows the newest of its events (by version,
+  the envelope time only between events without one), a placeholder left by a deactivation
+  or rules seen before the room takes nothing, rules follow their own versions, a slot's
+  newer revision replaces an older one but never its booked count;
+* places: taken only while the slot is open, not started, not full and its room's rules take
+  the booking (refused with the reason), given back per occurrence;
+* bookings: one live booking per user and slot, an ``Idempotency-Key`` used once per user,
+  the cap on unpaid holds (a statement that would break it fails whole), the state machine
+  of ``domain.TRANSITIONS``, a refund basis that never changes once set, a version counted on
+  every change of a booking's row;
+* quotas counted once per booking and window and given back once; refunds asked once and
+  settled only as ``domain.REFUND_SETTLEMENTS`` allows, the booking's payment status and
+  refund total summed up from them; a stray payment recorded once;
+* waitlist lines in order, one live entry per user and slot, along
+  ``domain.WAITLIST_TRANSITIONS``.
 
-Still to come: quotas, refunds, stray payments and the waitlist (until then, booking's use
-cases are tested on PostgreSQL). Not modelled: locks (the memory database runs
-one transaction at a time).
+The contract tests (``tests/support/stores/booking.py``) run the same cases against both
+stores. Not modelled: locks (the memory database runs one transaction at a time).
 """
 
 from __future__ import annotations
