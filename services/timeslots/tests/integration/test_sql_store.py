@@ -6,38 +6,31 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from platform_runtime.db import make_engine, make_session_factory
-from platform_runtime.migrations import upgrade
-from platform_runtime.transactions import SqlTransactions, Stores
 from tests.support.fixtures import CreateDatabase
+from tests.support.stores import emptied, migrated
 from tests.support.stores.timeslots import AnyStores, StoreContract
-from tests.support.threads import in_thread
 from timeslots.cli import ALEMBIC_INI
 from timeslots.models import inbox
 from timeslots.store import SqlStore
+
+TABLES = ("slot_holds", "timeslots", "schedules", "rooms", "outbox")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def engine(create_database: CreateDatabase) -> AsyncIterator[AsyncEngine]:
     """A migrated database of the module's own."""
-    url = await create_database("timeslots_store")
-    await in_thread(upgrade, ALEMBIC_INI, url)
-    engine = make_engine(url, pool_size=2)
-    yield engine
-    await engine.dispose()
+    async with migrated(create_database, "timeslots_store", ALEMBIC_INI) as engine:
+        yield engine
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stores(engine: AsyncEngine) -> AnyStores:
-    """The store on that database, emptied for each case (they search and list every room)."""
-    async with engine.begin() as connection:
-        await connection.execute(
-            text("TRUNCATE slot_holds, timeslots, schedules, rooms, outbox CASCADE")
-        )
-    return Stores(SqlTransactions(make_session_factory(engine), inbox), SqlStore)
+    """The store on that database, emptied for each case (they list and search everything)."""
+    return await emptied(
+        engine, ("slot_holds", "timeslots", "schedules", "rooms", "outbox"), inbox, SqlStore
+    )
 
 
 class TestSqlStore(StoreContract):
