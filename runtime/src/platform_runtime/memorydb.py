@@ -30,13 +30,22 @@ from typing import Generic, TypeVar
 from uuid import UUID
 
 from booking_contracts.money import utc_now
-from platform_runtime.errors import describe
+from platform_runtime.errors import KernelError, describe
 from platform_runtime.outbox import OutboundRecord
 from platform_runtime.transport import RecordPublisher
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class ConstraintViolation(KernelError):
+    """What a service's database would refuse, raised by its store twin; the message names
+    the rule, as PostgreSQL's does."""
+
+
+class UniqueViolation(ConstraintViolation):
+    """A row a unique index would refuse."""
 
 
 @dataclass

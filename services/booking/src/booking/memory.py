@@ -63,16 +63,13 @@ from booking_contracts.catalogue import (
     SlotStatus,
 )
 from booking_contracts.money import Money
-from platform_runtime.memorydb import MemoryDatabase, TwinStore
+from platform_runtime.memorydb import (
+    ConstraintViolation,
+    MemoryDatabase,
+    TwinStore,
+    UniqueViolation,
+)
 from platform_runtime.transport import RecordPublisher
-
-
-class ConstraintViolation(Exception):
-    """What the database would refuse (its message names the rule, as PostgreSQL's does)."""
-
-
-class UniqueViolation(ConstraintViolation):
-    """A row a unique index refuses."""
 
 
 @dataclass

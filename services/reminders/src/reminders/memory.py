@@ -6,8 +6,9 @@ so that the use cases, the dispatcher and the workers run in the fast tests with
 PostgreSQL. It keeps what the SQL store keeps, the same way: the order rule of a booking's
 events, at most one live reminder per booking and channel, leases fenced by their attempt
 and scheduled time, and the table's checks (a row that breaks one raises
-:class:`ConstraintViolation`, as the database refuses it). The contract tests
-(``tests/contract``) run the same cases against both stores.
+:class:`~platform_runtime.memorydb.ConstraintViolation`, as the database refuses it). The
+contract tests (``tests/support/stores/reminders.py``) run the same cases against both
+stores.
 
 What it leaves out: locks (the memory database runs one transaction at a time).
 """
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from booking_contracts.catalogue import Contact
-from platform_runtime.memorydb import MemoryDatabase, TwinStore
+from platform_runtime.memorydb import ConstraintViolation, MemoryDatabase, TwinStore
 from platform_runtime.transport import RecordPublisher
 from reminders.domain import (
     LIVE,
@@ -43,10 +44,6 @@ from reminders.domain import (
 
 TOO_LATE = "the booking started before the reminder could be sent"
 MOVED_PAST = "the booking moved and this reminder's new time had passed"
-
-
-class ConstraintViolation(Exception):
-    """A row the database's checks would refuse."""
 
 
 @dataclass

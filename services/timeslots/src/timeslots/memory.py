@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from booking_contracts.catalogue import RoomRules, RoomType, SlotStatus
 from booking_contracts.money import Money
-from platform_runtime.memorydb import MemoryDatabase, TwinStore
+from platform_runtime.memorydb import ConstraintViolation, MemoryDatabase, TwinStore
 from platform_runtime.outbox import Outbox
 from platform_runtime.transport import RecordPublisher
 from timeslots import domain
@@ -47,10 +47,6 @@ from timeslots.domain import (
 )
 
 NO_OVERLAP = "timeslots_no_overlap"
-
-
-class ConstraintViolation(Exception):
-    """What the database would refuse (its message names the rule, as PostgreSQL's does)."""
 
 
 @dataclass
