@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -297,7 +297,7 @@ async def list_slots(
     after = decode_time_and_id(cursor)
     async with _store(ctx) as store:
         room = await store.get_room(room_id)
-        start, end = _local_day_bounds(room.time_zone, first, last)
+        start, end = domain.local_days(room.time_zone, first, last)
         found = await store.list_slots(room_id, start=start, end=end, after=after, limit=limit + 1)
     page = found[:limit]
     next_cursor = encode_cursor(page[-1].starts_at, page[-1].id) if len(found) > limit else None
@@ -421,11 +421,3 @@ def _available_out(item: domain.Available) -> schemas.AvailableSlot:
         places_left=item.places_left,
         free_minutes=item.free_minutes,
     )
-
-
-def _local_day_bounds(time_zone: str, first: date, last: date) -> tuple[datetime, datetime]:
-    """UTC instants of local midnight starting ``first`` and ending ``last``."""
-    zone = ZoneInfo(time_zone)
-    start = datetime.combine(first, time(0), tzinfo=zone)
-    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)

@@ -806,3 +806,12 @@ def slots_generated(
         SlotsGenerated.model_construct(room_id=room_id, slots=list(chunk))
         for chunk in iter(lambda: tuple(islice(iterator, per_event)), ())
     ]
+
+
+def local_days(time_zone: str, first: date, last: date) -> tuple[datetime, datetime]:
+    """The UTC instants of local midnight starting ``first`` and ending ``last`` in
+    ``time_zone`` (PostgreSQL's ``day::timestamp AT TIME ZONE zone``)."""
+    zone = ZoneInfo(time_zone)
+    start = datetime.combine(first, time(0), tzinfo=zone)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)

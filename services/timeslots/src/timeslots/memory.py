@@ -20,11 +20,10 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
-from zoneinfo import ZoneInfo
 
 from booking_contracts.catalogue import RoomRules, RoomType, SlotStatus
 from booking_contracts.money import Money
@@ -66,12 +65,6 @@ class TimeslotsState:
 def memory_database(publisher: RecordPublisher | None = None) -> MemoryDatabase[TimeslotsState]:
     """An empty database of the service, publishing its outbox to ``publisher``."""
     return MemoryDatabase(TimeslotsState(), publisher=publisher)
-
-
-def _midnight(day: date, zone: str) -> datetime:
-    """The instant local midnight starts ``day`` in ``zone`` (PostgreSQL's
-    ``day::timestamp AT TIME ZONE zone``)."""
-    return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
 class MemoryStore(TwinStore[TimeslotsState]):
@@ -376,8 +369,8 @@ class MemoryStore(TwinStore[TimeslotsState]):
                 continue
             if room_type is not None and room.room_type != room_type:
                 continue
-            lo = max(_midnight(date_from, room.time_zone), now)
-            hi = _midnight(date_to + timedelta(days=1), room.time_zone)
+            first, hi = domain.local_days(room.time_zone, date_from, date_to)
+            lo = max(first, now)
             free = [
                 s
                 for s in self._room_slots(room.id)
