@@ -905,6 +905,26 @@ def already_holds(slot_id: UUID) -> SlotUnavailable:
     return SlotUnavailable(f"you already hold a place in slot {slot_id}")
 
 
+def why_unavailable(slot: Slot, room: Room | None, now: datetime) -> Exception | None:
+    """Why a place of ``slot`` (of ``room``, None when not known here) cannot be taken at
+    ``now``; None when nothing stands in the way."""
+    if room is None or not room.name:
+        return SlotUnavailable(f"the room of slot {slot.id} is not known here yet")
+    if not room.active:
+        return SlotUnavailable(f"room {room.name!r} takes no bookings (inactive)")
+    if slot.starts_at <= now:
+        return SlotUnavailable(f"slot {slot.id} has already started")
+    if slot.status != SlotStatus.OPEN:
+        return SlotUnavailable(f"slot {slot.id} is {slot.status}")
+    try:
+        room.rules.check_booking(starts_at=slot.starts_at, now=now)
+    except RuleBroken as broken:
+        return broken
+    if slot.booked_count >= slot.max_bookings:
+        return slot_full(slot.id, slot.max_bookings)
+    return None
+
+
 def slot_full(slot_id: UUID, places: int) -> SlotUnavailable:
     return SlotUnavailable(f"slot {slot_id} is full ({places} place{'' if places == 1 else 's'})")
 

@@ -52,7 +52,6 @@ from booking.domain import (
     Taken,
     WaitlistEntry,
     WaitlistStatus,
-    slot_full,
 )
 from booking_contracts.catalogue import (
     Actor,
@@ -259,17 +258,9 @@ class MemoryStore(TwinStore[BookingState]):
         room = self._takes(slot, now, 1)
         if room is not None:
             return Place(self._add_places(slot_id, 1), room)
-        known = self.state.rooms.get(slot.room_id)
-        if known is None or not known.room.name:
-            raise domain.SlotUnavailable(f"the room of slot {slot_id} is not known here yet")
-        if not known.room.active:
-            raise domain.SlotUnavailable(f"room {known.room.name!r} takes no bookings (inactive)")
-        if slot.starts_at <= now:
-            raise domain.SlotUnavailable(f"slot {slot_id} has already started")
-        if slot.status != SlotStatus.OPEN:
-            raise domain.SlotUnavailable(f"slot {slot_id} is {slot.status}")
-        known.room.rules.check_booking(starts_at=slot.starts_at, now=now)
-        raise slot_full(slot_id, slot.max_bookings)
+        reason = domain.why_unavailable(slot, await self.get_room(slot.room_id), now)
+        assert reason is not None  # what the twin refuses, the reasons explain
+        raise reason
 
     async def take_places(self, wanted: Mapping[UUID, int], *, now: datetime) -> Taken:
         places: dict[UUID, tuple[Place, int]] = {}
@@ -679,7 +670,7 @@ class MemoryStore(TwinStore[BookingState]):
     ) -> WaitlistEntry:
         if slot.id not in self.state.slots:
             raise ConstraintViolation(
-                f"slot {slot.id} is not known (waitlist_entries_slot_id_fkey)"
+                f"slot {slot.id} is not known (fk_waitlist_entries_slot_id_slots)"
             )
         if await self.live_entry(user_id, slot.id) is not None:
             raise UniqueViolation("uq_waitlist_entries_live_user_slot")

@@ -54,7 +54,6 @@ from booking.domain import (
     Taken,
     WaitlistEntry,
     WaitlistStatus,
-    slot_full,
 )
 from booking.models import (
     booking_quotas,
@@ -513,22 +512,7 @@ class SqlStore(SessionStore):
 
     async def _why_unavailable(self, slot_id: UUID, now: datetime) -> Exception | None:
         slot = await self.get_slot(slot_id)
-        room = await self.get_room(slot.room_id)
-        if room is None or not room.name:
-            return domain.SlotUnavailable(f"the room of slot {slot_id} is not known here yet")
-        if not room.active:
-            return domain.SlotUnavailable(f"room {room.name!r} takes no bookings (inactive)")
-        if slot.starts_at <= now:
-            return domain.SlotUnavailable(f"slot {slot_id} has already started")
-        if slot.status != SlotStatus.OPEN:
-            return domain.SlotUnavailable(f"slot {slot_id} is {slot.status}")
-        try:
-            room.rules.check_booking(starts_at=slot.starts_at, now=now)
-        except domain.RuleBroken as broken:
-            return broken
-        if slot.booked_count >= slot.max_bookings:
-            return slot_full(slot_id, slot.max_bookings)
-        return None
+        return domain.why_unavailable(slot, await self.get_room(slot.room_id), now)
 
     async def take_places(self, wanted: Mapping[UUID, int], *, now: datetime) -> Taken:
         """Take up to ``wanted[slot]`` places of each slot: as many as it has left.
