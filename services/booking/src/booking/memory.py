@@ -64,11 +64,9 @@ from booking_contracts.catalogue import (
 from booking_contracts.money import Money
 from platform_runtime.memorydb import (
     ConstraintViolation,
-    MemoryDatabase,
     TwinStore,
     UniqueViolation,
 )
-from platform_runtime.transport import RecordPublisher
 
 
 @dataclass
@@ -124,11 +122,6 @@ STATUS_CHANGES = {
     (old, new) for moves in domain.TRANSITIONS.values() for old, new in moves.items() if old != new
 }
 """The status changes the database lets through (the trigger of migration 0002)."""
-
-
-def memory_database(publisher: RecordPublisher | None = None) -> MemoryDatabase[BookingState]:
-    """An empty database of the service, publishing its outbox to ``publisher``."""
-    return MemoryDatabase(BookingState(), publisher=publisher)
 
 
 def _placeholder(room_id: UUID, as_of: datetime, version: int) -> RoomRow:

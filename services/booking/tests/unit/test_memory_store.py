@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from booking.memory import MemoryStore, memory_database
+from booking.memory import BookingState, MemoryStore
+from platform_runtime.memorydb import MemoryDatabase
 from platform_runtime.transactions import Stores
 from tests.support.stores.booking import AnyStores, FullContract
 
 
 @pytest.fixture
 def stores() -> AnyStores:
-    return Stores(memory_database(), MemoryStore)
+    return Stores(MemoryDatabase(BookingState()), MemoryStore)
 
 
 class TestMemoryStore(FullContract):

@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from booking import consumers, domain, handlers, models
 from booking.domain import Action, BookingStatus, PaymentStatus
-from booking.memory import BookingState, MemoryStore, memory_database
+from booking.memory import BookingState, MemoryStore
 from booking_contracts import topics
 from booking_contracts.catalogue import (
     BookingQuota,
@@ -40,7 +40,7 @@ from booking_contracts.catalogue import (
 )
 from booking_contracts.envelope import Event
 from booking_contracts.money import Money
-from platform_runtime.memorydb import MemoryTransaction
+from platform_runtime.memorydb import MemoryDatabase, MemoryTransaction
 from platform_runtime.outbox import Outbox
 from platform_runtime.transactions import Stores
 from tests.support.memory_service import MemoryService
@@ -57,7 +57,7 @@ ADMIN = handlers.Caller("admin-1", is_admin=True)
 
 @pytest_asyncio.fixture
 async def service() -> AsyncIterator[Service]:
-    running = MemoryService(memory_database())
+    running = MemoryService(MemoryDatabase(BookingState()))
     clock = lambda: NOW  # noqa: E731
     consumers.register_inventory(
         running.consumer(consumers.INVENTORY_CONSUMER), MemoryStore, OUTBOX, clock

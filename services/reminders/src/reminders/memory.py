@@ -23,8 +23,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from booking_contracts.catalogue import Contact
-from platform_runtime.memorydb import ConstraintViolation, MemoryDatabase, TwinStore
-from platform_runtime.transport import RecordPublisher
+from platform_runtime.memorydb import ConstraintViolation, TwinStore
 from reminders.domain import (
     LIVE,
     BookingFacts,
@@ -129,11 +128,6 @@ class ReminderRow:
 class RemindersState:
     bookings: dict[UUID, BookingState] = field(default_factory=dict)
     reminders: dict[UUID, ReminderRow] = field(default_factory=dict)
-
-
-def memory_database(publisher: RecordPublisher | None = None) -> MemoryDatabase[RemindersState]:
-    """An empty database of the service, publishing its outbox to ``publisher``."""
-    return MemoryDatabase(RemindersState(), publisher=publisher)
 
 
 def _newer(key: tuple[int, datetime], *, version: int, as_of: datetime) -> bool:

@@ -12,12 +12,13 @@ import pytest_asyncio
 
 from booking_contracts import topics
 from booking_contracts.catalogue import ReminderDue
+from platform_runtime.memorydb import MemoryDatabase
 from platform_runtime.timing import RetryPolicy
 from platform_runtime.transactions import Stores
 from reminders import consumers, delivery
 from reminders.dispatcher import Dispatcher
 from reminders.domain import Channel, ImpossibleBooking, Schedule, Status
-from reminders.memory import MemoryStore, memory_database
+from reminders.memory import MemoryStore, RemindersState
 from reminders.senders import SmsConfig, SmtpConfig
 from tests.support import booking_events
 from tests.support.memory_service import MemoryService
@@ -50,7 +51,7 @@ async def sms() -> AsyncIterator[SmsProvider]:
 
 @pytest_asyncio.fixture
 async def service(smtp: SmtpSink, sms: SmsProvider) -> AsyncIterator[Service]:
-    running = MemoryService(memory_database())
+    running = MemoryService(MemoryDatabase(RemindersState()))
     stores = Stores(running.db, MemoryStore)
     consumers.register(
         running.consumer(consumers.CONSUMER, permanent_errors=(ImpossibleBooking,)),

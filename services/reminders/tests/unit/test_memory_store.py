@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from platform_runtime.memorydb import MemoryDatabase
 from platform_runtime.transactions import Stores
-from reminders.memory import MemoryStore, memory_database
+from reminders.memory import MemoryStore, RemindersState
 from tests.support.stores.reminders import AnyStores, StoreContract
 
 
 @pytest.fixture
 def stores() -> AnyStores:
-    db = memory_database()
+    db = MemoryDatabase(RemindersState())
     return Stores(db, MemoryStore)
 
 

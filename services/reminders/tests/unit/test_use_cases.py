@@ -13,10 +13,11 @@ import pytest_asyncio
 
 from booking_contracts import topics
 from booking_contracts.catalogue import BookingConfirmed, WaitlistOfferLapsed
+from platform_runtime.memorydb import MemoryDatabase
 from reminders import consumers, handlers
 from reminders.dispatcher import dispatch
 from reminders.domain import BookingNotFound, Channel, ImpossibleBooking, Schedule, Status
-from reminders.memory import MemoryStore, memory_database
+from reminders.memory import MemoryStore, RemindersState
 from tests.support import booking_events
 from tests.support.memory_service import MemoryService
 
@@ -30,7 +31,7 @@ SCHEDULE = Schedule({**Schedule().offsets, Channel.SMS: 2 * HOUR})
 
 @pytest_asyncio.fixture
 async def service() -> AsyncIterator[Service]:
-    running = MemoryService(memory_database())
+    running = MemoryService(MemoryDatabase(RemindersState()))
     consumers.register(
         running.consumer(consumers.CONSUMER, permanent_errors=(ImpossibleBooking,)),
         MemoryStore,

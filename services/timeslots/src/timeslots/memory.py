@@ -27,9 +27,8 @@ from uuid import UUID, uuid4
 
 from booking_contracts.catalogue import RoomRules, RoomType, SlotStatus
 from booking_contracts.money import Money
-from platform_runtime.memorydb import ConstraintViolation, MemoryDatabase, TwinStore
+from platform_runtime.memorydb import ConstraintViolation, TwinStore
 from platform_runtime.outbox import Outbox
-from platform_runtime.transport import RecordPublisher
 from timeslots import domain
 from timeslots.domain import (
     Available,
@@ -60,11 +59,6 @@ class TimeslotsState:
     schedules: dict[UUID, StoredSchedule] = field(default_factory=dict)
     slots: dict[UUID, Slot] = field(default_factory=dict)
     holds: dict[UUID, HoldRow] = field(default_factory=dict)
-
-
-def memory_database(publisher: RecordPublisher | None = None) -> MemoryDatabase[TimeslotsState]:
-    """An empty database of the service, publishing its outbox to ``publisher``."""
-    return MemoryDatabase(TimeslotsState(), publisher=publisher)
 
 
 class MemoryStore(TwinStore[TimeslotsState]):

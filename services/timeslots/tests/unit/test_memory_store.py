@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from platform_runtime.memorydb import MemoryDatabase
 from platform_runtime.transactions import Stores
 from tests.support.stores.timeslots import AnyStores, StoreContract
-from timeslots.memory import MemoryStore, memory_database
+from timeslots.memory import MemoryStore, TimeslotsState
 
 
 @pytest.fixture
 def stores() -> AnyStores:
-    return Stores(memory_database(), MemoryStore)
+    return Stores(MemoryDatabase(TimeslotsState()), MemoryStore)
 
 
 class TestMemoryStore(StoreContract):

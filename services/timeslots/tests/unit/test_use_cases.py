@@ -24,12 +24,12 @@ from booking_contracts.catalogue import (
     SlotStatus,
 )
 from booking_contracts.money import Money
-from platform_runtime.memorydb import MemoryTransaction
+from platform_runtime.memorydb import MemoryDatabase, MemoryTransaction
 from platform_runtime.outbox import Outbox
 from platform_runtime.transactions import Stores
 from tests.support.memory_service import MemoryService
 from timeslots import consumers, domain, handlers, models, operations
-from timeslots.memory import MemoryStore, TimeslotsState, memory_database
+from timeslots.memory import MemoryStore, TimeslotsState
 
 Service = MemoryService[TimeslotsState]
 OUTBOX = Outbox(models.outbox, source="/timeslots")
@@ -41,7 +41,7 @@ HOUR = timedelta(hours=1)
 
 @pytest_asyncio.fixture
 async def service() -> AsyncIterator[Service]:
-    running = MemoryService(memory_database())
+    running = MemoryService(MemoryDatabase(TimeslotsState()))
     consumers.register(running.consumer(consumers.CONSUMER_NAME), MemoryStore)
     async with running.running(topics.TIMESLOTS_EVENTS):
         yield running
